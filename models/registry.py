@@ -1,0 +1,134 @@
+"""Registry of model families: name -> builder, default hyperparameters and their types."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+
+import keras
+
+from dlpipe.models import timeseries
+from dlpipe.models.hparams import coerce_hparams
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFamily:
+    """One model family.
+
+    Attributes:
+        name: Registry key, e.g. "gru".
+        pipeline: Pipeline the family belongs to, e.g. "timeseries".
+        build: Builder `build(input_shape, **hyperparameters) -> keras.Model`.
+        defaults: The builder's keyword defaults (learning_rate included).
+        param_types: The type of each hyperparameter, taken from its default.
+        description: One line, the builder's docstring summary.
+    """
+
+    name: str
+    pipeline: str
+    build: Callable[..., keras.Model]
+    defaults: dict
+    param_types: dict
+    description: str
+
+
+def _family(name: str, pipeline: str, build: Callable[..., keras.Model]) -> ModelFamily:
+    """Describe `build` from its signature, so defaults cannot drift from the code."""
+    params = [
+        p for p in inspect.signature(build).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    missing = [p.name for p in params if p.default is inspect.Parameter.empty]
+    if missing:
+        raise TypeError(
+            f"Builder of family `{name}` has hyperparameters without defaults: {missing}"
+        )
+    defaults = {p.name: p.default for p in params}
+    return ModelFamily(
+        name=name,
+        pipeline=pipeline,
+        build=build,
+        defaults=defaults,
+        param_types={key: type(value) for key, value in defaults.items()},
+        description=inspect.getdoc(build).splitlines()[0],
+    )
+
+
+TIMESERIES_FAMILIES: dict[str, ModelFamily] = {
+    name: _family(name, "timeseries", getattr(timeseries, f"build_{name}"))
+    for name in (
+        "dense",
+        "gru",
+        "gru_dropout",
+        "stacked_gru",
+        "reversed_gru",
+        "bidirectional_gru",
+        "conv1d",
+        "conv_gru",
+        "lstm",
+    )
+}
+
+_PIPELINES: dict[str, dict[str, ModelFamily]] = {"timeseries": TIMESERIES_FAMILIES}
+
+
+def get_family(name: str, pipeline: str = "timeseries") -> ModelFamily:
+    """Return the registered family `name` of `pipeline`.
+
+    Raises:
+        ValueError: If the pipeline or the family is unknown (the message lists the
+            known ones).
+    """
+    if pipeline not in _PIPELINES:
+        raise ValueError(
+            f"`pipeline` must be one of {sorted(_PIPELINES)}. Received: pipeline={pipeline!r}"
+        )
+    families = _PIPELINES[pipeline]
+    if name not in families:
+        raise ValueError(
+            f"`name` must be a {pipeline} model family, one of {sorted(families)}. "
+            f"Received: name={name!r}"
+        )
+    return families[name]
+
+
+def resolved_hparams(
+    name: str, hp: Mapping[str, object] | None = None, pipeline: str = "timeseries"
+) -> dict:
+    """Return the family defaults overridden by `hp`, coerced to plain Python types.
+
+    This is the full set of keyword arguments the builder receives; reports store it.
+
+    Raises:
+        ValueError: If the family is unknown, `hp` has an unknown key, or a value does
+            not convert to its type (see `coerce_hparams`, case C09).
+    """
+    family = get_family(name, pipeline)
+    return {**family.defaults, **coerce_hparams(hp or {}, family.param_types, family=name)}
+
+
+def build_model(
+    name: str,
+    input_shape: tuple[int, int],
+    hp: Mapping[str, object] | None = None,
+    pipeline: str = "timeseries",
+) -> keras.Model:
+    """Build and compile family `name` with its defaults overridden by `hp`.
+
+    Args:
+        name: Family name, e.g. "gru" (see `TIMESERIES_FAMILIES`).
+        input_shape: `(timesteps, features)` of one window.
+        hp: Hyperparameter overrides, e.g. a Hyperopt sample; values are coerced
+            with `coerce_hparams` (case C09).
+        pipeline: Pipeline whose registry to use.
+
+    Returns:
+        The compiled Functional `keras.Model`.
+
+    Raises:
+        ValueError: As `resolved_hparams`, or from the builder (bad `input_shape`,
+            too few timesteps for a convolutional family).
+    """
+    family = get_family(name, pipeline)
+    return family.build(input_shape, **resolved_hparams(name, hp, pipeline))

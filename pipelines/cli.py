@@ -1,0 +1,111 @@
+"""The ``dlpipe`` command: ``run``, ``demo``, ``report``.
+
+Examples::
+
+    dlpipe demo                      # weather study on the embedded real TMY3 data
+    dlpipe run configs/jena.yaml     # any study file
+    dlpipe run study.yaml --smoke-test
+    dlpipe report runs/weather-demo  # the runs table of a finished study
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+DEMO_CONFIG = "demo_weather.yaml"
+
+
+def demo_config_path() -> Path:
+    """Path of the packaged demo study (``configs/demo_weather.yaml``)."""
+    return Path(str(resources.files("dlpipe.configs") / DEMO_CONFIG))
+
+
+def run_command(config: str | Path, *, smoke: bool = False, address: str | None = None,
+                output_dir: str | None = None, num_cpus: int | None = None) -> int:
+    """Validate a study file, run it on Ray, print the summary and where things are."""
+    from dlpipe.pipelines.config import ConfigError, load_study, smoke_test
+    from dlpipe.pipelines.runtime import init_ray
+    from dlpipe.pipelines.weather import run_study
+
+    try:
+        cfg = load_study(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if smoke:
+        cfg = smoke_test(cfg)
+    if output_dir:
+        cfg = replace(cfg, output_dir=output_dir)
+    init_ray(address, num_cpus=num_cpus)
+    try:
+        run_dir = run_study(cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_report(run_dir)
+    print(f"\nreports: {run_dir / 'reports'}  (Parquet datasets: runs, history, predictions, "
+          f"datasets)\nplots:   {run_dir / 'plots'}\nsummary: dlpipe report {run_dir}")
+    return 0
+
+
+def print_report(run_dir: str | Path) -> None:
+    """Print the runs table of ``run_dir`` sorted by validation MAE, vs the baseline."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dlpipe.pipelines.report import runs_summary
+
+    summary, title = runs_summary(run_dir)
+    table = Table(title=title)
+    for col in summary.columns:
+        table.add_column(col, justify="left" if summary[col].dtype == object else "right")
+    for row in summary.itertuples(index=False):
+        table.add_row(*["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+                        for v in row])
+    Console(width=160).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dlpipe`` console script."""
+    parser = argparse.ArgumentParser(
+        prog="dlpipe",
+        description="Deep Learning with Python studies as Ray pipelines: prepare data, "
+                    "train many tf.keras models in parallel, write Parquet reports and plots.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_run = sub.add_parser("run", help="run a study file", description="Run a study YAML file.")
+    p_run.add_argument("study", help="study YAML file (see configs/)")
+    p_demo = sub.add_parser("demo", help="run the demo weather study on embedded real data",
+                            description="Weather forecasting (book ch. 6.3) on the TMY3 "
+                                        "station file that pvlib ships (Greensboro, NC).")
+    for p in (p_run, p_demo):
+        p.add_argument("--smoke-test", action="store_true",
+                       help="2 epochs of 3 batches, 3 batches per evaluated split")
+        p.add_argument("--address", default=None,
+                       help="Ray address of a running cluster (default: RAY_ADDRESS, else "
+                            "a local Ray)")
+        p.add_argument("--output-dir", default=None, help="where run directories go")
+        p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
+    p_rep = sub.add_parser("report", help="print the runs table of a run directory",
+                           description="Print the runs table of a finished study.")
+    p_rep.add_argument("run_dir", help="run directory (e.g. runs/weather-demo)")
+
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        if not (Path(args.run_dir) / "reports" / "runs").is_dir():
+            print(f"error: no runs report in {args.run_dir} (expected "
+                  f"{Path(args.run_dir) / 'reports' / 'runs'})", file=sys.stderr)
+            return 2
+        print_report(args.run_dir)
+        return 0
+    config = demo_config_path() if args.command == "demo" else args.study
+    return run_command(config, smoke=args.smoke_test, address=args.address,
+                       output_dir=args.output_dir, num_cpus=args.num_cpus)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Study files: YAML validated into typed, frozen config objects.
+
+A study file maps onto :class:`StudyConfig`; every section is a dataclass of the task
+that uses it (:class:`~dlpipe.tasks.weather_data.DataSpec`,
+:class:`~dlpipe.tasks.weather_data.SplitSpec`, :class:`~dlpipe.tasks.windows.WindowSpec`,
+:class:`~dlpipe.tasks.train.TrainingSpec`). Validation is strict: an unknown key, a
+wrong type, a bad value or a missing data file is a :class:`ConfigError` whose message
+names the file and the dotted field (``demo.yaml: `windows.lookback` must be an
+integer. Received: '10 days'``).
+
+Relative data paths are resolved against the study file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from dlpipe.tasks.train import EarlyStoppingSpec, ReduceLROnPlateauSpec, TrainingSpec
+from dlpipe.tasks.weather_data import DataSpec, SplitSpec, resolve_path
+from dlpipe.tasks.windows import WindowSpec
+
+SMOKE_EPOCHS = 2
+SMOKE_BATCHES = 3
+
+
+class ConfigError(ValueError):
+    """A study file is invalid; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class ResourcesSpec:
+    """Ray resources of each training task (``num_gpus`` may be fractional)."""
+
+    num_cpus: float = 1
+    num_gpus: float = 0
+    max_retries: int = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to train: a registry family, hyperparameters over its defaults, and
+    optionally its own window ``step`` (the book's convnet+GRU runs at half the step)."""
+
+    family: str
+    hp: dict = field(default_factory=dict)
+    step: int | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A whole study (see ``configs/*.yaml``)."""
+
+    study: str
+    data: DataSpec
+    split: SplitSpec
+    windows: WindowSpec
+    models: tuple[ModelSpec, ...]
+    pipeline: str = "timeseries"
+    seed: int = 42
+    output_dir: str = "runs"
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    source_file: str = ""
+
+    def model_windows(self, model: ModelSpec) -> WindowSpec:
+        """The window geometry of one model (its own ``step`` if it has one)."""
+        return self.windows if model.step is None else replace(self.windows, step=model.step)
+
+    @property
+    def run_dir(self) -> Path:
+        """``<output_dir>/<study>``: reports, plots and cached artifacts of the study."""
+        return Path(self.output_dir) / self.study
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean",
+               dict: "a mapping"}
+
+
+def _convert(tp, value, where: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"`{where}` must be a list. Received: {value!r}")
+        (item,) = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"`{where}` must be a mapping. Received: {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in _TYPE_NAMES:
+        if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+            return value
+        raise ConfigError(f"`{where}` must be {_TYPE_NAMES[tp]}. Received: {value!r}")
+    raise TypeError(f"unsupported config type {tp!r} at {where}")
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"`{where or 'study'}` must be a mapping. Received: {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{where}." if where else ""
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key `{prefix}{unknown[0]}` (known keys: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], f"{prefix}{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key `{prefix}{name}`")
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"`{where or 'study'}`: {exc}") from exc
+
+
+def parse_study(raw: dict, *, source: str = "<study>", base_dir: Path | None = None) -> StudyConfig:
+    """Validate a study mapping (parsed YAML) into a :class:`StudyConfig`.
+
+    Args:
+        raw: the mapping.
+        source: file name used in error messages.
+        base_dir: folder that relative ``data.path`` values are resolved against.
+
+    Raises:
+        ConfigError: unknown key, wrong type, bad value, unknown model family or
+            hyperparameter, or missing data file; the message names ``source`` and the
+            dotted field.
+    """
+    try:
+        cfg = _build(StudyConfig, raw, "")
+        if cfg.pipeline != "timeseries":
+            raise ConfigError(f"`pipeline` must be 'timeseries'. Received: {cfg.pipeline!r}")
+        if not cfg.models:
+            raise ConfigError("`models` must list at least one model")
+        data = cfg.data
+        if base_dir is not None and not data.path.startswith("pvlib:") \
+                and not Path(data.path).expanduser().is_absolute():
+            data = replace(data, path=str((base_dir / data.path).resolve()))
+        try:
+            resolve_path(data.path)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"`data.path`: {exc}") from exc
+        _check_models(cfg)
+        return replace(cfg, data=data, source_file=source)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _check_models(cfg: StudyConfig) -> None:
+    from dlpipe.tasks.tf_setup import quiet_native_stderr
+
+    with quiet_native_stderr():  # the registry imports Keras; no TF op runs here (C13)
+        from dlpipe.models.registry import TIMESERIES_FAMILIES, resolved_hparams
+
+    for i, model in enumerate(cfg.models):
+        if model.family not in TIMESERIES_FAMILIES:
+            raise ConfigError(
+                f"`models[{i}].family` must be one of {', '.join(TIMESERIES_FAMILIES)}. "
+                f"Received: {model.family!r}")
+        try:
+            resolved_hparams(model.family, model.hp)
+            cfg.model_windows(model)
+        except ValueError as exc:
+            raise ConfigError(f"`models[{i}]`: {exc}") from None
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study YAML file.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or fails validation.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"study file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return parse_study(raw, source=str(p), base_dir=p.parent)
+
+
+def smoke_test(cfg: StudyConfig) -> StudyConfig:
+    """The same study in smoke mode: at most 2 epochs of at most 3 batches, and every
+    evaluated split capped at 3 batches, written under ``<study>-smoke``."""
+    training = replace(cfg.training, epochs=min(cfg.training.epochs, SMOKE_EPOCHS),
+                       max_batches_per_epoch=SMOKE_BATCHES)
+    return replace(cfg, training=training, study=f"{cfg.study}-smoke")
+
+
+__all__ = ["ConfigError", "ModelSpec", "ResourcesSpec", "StudyConfig", "load_study",
+           "parse_study", "smoke_test", "EarlyStoppingSpec", "ReduceLROnPlateauSpec"]

@@ -1,0 +1,251 @@
+"""Weather forecasting study (book ch. 6.3-6.4) as a Ray pipeline.
+
+DAG: prepare (Ray task: load, clean, split, normalize; array to the object store once)
+-> common-sense baseline -> one Ray training task per configured model, in parallel
+-> Parquet reports (``runs``, ``history``, ``predictions``, ``datasets``) and plots.
+
+Every run has a key (``run_id``) derived from the dataset key, the model, its
+hyperparameters, windows, training settings and seed. Each finished run is written at
+once as its own part files, so a crash loses nothing already finished, and a rerun of
+the same study skips every run that already finished with status ``ok``.
+
+Runs as a script for ``ray submit``::
+
+    python pipelines/weather.py --config configs/jena.yaml [--smoke-test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dlpipe.pipelines.config import StudyConfig, load_study, smoke_test
+from dlpipe.tasks import reports
+from dlpipe.tasks.train import failed_run, split_batches
+from dlpipe.tasks.weather_data import baseline_mae
+from dlpipe.tasks.windows import window_rows
+
+PIPELINE = "timeseries"
+
+
+def run_key(dataset_key: str, cfg: StudyConfig, model_index: int) -> str:
+    """Key of one training run: dataset key + model family, hp, windows, training, seed."""
+    model = cfg.models[model_index]
+    payload = {
+        "dataset": dataset_key,
+        "family": model.family,
+        "hp": model.hp,
+        "windows": asdict(cfg.model_windows(model)),
+        "training": asdict(cfg.training),
+        "seed": cfg.seed if model.seed is None else model.seed,
+    }
+    digest = hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]
+    return f"{model.family}-{digest}"
+
+
+def _finished_ok(run_dir: Path, run_id: str) -> bool:
+    if not reports.part_exists(run_dir, "runs", run_id):
+        return False
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(run_dir / "reports" / "runs" / f"part-{run_id}.parquet",
+                          columns=["status"])
+    return table.column("status").to_pylist() == ["ok"]
+
+
+def _write_result(run_dir: Path, cfg: StudyConfig, meta: dict, result: dict) -> dict:
+    run = dict(result["run"], pipeline=PIPELINE, study=cfg.study, dataset_key=meta["key"],
+               finished_at=datetime.now(timezone.utc))
+    run_id = run["run_id"]
+    # history/predictions first: a runs row only exists once its details are on disk
+    reports.write_part(run_dir, "history", run_id, result["history"])
+    reports.write_part(run_dir, "predictions", run_id, result["predictions"])
+    reports.write_part(run_dir, "runs", run_id, [run])
+    return run
+
+
+def _baseline(run_dir: Path, cfg: StudyConfig, data, meta: dict) -> dict:
+    """The common-sense baseline as a row of ``runs`` (family ``baseline``)."""
+    std = meta["std"][meta["target_column"]]
+    cap = cfg.training.max_batches_per_epoch
+    scores = {}
+    for split in ("validation", "test"):
+        batches = split_batches(data, meta, cfg.windows, split, max_batches=cap)
+        scores[split] = baseline_mae(data, batches.rows, cfg.windows, meta["target_column"])
+    run = {
+        "run_id": f"baseline-{meta['key']}-{cfg.windows.delay}-{cap}",
+        "family": "baseline",
+        "hyperparameters": {"rule": "last observed target value"},
+        "seed": cfg.seed, "lookback": cfg.windows.lookback, "step": cfg.windows.step,
+        "delay": cfg.windows.delay, "epochs_run": 0, "params": 0,
+        "val_mae": scores["validation"], "test_mae": scores["test"],
+        "val_mae_units": scores["validation"] * std, "test_mae_units": scores["test"] * std,
+        "wall_time_s": 0.0, "resources": {}, "devices": "", "status": "ok",
+    }
+    return _write_result(run_dir, cfg, meta, {"run": run, "history": [], "predictions": []})
+
+
+def _check_windows(cfg: StudyConfig, meta: dict) -> None:
+    """Every model's windows fit in every split, before any training (case C08)."""
+    for model in cfg.models:
+        for split, (start, stop) in meta["splits"].items():
+            window_rows(cfg.model_windows(model), start, stop, split=split)
+
+
+def run_study(cfg: StudyConfig, *, progress: bool = True) -> Path:
+    """Run a weather study end to end on the connected Ray (call ``init_ray`` first).
+
+    Returns:
+        The run directory (``reports/``, ``plots/``, ``artifacts/``, ``study.json``).
+
+    Raises:
+        FileNotFoundError, DataFormatError, SplitTooShortError, ValueError: bad data or
+        settings, raised before any model is trained.
+    """
+    import ray
+
+    from dlpipe.tasks.remote import prepare_weather_task, train_model_task
+
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    reports.atomic_write_bytes(run_dir / "study.json",
+                               json.dumps(asdict(cfg), indent=1, default=str).encode())
+    data_ref, meta_ref = prepare_weather_task.remote(
+        cfg.data, cfg.split, cfg.windows, str(run_dir / "artifacts"))
+    meta = ray.get(meta_ref)
+    _check_windows(cfg, meta)
+    reports.write_part(run_dir, "datasets", meta["key"], [{
+        "dataset_key": meta["key"], "source": meta["source"], "rows": meta["rows"],
+        "columns": meta["columns"], "target": meta["target"], "splits": meta["splits"],
+        "sentinel_counts": meta["sentinel_counts"], "quality": meta["quality"]}])
+    _print_dataset(meta)
+    baseline = _baseline(run_dir, cfg, ray.get(data_ref), meta)
+
+    res = cfg.resources
+    pending, skipped = {}, 0
+    for i, model in enumerate(cfg.models):
+        run_id = run_key(meta["key"], cfg, i)
+        if _finished_ok(run_dir, run_id):
+            skipped += 1
+            continue
+        seed = cfg.seed if model.seed is None else model.seed
+        windows = cfg.model_windows(model)
+        ref = train_model_task.options(
+            num_cpus=res.num_cpus, num_gpus=res.num_gpus, max_retries=res.max_retries,
+        ).remote(data=data_ref, meta=meta, family=model.family, hp=model.hp,
+                 windows=windows, training=cfg.training, seed=seed, run_id=run_id,
+                 num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        pending[ref] = (run_id, model, seed, windows)
+    if skipped:
+        print(f"resuming: {skipped} finished run(s) found in {run_dir}, not trained again")
+    _collect(run_dir, cfg, meta, pending, baseline, progress)
+    write_plots(run_dir)
+    return run_dir
+
+
+def _collect(run_dir, cfg, meta, pending: dict, baseline: dict, progress: bool) -> None:
+    """Wait for training tasks, writing each result as it arrives, with live progress."""
+    import ray
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    units = _units(meta["target"])
+    done = failed = 0
+    best = float("inf")
+    with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/"
+                  "{task.total}"), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  disable=not progress) as bar:
+        task = bar.add_task("", total=len(pending))
+        waiting = list(pending)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1, timeout=1.0)
+            for ref in ready:
+                run_id, model, seed, windows = pending[ref]
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:  # a run that raised is reported, others go on
+                    cause = getattr(exc, "cause", None) or exc
+                    result = failed_run(run_id, model.family, model.hp, seed, windows, cause,
+                                        asdict(cfg.resources))
+                run = _write_result(run_dir, cfg, meta, result)
+                done += 1
+                if run["status"] == "ok":
+                    best = min(best, run["val_mae_units"])
+                else:
+                    failed += 1
+                    print(f"run {run_id} failed: {str(run['error']).splitlines()[-1]}",
+                          file=sys.stderr)
+            bar.update(task, completed=done, description=(
+                f"running {len(waiting)}, failed {failed}, best val MAE "
+                f"{best:.3f} {units} (baseline {baseline['val_mae_units']:.3f})"))
+
+
+def _units(column: str) -> str:
+    return column[column.find("(") + 1: column.rfind(")")] if "(" in column else ""
+
+
+def _print_dataset(meta: dict) -> None:
+    q = meta["quality"]
+    bad = {k: v for k, v in meta["sentinel_counts"].items() if v}
+    splits = ", ".join(f"{k} {b - a}" for k, (a, b) in meta["splits"].items())
+    print(f"dataset {meta['key']}: {meta['rows']} rows x {len(meta['columns'])} columns from "
+          f"{meta['source']}; splits (rows): {splits}")
+    print(f"  timestamps: {q.get('duplicate_timestamps', 0)} duplicate, "
+          f"{q.get('missing_timestamps', 0)} missing; sentinels/missing values replaced: "
+          f"{bad or 'none'}")
+    if "tmy_stitches" in q:
+        print(f"  TMY3: {q['time_axis']}; {q['tmy_stitches']} month stitches between source "
+              f"years {q['tmy_source_years']}")
+
+
+def write_plots(run_dir: str | Path) -> list[Path]:
+    """Loss curves per model and the validation-MAE bar chart, from the reports."""
+    from dlpipe.tasks.plots import plot_loss_curves, plot_val_mae
+
+    run_dir = Path(run_dir)
+    runs = reports.read_table(run_dir, "runs")
+    history = reports.read_table(run_dir, "history")
+    if runs.empty:
+        return []
+    ok = runs[(runs["status"] == "ok")]
+    models = ok[ok["family"] != "baseline"]
+    labels = {r.run_id: f"{r.family} (val MAE {r.val_mae_units:.3f})"
+              for r in models.itertuples()}
+    paths = []
+    if len(history):
+        paths.append(plot_loss_curves(history, labels, run_dir / "plots" / "loss_curves.png"))
+    base = ok[ok["family"] == "baseline"]
+    if len(base) and len(models):
+        datasets = reports.read_table(run_dir, "datasets")
+        units = _units(datasets["target"].iloc[-1]) if len(datasets) else ""
+        paths.append(plot_val_mae([f"{r.family} [{r.run_id[-6:]}]" for r in models.itertuples()],
+                                  models["val_mae_units"].tolist(),
+                                  float(base["val_mae_units"].iloc[-1]),
+                                  run_dir / "plots" / "val_mae.png", units=units))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Script entry point (``ray submit cluster.yaml pipelines/weather.py -- --config X``)."""
+    parser = argparse.ArgumentParser(
+        prog="weather.py", description="Run a weather forecasting study (book ch. 6.3).")
+    parser.add_argument("--config", required=True, help="study YAML file")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="2 epochs of 3 batches, 3 batches per evaluated split")
+    parser.add_argument("--address", default=None,
+                        help="Ray address (default: RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--output-dir", default=None, help="override output_dir")
+    args = parser.parse_args(argv)
+    from dlpipe.pipelines.cli import run_command
+
+    return run_command(args.config, smoke=args.smoke_test, address=args.address,
+                       output_dir=args.output_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Plots of a study (PNG, matplotlib's Agg backend, no screen needed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def smooth_curve(values, factor: float = 0.8) -> np.ndarray:
+    """Exponential moving average of a noisy curve (book listing 5.22).
+
+    ``s[0] = v[0]``; ``s[i] = factor * s[i-1] + (1 - factor) * v[i]``. NaN values are
+    carried over without updating the average.
+
+    Args:
+        values: 1-D sequence of floats (e.g. a loss per epoch).
+        factor: smoothing factor in [0, 1); 0 returns the values unchanged.
+
+    Returns:
+        float64 array of the same length.
+    """
+    if not 0 <= factor < 1:
+        raise ValueError(f"`factor` must be in [0, 1). Received: factor={factor}")
+    out = np.asarray(values, dtype=np.float64).copy()
+    for i in range(1, len(out)):
+        if math.isfinite(out[i - 1]) and math.isfinite(out[i]):
+            out[i] = factor * out[i - 1] + (1 - factor) * out[i]
+        elif not math.isfinite(out[i]):
+            out[i] = out[i - 1]
+    return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
+                     factor: float = 0.8) -> Path:
+    """Training and validation loss per epoch, one panel per run, raw and smoothed.
+
+    Args:
+        history: DataFrame of the ``history`` table (run_id, epoch, loss, val_loss).
+        labels: run_id -> panel title.
+        path: PNG file to write.
+        factor: EMA factor for the smoothed lines (book ch. 5.3: 0.8).
+    """
+    plt = _pyplot()
+    runs = [r for r in labels if r in set(history["run_id"])]
+    n = max(1, len(runs))
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+    for ax, run_id in zip(axes.flat, runs):
+        h = history[history["run_id"] == run_id].sort_values("epoch")
+        for col, color in (("loss", "tab:blue"), ("val_loss", "tab:orange")):
+            ax.plot(h["epoch"], h[col], color=color, alpha=0.3, marker=".")
+            ax.plot(h["epoch"], smooth_curve(h[col].to_numpy(), factor), color=color,
+                    label=f"{col} (smoothed)")
+        ax.set_title(labels[run_id], fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("MAE (normalized)")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(runs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: str | Path,
+                 *, units: str = "") -> Path:
+    """Horizontal bars of validation MAE per model with the baseline as a dashed line.
+
+    Args:
+        labels, values: model labels and their validation MAE (target units).
+        baseline: the common-sense baseline's validation MAE (same units).
+        path: PNG file to write.
+        units: unit label of the axis (e.g. ``degC``).
+    """
+    plt = _pyplot()
+    order = np.argsort(values)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(values) + 1.5))
+    colors = ["tab:green" if values[i] < baseline else "tab:gray" for i in order]
+    ax.barh([labels[i] for i in order], [values[i] for i in order], color=colors)
+    ax.axvline(baseline, color="tab:red", linestyle="--",
+               label=f"common-sense baseline {baseline:.3f}")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"validation MAE ({units})" if units else "validation MAE")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

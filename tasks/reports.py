@@ -1,0 +1,176 @@
+"""Parquet reports (DESIGN.md "Reports"): fixed schemas, atomic part files, read-back.
+
+Each table is a Parquet *dataset*: a folder ``<run_dir>/reports/<table>/`` of part
+files that pandas, pyarrow and DuckDB read together. A part is written to a temporary
+name and renamed into place, so a crash never leaves a torn file; runs append new parts
+and never rewrite old ones.
+
+Types (shared case C15): every table has one fixed pyarrow schema; hyperparameters are a
+JSON string with sorted keys (so ``64`` stays an int and ``"auto"`` a string after a
+round trip); metrics are float64 with NaN for failed runs; numpy scalars become Python
+scalars before they are written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "runs": pa.schema([
+        ("run_id", pa.string()),
+        ("pipeline", pa.string()),
+        ("study", pa.string()),
+        ("dataset_key", pa.string()),
+        ("family", pa.string()),
+        ("hyperparameters", pa.string()),  # JSON, sorted keys
+        ("seed", pa.int64()),
+        ("lookback", pa.int64()),
+        ("step", pa.int64()),
+        ("delay", pa.int64()),
+        ("epochs_run", pa.int64()),
+        ("best_epoch", pa.int64()),
+        ("params", pa.int64()),
+        ("val_mae", pa.float64()),        # normalized units
+        ("test_mae", pa.float64()),
+        ("val_mae_units", pa.float64()),  # target's own units (degC)
+        ("test_mae_units", pa.float64()),
+        ("wall_time_s", pa.float64()),
+        ("node", pa.string()),
+        ("resources", pa.string()),       # JSON
+        ("devices", pa.string()),
+        ("status", pa.string()),          # ok | failed
+        ("error", pa.string()),
+        ("finished_at", pa.timestamp("ms", tz="UTC")),
+    ]),
+    "history": pa.schema([
+        ("run_id", pa.string()),
+        ("epoch", pa.int64()),
+        ("loss", pa.float64()),
+        ("val_loss", pa.float64()),
+        ("lr", pa.float64()),
+        ("seconds", pa.float64()),
+    ]),
+    "predictions": pa.schema([
+        ("run_id", pa.string()),
+        ("split", pa.string()),
+        ("sample_index", pa.int64()),     # row of the target in the dataset array
+        ("prediction", pa.float64()),     # target units
+        ("target", pa.float64()),
+    ]),
+    "datasets": pa.schema([
+        ("dataset_key", pa.string()),
+        ("source", pa.string()),
+        ("rows", pa.int64()),
+        ("columns", pa.string()),         # JSON list
+        ("target", pa.string()),
+        ("splits", pa.string()),          # JSON {split: [start, stop]}
+        ("sentinel_counts", pa.string()), # JSON {column: count}
+        ("quality", pa.string()),         # JSON
+    ]),
+}
+
+
+def to_python(value):
+    """Numpy scalars/arrays to Python scalars/lists (recursively), for JSON and Arrow."""
+    if isinstance(value, dict):
+        return {str(k): to_python(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_python(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_python(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def dumps(value) -> str:
+    """Canonical JSON for report columns: sorted keys, Python scalars, NaN allowed."""
+    return json.dumps(to_python(value), sort_keys=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _coerce(field: pa.Field, value):
+    value = to_python(value)
+    if value is None:
+        return float("nan") if pa.types.is_floating(field.type) else None
+    if pa.types.is_floating(field.type):
+        return float(value)
+    if pa.types.is_integer(field.type):
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"column `{field.name}` must be an integer. Received: {value}")
+        return int(value)
+    if pa.types.is_string(field.type) and not isinstance(value, str):
+        return dumps(value)
+    return value
+
+
+def make_table(table: str, rows: list[dict]) -> pa.Table:
+    """Rows (dicts) to a pyarrow Table with the table's fixed schema.
+
+    Missing keys become null (NaN for float columns); unknown keys raise ValueError.
+    """
+    schema = SCHEMAS[table]
+    names = set(schema.names)
+    for row in rows:
+        extra = set(row) - names
+        if extra:
+            raise ValueError(f"unknown column(s) {sorted(extra)} for table `{table}`")
+    columns = {f.name: [_coerce(f, r.get(f.name)) for r in rows] for f in schema}
+    return pa.table(columns, schema=schema)
+
+
+def write_part(run_dir: str | os.PathLike, table: str, part: str, rows: list[dict]) -> Path:
+    """Write ``rows`` as part file ``<run_dir>/reports/<table>/part-<part>.parquet``.
+
+    Atomic (temporary name, then rename). Returns the path.
+    """
+    tbl = make_table(table, rows)
+    path = Path(run_dir) / "reports" / table / f"part-{part}.parquet"
+    sink = pa.BufferOutputStream()
+    pq.write_table(tbl, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    return path
+
+
+def part_exists(run_dir: str | os.PathLike, table: str, part: str) -> bool:
+    """Whether ``part-<part>.parquet`` of ``table`` is already written (resume)."""
+    return (Path(run_dir) / "reports" / table / f"part-{part}.parquet").is_file()
+
+
+def read_table(run_dir: str | os.PathLike, table: str):
+    """All part files of ``table`` as one pandas DataFrame (empty with the schema's
+    columns when none is written yet)."""
+    folder = Path(run_dir) / "reports" / table
+    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+    if not files:
+        return SCHEMAS[table].empty_table().to_pandas()
+    return pa.concat_tables([pq.read_table(f, schema=SCHEMAS[table]) for f in files]).to_pandas()
+
+
+def is_finite(x) -> bool:
+    """True for a real, finite number."""
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False

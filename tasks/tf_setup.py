@@ -1,0 +1,76 @@
+"""TensorFlow set-up of a worker process, before its first op (shared case C13)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+class DeviceError(RuntimeError):
+    """A task asked for a GPU but TensorFlow sees none (shared case C13)."""
+
+
+def setup_tensorflow(num_cpus: float = 1, num_gpus: float = 0) -> list[str]:
+    """Fix this process's TensorFlow devices and threads before its first op (C13).
+
+    * ``num_gpus == 0``: GPUs are hidden (``CUDA_VISIBLE_DEVICES=""``) before TF loads;
+      Ray 2.60 no longer hides them from tasks that requested none.
+    * ``num_gpus > 0``: memory growth on every visible GPU (TF otherwise grabs all
+      memory, and two half-GPU trials on one card would starve each other); if no GPU
+      is visible, :class:`DeviceError`.
+    * intra-op threads = ``max(1, int(num_cpus))``, inter-op threads = 1 (two workers
+      that each start one thread per core reached only 1.28x on 2 cores, DESIGN.md).
+
+    Returns:
+        The logical devices TF will use, e.g. ``["CPU:0"]`` or ``["CPU:0", "GPU:0"]``.
+
+    Raises:
+        DeviceError: ``num_gpus > 0`` and no GPU is visible.
+    """
+    threads = max(1, int(num_cpus))
+    if "tensorflow" not in sys.modules:
+        if not num_gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    with quiet_native_stderr():  # TF >= 2.16 logs C++ banners before absl is set up
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        if not num_gpus and gpus:
+            tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:
+        pass  # TF already initialized in this process (in-process tests): settings stay
+    if num_gpus and not gpus:
+        raise DeviceError(
+            f"task asked for num_gpus={num_gpus} but TensorFlow sees no GPU "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+            "run it on a GPU node or set resources.num_gpus: 0"
+        )
+    return [d.name.replace("/device:", "") for d in tf.config.list_logical_devices()]
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Send file descriptor 2 to /dev/null for the block (native-code log chatter only;
+    Python exceptions still propagate). No-op when ``DLPIPE_TF_LOGS=1``."""
+    if os.environ.get("DLPIPE_TF_LOGS") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
