@@ -1,0 +1,77 @@
+"""Study files: strict validation with errors that name the file and the field."""
+
+import textwrap
+
+import pytest
+
+from dlpipe.pipelines.cli import demo_config_path
+from dlpipe.pipelines.config import ConfigError, load_study, smoke_test
+
+BASE = """
+study: s1
+data: {format: jena, path: DATA}
+split: {train_fraction: 0.5, validation_fraction: 0.25}
+windows: {lookback: 60, step: 6, delay: 12, batch_size: 32}
+models:
+  - {family: gru, hp: {units: 16}}
+  - {family: conv_gru, step: 3}
+"""
+
+
+def write(tmp_path, text, data="jena.csv"):
+    path = tmp_path / "study.yaml"
+    path.write_text(textwrap.dedent(text).replace("DATA", data))
+    return path
+
+
+def test_valid_study_loads_typed(tmp_path, jena_csv):
+    cfg = load_study(write(tmp_path, BASE, jena_csv.name))
+    assert cfg.windows.lookback == 60 and cfg.split.train_fraction == 0.5
+    assert cfg.models[0].hp == {"units": 16} and cfg.training.epochs == 20
+    assert cfg.model_windows(cfg.models[1]).step == 3  # own step, rest inherited
+    assert cfg.model_windows(cfg.models[1]).lookback == 60
+    assert cfg.data.path == str(jena_csv.resolve())  # relative to the study file
+    smoke = smoke_test(cfg)
+    assert smoke.training.epochs == 2 and smoke.training.max_batches_per_epoch == 3
+    assert smoke.study == "s1-smoke"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("windows: {lookback: 60,", "windows: {lookbak: 60,"),
+     r"study.yaml: unknown key `windows.lookbak` \(known keys: lookback"),
+    (("lookback: 60", "lookback: '10 days'"),
+     r"`windows.lookback` must be an integer. Received: '10 days'"),
+    (("step: 6, delay", "step: 7, delay"), r"`windows`: `lookback` must be a multiple of `step`"),
+    (("units: 16", "units: 16.5"), r"`models\[0\]`: .*`units`.*16.5"),
+    (("family: gru,", "family: transformer,"), r"`models\[0\].family` must be one of dense"),
+    (("study: s1\n", ""), r"missing required key `study`"),
+    (("{format: jena, path:", "{format: jena, paht:"), r"unknown key `data.paht`"),
+    (("validation_fraction: 0.25", "validation_fraction: true"),
+     r"`split.validation_fraction` must be a number"),
+])
+def test_bad_study_names_the_field(tmp_path, jena_csv, edit, message):
+    text = textwrap.dedent(BASE)
+    assert edit[0] in text
+    path = write(tmp_path, text.replace(*edit), jena_csv.name)
+    with pytest.raises(ConfigError, match=message):
+        load_study(path)
+
+
+def test_missing_data_file_names_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"`data.path`: data file not found: .*nowhere.csv"):
+        load_study(write(tmp_path, BASE, "nowhere.csv"))
+
+
+def test_missing_study_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="study file not found"):
+        load_study(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_study(bad)
+
+
+def test_packaged_configs_are_valid():
+    cfg = load_study(demo_config_path())
+    assert cfg.data.format == "tmy3" and len(cfg.models) >= 6
+    assert len({m.family for m in cfg.models}) >= 6
