@@ -75,3 +75,17 @@ def test_packaged_configs_are_valid():
     cfg = load_study(demo_config_path())
     assert cfg.data.format == "tmy3" and len(cfg.models) >= 6
     assert len({m.family for m in cfg.models}) >= 6
+
+
+def test_packaged_jena_config_is_valid(tmp_path, jena_csv):
+    import yaml
+
+    from dlpipe.pipelines.cli import demo_config_path
+    from dlpipe.pipelines.config import parse_study
+
+    raw = yaml.safe_load((demo_config_path().parent / "jena.yaml").read_text())
+    raw["data"]["path"] = str(jena_csv)  # the real file is not shipped
+    cfg = parse_study(raw, source="jena.yaml")
+    assert (cfg.windows.lookback, cfg.windows.step, cfg.windows.delay) == (1440, 6, 144)
+    assert cfg.split.bounds(420_551)["train"] == (0, 200_000)
+    assert cfg.model_windows(cfg.models[7]).step == 3  # convnet + GRU
