@@ -390,6 +390,23 @@ def test_cross_fit_select_scores_accuracy_greater_is_better():
     assert result.scores["greedy"] == pytest.approx(1.0)
 
 
+def test_cross_fit_select_prefers_the_first_candidate_on_ties():
+    predictions, y_true = _regression_members()
+    result = cross_fit_select(
+        predictions,
+        y_true,
+        {"plain": SimpleAverage, "same": lambda: SimpleAverage(loss="mae")},
+        n_folds=3,
+    )
+    assert result.scores["plain"] == result.scores["same"]
+    assert result.chosen == "plain"
+    # The estimator is scored once on unseen data, e.g. the test set.
+    test_predictions, test_y = _regression_members(seed=9)
+    assert result.estimator.score(test_predictions, test_y) == pytest.approx(
+        mae(test_y, test_predictions.mean(axis=0))
+    )
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
