@@ -65,6 +65,41 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("prediction", pa.float64()),     # target units
         ("target", pa.float64()),
     ]),
+    "trials": pa.schema([
+        ("sweep_id", pa.string()),
+        ("trial", pa.int64()),            # 1-based trial number in proposal order
+        ("run_id", pa.string()),
+        ("family", pa.string()),
+        ("hyperparameters", pa.string()), # JSON, sorted keys, resolved values (C10)
+        ("val_loss", pa.float64()),       # the searched objective, NaN when failed
+        ("val_mae_units", pa.float64()),
+        ("status", pa.string()),          # ok | failed | reused
+        ("error", pa.string()),
+        ("searcher", pa.string()),        # tpe | random
+        ("warm_start", pa.bool_()),
+        ("reused_from", pa.string()),     # run_id whose result was reused, else null
+        ("resources", pa.string()),       # JSON
+        ("node", pa.string()),
+        ("started_at", pa.timestamp("ms", tz="UTC")),
+        ("ended_at", pa.timestamp("ms", tz="UTC")),
+    ]),
+    "ensembles": pa.schema([
+        ("ensemble_id", pa.string()),
+        ("method", pa.string()),          # best_single | simple_average | weighted_* | greedy
+        ("chosen", pa.bool_()),           # picked by cross-fitting on validation
+        ("loss", pa.string()),            # mae | mse | log_loss | accuracy
+        ("members", pa.string()),         # JSON list of run_ids
+        ("weights", pa.string()),         # JSON list of floats, aligned with members
+        ("cv_score", pa.float64()),       # cross-fitted validation score
+        ("val_score", pa.float64()),
+        ("test_score", pa.float64()),
+        ("val_test_gap", pa.float64()),   # test_score - val_score
+        ("best_single_val", pa.float64()),
+        ("best_single_test", pa.float64()),
+        ("mean_pairwise_correlation", pa.float64()),
+        ("sources", pa.string()),         # JSON list of run directories
+        ("created_at", pa.timestamp("ms", tz="UTC")),
+    ]),
     "datasets": pa.schema([
         ("dataset_key", pa.string()),
         ("source", pa.string()),
