@@ -43,6 +43,40 @@ class ResourcesSpec:
 
 
 @dataclass(frozen=True)
+class EnsembleSpec:
+    """The study's closing ensemble stage (issue 4, book ch. 7.3.3), off by default.
+
+    Attributes:
+        enabled: build ensembles of the study's models after training.
+        loss: loss the weights are fitted and the methods compared with, in the
+            target's units (``mae``, ``mse``, ``log_loss``, ``accuracy``).
+        n_folds: cross-fitting folds on the validation samples (>= 2).
+        align: ``exact`` (every model predicts the same sample ids) or ``common`` (use
+            the sample ids all models predict, e.g. when a model has its own ``step``).
+    """
+
+    enabled: bool = False
+    loss: str = "mae"
+    n_folds: int = 5
+    align: str = "exact"
+
+    def __post_init__(self):
+        from dlpipe.ensembles import LOSSES
+        from dlpipe.tasks.ensemble import ALIGN_MODES
+
+        if self.loss not in LOSSES:
+            raise ValueError(f"`loss` must be one of {', '.join(LOSSES)}. "
+                             f"Received: loss={self.loss!r}")
+        if isinstance(self.n_folds, bool) or not isinstance(self.n_folds, int) \
+                or self.n_folds < 2:
+            raise ValueError("`n_folds` must be an integer >= 2. "
+                             f"Received: n_folds={self.n_folds!r}")
+        if self.align not in ALIGN_MODES:
+            raise ValueError(f"`align` must be one of {', '.join(ALIGN_MODES)}. "
+                             f"Received: align={self.align!r}")
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One model to train: a registry family, hyperparameters over its defaults, and
     optionally its own window ``step`` (the book's convnet+GRU runs at half the step)."""
@@ -67,6 +101,7 @@ class StudyConfig:
     output_dir: str = "runs"
     training: TrainingSpec = field(default_factory=TrainingSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    ensemble: EnsembleSpec = field(default_factory=EnsembleSpec)
     source_file: str = ""
 
     def model_windows(self, model: ModelSpec) -> WindowSpec:
@@ -215,5 +250,5 @@ def smoke_test(cfg: StudyConfig) -> StudyConfig:
     return replace(cfg, training=training, study=f"{cfg.study}-smoke")
 
 
-__all__ = ["ConfigError", "ModelSpec", "ResourcesSpec", "StudyConfig", "load_study",
+__all__ = ["ConfigError", "EnsembleSpec", "ModelSpec", "ResourcesSpec", "StudyConfig", "load_study",
            "parse_study", "smoke_test", "EarlyStoppingSpec", "ReduceLROnPlateauSpec"]

@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import json
 import sys
-import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +28,7 @@ from dlpipe.pipelines.config import StudyConfig, load_study, smoke_test
 from dlpipe.tasks import reports
 from dlpipe.tasks.train import failed_run, split_batches
 from dlpipe.tasks.weather_data import baseline_mae
-from dlpipe.tasks.windows import window_rows
+from dlpipe.tasks.windows import split_window_rows
 
 PIPELINE = "timeseries"
 
@@ -94,8 +93,8 @@ def _baseline(run_dir: Path, cfg: StudyConfig, data, meta: dict) -> dict:
 def _check_windows(cfg: StudyConfig, meta: dict) -> None:
     """Every model's windows fit in every split, before any training (case C08)."""
     for model in cfg.models:
-        for split, (start, stop) in meta["splits"].items():
-            window_rows(cfg.model_windows(model), start, stop, split=split)
+        for split, segments in meta["splits"].items():
+            split_window_rows(cfg.model_windows(model), segments, split=split)
 
 
 def run_study(cfg: StudyConfig, *, progress: bool = True) -> Path:
@@ -192,7 +191,8 @@ def _units(column: str) -> str:
 def _print_dataset(meta: dict) -> None:
     q = meta["quality"]
     bad = {k: v for k, v in meta["sentinel_counts"].items() if v}
-    splits = ", ".join(f"{k} {b - a}" for k, (a, b) in meta["splits"].items())
+    splits = ", ".join(f"{k} {sum(b - a for a, b in segs)}" + (
+        f" in {len(segs)} blocks" if len(segs) > 1 else "") for k, segs in meta["splits"].items())
     print(f"dataset {meta['key']}: {meta['rows']} rows x {len(meta['columns'])} columns from "
           f"{meta['source']}; splits (rows): {splits}")
     print(f"  timestamps: {q.get('duplicate_timestamps', 0)} duplicate, "

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dlpipe.tasks.tf_setup import setup_tensorflow
-from dlpipe.tasks.windows import WindowBatches, WindowSpec, window_rows
+from dlpipe.tasks.windows import WindowBatches, WindowSpec, split_window_rows
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,7 @@ def _py_dataset(batches: WindowBatches):
 def split_batches(data, meta: dict, spec: WindowSpec, split: str, *, shuffle: bool = False,
                   seed: int = 0, max_batches: int | None = None) -> WindowBatches:
     """Windows of one split of a prepared dataset (see :mod:`dlpipe.tasks.weather_data`)."""
-    start, stop = meta["splits"][split]
-    rows = window_rows(spec, start, stop, split=split)
+    rows = split_window_rows(spec, meta["splits"][split], split=split)
     return WindowBatches(data, rows, spec, target_column=meta["target_column"],
                          shuffle=shuffle, seed=seed, max_batches=max_batches)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlpipe.tasks.windows import WindowSpec, window_rows
+from dlpipe.tasks.windows import WindowSpec, split_window_rows
 
 JENA_TIME_COLUMN = "Date Time"
 JENA_TIME_FORMAT = "%d.%m.%Y %H:%M:%S"
@@ -86,22 +86,30 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """Contiguous splits by time: train = first rows, then validation, then test.
+    """Splits by time: train = earliest rows, then validation, then test.
 
     Give either fractions of the rows or end rows (exclusive), not both. The book's
-    Jena split is ``train_end=200000, validation_end=300000``.
+    Jena split is ``train_end=200000, validation_end=300000`` (one block).
+
+    ``blocks > 1`` (fractions only) cuts the series into that many contiguous blocks of
+    equal length and splits *each block* by the fractions, so every split sees every
+    season: the remedy for a single year of data (TMY3), where a plain split would
+    train on winter and spring and validate on summer. Each split is then a list of
+    segments; windows never cross a segment boundary.
     """
 
     train_fraction: float | None = None
     validation_fraction: float | None = None
     train_end: int | None = None
     validation_end: int | None = None
+    blocks: int = 1
 
-    def bounds(self, rows: int) -> dict[str, tuple[int, int]]:
-        """Row ranges ``{split: (start, stop)}`` for a series of ``rows`` rows.
+    def bounds(self, rows: int) -> dict[str, list[tuple[int, int]]]:
+        """Row segments ``{split: [(start, stop), ...]}`` for a series of ``rows`` rows.
 
         Raises:
-            ValueError: both or neither of fractions/end rows given, or out of range.
+            ValueError: both or neither of fractions/end rows given, out of range, or
+                ``blocks > 1`` with end rows.
         """
         by_fraction = self.train_fraction is not None or self.validation_fraction is not None
         by_rows = self.train_end is not None or self.validation_end is not None
@@ -110,16 +118,11 @@ class SplitSpec:
                 "`split` needs either `train_fraction` and `validation_fraction` or "
                 f"`train_end` and `validation_end`. Received: {asdict(self)}"
             )
-        if by_fraction:
-            tf, vf = self.train_fraction, self.validation_fraction
-            if tf is None or vf is None or tf <= 0 or vf <= 0 or tf + vf >= 1:
-                raise ValueError(
-                    "`split.train_fraction` and `split.validation_fraction` must be > 0 "
-                    f"with a sum < 1. Received: train_fraction={tf}, validation_fraction={vf}"
-                )
-            train_end = int(round(rows * tf))
-            validation_end = int(round(rows * (tf + vf)))
-        else:
+        if self.blocks < 1 or (self.blocks > 1 and by_rows):
+            raise ValueError(
+                "`split.blocks` must be >= 1, and > 1 only with fractions. "
+                f"Received: blocks={self.blocks}")
+        if by_rows:
             train_end, validation_end = self.train_end, self.validation_end
             if train_end is None or validation_end is None or not (
                 0 < train_end < validation_end < rows
@@ -128,11 +131,24 @@ class SplitSpec:
                     "`split.train_end` < `split.validation_end` < rows must hold. Received: "
                     f"train_end={train_end}, validation_end={validation_end}, rows={rows}"
                 )
-        return {
-            "train": (0, train_end),
-            "validation": (train_end, validation_end),
-            "test": (validation_end, rows),
-        }
+            return {"train": [(0, train_end)], "validation": [(train_end, validation_end)],
+                    "test": [(validation_end, rows)]}
+        tf, vf = self.train_fraction, self.validation_fraction
+        if tf is None or vf is None or tf <= 0 or vf <= 0 or tf + vf >= 1:
+            raise ValueError(
+                "`split.train_fraction` and `split.validation_fraction` must be > 0 "
+                f"with a sum < 1. Received: train_fraction={tf}, validation_fraction={vf}"
+            )
+        out: dict[str, list[tuple[int, int]]] = {name: [] for name in SPLITS}
+        edges = [int(e) for e in np.linspace(0, rows, self.blocks + 1).round()]
+        for start, stop in zip(edges[:-1], edges[1:]):
+            n = stop - start
+            t_end = start + int(round(n * tf))
+            v_end = start + int(round(n * (tf + vf)))
+            out["train"].append((start, t_end))
+            out["validation"].append((t_end, v_end))
+            out["test"].append((v_end, stop))
+        return out
 
 
 @dataclass
@@ -433,19 +449,20 @@ def clean_sentinels(values: np.ndarray, columns: list[str], sentinels=DEFAULT_SE
     return out, counts
 
 
-def normalize(values: np.ndarray, train_stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre and scale every column with statistics of rows ``[0, train_stop)`` only.
+def normalize(values: np.ndarray, train_segments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre and scale every column with statistics of the training rows only.
 
     Args:
         values: float (rows, features); not modified (Ray arrays are read-only, C14).
-        train_stop: end (exclusive) of the training rows.
+        train_segments: the training rows as ``[(start, stop), ...]`` (stop exclusive).
 
     Returns:
         ``(normalized float32 (rows, features), mean float64 (features,),
         std float64 (features,))``. A column constant over the training rows gets
         std 1 (it is only centred).
     """
-    train = np.asarray(values[:train_stop], dtype=np.float64)
+    train = np.concatenate([np.asarray(values[a:b], dtype=np.float64)
+                            for a, b in train_segments])
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
@@ -491,7 +508,7 @@ def dataset_key(spec: DataSpec, split: SplitSpec, path: Path) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    h.update(json.dumps([asdict(spec), asdict(split), "weather-v1"], sort_keys=True,
+    h.update(json.dumps([asdict(spec), asdict(split), "weather-v2"], sort_keys=True,
                         default=str).encode())
     return h.hexdigest()[:16]
 
@@ -516,7 +533,7 @@ def prepare_weather(spec: DataSpec, split: SplitSpec, windows: WindowSpec,
         cleaned, sentinel_counts = clean_sentinels(series.values, series.columns,
                                                    spec.sentinels, spec.sentinel_policy)
         bounds = split.bounds(len(cleaned))
-        data, mean, std = normalize(cleaned, bounds["train"][1])
+        data, mean, std = normalize(cleaned, bounds["train"])
         target_column = series.columns.index(series.target)
         meta = {
             "key": key,
@@ -528,14 +545,14 @@ def prepare_weather(spec: DataSpec, split: SplitSpec, windows: WindowSpec,
             "mean": mean.tolist(),
             "std": std.tolist(),
             "rows": int(len(data)),
-            "splits": {k: list(v) for k, v in bounds.items()},
+            "splits": {k: [list(seg) for seg in v] for k, v in bounds.items()},
             "sentinel_counts": sentinel_counts,
             "quality": series.quality,
         }
         _save_cached(cache_dir, key, data, meta)
         cached = PreparedDataset(data, meta)
-    for name, (start, stop) in cached.meta["splits"].items():
-        window_rows(windows, start, stop, split=name)  # raises SplitTooShortError (C08)
+    for name, segments in cached.meta["splits"].items():
+        split_window_rows(windows, segments, split=name)  # raises SplitTooShortError (C08)
     return cached
 
 

@@ -76,7 +76,8 @@ class SplitTooShortError(ValueError):
     """A split has fewer rows than one window needs (shared case C08)."""
 
 
-def window_rows(spec: WindowSpec, start: int, stop: int, *, split: str = "split") -> np.ndarray:
+def window_rows(spec: WindowSpec, start: int, stop: int, *, split: str = "split",
+                block: str = "") -> np.ndarray:
     """Last-input rows ``t`` of every window that fits inside rows ``[start, stop)``.
 
     Args:
@@ -84,6 +85,7 @@ def window_rows(spec: WindowSpec, start: int, stop: int, *, split: str = "split"
         start: first row of the split (inclusive).
         stop: end row of the split (exclusive).
         split: the split's name, used in the error message.
+        block: e.g. ``"block 2 of 4"`` for a split made of several segments (message).
 
     Returns:
         int64 array (num_windows,), ascending: ``t`` such that all inputs
@@ -95,13 +97,36 @@ def window_rows(spec: WindowSpec, start: int, stop: int, *, split: str = "split"
     rows_present = stop - start
     if rows_present < spec.rows_needed:
         raise SplitTooShortError(
-            f"split `{split}` has {rows_present} rows but one window needs "
+            f"split `{split}`{f' ({block})' if block else ''} has {rows_present} rows but one "
+            f"window needs "
             f"{spec.rows_needed} rows (lookback {spec.lookback} - step {spec.step} + 1 + "
             f"delay {spec.delay}); lower lookback/delay or give the split more rows"
         )
     first = start + spec.lookback - spec.step
     last = stop - 1 - spec.delay
     return np.arange(first, last + 1, dtype=np.int64)
+
+
+def split_window_rows(spec: WindowSpec, segments, *, split: str = "split") -> np.ndarray:
+    """Last-input rows of every window of a split made of one or more segments.
+
+    Args:
+        spec: the window geometry.
+        segments: ``[(start, stop), ...]`` row ranges of the split (stop exclusive).
+        split: the split's name, used in the error message.
+
+    Returns:
+        int64 array, the rows of each segment in order (no window crosses segments).
+
+    Raises:
+        SplitTooShortError: a segment is shorter than one window (case C08); with
+            several segments the message names the segment.
+    """
+    parts = []
+    for i, (start, stop) in enumerate(segments):
+        block = f"block {i + 1} of {len(segments)}" if len(segments) > 1 else ""
+        parts.append(window_rows(spec, start, stop, split=split, block=block))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
 class WindowBatches:

@@ -87,5 +87,5 @@ def test_packaged_jena_config_is_valid(tmp_path, jena_csv):
     raw["data"]["path"] = str(jena_csv)  # the real file is not shipped
     cfg = parse_study(raw, source="jena.yaml")
     assert (cfg.windows.lookback, cfg.windows.step, cfg.windows.delay) == (1440, 6, 144)
-    assert cfg.split.bounds(420_551)["train"] == (0, 200_000)
+    assert cfg.split.bounds(420_551)["train"] == [(0, 200_000)]
     assert cfg.model_windows(cfg.models[7]).step == 3  # convnet + GRU

@@ -17,9 +17,9 @@ def tiny_dataset(rows=400, seed=0):
     t = np.arange(rows)
     temp = np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.1, rows)
     raw = np.stack([temp, np.cos(2 * np.pi * t / 24), rng.normal(size=rows)], axis=1)
-    data, mean, std = normalize(raw, 200)
+    data, mean, std = normalize(raw, [(0, 200)])
     meta = {"key": "tiny", "target_column": 0, "mean": mean.tolist(), "std": std.tolist(),
-            "splits": {"train": [0, 200], "validation": [200, 300], "test": [300, 400]}}
+            "splits": {"train": [[0, 200]], "validation": [[200, 300]], "test": [[300, 400]]}}
     data.setflags(write=False)  # as Ray hands it to a task (C14)
     return data, meta
 

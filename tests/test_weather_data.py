@@ -103,7 +103,7 @@ def test_c07_one_sentinel_would_inflate_std():
     cleaned, counts = clean_sentinels(wind, ["wv (m/s)"])
     assert counts == {"wv (m/s)": 1}
     assert abs(cleaned.std() - np.delete(wind, 12345).std()) < 1e-3
-    _, mean, std = normalize(cleaned, 200_000)
+    _, mean, std = normalize(cleaned, [(0, 200_000)])
     assert std[0] < 1.0
 
 
@@ -124,7 +124,7 @@ def test_normalization_uses_training_rows_only():
     rest = np.array([[100.0, 50.0], [200.0, 60.0]])
     values = np.vstack([train, rest])
     values.setflags(write=False)  # read-only like a Ray array (C14)
-    norm, mean, std = normalize(values, train_stop=3)
+    norm, mean, std = normalize(values, [(0, 3)])
     np.testing.assert_allclose(mean, [3.0, 10.0])
     np.testing.assert_allclose(std, [np.sqrt(8 / 3), 1.0])  # constant column -> std 1
     np.testing.assert_allclose(norm[3], [(100 - 3) / np.sqrt(8 / 3), 40.0], rtol=1e-6)
@@ -146,10 +146,43 @@ def test_baseline_mae_hand_worked():
 
 def test_split_bounds():
     assert SplitSpec(train_fraction=0.5, validation_fraction=0.25).bounds(8) == {
-        "train": (0, 4), "validation": (4, 6), "test": (6, 8)}
+        "train": [(0, 4)], "validation": [(4, 6)], "test": [(6, 8)]}
     # the book's Jena split, by end rows
     b = SplitSpec(train_end=200_000, validation_end=300_000).bounds(420_551)
-    assert b["validation"] == (200_000, 300_000) and b["test"] == (300_000, 420_551)
+    assert b["validation"] == [(200_000, 300_000)] and b["test"] == [(300_000, 420_551)]
+    with pytest.raises(ValueError, match="blocks"):
+        SplitSpec(train_end=10, validation_end=20, blocks=2).bounds(100)
+
+
+def test_blocked_split_covers_every_block():
+    # 2 blocks of 10 rows, each 60/20/20
+    b = SplitSpec(train_fraction=0.6, validation_fraction=0.2, blocks=2).bounds(20)
+    assert b == {"train": [(0, 6), (10, 16)], "validation": [(6, 8), (16, 18)],
+                 "test": [(8, 10), (18, 20)]}
+    covered = sorted(r for segs in b.values() for a, z in segs for r in range(a, z))
+    assert covered == list(range(20))  # a partition of the rows
+
+
+def test_blocked_split_statistics_and_windows(tmp_path):
+    values = np.arange(40, dtype=np.float64)[:, None] * np.ones((1, 14))
+    path = write_jena(tmp_path / "j.csv", values)
+    spec = DataSpec(format="jena", path=str(path))
+    split = SplitSpec(train_fraction=0.5, validation_fraction=0.25, blocks=2)
+    prepared = prepare_weather(spec, split, WindowSpec(lookback=2, step=1, delay=1))
+    # train rows are 0-9 and 20-29: mean 14.5 (not 9.5 or 19.5), std of those rows
+    train_rows = np.r_[0:10, 20:30].astype(float)
+    np.testing.assert_allclose(prepared.meta["mean"][1], train_rows.mean())
+    np.testing.assert_allclose(prepared.meta["std"][1], train_rows.std())
+    assert prepared.meta["splits"]["validation"] == [[10, 15], [30, 35]]
+    from dlpipe.tasks.windows import split_window_rows
+
+    rows = split_window_rows(WindowSpec(lookback=2, step=1, delay=1),
+                             prepared.meta["splits"]["validation"], split="validation")
+    # per segment t from start + 1 to stop - 2: 11..13 and 31..33, never across blocks
+    np.testing.assert_array_equal(rows, [11, 12, 13, 31, 32, 33])
+    with pytest.raises(SplitTooShortError, match=r"split `validation` \(block 1 of 2\) has 5"):
+        split_window_rows(WindowSpec(lookback=4, step=1, delay=2),
+                          prepared.meta["splits"]["validation"], split="validation")
     with pytest.raises(ValueError, match="either"):
         SplitSpec(train_fraction=0.5, train_end=10).bounds(100)
     with pytest.raises(ValueError, match="sum < 1"):
@@ -202,8 +235,8 @@ def test_prepare_weather_caches_and_checks_splits(tmp_path, jena_csv):
     windows = WindowSpec(lookback=60, step=6, delay=12)
     first = prepare_weather(spec, split, windows, cache_dir=str(tmp_path / "cache"))
     assert first.data.dtype == np.float32 and first.data.shape == (3000, 14)
-    assert first.meta["splits"] == {"train": [0, 1500], "validation": [1500, 2250],
-                                    "test": [2250, 3000]}
+    assert first.meta["splits"] == {"train": [[0, 1500]], "validation": [[1500, 2250]],
+                                    "test": [[2250, 3000]]}
     np.testing.assert_allclose(first.meta["mean"],
                                pd.read_csv(jena_csv).iloc[:1500, 1:].mean().to_numpy(),
                                rtol=1e-9)

@@ -1,0 +1,175 @@
+"""Ensemble stage (issue 4): weighted ensembles from the stored predictions of studies.
+
+Reads the ``runs`` and ``predictions`` reports of one or several finished run
+directories, chooses the ensembling method by cross-fitting on validation data, refits
+it on all validation samples, scores every method once on test, writes the
+``ensembles`` Parquet report and ``plots/ensemble_weights.png``, and prints the methods
+side by side (see `dlpipe.tasks.ensemble`).
+
+``dlpipe ensemble RUN_DIR [RUN_DIR ...]`` runs it; ``dlpipe run`` ends with it when the
+study file has ``ensemble: {enabled: true}``. Runs as a script too::
+
+    python pipelines/ensemble.py runs/weather-demo [--loss mae] [--align common]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dlpipe.tasks.ensemble import (
+    ALIGN_MODES,
+    MemberPredictions,
+    build_ensembles,
+    load_member_predictions,
+    write_ensemble_report,
+)
+
+MIN_SHOWN_WEIGHT = 0.001
+"""Members below this weight are not counted as used (softmax weights are never 0)."""
+
+
+def run_ensemble(run_dirs, *, out_dir=None, loss: str = "mae", n_folds: int = 5,
+                 align: str = "exact", random_state: int = 0,
+                 progress: bool = True) -> Path:
+    """Builds, writes and prints the ensembles of the members of ``run_dirs``.
+
+    Args:
+        run_dirs: one or several run directories of finished studies or sweeps.
+        out_dir: run directory the report and plot go to (default: the first of
+            ``run_dirs``).
+        loss: loss the methods are fitted and compared with (``mae``, ``mse``, ...), in
+            the target's units.
+        n_folds: cross-fitting folds on the validation samples.
+        align: ``"exact"`` (members must predict the same sample ids) or ``"common"``
+            (use the sample ids all members predict).
+        random_state: seed of the folds and estimators.
+        progress: print the side-by-side table and the written paths.
+
+    Returns:
+        The directory written to.
+
+    Raises:
+        FileNotFoundError: a run directory or its ``runs`` report is missing.
+        ValueError: too few members, misaligned members (the message names them), or
+            bad settings.
+    """
+    if isinstance(run_dirs, (str, Path)):
+        run_dirs = [run_dirs]
+    run_dirs = [Path(d) for d in run_dirs]
+    members = load_member_predictions(run_dirs, align=align)
+    rows = build_ensembles(members, loss=loss, n_folds=n_folds, random_state=random_state)
+    out = Path(out_dir) if out_dir is not None else run_dirs[0]
+    paths = write_ensemble_report(out, rows, members)
+    if progress:
+        print_ensembles(rows, members)
+        print(f"ensembles report: {paths[0]}\nweights plot:     {paths[1]}")
+    return out
+
+
+def run_ensemble_stage(run_dir, spec) -> Path | None:
+    """The last stage of ``dlpipe run`` when the study file enables it.
+
+    Training is finished and reported when this runs, so a failure here (e.g. fewer than
+    2 models finished) is printed to stderr and does not fail the study.
+
+    Args:
+        run_dir: the study's run directory.
+        spec: the study's ``ensemble`` section (`dlpipe.pipelines.config.EnsembleSpec`).
+
+    Returns:
+        The run directory, or None when the ensemble could not be built.
+    """
+    try:
+        return run_ensemble([run_dir], loss=spec.loss, n_folds=spec.n_folds,
+                            align=spec.align)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"ensemble skipped: {exc}", file=sys.stderr)
+        return None
+
+
+def print_ensembles(rows: list[dict], members: MemberPredictions) -> None:
+    """Prints the methods side by side: cross-fitted, validation and test loss.
+
+    Args:
+        rows: rows of `dlpipe.tasks.ensemble.build_ensembles`.
+        members: their members (for the title).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    first = rows[0]
+    best_single = next((r for r in rows if r["method"] == "best_single"), None)
+    best_name = ""
+    if best_single is not None:
+        index = json.loads(best_single["weights"]).index(1.0)
+        best_name = f"{members.families[index]} {members.run_ids[index]}"
+    dropped = {k: v for k, v in members.dropped_samples.items() if v}
+    title = (f"ensembles {first['ensemble_id']}: {members.n_members} members, "
+             f"{members.val_targets.size} validation / {members.test_targets.size} test "
+             f"samples, loss {first['loss']}; best single {best_name} val "
+             f"{first['best_single_val']:.4f} test {first['best_single_test']:.4f}; mean "
+             f"pairwise correlation {first['mean_pairwise_correlation']:.3f}"
+             + (f"; samples not shared by all members, left out: {dropped}" if dropped else ""))
+    table = Table(title=title, title_justify="left")
+    for name in ("method", "chosen", "cv val", "val", "test", "gap (test-val)",
+                 f"members w>={MIN_SHOWN_WEIGHT}", "val vs best single", "test vs best single"):
+        table.add_column(name, justify="left" if name in ("method", "chosen") else "right")
+    for row in rows:
+        weights = json.loads(row["weights"])
+        table.add_row(
+            row["method"], "*" if row["chosen"] else "",
+            f"{row['cv_score']:.4f}", f"{row['val_score']:.4f}", f"{row['test_score']:.4f}",
+            f"{row['val_test_gap']:+.4f}",
+            f"{sum(w >= MIN_SHOWN_WEIGHT for w in weights)}/{len(weights)}",
+            f"{row['val_score'] - row['best_single_val']:+.4f}",
+            f"{row['test_score'] - row['best_single_test']:+.4f}",
+        )
+    Console(width=160).print(table)
+    if members.skipped:
+        print(f"not used: {members.skipped}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Script entry point (``python pipelines/ensemble.py RUN_DIR [RUN_DIR ...]``)."""
+    parser = argparse.ArgumentParser(
+        prog="ensemble.py",
+        description="Weighted ensembles (book ch. 7.3.3) of the models of finished run "
+                    "directories.")
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dlpipe ensemble`` (shared by the CLI and the script)."""
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run directories of finished studies or sweeps (several are "
+                             "combined)")
+    parser.add_argument("--out-dir", default=None,
+                        help="run directory the ensembles report and plot go to (default: "
+                             "the first RUN_DIR)")
+    parser.add_argument("--loss", default="mae", choices=["mae", "mse", "log_loss", "accuracy"],
+                        help="loss the weights are fitted and the methods compared with "
+                             "(default: mae)")
+    parser.add_argument("--n-folds", type=int, default=5,
+                        help="cross-fitting folds on the validation samples (default: 5)")
+    parser.add_argument("--align", default="exact", choices=list(ALIGN_MODES),
+                        help="exact: all members must predict the same sample ids "
+                             "(default); common: use the sample ids all members predict")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Runs the stage from parsed arguments; 2 with ``error: ...`` on bad input."""
+    try:
+        run_ensemble(args.run_dirs, out_dir=args.out_dir, loss=args.loss,
+                     n_folds=args.n_folds, align=args.align)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
