@@ -1,0 +1,71 @@
+"""Default hyperparameter search spaces of the model families, as plain data.
+
+A space is a mapping from hyperparameter name to either a constant or a *leaf*, a
+one-key mapping naming the distribution (book ch. 7.3.2; Hyperopt's vocabulary):
+
+============================  ==============================================  =========
+leaf                          meaning                                         value type
+============================  ==============================================  =========
+``{choice: [a, b, ...]}``     one of the options; options may be mappings     as given
+                              (conditional sub-spaces, merged into the hp)
+``{uniform: [lo, hi]}``       uniform on [lo, hi]                             float
+``{quniform: [lo, hi, q]}``   ``round(uniform / q) * q``                      int if all
+                                                                              ints
+``{loguniform: [lo, hi]}``    log-uniform on [lo, hi] (bounds, not logs; > 0) float
+``{qloguniform: [lo,hi,q]}``  quantized log-uniform                           as quniform
+``{normal: [mu, sigma]}``     normal                                          float
+``{randint: [lo, hi]}``       integer in [lo, hi)                             int
+============================  ==============================================  =========
+
+A nested mapping that is not a leaf is a group whose keys are merged into the
+hyperparameters. The translation to Hyperopt expressions lives in
+:mod:`dlpipe.tasks.search_space`; this module holds data only.
+"""
+
+from __future__ import annotations
+
+_LR = {"loguniform": [1e-4, 1e-2]}
+_RECURRENT = {
+    "units": {"quniform": [8, 64, 8]},
+    # conditional sub-space: either no dropout at all, or both rates searched
+    "regularization": {"choice": [
+        {"dropout": 0.0, "recurrent_dropout": 0.0},
+        {"dropout": {"uniform": [0.05, 0.4]}, "recurrent_dropout": {"uniform": [0.05, 0.5]}},
+    ]},
+    "learning_rate": _LR,
+}
+
+TIMESERIES_SPACES: dict[str, dict] = {
+    "dense": {"units": {"quniform": [16, 128, 16]}, "learning_rate": _LR},
+    "gru": _RECURRENT,
+    "gru_dropout": {
+        "units": {"quniform": [8, 64, 8]},
+        "dropout": {"uniform": [0.1, 0.4]},
+        "recurrent_dropout": {"uniform": [0.1, 0.5]},
+        "learning_rate": _LR,
+    },
+    "stacked_gru": {
+        "units": {"quniform": [16, 64, 16]},
+        "units_2": {"quniform": [16, 96, 16]},
+        "dropout": {"uniform": [0.0, 0.3]},
+        "recurrent_dropout": {"uniform": [0.0, 0.5]},
+        "learning_rate": _LR,
+    },
+    "reversed_gru": _RECURRENT,
+    "bidirectional_gru": {"units": {"quniform": [8, 64, 8]}, "learning_rate": _LR},
+    "conv1d": {
+        "filters": {"quniform": [16, 64, 16]},
+        "kernel_size": {"choice": [3, 5, 7]},
+        "pool_size": {"choice": [2, 3]},
+        "learning_rate": _LR,
+    },
+    "conv_gru": {
+        "filters": {"quniform": [16, 64, 16]},
+        "kernel_size": {"choice": [3, 5]},
+        "units": {"quniform": [16, 64, 16]},
+        "dropout": {"uniform": [0.0, 0.3]},
+        "recurrent_dropout": {"uniform": [0.0, 0.5]},
+        "learning_rate": _LR,
+    },
+    "lstm": _RECURRENT,
+}
