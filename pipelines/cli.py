@@ -1,11 +1,13 @@
-"""The ``dlpipe`` command: ``run``, ``demo``, ``report``.
+"""The ``dlpipe`` command: ``run``, ``demo``, ``sweep``, ``report``, ``ensemble``.
 
 Examples::
 
     dlpipe demo                      # weather study on the embedded real TMY3 data
     dlpipe run configs/jena.yaml     # any study file
     dlpipe run study.yaml --smoke-test
+    dlpipe sweep study.yaml          # hyperparameter sweep of its `sweep:` section
     dlpipe report runs/weather-demo  # the runs table of a finished study
+    dlpipe ensemble runs/weather-demo  # weighted ensembles of its models
 """
 
 from __future__ import annotations
@@ -52,21 +54,25 @@ def run_command(config: str | Path, *, smoke: bool = False, address: str | None 
     return 0
 
 
-def print_report(run_dir: str | Path) -> None:
-    """Print the runs table of ``run_dir`` sorted by validation MAE, vs the baseline."""
+def print_frame(frame, title: str) -> None:
+    """Print a DataFrame as a rich table (floats to 4 significant digits)."""
     from rich.console import Console
     from rich.table import Table
 
-    from dlpipe.pipelines.report import runs_summary
-
-    summary, title = runs_summary(run_dir)
     table = Table(title=title)
-    for col in summary.columns:
-        table.add_column(col, justify="left" if summary[col].dtype == object else "right")
-    for row in summary.itertuples(index=False):
+    for col in frame.columns:
+        table.add_column(str(col), justify="left" if frame[col].dtype == object else "right")
+    for row in frame.itertuples(index=False):
         table.add_row(*["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
                         for v in row])
     Console(width=160).print(table)
+
+
+def print_report(run_dir: str | Path) -> None:
+    """Print the runs table of ``run_dir`` sorted by validation MAE, vs the baseline."""
+    from dlpipe.pipelines.report import runs_summary
+
+    print_frame(*runs_summary(run_dir))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,9 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     p_demo = sub.add_parser("demo", help="run the demo weather study on embedded real data",
                             description="Weather forecasting (book ch. 6.3) on the TMY3 "
                                         "station file that pvlib ships (Greensboro, NC).")
-    for p in (p_run, p_demo):
+    p_sweep = sub.add_parser(
+        "sweep", help="hyperparameter sweep (Hyperopt TPE on Ray Tune) of a study file",
+        description="Run or resume the `sweep:` section of a study file: TPE (or random "
+                    "search) proposes trials, Ray Tune runs them in parallel, the best K "
+                    "are scored once on test. Rerunning resumes the stored sweep.")
+    p_sweep.add_argument("study", help="study YAML file")
+    p_sweep.add_argument("--resume", action="store_true",
+                         help="resume the stored sweep (also automatic when it exists)")
+    p_sweep.add_argument("--num-trials", type=int, default=None, help="override num_trials")
+    for p in (p_run, p_demo, p_sweep):
         p.add_argument("--smoke-test", action="store_true",
-                       help="2 epochs of 3 batches, 3 batches per evaluated split")
+                       help="2 epochs of 3 batches, 3 batches per evaluated split"
+                       + (", at most 4 trials" if p is p_sweep else ""))
         p.add_argument("--address", default=None,
                        help="Ray address of a running cluster (default: RAY_ADDRESS, else "
                             "a local Ray)")
@@ -93,8 +109,23 @@ def main(argv: list[str] | None = None) -> int:
     p_rep = sub.add_parser("report", help="print the runs table of a run directory",
                            description="Print the runs table of a finished study.")
     p_rep.add_argument("run_dir", help="run directory (e.g. runs/weather-demo)")
+    from dlpipe.pipelines.ensemble import add_arguments, run_from_args
+
+    add_arguments(sub.add_parser(
+        "ensemble", help="weighted ensembles of the models of finished run directories",
+        description="Weighted ensembles (book ch. 7.3.3) from the stored predictions of "
+                    "finished studies: method chosen by cross-fitting on validation, "
+                    "weights refit on all validation samples, test scored once."))
 
     args = parser.parse_args(argv)
+    if args.command == "ensemble":
+        return run_from_args(args)
+    if args.command == "sweep":
+        from dlpipe.pipelines.sweep import sweep_command
+
+        return sweep_command(args.study, smoke=args.smoke_test, address=args.address,
+                             output_dir=args.output_dir, num_cpus=args.num_cpus,
+                             num_trials=args.num_trials)
     if args.command == "report":
         if not (Path(args.run_dir) / "reports" / "runs").is_dir():
             print(f"error: no runs report in {args.run_dir} (expected "

@@ -77,6 +77,70 @@ class EnsembleSpec:
 
 
 @dataclass(frozen=True)
+class SchedulerSpec:
+    """Early termination of unpromising trials: ASHA (Li et al. 2020, "A System for
+    Massively Parallel Hyperparameter Tuning"), on top of per-trial EarlyStopping.
+
+    Attributes:
+        type: ``asha``.
+        grace_period: epochs every trial runs before it can be stopped.
+        reduction_factor: keep the best ``1/reduction_factor`` at each rung.
+    """
+
+    type: str = "asha"
+    grace_period: int = 2
+    reduction_factor: int = 3
+
+    def __post_init__(self):
+        if self.type != "asha":
+            raise ValueError(f"`type` must be 'asha'. Received: type={self.type!r}")
+        if self.grace_period < 1 or self.reduction_factor < 2:
+            raise ValueError("`grace_period` must be >= 1 and `reduction_factor` >= 2. "
+                             f"Received: {self.grace_period}, {self.reduction_factor}")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A hyperparameter sweep (book ch. 7.3.2): Hyperopt's TPE through Ray Tune.
+
+    Attributes:
+        families: families searched (a ``family`` choice when several); default: the
+            families of ``models``.
+        spaces: family -> search space replacing that family's default space
+            (:mod:`dlpipe.models.spaces` documents the format).
+        num_trials: trials in all (a resumed sweep ends with exactly this many).
+        max_concurrent_trials: trials running at once.
+        searcher: ``tpe`` or ``random`` (random search: every trial is drawn at random).
+        n_initial_points: random trials before TPE starts modelling.
+        seed: seed of the searcher (default: the study's ``seed``); an int (case C11).
+        time_budget_s: stop proposing new trials after this many seconds.
+        warm_start: configurations evaluated first (``{family: ..., <hp>: value}``).
+        scheduler: optional ASHA early termination.
+        test_top_k: the best K configurations are scored once on the test split.
+    """
+
+    families: tuple[str, ...] = ()
+    spaces: dict = field(default_factory=dict)
+    num_trials: int = 20
+    max_concurrent_trials: int = 2
+    searcher: str = "tpe"
+    n_initial_points: int = 5
+    seed: int | None = None
+    time_budget_s: float | None = None
+    warm_start: tuple[dict, ...] = ()
+    scheduler: SchedulerSpec | None = None
+    test_top_k: int = 3
+
+    def __post_init__(self):
+        if self.searcher not in ("tpe", "random"):
+            raise ValueError(f"`searcher` must be 'tpe' or 'random'. "
+                             f"Received: searcher={self.searcher!r}")
+        for name in ("num_trials", "max_concurrent_trials", "n_initial_points", "test_top_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1. Received: {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One model to train: a registry family, hyperparameters over its defaults, and
     optionally its own window ``step`` (the book's convnet+GRU runs at half the step)."""
@@ -102,6 +166,7 @@ class StudyConfig:
     training: TrainingSpec = field(default_factory=TrainingSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     ensemble: EnsembleSpec = field(default_factory=EnsembleSpec)
+    sweep: SweepSpec = field(default_factory=SweepSpec)
     source_file: str = ""
 
     def model_windows(self, model: ModelSpec) -> WindowSpec:
@@ -224,6 +289,60 @@ def _check_models(cfg: StudyConfig) -> None:
             cfg.model_windows(model)
         except ValueError as exc:
             raise ConfigError(f"`models[{i}]`: {exc}") from None
+    sweep_spaces(cfg)  # raises ConfigError naming `sweep....`
+
+
+def sweep_spaces(cfg: StudyConfig) -> dict[str, dict]:
+    """The validated search space of every swept family (C12: one-value ranges become
+    constants), checked against the family's hyperparameters and the warm starts.
+
+    Raises:
+        ConfigError: unknown family or hyperparameter, malformed space, bad warm start.
+    """
+    from dlpipe.models.registry import TIMESERIES_FAMILIES
+    from dlpipe.models.spaces import TIMESERIES_SPACES
+    from dlpipe.tasks.search_space import (SpaceError, flatten_hp, is_leaf,
+                                           validate_space, warm_start_point)
+
+    sweep = cfg.sweep
+    families = sweep.families or tuple(dict.fromkeys(m.family for m in cfg.models))
+    unknown = [f for f in list(families) + list(sweep.spaces) if f not in TIMESERIES_FAMILIES]
+    if unknown:
+        raise ConfigError(f"`sweep.families`/`sweep.spaces`: unknown family `{unknown[0]}` "
+                          f"(known: {', '.join(TIMESERIES_FAMILIES)})")
+    spaces = {}
+    for family in families:
+        where = f"sweep.spaces.{family}"
+        try:
+            space = validate_space(sweep.spaces.get(family, TIMESERIES_SPACES[family]), where)
+        except SpaceError as exc:
+            raise ConfigError(str(exc)) from None
+        known = TIMESERIES_FAMILIES[family].param_types
+        for name in _space_names(space, is_leaf, flatten_hp):
+            if name not in known:
+                raise ConfigError(f"`{where}`: `{name}` is not a hyperparameter of "
+                                  f"`{family}` (known: {', '.join(known)})")
+        spaces[family] = space
+    for i, point in enumerate(sweep.warm_start):
+        try:
+            warm_start_point(spaces, point)
+        except SpaceError as exc:
+            raise ConfigError(f"`sweep.warm_start[{i}]`: {exc}") from None
+    return spaces
+
+
+def _space_names(space: dict, is_leaf, flatten_hp) -> set[str]:
+    names = set()
+    for key, node in space.items():
+        if is_leaf(node) and "choice" in node and any(isinstance(o, dict) for o in node["choice"]):
+            for option in node["choice"]:
+                names |= _space_names(option, is_leaf, flatten_hp) if isinstance(option, dict) \
+                    else {key}
+        elif isinstance(node, dict) and not is_leaf(node):
+            names |= _space_names(node, is_leaf, flatten_hp)
+        else:
+            names.add(key)
+    return names
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -250,5 +369,5 @@ def smoke_test(cfg: StudyConfig) -> StudyConfig:
     return replace(cfg, training=training, study=f"{cfg.study}-smoke")
 
 
-__all__ = ["ConfigError", "EnsembleSpec", "ModelSpec", "ResourcesSpec", "StudyConfig", "load_study",
+__all__ = ["ConfigError", "EnsembleSpec", "SweepSpec", "SchedulerSpec", "ModelSpec", "ResourcesSpec", "StudyConfig", "load_study",
            "parse_study", "smoke_test", "EarlyStoppingSpec", "ReduceLROnPlateauSpec"]

@@ -19,13 +19,13 @@ import json
 import sys
 from pathlib import Path
 
-from dlpipe.tasks.ensemble import (
-    ALIGN_MODES,
-    MemberPredictions,
-    build_ensembles,
-    load_member_predictions,
-    write_ensemble_report,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the stage itself is imported on use: `dlpipe --help` stays fast
+    from dlpipe.tasks.ensemble import MemberPredictions
+
+ALIGN_CHOICES = ("exact", "common")  # = dlpipe.tasks.ensemble.ALIGN_MODES (tested)
+LOSS_CHOICES = ("mae", "mse", "log_loss", "accuracy")  # = dlpipe.ensembles.LOSSES (tested)
 
 MIN_SHOWN_WEIGHT = 0.001
 """Members below this weight are not counted as used (softmax weights are never 0)."""
@@ -56,6 +56,12 @@ def run_ensemble(run_dirs, *, out_dir=None, loss: str = "mae", n_folds: int = 5,
         ValueError: too few members, misaligned members (the message names them), or
             bad settings.
     """
+    from dlpipe.tasks.ensemble import (
+        build_ensembles,
+        load_member_predictions,
+        write_ensemble_report,
+    )
+
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
     run_dirs = [Path(d) for d in run_dirs]
@@ -90,7 +96,7 @@ def run_ensemble_stage(run_dir, spec) -> Path | None:
         return None
 
 
-def print_ensembles(rows: list[dict], members: MemberPredictions) -> None:
+def print_ensembles(rows: list[dict], members: "MemberPredictions") -> None:
     """Prints the methods side by side: cross-fitted, validation and test loss.
 
     Args:
@@ -150,12 +156,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", default=None,
                         help="run directory the ensembles report and plot go to (default: "
                              "the first RUN_DIR)")
-    parser.add_argument("--loss", default="mae", choices=["mae", "mse", "log_loss", "accuracy"],
+    parser.add_argument("--loss", default="mae", choices=LOSS_CHOICES,
                         help="loss the weights are fitted and the methods compared with "
                              "(default: mae)")
     parser.add_argument("--n-folds", type=int, default=5,
                         help="cross-fitting folds on the validation samples (default: 5)")
-    parser.add_argument("--align", default="exact", choices=list(ALIGN_MODES),
+    parser.add_argument("--align", default="exact", choices=ALIGN_CHOICES,
                         help="exact: all members must predict the same sample ids "
                              "(default); common: use the sample ids all members predict")
 

@@ -123,7 +123,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> Path:
         "dataset_key": meta["key"], "source": meta["source"], "rows": meta["rows"],
         "columns": meta["columns"], "target": meta["target"], "splits": meta["splits"],
         "sentinel_counts": meta["sentinel_counts"], "quality": meta["quality"]}])
-    _print_dataset(meta)
+    print_dataset(meta)
     baseline = _baseline(run_dir, cfg, ray.get(data_ref), meta)
 
     res = cfg.resources
@@ -145,6 +145,10 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> Path:
         print(f"resuming: {skipped} finished run(s) found in {run_dir}, not trained again")
     _collect(run_dir, cfg, meta, pending, baseline, progress)
     write_plots(run_dir)
+    if cfg.ensemble.enabled:
+        from dlpipe.pipelines.ensemble import run_ensemble_stage
+
+        run_ensemble_stage(run_dir, cfg.ensemble)
     return run_dir
 
 
@@ -188,7 +192,7 @@ def _units(column: str) -> str:
     return column[column.find("(") + 1: column.rfind(")")] if "(" in column else ""
 
 
-def _print_dataset(meta: dict) -> None:
+def print_dataset(meta: dict) -> None:
     q = meta["quality"]
     bad = {k: v for k, v in meta["sentinel_counts"].items() if v}
     splits = ", ".join(f"{k} {sum(b - a for a, b in segs)}" + (

@@ -53,7 +53,7 @@ _TARGET_RTOL = 1e-6  # targets of one sample id may differ by float rounding onl
 _MAX_NAMED = 8  # run ids listed per group in an error message
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare fields explicitly
 class MemberPredictions:
     """Aligned validation/test predictions of the members of an ensemble.
 

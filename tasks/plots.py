@@ -103,3 +103,66 @@ def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: 
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def plot_trials(trials, path: str | Path) -> Path:
+    """Validation loss of every trial in trial order, with the running best (a step
+    line) and failed trials marked on the x axis.
+
+    Args:
+        trials: DataFrame of the ``trials`` table (trial, val_loss, status, family).
+        path: PNG file to write.
+    """
+    plt = _pyplot()
+    t = trials.sort_values("trial")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ok = t[t["status"] != "failed"]
+    for family, group in ok.groupby("family"):
+        ax.scatter(group["trial"], group["val_loss"], label=family, s=22)
+    best = np.fmin.accumulate(t["val_loss"].to_numpy(dtype=float))
+    ax.step(t["trial"], best, where="post", color="black", label="running best")
+    failed = t[t["status"] == "failed"]
+    if len(failed):
+        ymin = np.nanmin(t["val_loss"]) if ok.size else 0
+        ax.scatter(failed["trial"], [ymin] * len(failed), marker="x", color="red",
+                   label="failed")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_hp_effects(trials, path: str | Path) -> Path:
+    """Validation loss against each numeric hyperparameter (one panel each, log x
+    axis for learning rates)."""
+    import json
+
+    plt = _pyplot()
+    ok = trials[trials["status"] != "failed"]
+    hps = [json.loads(h) for h in ok["hyperparameters"]]
+    names = sorted({k for h in hps for k, v in h.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    cols = min(3, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    loss = ok["val_loss"].to_numpy(dtype=float)
+    for ax, name in zip(axes.flat, names):
+        xs = np.array([h.get(name, np.nan) for h in hps], dtype=float)
+        ax.scatter(xs, loss, s=18)
+        if name.endswith("learning_rate") and np.nanmin(xs) > 0:
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("validation loss")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

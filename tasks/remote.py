@@ -28,3 +28,9 @@ def prepare_weather_task(spec, split, windows, cache_dir=None):
 def train_model_task(**kwargs):
     """Ray task: :func:`dlpipe.tasks.train.train_model` in a fresh worker process."""
     return train.train_model(**kwargs)
+
+
+@ray.remote(max_calls=1, num_cpus=1)
+def evaluate_model_task(**kwargs):
+    """Ray task: :func:`dlpipe.tasks.train.evaluate_saved_model` in a fresh worker."""
+    return train.evaluate_saved_model(**kwargs)

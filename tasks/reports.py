@@ -193,6 +193,12 @@ def part_exists(run_dir: str | os.PathLike, table: str, part: str) -> bool:
     return (Path(run_dir) / "reports" / table / f"part-{part}.parquet").is_file()
 
 
+def read_part(run_dir: str | os.PathLike, table: str, part: str) -> list[dict]:
+    """The rows of one part file as Python dicts (nulls stay None, ints stay int)."""
+    path = Path(run_dir) / "reports" / table / f"part-{part}.parquet"
+    return pq.read_table(path, schema=SCHEMAS[table]).to_pylist()
+
+
 def read_table(run_dir: str | os.PathLike, table: str):
     """All part files of ``table`` as one pandas DataFrame (empty with the schema's
     columns when none is written yet)."""

@@ -12,6 +12,7 @@ import math
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,7 +91,8 @@ def split_batches(data, meta: dict, spec: WindowSpec, split: str, *, shuffle: bo
 
 def train_model(*, data: np.ndarray, meta: dict, family: str, hp: dict, windows: WindowSpec,
                 training: TrainingSpec, seed: int, run_id: str, num_cpus: float = 1,
-                num_gpus: float = 0) -> dict:
+                num_gpus: float = 0, evaluate_test: bool = True, model_path: str | None = None,
+                epoch_hook: Callable[[int, dict], None] | None = None) -> dict:
     """Train one model of ``family`` on windows of ``data`` and score it.
 
     Args:
@@ -106,6 +108,11 @@ def train_model(*, data: np.ndarray, meta: dict, family: str, hp: dict, windows:
             and the window shuffling.
         run_id: the run's key, copied into every row.
         num_cpus, num_gpus: the resources the task holds (threads, devices).
+        evaluate_test: score the test split too (sweeps leave it for the chosen few:
+            test data is never used to choose).
+        model_path: save the trained model (best weights) there as ``.keras``.
+        epoch_hook: called after every epoch with ``(epoch, logs)`` (1-based epoch;
+            logs hold ``loss`` and ``val_loss``), e.g. to report to Ray Tune.
 
     Returns:
         ``{"run": row, "history": rows, "predictions": rows}`` in the report schemas of
@@ -131,7 +138,7 @@ def train_model(*, data: np.ndarray, meta: dict, family: str, hp: dict, windows:
     hp_resolved = resolved_hparams(family, hp)
     model = build_model(family, (windows.timesteps, data.shape[1]), hp_resolved)
 
-    recorder = _epoch_recorder(run_id, training.early_stopping)
+    recorder = _epoch_recorder(run_id, training.early_stopping, epoch_hook)
     callbacks = [recorder, keras.callbacks.TerminateOnNaN()]
     es = training.early_stopping
     if es.enabled:
@@ -143,18 +150,16 @@ def train_model(*, data: np.ndarray, meta: dict, family: str, hp: dict, windows:
     model.fit(_py_dataset(train), validation_data=_py_dataset(val), epochs=training.epochs,
               callbacks=callbacks, verbose=0)
     recorder.restore_best(model)
+    if model_path:
+        model.save(model_path)
 
+    scores = {"test": float("nan")}
+    scores["validation"], predictions = score_split(model, val, "validation", run_id, meta)
+    if evaluate_test:
+        scores["test"], test_rows = score_split(model, test, "test", run_id, meta)
+        predictions += test_rows
     std = float(meta["std"][meta["target_column"]])
-    mean = float(meta["mean"][meta["target_column"]])
-    predictions, scores = [], {}
-    for name, batches in (("validation", val), ("test", test)):
-        pred = model.predict(_py_dataset(batches), verbose=0).reshape(-1).astype(np.float64)
-        true = batches.targets().astype(np.float64)
-        scores[name] = float(np.mean(np.abs(pred - true)))
-        for row, p, y in zip(batches.rows + windows.delay, pred, true):
-            predictions.append({"run_id": run_id, "split": name, "sample_index": int(row),
-                                "prediction": p * std + mean, "target": y * std + mean})
-    failed = not all(math.isfinite(v) for v in scores.values()) or recorder.diverged
+    failed = not math.isfinite(scores["validation"]) or recorder.diverged
     run = {
         "run_id": run_id,
         "family": family,
@@ -180,6 +185,44 @@ def train_model(*, data: np.ndarray, meta: dict, family: str, hp: dict, windows:
     return {"run": run, "history": recorder.rows, "predictions": predictions}
 
 
+def score_split(model, batches: WindowBatches, split: str, run_id: str, meta: dict):
+    """MAE of ``model`` on a split's windows and its prediction rows.
+
+    Returns:
+        ``(mae in normalized units, rows)``; rows are ``predictions`` report rows with
+        ``sample_index`` = the target's row and values in the target's units.
+    """
+    std = float(meta["std"][meta["target_column"]])
+    mean = float(meta["mean"][meta["target_column"]])
+    pred = model.predict(_py_dataset(batches), verbose=0).reshape(-1).astype(np.float64)
+    true = batches.targets().astype(np.float64)
+    rows = [{"run_id": run_id, "split": split, "sample_index": int(r),
+             "prediction": p * std + mean, "target": y * std + mean}
+            for r, p, y in zip(batches.rows + batches.spec.delay, pred, true)]
+    return float(np.mean(np.abs(pred - true))), rows
+
+
+def evaluate_saved_model(*, data: np.ndarray, meta: dict, model_path: str,
+                         windows: WindowSpec, run_id: str, split: str = "test",
+                         max_batches: int | None = None, num_cpus: float = 1,
+                         num_gpus: float = 0) -> dict:
+    """Score a saved model once on one split (the sweep's final test evaluation).
+
+    Returns:
+        ``{"mae": normalized MAE, "mae_units": MAE in target units, "predictions": rows}``.
+    """
+    setup_tensorflow(num_cpus, num_gpus)
+    import keras
+
+    import dlpipe.models.timeseries  # noqa: F401  registers the custom layers
+
+    model = keras.saving.load_model(model_path)
+    batches = split_batches(data, meta, windows, split, max_batches=max_batches)
+    mae, rows = score_split(model, batches, split, run_id, meta)
+    std = float(meta["std"][meta["target_column"]])
+    return {"mae": mae, "mae_units": mae * std, "predictions": rows}
+
+
 def failed_run(run_id: str, family: str, hp: dict, seed: int, windows: WindowSpec,
                error: BaseException | str, resources: dict) -> dict:
     """Report rows for a run that raised: status ``failed``, the error text, NaN metrics."""
@@ -191,7 +234,7 @@ def failed_run(run_id: str, family: str, hp: dict, seed: int, windows: WindowSpe
             "history": [], "predictions": []}
 
 
-def _epoch_recorder(run_id: str, early_stopping: EarlyStoppingSpec):
+def _epoch_recorder(run_id: str, early_stopping: EarlyStoppingSpec, epoch_hook=None):
     """A Keras callback recording history rows (loss, val_loss, lr, seconds) and the
     weights of the best epoch (restored at the end when ``restore_best_weights``)."""
     import keras
@@ -217,6 +260,8 @@ def _epoch_recorder(run_id: str, early_stopping: EarlyStoppingSpec):
             self.rows.append({"run_id": run_id, "epoch": epoch + 1, "loss": logs.get("loss"),
                               "val_loss": logs.get("val_loss"), "lr": float(lr),
                               "seconds": time.perf_counter() - self._t0})
+            if epoch_hook is not None:
+                epoch_hook(epoch + 1, dict(logs))
             value = logs.get(self.monitor)
             if value is None:
                 return

@@ -1,0 +1,341 @@
+"""Hyperparameter sweep (book ch. 7.3.2): Hyperopt's TPE proposing trials, run by
+Ray Tune (``HyperOptSearch``), each trial a Keras training run.
+
+Flow: prepare the dataset once (Ray task, array to the object store) -> Tune trials
+(:func:`dlpipe.tasks.sweep.sweep_trial`) with the searcher's history -> a ``trials``
+report row per trial as it ends, with live progress -> the best ``test_top_k``
+configurations scored once on the test split -> plots.
+
+The sweep directory is ``<output_dir>/<study>-sweep``. Running the same study again
+resumes the stored sweep (Tune restores its trials and the searcher's history;
+finished runs are found by key and not trained again) and ends with exactly
+``num_trials`` trials. Changing the sweep settings of an existing sweep is an error:
+give the study a new name.
+
+Runs as a script for ``ray submit``::
+
+    python pipelines/sweep.py --config STUDY.yaml [--smoke-test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dlpipe.pipelines.config import ConfigError, StudyConfig, sweep_spaces
+from dlpipe.tasks import reports
+from dlpipe.tasks.search_space import decode, sweep_space, warm_start_point
+from dlpipe.tasks.sweep import METRIC, TrialContext
+
+
+class SweepError(RuntimeError):
+    """The sweep produced no usable trial (e.g. every trial failed)."""
+
+
+def sweep_dir_of(cfg: StudyConfig) -> Path:
+    """``<output_dir>/<study>-sweep`` (absolute: Ray Tune needs absolute storage)."""
+    return (Path(cfg.output_dir) / f"{cfg.study}-sweep").resolve()
+
+
+def trial_number(trial) -> int:
+    """1-based trial number in proposal order: the counter Tune's search generator puts
+    at the front of ``experiment_tag`` (``"7_model=..."``); it survives a resume."""
+    return int(str(trial.experiment_tag).split("_", 1)[0])
+
+
+def _fingerprint(cfg: StudyConfig) -> str:
+    keep = {"data": asdict(cfg.data), "split": asdict(cfg.split),
+            "windows": asdict(cfg.windows), "training": asdict(cfg.training),
+            "sweep": asdict(cfg.sweep), "seed": cfg.seed, "resources": asdict(cfg.resources)}
+    return hashlib.sha256(reports.dumps(keep).encode()).hexdigest()[:16]
+
+
+class TrialRecorder:
+    """Ray Tune callback: a ``trials`` row per finished/failed trial, written at once
+    (atomically, one part per trial number), and a progress line per event."""
+
+    def __init__(self, sweep_dir: Path, sweep_id: str, searcher: str, num_trials: int,
+                 warm_starts: int, resources: dict, units: str):
+        self.sweep_dir, self.sweep_id, self.searcher = str(sweep_dir), sweep_id, searcher
+        self.num_trials, self.warm_starts, self.resources = num_trials, warm_starts, resources
+        self.units = units
+        self.started: dict[str, datetime] = {}
+        self.counts = {"done": 0, "failed": 0}
+        self.best = math.inf
+
+    def _callback(self):
+        from ray.tune import Callback
+
+        recorder = self
+
+        class _Callback(Callback):
+            def on_trial_start(self, iteration, trials, trial, **info):
+                recorder.started[trial.trial_id] = datetime.now(timezone.utc)
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                recorder.record(trial, trials, error=None)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                err = trial.get_error()
+                text = str(err) if err is not None else "trial failed"
+                recorder.record(trial, trials, error=text)
+
+        return _Callback()
+
+    def record(self, trial, trials, error: str | None) -> None:
+        number = trial_number(trial)
+        result = trial.last_result or {}
+        family, hp = decode(trial.config)
+        hyper = result.get("hyperparameters") or reports.dumps(hp)
+        loss = result.get(METRIC) if error is None else None
+        if loss is not None and not math.isfinite(loss):
+            error, loss = "non-finite validation loss", None
+        status = "failed" if error else ("reused" if result.get("reused_from") else "ok")
+        row = {
+            "sweep_id": self.sweep_id, "trial": number, "run_id": result.get("run_id"),
+            "family": family, "hyperparameters": hyper, "val_loss": loss,
+            "val_mae_units": result.get("val_mae_units") if not error else None,
+            "status": status, "error": _last_lines(error), "searcher": self.searcher,
+            "warm_start": number <= self.warm_starts,
+            "reused_from": result.get("reused_from") or None,
+            "resources": self.resources, "node": result.get("node"),
+            "started_at": self.started.get(trial.trial_id), "ended_at": datetime.now(timezone.utc),
+        }
+        reports.write_part(self.sweep_dir, "trials", f"{number:05d}", [row])
+        if error:
+            self.counts["failed"] += 1
+        else:
+            self.counts["done"] += 1
+            self.best = min(self.best, loss)
+        running = sum(t.status == "RUNNING" for t in trials)
+        shown = {k: (round(v, 4) if isinstance(v, float) else v)
+                 for k, v in json.loads(hyper).items()}
+        outcome = f"FAILED: {_last_lines(error, 1)}" if error else f"val_loss {loss:.4f}" + (
+            " (reused)" if status == "reused" else "")
+        print(f"[trial {number:>3}/{self.num_trials}] {family} {shown} -> {outcome} | done "
+              f"{self.counts['done']}, failed {self.counts['failed']}, running {running}, "
+              f"best {self.best:.4f}", flush=True)
+
+    def __getstate__(self):  # Tune pickles callbacks with the experiment state
+        return self.__dict__
+
+
+def _last_lines(text: str | None, n: int = 3) -> str | None:
+    if not text:
+        return None
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return "\n".join(lines[-n:])[-2000:]
+
+
+def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
+    """Run (or resume) the study's sweep on the connected Ray; returns the sweep dir.
+
+    Raises:
+        ConfigError: the stored sweep was started with other settings.
+        SweepError: every trial failed (the message points at the trial errors).
+    """
+    import ray
+    from ray import tune
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    from dlpipe.pipelines.weather import print_dataset
+    from dlpipe.tasks.remote import prepare_weather_task
+    from dlpipe.tasks.sweep import sweep_trial
+
+    sweep = cfg.sweep
+    sweep_dir = sweep_dir_of(cfg)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint(cfg)
+    stamp = sweep_dir / "sweep.json"
+    if stamp.is_file() and json.loads(stamp.read_text())["fingerprint"] != fingerprint:
+        raise ConfigError(f"{sweep_dir} holds a sweep started with other settings; give the "
+                          "study a new `study` name (or delete that folder) to start anew")
+    reports.atomic_write_bytes(stamp, json.dumps(
+        {"fingerprint": fingerprint, "study": asdict(cfg)}, indent=1, default=str).encode())
+
+    data_ref, meta_ref = prepare_weather_task.remote(cfg.data, cfg.split, cfg.windows,
+                                                     str(sweep_dir / "artifacts"))
+    meta = ray.get(meta_ref)
+    print_dataset(meta)
+    spaces = sweep_spaces(cfg)
+    seed = cfg.seed if sweep.seed is None else sweep.seed
+    res = cfg.resources
+    ctx = TrialContext(sweep_dir=str(sweep_dir), study=cfg.study, windows=cfg.windows,
+                       training=cfg.training, seed=seed, num_cpus=res.num_cpus,
+                       num_gpus=res.num_gpus, report_epochs=sweep.scheduler is not None)
+    units = meta["target"]
+    recorder = TrialRecorder(sweep_dir, fingerprint, sweep.searcher, sweep.num_trials,
+                             len(sweep.warm_start), asdict(res), units)
+    trainable = tune.with_resources(
+        tune.with_parameters(sweep_trial, data=ray.get(data_ref), meta=meta, ctx=ctx),
+        {"cpu": res.num_cpus, "gpu": res.num_gpus})
+    tune_path = sweep_dir / "tune"
+    finished = len(list((sweep_dir / "reports" / "trials").glob("part-*.parquet"))) \
+        if (sweep_dir / "reports" / "trials").is_dir() else 0
+    if finished >= sweep.num_trials:
+        print(f"sweep complete: {finished} trials in {sweep_dir}")
+    elif tune.Tuner.can_restore(str(tune_path)):
+        print(f"resuming the sweep in {sweep_dir}: {finished} trial(s) already recorded")
+        tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True,
+                           resume_errored=False, restart_errored=False).fit()
+    else:
+        searcher = HyperOptSearch(
+            sweep_space(spaces), metric=METRIC, mode="min",
+            points_to_evaluate=[warm_start_point(spaces, p) for p in sweep.warm_start] or None,
+            n_initial_points=sweep.num_trials if sweep.searcher == "random"
+            else sweep.n_initial_points,
+            random_state_seed=seed)
+        scheduler = None
+        if sweep.scheduler is not None:
+            from ray.tune.schedulers import ASHAScheduler
+
+            scheduler = ASHAScheduler(
+                time_attr="training_iteration", max_t=cfg.training.epochs + 1,
+                grace_period=sweep.scheduler.grace_period,
+                reduction_factor=sweep.scheduler.reduction_factor)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                metric=METRIC, mode="min", search_alg=searcher, scheduler=scheduler,
+                num_samples=sweep.num_trials, max_concurrent_trials=sweep.max_concurrent_trials,
+                time_budget_s=sweep.time_budget_s, reuse_actors=True),
+            run_config=tune.RunConfig(
+                name="tune", storage_path=str(sweep_dir), verbose=0,
+                callbacks=[recorder._callback()],
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
+        tuner.fit()
+    trials = reports.read_table(sweep_dir, "trials")
+    ok = trials[trials["status"] != "failed"]
+    if ok.empty:
+        raise SweepError(
+            f"all {len(trials)} trials failed; first error: "
+            f"{_last_lines(trials['error'].dropna().iloc[0] if len(trials) else None, 2)} "
+            f"(every error is in {sweep_dir / 'reports' / 'trials'})")
+    evaluate_top_k(cfg, sweep_dir, ok, data_ref, meta)
+    write_sweep_plots(sweep_dir)
+    return sweep_dir
+
+
+def evaluate_top_k(cfg: StudyConfig, sweep_dir: Path, ok, data_ref, meta: dict) -> list[str]:
+    """Score the best ``test_top_k`` distinct configurations once on the test split
+    (chosen on validation loss only) and write their test figures and predictions."""
+    import ray
+
+    from dlpipe.tasks.remote import evaluate_model_task
+
+    best = ok.sort_values("val_loss").drop_duplicates("run_id").head(cfg.sweep.test_top_k)
+    refs = {}
+    for run_id in best["run_id"]:
+        if not reports.part_exists(sweep_dir, "runs", run_id):
+            continue
+        (row,) = reports.read_part(sweep_dir, "runs", run_id)
+        if row["test_mae"] is not None and not math.isnan(row["test_mae"]):
+            continue  # already scored (a resumed sweep)
+        refs[run_id] = (row, evaluate_model_task.options(
+            num_cpus=cfg.resources.num_cpus, num_gpus=cfg.resources.num_gpus).remote(
+            data=data_ref, meta=meta, model_path=str(sweep_dir / "models" / f"{run_id}.keras"),
+            windows=cfg.windows, run_id=run_id, split="test",
+            max_batches=cfg.training.max_batches_per_epoch,
+            num_cpus=cfg.resources.num_cpus, num_gpus=cfg.resources.num_gpus))
+    for run_id, (row, ref) in refs.items():
+        scored = ray.get(ref)
+        reports.write_part(sweep_dir, "predictions", f"{run_id}-test", scored["predictions"])
+        row.update(test_mae=scored["mae"], test_mae_units=scored["mae_units"])
+        reports.write_part(sweep_dir, "runs", run_id, [row])
+    return list(best["run_id"])
+
+
+def write_sweep_plots(sweep_dir: Path) -> list[Path]:
+    """Validation loss by trial with the running best, and loss against each numeric
+    hyperparameter."""
+    from dlpipe.tasks.plots import plot_hp_effects, plot_trials
+
+    trials = reports.read_table(sweep_dir, "trials")
+    return [plot_trials(trials, sweep_dir / "plots" / "trials.png"),
+            plot_hp_effects(trials, sweep_dir / "plots" / "hyperparameters.png")]
+
+
+def sweep_summary(sweep_dir: str | Path, top: int = 10):
+    """The best trials with their resolved hyperparameters and, for the top K, test MAE.
+
+    Returns:
+        ``(frame, title)``.
+    """
+    import pandas as pd
+
+    trials = reports.read_table(sweep_dir, "trials")
+    runs = reports.read_table(sweep_dir, "runs")[["run_id", "test_mae_units", "epochs_run"]]
+    merged = trials.merge(runs, on="run_id", how="left").sort_values(
+        ["val_loss", "trial"], na_position="last")
+    frame = pd.DataFrame({
+        "trial": merged["trial"], "family": merged["family"],
+        "hyperparameters": merged["hyperparameters"].str.slice(0, 70),
+        "val_loss": merged["val_loss"], "val MAE": merged["val_mae_units"],
+        "test MAE": merged["test_mae_units"], "epochs": merged["epochs_run"],
+        "status": merged["status"]}).head(top)
+    counts = trials["status"].value_counts().to_dict()
+    title = (f"{Path(sweep_dir).name}: {len(trials)} trials ({counts}); val_loss = normalized "
+             "validation MAE; test MAE only for the best K")
+    return frame.reset_index(drop=True), title
+
+
+def smoke_sweep(cfg: StudyConfig) -> StudyConfig:
+    """Smoke mode for a sweep: the study's smoke settings and at most 4 trials."""
+    from dlpipe.pipelines.config import smoke_test
+
+    cfg = smoke_test(cfg)
+    return replace(cfg, sweep=replace(cfg.sweep, num_trials=min(cfg.sweep.num_trials, 4),
+                                      n_initial_points=min(cfg.sweep.n_initial_points, 4)))
+
+
+def sweep_command(config: str | Path, *, smoke: bool = False, address: str | None = None,
+                  output_dir: str | None = None, num_cpus: int | None = None,
+                  num_trials: int | None = None) -> int:
+    """``dlpipe sweep``: validate, run or resume the sweep, print the best trials."""
+    from dlpipe.pipelines.cli import print_frame
+    from dlpipe.pipelines.config import load_study
+    from dlpipe.pipelines.runtime import init_ray
+
+    try:
+        cfg = load_study(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if smoke:
+        cfg = smoke_sweep(cfg)
+    if output_dir:
+        cfg = replace(cfg, output_dir=output_dir)
+    if num_trials:
+        cfg = replace(cfg, sweep=replace(cfg.sweep, num_trials=num_trials))
+    init_ray(address, num_cpus=num_cpus)
+    try:
+        sweep_dir = run_sweep(cfg)
+    except (ConfigError, SweepError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, SweepError) else 2
+    print_frame(*sweep_summary(sweep_dir))
+    print(f"\ntrials:  {sweep_dir / 'reports' / 'trials'}\nplots:   {sweep_dir / 'plots'}\n"
+          f"runs:    {sweep_dir / 'reports' / 'runs'} (history, predictions beside it)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Script entry point (``ray submit cluster.yaml pipelines/sweep.py -- --config X``)."""
+    parser = argparse.ArgumentParser(prog="sweep.py", description="Run a hyperparameter sweep.")
+    parser.add_argument("--config", required=True, help="study YAML file with a `sweep:` section")
+    parser.add_argument("--smoke-test", action="store_true")
+    parser.add_argument("--address", default=None)
+    parser.add_argument("--output-dir", default=None)
+    args = parser.parse_args(argv)
+    return sweep_command(args.config, smoke=args.smoke_test, address=args.address,
+                         output_dir=args.output_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

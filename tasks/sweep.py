@@ -1,0 +1,115 @@
+"""One sweep trial: the Ray Tune trainable, thin over :func:`dlpipe.tasks.train.train_model`.
+
+A trial decodes its sampled configuration into ``(family, hp)``, converts the
+hyperparameters to Python types once (case C09), and derives the run key from the
+resolved values. If a run with that key already finished (an identical proposal, or a
+trial re-run after a resume), its stored result is reported instead of training again.
+Otherwise the model is trained (validation only: test data is never used to choose),
+saved for the final test evaluation, and its ``runs``/``history``/``predictions`` parts
+are written before the metric is reported. A diverged (NaN/inf) or crashed training
+raises, so Tune and Hyperopt record the trial as failed (case C12).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dlpipe.tasks import reports
+from dlpipe.tasks.search_space import decode
+from dlpipe.tasks.tf_setup import setup_tensorflow
+from dlpipe.tasks.train import TrainingSpec, train_model
+from dlpipe.tasks.windows import WindowSpec
+
+METRIC = "val_loss"  # validation MAE in normalized units, minimized
+
+
+class TrialFailed(RuntimeError):
+    """A trial's training diverged or produced no finite validation loss."""
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a sweep shares (passed once through ``tune.with_parameters``)."""
+
+    sweep_dir: str
+    study: str
+    windows: WindowSpec
+    training: TrainingSpec
+    seed: int
+    num_cpus: float = 1
+    num_gpus: float = 0
+    report_epochs: bool = False  # per-epoch results, for an early-termination scheduler
+
+
+def run_key(dataset_key: str, family: str, hp_resolved: dict, windows: WindowSpec,
+            training: TrainingSpec, seed: int) -> str:
+    """Key of a training run from everything that determines its result."""
+    payload = {"dataset": dataset_key, "family": family, "hp": hp_resolved,
+               "windows": asdict(windows), "training": asdict(training), "seed": seed}
+    return f"{family}-{hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]}"
+
+
+def stored_run(run_dir: str | Path, run_id: str) -> dict | None:
+    """The stored ``runs`` row of ``run_id`` if it finished with status ok, else None."""
+    if not reports.part_exists(run_dir, "runs", run_id):
+        return None
+    import pyarrow.parquet as pq
+
+    row = pq.read_table(Path(run_dir) / "reports" / "runs" / f"part-{run_id}.parquet"
+                        ).to_pylist()[0]
+    return row if row["status"] == "ok" else None
+
+
+def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
+    """Ray Tune function trainable of a sweep (see the module docstring).
+
+    Reports ``val_loss`` (normalized validation MAE), ``val_mae_units``, ``run_id``,
+    ``family``, ``hyperparameters`` (resolved, JSON), ``reused_from``, ``node`` and
+    ``devices``.
+
+    Raises:
+        TrialFailed: the loss diverged (NaN/inf).
+        ValueError: a hyperparameter cannot be converted (e.g. 32.5 for ``units``).
+    """
+    from ray import tune
+
+    devices = setup_tensorflow(ctx.num_cpus, ctx.num_gpus)
+    from dlpipe.models.registry import resolved_hparams
+
+    family, hp = decode(config)
+    hp_resolved = resolved_hparams(family, hp)
+    run_id = run_key(meta["key"], family, hp_resolved, ctx.windows, ctx.training, ctx.seed)
+    base = {"run_id": run_id, "family": family, "hyperparameters": reports.dumps(hp_resolved),
+            "node": socket.gethostname(), "devices": ",".join(devices)}
+    previous = stored_run(ctx.sweep_dir, run_id)
+    if previous is not None:
+        tune.report({METRIC: previous["val_mae"], "val_mae_units": previous["val_mae_units"],
+                     "reused_from": run_id, **base})
+        return
+
+    hook = None
+    if ctx.report_epochs:
+        def hook(epoch, logs):
+            tune.report({METRIC: float(logs.get("val_loss", float("nan"))), "epoch": epoch,
+                         "val_mae_units": float("nan"), "reused_from": "", **base})
+
+    models_dir = Path(ctx.sweep_dir) / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    result = train_model(data=data, meta=meta, family=family, hp=hp_resolved,
+                         windows=ctx.windows, training=ctx.training, seed=ctx.seed,
+                         run_id=run_id, num_cpus=ctx.num_cpus, num_gpus=ctx.num_gpus,
+                         evaluate_test=False, model_path=str(models_dir / f"{run_id}.keras"),
+                         epoch_hook=hook)
+    run = dict(result["run"], pipeline="timeseries", study=ctx.study, dataset_key=meta["key"],
+               finished_at=datetime.now(timezone.utc))
+    reports.write_part(ctx.sweep_dir, "history", run_id, result["history"])
+    reports.write_part(ctx.sweep_dir, "predictions", run_id, result["predictions"])
+    reports.write_part(ctx.sweep_dir, "runs", run_id, [run])
+    if run["status"] != "ok":
+        raise TrialFailed(f"{run['error']} (family {family}, hp {reports.dumps(hp_resolved)})")
+    tune.report({METRIC: run["val_mae"], "val_mae_units": run["val_mae_units"],
+                 "reused_from": "", **base})
