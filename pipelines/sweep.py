@@ -82,9 +82,7 @@ class TrialRecorder:
                 recorder.record(trial, trials, error=None)
 
             def on_trial_error(self, iteration, trials, trial, **info):
-                err = trial.get_error()
-                text = str(err) if err is not None else "trial failed"
-                recorder.record(trial, trials, error=text)
+                recorder.record(trial, trials, error=_trial_error_text(trial))
 
         return _Callback()
 
@@ -96,14 +94,17 @@ class TrialRecorder:
         loss = result.get(METRIC) if error is None else None
         if loss is not None and not math.isfinite(loss):
             error, loss = "non-finite validation loss", None
-        status = "failed" if error else ("reused" if result.get("reused_from") else "ok")
+        reused_from = result.get("reused_from") or None
+        if reused_from and not error and not self._claimed_by_other(reused_from, number):
+            reused_from = None  # this trial's own result, stored before a crash/resume
+        status = "failed" if error else ("reused" if reused_from else "ok")
         row = {
             "sweep_id": self.sweep_id, "trial": number, "run_id": result.get("run_id"),
             "family": family, "hyperparameters": hyper, "val_loss": loss,
             "val_mae_units": result.get("val_mae_units") if not error else None,
             "status": status, "error": _last_lines(error), "searcher": self.searcher,
             "warm_start": number <= self.warm_starts,
-            "reused_from": result.get("reused_from") or None,
+            "reused_from": reused_from,
             "resources": self.resources, "node": result.get("node"),
             "started_at": self.started.get(trial.trial_id), "ended_at": datetime.now(timezone.utc),
         }
@@ -122,8 +123,23 @@ class TrialRecorder:
               f"{self.counts['done']}, failed {self.counts['failed']}, running {running}, "
               f"best {self.best:.4f}", flush=True)
 
+    def _claimed_by_other(self, run_id: str, number: int) -> bool:
+        """Whether another trial already recorded ``run_id`` as its own result."""
+        trials = reports.read_table(self.sweep_dir, "trials")
+        mine = trials[(trials["run_id"] == run_id) & (trials["trial"] != number)]
+        return bool((mine["status"] == "ok").any())
+
     def __getstate__(self):  # Tune pickles callbacks with the experiment state
         return self.__dict__
+
+
+def _trial_error_text(trial) -> str:
+    """The error Tune wrote for a failed trial (its local ``error.txt``), else a stub."""
+    path = trial.error_file
+    if path and Path(path).is_file():
+        return Path(path).read_text(errors="replace")
+    err = trial.get_error()
+    return str(err) if err else "trial failed (no error text recorded)"
 
 
 def _last_lines(text: str | None, n: int = 3) -> str | None:
@@ -131,6 +147,26 @@ def _last_lines(text: str | None, n: int = 3) -> str | None:
         return None
     lines = [line for line in str(text).strip().splitlines() if line.strip()]
     return "\n".join(lines[-n:])[-2000:]
+
+
+def _searcher_class():
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    class ConditionalHyperOptSearch(HyperOptSearch):
+        """``HyperOptSearch`` whose warm-start points may leave out the labels of
+        inactive conditional branches (Hyperopt's TPE expects every label in every
+        trial's ``misc``, empty when inactive)."""
+
+        def _setup_hyperopt(self) -> None:
+            super()._setup_hyperopt()
+            labels = list(self.domain.params)
+            for doc in self._hpopt_trials._dynamic_trials:
+                for key in ("idxs", "vals"):
+                    for label in labels:
+                        doc["misc"][key].setdefault(label, [])
+            self._hpopt_trials.refresh()
+
+    return ConditionalHyperOptSearch
 
 
 def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
@@ -142,8 +178,6 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
     """
     import ray
     from ray import tune
-    from ray.tune.search.hyperopt import HyperOptSearch
-
     from dlpipe.pipelines.weather import print_dataset
     from dlpipe.tasks.remote import prepare_weather_task
     from dlpipe.tasks.sweep import sweep_trial
@@ -185,7 +219,7 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
         tune.Tuner.restore(str(tune_path), trainable, resume_unfinished=True,
                            resume_errored=False, restart_errored=False).fit()
     else:
-        searcher = HyperOptSearch(
+        searcher = _searcher_class()(
             sweep_space(spaces), metric=METRIC, mode="min",
             points_to_evaluate=[warm_start_point(spaces, p) for p in sweep.warm_start] or None,
             n_initial_points=sweep.num_trials if sweep.searcher == "random"
