@@ -97,7 +97,12 @@ class TrialRecorder:
         reused_from = result.get("reused_from") or None
         if reused_from and not error and not self._claimed_by_other(reused_from, number):
             reused_from = None  # this trial's own result, stored before a crash/resume
-        status = "failed" if error else ("reused" if reused_from else "ok")
+        if error:
+            status = "failed"
+        elif not result.get("final", True):
+            status = "stopped"  # ended early by the scheduler (ASHA): no model kept
+        else:
+            status = "reused" if reused_from else "ok"
         row = {
             "sweep_id": self.sweep_id, "trial": number, "run_id": result.get("run_id"),
             "family": family, "hyperparameters": hyper, "val_loss": loss,
@@ -113,12 +118,13 @@ class TrialRecorder:
             self.counts["failed"] += 1
         else:
             self.counts["done"] += 1
-            self.best = min(self.best, loss)
+            if status != "stopped":
+                self.best = min(self.best, loss)
         running = sum(t.status == "RUNNING" for t in trials)
         shown = {k: (round(v, 4) if isinstance(v, float) else v)
                  for k, v in json.loads(hyper).items()}
         outcome = f"FAILED: {_last_lines(error, 1)}" if error else f"val_loss {loss:.4f}" + (
-            " (reused)" if status == "reused" else "")
+            f" ({status})" if status in ("reused", "stopped") else "")
         print(f"[trial {number:>3}/{self.num_trials}] {family} {shown} -> {outcome} | done "
               f"{self.counts['done']}, failed {self.counts['failed']}, running {running}, "
               f"best {self.best:.4f}", flush=True)
@@ -245,10 +251,11 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
         tuner.fit()
     trials = reports.read_table(sweep_dir, "trials")
-    ok = trials[trials["status"] != "failed"]
+    ok = trials[trials["status"].isin(["ok", "reused"])]
     if ok.empty:
         raise SweepError(
-            f"all {len(trials)} trials failed; first error: "
+            f"no trial of {len(trials)} finished ({trials['status'].value_counts().to_dict()}); "
+            f"first error: "
             f"{_last_lines(trials['error'].dropna().iloc[0] if len(trials) else None, 2)} "
             f"(every error is in {sweep_dir / 'reports' / 'trials'})")
     evaluate_top_k(cfg, sweep_dir, ok, data_ref, meta)

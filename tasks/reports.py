@@ -73,7 +73,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("hyperparameters", pa.string()), # JSON, sorted keys, resolved values (C10)
         ("val_loss", pa.float64()),       # the searched objective, NaN when failed
         ("val_mae_units", pa.float64()),
-        ("status", pa.string()),          # ok | failed | reused
+        ("status", pa.string()),          # ok | failed | reused | stopped (by ASHA)
         ("error", pa.string()),
         ("searcher", pa.string()),        # tpe | random
         ("warm_start", pa.bool_()),

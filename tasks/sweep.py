@@ -68,8 +68,9 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     """Ray Tune function trainable of a sweep (see the module docstring).
 
     Reports ``val_loss`` (normalized validation MAE), ``val_mae_units``, ``run_id``,
-    ``family``, ``hyperparameters`` (resolved, JSON), ``reused_from``, ``node`` and
-    ``devices``.
+    ``family``, ``hyperparameters`` (resolved, JSON), ``reused_from``, ``node``,
+    ``devices`` and ``final`` (False for the per-epoch results an early-termination
+    scheduler reads; a trial it stops never reports a final result).
 
     Raises:
         TrialFailed: the loss diverged (NaN/inf).
@@ -88,14 +89,15 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     previous = stored_run(ctx.sweep_dir, run_id)
     if previous is not None:
         tune.report({METRIC: previous["val_mae"], "val_mae_units": previous["val_mae_units"],
-                     "reused_from": run_id, **base})
+                     "reused_from": run_id, "final": True, **base})
         return
 
     hook = None
     if ctx.report_epochs:
         def hook(epoch, logs):
             tune.report({METRIC: float(logs.get("val_loss", float("nan"))), "epoch": epoch,
-                         "val_mae_units": float("nan"), "reused_from": "", **base})
+                         "val_mae_units": float("nan"), "reused_from": "", "final": False,
+                         **base})
 
     models_dir = Path(ctx.sweep_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -112,4 +114,4 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     if run["status"] != "ok":
         raise TrialFailed(f"{run['error']} (family {family}, hp {reports.dumps(hp_resolved)})")
     tune.report({METRIC: run["val_mae"], "val_mae_units": run["val_mae_units"],
-                 "reused_from": "", **base})
+                 "reused_from": "", "final": True, **base})

@@ -146,7 +146,8 @@ def test_sweep_smoke_failed_trials_best_and_test_top_k(tmp_path):
 def test_c12_all_trials_failing_is_a_clear_error(tmp_path):
     proc = sweep(write_study(tmp_path, "bad", families="[conv1d]", trials=2), check=False)
     assert proc.returncode == 1
-    assert "all 2 trials failed" in proc.stderr and "timesteps" in proc.stderr
+    assert "no trial of 2 finished ({'failed': 2})" in proc.stderr
+    assert "timesteps" in proc.stderr
 
 
 @pytest.mark.slow
@@ -178,3 +179,20 @@ def test_killed_driver_resumes_without_training_twice(tmp_path):
     for name, finished in before.items():  # finished runs kept, none trained twice
         assert after[name] == finished
     assert set(trials["run_id"]) == {n[5:-8] for n in after}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_asha_scheduler_on_top_of_early_stopping(tmp_path):
+    path = write_study(tmp_path, "asha", families="[dense]", trials=4, concurrent=2)
+    text = path.read_text().replace("training: {epochs: 2, max_batches_per_epoch: 3}",
+                                    "training: {epochs: 4, max_batches_per_epoch: 3}")
+    path.write_text(text + "  scheduler: {type: asha, grace_period: 1, reduction_factor: 2}\n")
+    sweep(path)
+    sweep_dir = tmp_path / "out" / "asha-sweep"
+    trials = reports.read_table(sweep_dir, "trials")
+    assert sorted(trials["trial"]) == [1, 2, 3, 4]
+    assert set(trials["status"]) <= {"ok", "reused", "stopped"}
+    for row in trials.itertuples():  # a stopped trial keeps no model and no run
+        has_run = (sweep_dir / "models" / f"{row.run_id}.keras").is_file()
+        assert has_run == (row.status != "stopped") or row.status == "reused"
