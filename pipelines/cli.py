@@ -26,23 +26,37 @@ def demo_config_path() -> Path:
     return Path(str(resources.files("dlpipe.configs") / DEMO_CONFIG))
 
 
-def run_command(config: str | Path, *, smoke: bool = False, address: str | None = None,
-                output_dir: str | None = None, num_cpus: int | None = None) -> int:
-    """Validate a study file, run it on Ray, print the summary and where things are."""
-    from dlpipe.pipelines.config import ConfigError, load_study, smoke_test
+def prepare_command(config: str | Path, *, smoke_mode, output_dir: str | None,
+                    address: str | None, num_cpus: int | None):
+    """Shared start of the commands that run a study file: load and validate it
+    (errors printed, ``None`` returned), apply ``smoke_mode`` (a function of the config,
+    or ``None``) and ``--output-dir``, then start or join Ray."""
+    from dlpipe.pipelines.config import ConfigError, load_study
     from dlpipe.pipelines.runtime import init_ray
-    from dlpipe.pipelines.weather import run_study
 
     try:
         cfg = load_study(config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if smoke:
-        cfg = smoke_test(cfg)
+        return None
+    if smoke_mode is not None:
+        cfg = smoke_mode(cfg)
     if output_dir:
         cfg = replace(cfg, output_dir=output_dir)
     init_ray(address, num_cpus=num_cpus)
+    return cfg
+
+
+def run_command(config: str | Path, *, smoke: bool = False, address: str | None = None,
+                output_dir: str | None = None, num_cpus: int | None = None) -> int:
+    """Validate a study file, run it on Ray, print the summary and where things are."""
+    from dlpipe.pipelines.config import smoke_test
+    from dlpipe.pipelines.weather import run_study
+
+    cfg = prepare_command(config, smoke_mode=smoke_test if smoke else None,
+                          output_dir=output_dir, address=address, num_cpus=num_cpus)
+    if cfg is None:
+        return 2
     try:
         run_dir = run_study(cfg)
     except (ValueError, FileNotFoundError) as exc:

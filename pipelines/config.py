@@ -301,8 +301,8 @@ def sweep_spaces(cfg: StudyConfig) -> dict[str, dict]:
     """
     from dlpipe.models.registry import TIMESERIES_FAMILIES
     from dlpipe.models.spaces import TIMESERIES_SPACES
-    from dlpipe.tasks.search_space import (SpaceError, flatten_hp, is_leaf,
-                                           validate_space, warm_start_point)
+    from dlpipe.tasks.search_space import (SpaceError, is_leaf, validate_space,
+                                           warm_start_point)
 
     sweep = cfg.sweep
     families = sweep.families or tuple(dict.fromkeys(m.family for m in cfg.models))
@@ -318,7 +318,7 @@ def sweep_spaces(cfg: StudyConfig) -> dict[str, dict]:
         except SpaceError as exc:
             raise ConfigError(str(exc)) from None
         known = TIMESERIES_FAMILIES[family].param_types
-        for name in _space_names(space, is_leaf, flatten_hp):
+        for name in _space_names(space, is_leaf):
             if name not in known:
                 raise ConfigError(f"`{where}`: `{name}` is not a hyperparameter of "
                                   f"`{family}` (known: {', '.join(known)})")
@@ -331,15 +331,16 @@ def sweep_spaces(cfg: StudyConfig) -> dict[str, dict]:
     return spaces
 
 
-def _space_names(space: dict, is_leaf, flatten_hp) -> set[str]:
+def _space_names(space: dict, is_leaf) -> set[str]:
+    """Every hyperparameter name a space can set (all branches of its choices)."""
     names = set()
     for key, node in space.items():
         if is_leaf(node) and "choice" in node and any(isinstance(o, dict) for o in node["choice"]):
             for option in node["choice"]:
-                names |= _space_names(option, is_leaf, flatten_hp) if isinstance(option, dict) \
+                names |= _space_names(option, is_leaf) if isinstance(option, dict) \
                     else {key}
         elif isinstance(node, dict) and not is_leaf(node):
-            names |= _space_names(node, is_leaf, flatten_hp)
+            names |= _space_names(node, is_leaf)
         else:
             names.add(key)
     return names

@@ -339,22 +339,14 @@ def sweep_command(config: str | Path, *, smoke: bool = False, address: str | Non
                   output_dir: str | None = None, num_cpus: int | None = None,
                   num_trials: int | None = None) -> int:
     """``dlpipe sweep``: validate, run or resume the sweep, print the best trials."""
-    from dlpipe.pipelines.cli import print_frame
-    from dlpipe.pipelines.config import load_study
-    from dlpipe.pipelines.runtime import init_ray
+    from dlpipe.pipelines.cli import prepare_command, print_frame
 
-    try:
-        cfg = load_study(config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    cfg = prepare_command(config, smoke_mode=smoke_sweep if smoke else None,
+                          output_dir=output_dir, address=address, num_cpus=num_cpus)
+    if cfg is None:
         return 2
-    if smoke:
-        cfg = smoke_sweep(cfg)
-    if output_dir:
-        cfg = replace(cfg, output_dir=output_dir)
     if num_trials:
         cfg = replace(cfg, sweep=replace(cfg.sweep, num_trials=num_trials))
-    init_ray(address, num_cpus=num_cpus)
     try:
         sweep_dir = run_sweep(cfg)
     except (ConfigError, SweepError, ValueError, FileNotFoundError) as exc:

@@ -17,7 +17,6 @@ Runs as a script for ``ray submit``::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import asdict
@@ -26,36 +25,22 @@ from pathlib import Path
 
 from dlpipe.pipelines.config import StudyConfig, load_study, smoke_test
 from dlpipe.tasks import reports
-from dlpipe.tasks.train import failed_run, split_batches
+from dlpipe.tasks.train import failed_run, run_key, split_batches, stored_run
 from dlpipe.tasks.weather_data import baseline_mae
 from dlpipe.tasks.windows import split_window_rows
 
 PIPELINE = "timeseries"
 
 
-def run_key(dataset_key: str, cfg: StudyConfig, model_index: int) -> str:
-    """Key of one training run: dataset key + model family, hp, windows, training, seed."""
+def model_run_key(dataset_key: str, cfg: StudyConfig, model_index: int) -> str:
+    """Key of one configured model's run (:func:`dlpipe.tasks.train.run_key` over the
+    resolved hyperparameters, so a study run and an identical sweep trial share it)."""
+    from dlpipe.models.registry import resolved_hparams
+
     model = cfg.models[model_index]
-    payload = {
-        "dataset": dataset_key,
-        "family": model.family,
-        "hp": model.hp,
-        "windows": asdict(cfg.model_windows(model)),
-        "training": asdict(cfg.training),
-        "seed": cfg.seed if model.seed is None else model.seed,
-    }
-    digest = hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]
-    return f"{model.family}-{digest}"
-
-
-def _finished_ok(run_dir: Path, run_id: str) -> bool:
-    if not reports.part_exists(run_dir, "runs", run_id):
-        return False
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(run_dir / "reports" / "runs" / f"part-{run_id}.parquet",
-                          columns=["status"])
-    return table.column("status").to_pylist() == ["ok"]
+    seed = cfg.seed if model.seed is None else model.seed
+    return run_key(dataset_key, model.family, resolved_hparams(model.family, model.hp),
+                   cfg.model_windows(model), cfg.training, seed)
 
 
 def _write_result(run_dir: Path, cfg: StudyConfig, meta: dict, result: dict) -> dict:
@@ -129,8 +114,8 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> Path:
     res = cfg.resources
     pending, skipped = {}, 0
     for i, model in enumerate(cfg.models):
-        run_id = run_key(meta["key"], cfg, i)
-        if _finished_ok(run_dir, run_id):
+        run_id = model_run_key(meta["key"], cfg, i)
+        if stored_run(run_dir, run_id) is not None:
             skipped += 1
             continue
         seed = cfg.seed if model.seed is None else model.seed

@@ -542,11 +542,9 @@ def plot_ensemble_weights(rows: list[dict], members: MemberPredictions,
     Returns:
         ``path``.
     """
-    import matplotlib
+    from dlpipe.tasks.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     weights = np.array([json.loads(row["weights"]) for row in rows])  # (methods, members)
     methods = [f"{'* ' if row['chosen'] else ''}{row['method']}\n"
                f"val {row['val_score']:.3f} / test {row['test_score']:.3f}" for row in rows]
@@ -569,11 +567,7 @@ def plot_ensemble_weights(rows: list[dict], members: MemberPredictions,
                  "validation; test scored once)", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="weight")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_ensemble_report(run_dir, rows: list[dict], members: MemberPredictions) -> list[Path]:

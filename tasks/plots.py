@@ -32,13 +32,23 @@ def smooth_curve(values, factor: float = 0.8) -> np.ndarray:
     return out
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (PNG files, no screen needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (folders created), close it, return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    pyplot().close(fig)
+    return path
 
 
 def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
@@ -51,7 +61,7 @@ def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
         path: PNG file to write.
         factor: EMA factor for the smoothed lines (book ch. 5.3: 0.8).
     """
-    plt = _pyplot()
+    plt = pyplot()
     runs = [r for r in labels if r in set(history["run_id"])]
     n = max(1, len(runs))
     cols = min(3, n)
@@ -70,11 +80,7 @@ def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
     for ax in list(axes.flat)[len(runs):]:
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: str | Path,
@@ -87,7 +93,7 @@ def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: 
         path: PNG file to write.
         units: unit label of the axis (e.g. ``degC``).
     """
-    plt = _pyplot()
+    plt = pyplot()
     order = np.argsort(values)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(values) + 1.5))
     colors = ["tab:green" if values[i] < baseline else "tab:gray" for i in order]
@@ -98,11 +104,7 @@ def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: 
     ax.set_xlabel(f"validation MAE ({units})" if units else "validation MAE")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_trials(trials, path: str | Path) -> Path:
@@ -113,7 +115,7 @@ def plot_trials(trials, path: str | Path) -> Path:
         trials: DataFrame of the ``trials`` table (trial, val_loss, status, family).
         path: PNG file to write.
     """
-    plt = _pyplot()
+    plt = pyplot()
     t = trials.sort_values("trial")
     fig, ax = plt.subplots(figsize=(8, 4))
     ok = t[t["status"] != "failed"]
@@ -130,11 +132,7 @@ def plot_trials(trials, path: str | Path) -> Path:
     ax.set_ylabel("validation loss")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_hp_effects(trials, path: str | Path) -> Path:
@@ -142,7 +140,7 @@ def plot_hp_effects(trials, path: str | Path) -> Path:
     axis for learning rates)."""
     import json
 
-    plt = _pyplot()
+    plt = pyplot()
     ok = trials[trials["status"] != "failed"]
     hps = [json.loads(h) for h in ok["hyperparameters"]]
     names = sorted({k for h in hps for k, v in h.items()
@@ -161,8 +159,4 @@ def plot_hp_effects(trials, path: str | Path) -> Path:
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -12,16 +12,15 @@ raises, so Tune and Hyperopt record the trial as failed (case C12).
 
 from __future__ import annotations
 
-import hashlib
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from dlpipe.tasks import reports
 from dlpipe.tasks.search_space import decode
 from dlpipe.tasks.tf_setup import setup_tensorflow
-from dlpipe.tasks.train import TrainingSpec, train_model
+from dlpipe.tasks.train import TrainingSpec, run_key, stored_run, train_model
 from dlpipe.tasks.windows import WindowSpec
 
 METRIC = "val_loss"  # validation MAE in normalized units, minimized
@@ -43,25 +42,6 @@ class TrialContext:
     num_cpus: float = 1
     num_gpus: float = 0
     report_epochs: bool = False  # per-epoch results, for an early-termination scheduler
-
-
-def run_key(dataset_key: str, family: str, hp_resolved: dict, windows: WindowSpec,
-            training: TrainingSpec, seed: int) -> str:
-    """Key of a training run from everything that determines its result."""
-    payload = {"dataset": dataset_key, "family": family, "hp": hp_resolved,
-               "windows": asdict(windows), "training": asdict(training), "seed": seed}
-    return f"{family}-{hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]}"
-
-
-def stored_run(run_dir: str | Path, run_id: str) -> dict | None:
-    """The stored ``runs`` row of ``run_id`` if it finished with status ok, else None."""
-    if not reports.part_exists(run_dir, "runs", run_id):
-        return None
-    import pyarrow.parquet as pq
-
-    row = pq.read_table(Path(run_dir) / "reports" / "runs" / f"part-{run_id}.parquet"
-                        ).to_pylist()[0]
-    return row if row["status"] == "ok" else None
 
 
 def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:

@@ -8,15 +8,18 @@ case C13): importing this module never loads TensorFlow.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from dlpipe.tasks import reports
 from dlpipe.tasks.tf_setup import setup_tensorflow
 from dlpipe.tasks.windows import WindowBatches, WindowSpec, split_window_rows
 
@@ -58,6 +61,25 @@ class TrainingSpec:
     early_stopping: EarlyStoppingSpec = field(default_factory=EarlyStoppingSpec)
     reduce_lr_on_plateau: ReduceLROnPlateauSpec = field(default_factory=ReduceLROnPlateauSpec)
     max_batches_per_epoch: int | None = None
+
+
+def run_key(dataset_key: str, family: str, hp_resolved: dict, windows: WindowSpec,
+            training: TrainingSpec, seed: int) -> str:
+    """Key of a training run from everything that determines its result."""
+    payload = {"dataset": dataset_key, "family": family, "hp": hp_resolved,
+               "windows": asdict(windows), "training": asdict(training), "seed": seed}
+    return f"{family}-{hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]}"
+
+
+def stored_run(run_dir: str | Path, run_id: str) -> dict | None:
+    """The stored ``runs`` row of ``run_id`` if it finished with status ok, else None."""
+    if not reports.part_exists(run_dir, "runs", run_id):
+        return None
+    import pyarrow.parquet as pq
+
+    row = pq.read_table(Path(run_dir) / "reports" / "runs" / f"part-{run_id}.parquet"
+                        ).to_pylist()[0]
+    return row if row["status"] == "ok" else None
 
 
 def _py_dataset(batches: WindowBatches):

@@ -1,0 +1,253 @@
+"""Pretrained word embeddings in GloVe text format (book 6.1.3, "Using pretrained word
+embeddings"): parse the file, then build the Embedding matrix of a vocabulary.
+
+File format: one word per line, the token then its `dim` floats, separated by single
+ASCII spaces (`glove.6B.100d.txt`: 400,000 lines of a token and 100 floats). Parsing
+rules (shared case C06):
+
+* The file is read as bytes and each line decoded as **UTF-8** (strict): a line that
+  does not decode is skipped and reported; the platform encoding is never used. Lines
+  end at `\\n` only (a trailing `\\r` is dropped), so U+0085 or U+2028 inside a token
+  never split a line.
+* Each line is split **from the right**: the last `dim` space-separated fields are the
+  vector, everything before them is the token. Tokens holding spaces or non-breaking
+  spaces (`. . .` in glove.840B) survive intact. Tokens are NFC-normalized, like
+  :func:`dlpipe.tasks.tokenize.standardize`'s output; matching is exact (no case
+  folding: glove.6B is lowercase, glove.840B is cased).
+* A line with fewer than `dim` numbers after a token, a field that is not a number, or a
+  non-finite value is skipped and reported with its 1-based line number.
+* A token seen twice: the first line wins; later ones are counted and their line
+  numbers listed.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dlpipe.tasks.tokenize import Vocabulary
+
+#: Lines read to infer the dimension when `dim` is not given.
+DIM_PROBE_LINES = 100
+#: At most this many skipped / duplicate lines are listed in the report (all are counted).
+MAX_LISTED = 1000
+
+
+@dataclass
+class GloveVectors:
+    """Word vectors read from a GloVe-format file.
+
+    Attributes:
+        words: Tokens in file order (first occurrence only).
+        vectors: float32 `(len(words), dim)`; row `i` is the vector of `words[i]`.
+        dim: Vector length.
+        report: `path`, `lines`, `loaded`, `skipped` (list of `{"line", "reason"}`),
+            `skipped_count`, `duplicates`, `duplicate_lines`, `not_in_vocabulary`,
+            `tokens_with_spaces`.
+    """
+
+    words: list[str]
+    vectors: np.ndarray
+    dim: int
+    report: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.index = {word: i for i, word in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.index
+
+    def get(self, word: str) -> np.ndarray | None:
+        """The vector of `word` (float32 `(dim,)`), or None."""
+        i = self.index.get(word)
+        return None if i is None else self.vectors[i]
+
+
+def _split(line: str, dim: int) -> tuple[str, list[str]] | None:
+    """`(token, dim value fields)` split from the right, or None if too few fields."""
+    parts = line.rsplit(" ", dim)
+    if len(parts) != dim + 1 or not parts[0]:
+        return None
+    return parts[0], parts[1:]
+
+
+def _trailing_numbers(line: str) -> int:
+    """How many space-separated fields at the end of `line` parse as floats (the
+    first field is always part of the token)."""
+    fields = line.split(" ")
+    count = 0
+    for value in reversed(fields[1:]):
+        try:
+            float(value)
+        except ValueError:
+            break
+        count += 1
+    return count
+
+
+def _infer_dim(path: Path) -> int:
+    """Most common count of trailing numbers over the first lines of the file."""
+    counts: Counter = Counter()
+    with path.open("rb") as handle:
+        for raw, _ in zip(handle, range(DIM_PROBE_LINES)):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n").rstrip(" \t")
+            except UnicodeDecodeError:
+                continue
+            n = _trailing_numbers(line)
+            if n:
+                counts[n] += 1
+    if not counts:
+        raise ValueError(
+            f"{path}: cannot infer the GloVe dimension: none of the first "
+            f"{DIM_PROBE_LINES} lines ends with numbers. Pass `dim`."
+        )
+    return counts.most_common(1)[0][0]
+
+
+def load_glove(path: str | Path, *, dim: int | None = None,
+               vocabulary: Vocabulary | Iterable[str] | None = None) -> GloveVectors:
+    """Read a GloVe text file (book 6.1.3; rules in the module docstring, case C06).
+
+    Args:
+        path: The `.txt` file, e.g. `glove.6B.100d.txt`.
+        dim: Vector length (100 for `glove.6B.100d`). None: the most common number of
+            trailing numeric fields over the first 100 lines.
+        vocabulary: Keep only these words (a :class:`Vocabulary` or any iterable of
+            strings), so that 400,000 x dim floats are never all held in memory. Lines
+            of other tokens are only checked for their field count.
+
+    Returns:
+        A :class:`GloveVectors` with float32 vectors `(words, dim)` and its report.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: `dim` is not a positive int, or it cannot be inferred.
+    """
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise FileNotFoundError(f"GloVe file not found: {source}")
+    if dim is None:
+        dim = _infer_dim(source)
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"`dim` must be a positive integer. Received: dim={dim!r}")
+    dim = int(dim)
+    if vocabulary is None:
+        wanted = None
+    elif isinstance(vocabulary, Vocabulary):
+        wanted = set(vocabulary.words)
+    else:
+        wanted = set(vocabulary)
+    words: list[str] = []
+    rows: list[np.ndarray] = []
+    seen: set[str] = set()
+    skipped: list[dict] = []
+    skipped_count = duplicates = not_wanted = with_spaces = lines = 0
+    duplicate_lines: list[int] = []
+
+    def skip(number: int, reason: str) -> None:
+        nonlocal skipped_count
+        skipped_count += 1
+        if len(skipped) < MAX_LISTED:
+            skipped.append({"line": number, "reason": reason})
+
+    with source.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            lines += 1
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                skip(number, f"invalid UTF-8 at byte {exc.start}")
+                continue
+            line = line.rstrip("\r\n").rstrip(" \t")
+            if not line:
+                skip(number, "empty line")
+                continue
+            split = _split(line, dim)
+            if split is None:
+                skip(number, f"{len(line.split(' ')) - 1} values after the token, "
+                             f"expected {dim}")
+                continue
+            token, values = split
+            token = unicodedata.normalize("NFC", token)
+            if wanted is not None and token not in wanted:
+                not_wanted += 1
+                continue
+            try:
+                vector = np.array(values, dtype=np.float32)
+            except ValueError:
+                bad = next(v for v in values if not _is_float(v))
+                skip(number, f"value {bad!r} is not a number "
+                             f"({dim} values expected after the token)")
+                continue
+            if not np.isfinite(vector).all():
+                skip(number, "non-finite value")
+                continue
+            if token in seen:
+                duplicates += 1
+                if len(duplicate_lines) < MAX_LISTED:
+                    duplicate_lines.append(number)
+                continue
+            seen.add(token)
+            if " " in token or "\u00a0" in token:
+                with_spaces += 1
+            words.append(token)
+            rows.append(vector)
+    vectors = np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+    report = {
+        "path": str(source),
+        "dim": dim,
+        "lines": lines,
+        "loaded": len(words),
+        "skipped": skipped,
+        "skipped_count": skipped_count,
+        "duplicates": duplicates,
+        "duplicate_lines": duplicate_lines,
+        "not_in_vocabulary": not_wanted,
+        "tokens_with_spaces": with_spaces,
+    }
+    return GloveVectors(words, vectors.astype(np.float32, copy=False), dim, report)
+
+
+def _is_float(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def embedding_matrix(vocab: Vocabulary, glove: GloveVectors) -> tuple[np.ndarray, float]:
+    """The Embedding weights of `vocab` from pretrained vectors (book listing 6.10).
+
+    Row `i` is the vector of the word with index `i` (layout of
+    :mod:`dlpipe.tasks.tokenize`: rows 0 = padding and 1 = OOV stay zero, word rows
+    start at 2); words missing from `glove` stay all-zero, as do the rows beyond the
+    vocabulary's words when the corpus had fewer than `max_words` words. Load it with
+    `model.get_layer("embedding").set_weights([matrix])` and freeze that layer.
+
+    Args:
+        vocab: The vocabulary fitted on the training text.
+        glove: Vectors from :func:`load_glove`.
+
+    Returns:
+        `(matrix, coverage)`: float32 `(vocab.max_words + 2, glove.dim)`, and the share
+        of the vocabulary's real words found in `glove` (0.0 for an empty vocabulary).
+    """
+    matrix = np.zeros((vocab.input_dim, glove.dim), dtype=np.float32)
+    found = 0
+    for i, word in enumerate(vocab.words, start=2):
+        row = glove.index.get(word)
+        if row is not None:
+            matrix[i] = glove.vectors[row]
+            found += 1
+    coverage = found / len(vocab.words) if vocab.words else 0.0
+    return matrix, coverage
