@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 import keras
 
-from dlpipe.models import timeseries
+from dlpipe.models import images, text, timeseries
 from dlpipe.models.hparams import coerce_hparams
 
 
@@ -70,7 +70,41 @@ TIMESERIES_FAMILIES: dict[str, ModelFamily] = {
     )
 }
 
-_PIPELINES: dict[str, dict[str, ModelFamily]] = {"timeseries": TIMESERIES_FAMILIES}
+#: Text families (book ch. 3.4 and 6.1-6.4). Their builders take `num_classes` as a
+#: keyword hyperparameter (default 1 = binary sigmoid head; >= 3 = softmax), so they
+#: fit the same `build(input_shape, **hp)` protocol; input_shape is `(maxlen,)`, or the
+#: multi-hot width for "multihot_dense".
+TEXT_FAMILIES: dict[str, ModelFamily] = {
+    name: _family(name, "text", getattr(text, f"build_{name}"))
+    for name in (
+        "multihot_dense",
+        "embedding_flatten",
+        "glove_dense",
+        "simple_rnn",
+        "lstm",
+        "bidirectional_lstm",
+        "conv1d",
+    )
+}
+
+#: Image families (book ch. 5, 7.3.1). input_shape is `(height, width, channels)`, or
+#: the cached feature shape (e.g. `(4, 4, 512)`) for "features_head". Fine-tuning is
+#: the second step of "frozen_base": `dlpipe.models.images.fine_tune(model)`.
+IMAGE_FAMILIES: dict[str, ModelFamily] = {
+    name: _family(name, "images", getattr(images, f"build_{name}"))
+    for name in (
+        "small_convnet",
+        "small_convnet_dropout",
+        "features_head",
+        "frozen_base",
+    )
+}
+
+_PIPELINES: dict[str, dict[str, ModelFamily]] = {
+    "timeseries": TIMESERIES_FAMILIES,
+    "text": TEXT_FAMILIES,
+    "images": IMAGE_FAMILIES,
+}
 
 
 def get_family(name: str, pipeline: str = "timeseries") -> ModelFamily:
@@ -110,25 +144,28 @@ def resolved_hparams(
 
 def build_model(
     name: str,
-    input_shape: tuple[int, int],
+    input_shape: tuple[int, ...],
     hp: Mapping[str, object] | None = None,
     pipeline: str = "timeseries",
 ) -> keras.Model:
     """Build and compile family `name` with its defaults overridden by `hp`.
 
     Args:
-        name: Family name, e.g. "gru" (see `TIMESERIES_FAMILIES`).
-        input_shape: `(timesteps, features)` of one window.
+        name: Family name, e.g. "gru" (see `TIMESERIES_FAMILIES`, `TEXT_FAMILIES`).
+        input_shape: One sample's shape: `(timesteps, features)` of a window
+            (timeseries); `(maxlen,)` of a padded sequence, or `(max_words + 2,)` of a
+            multi-hot row (text).
         hp: Hyperparameter overrides, e.g. a Hyperopt sample; values are coerced
-            with `coerce_hparams` (case C09).
-        pipeline: Pipeline whose registry to use.
+            with `coerce_hparams` (case C09). Text families also take `num_classes`
+            here (default 1, binary).
+        pipeline: Pipeline whose registry to use: "timeseries" or "text".
 
     Returns:
         The compiled Functional `keras.Model`.
 
     Raises:
         ValueError: As `resolved_hparams`, or from the builder (bad `input_shape`,
-            too few timesteps for a convolutional family).
+            too few timesteps for a convolutional family, `num_classes` of 2).
     """
     family = get_family(name, pipeline)
     return family.build(input_shape, **resolved_hparams(name, hp, pipeline))

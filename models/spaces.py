@@ -69,3 +69,64 @@ TIMESERIES_SPACES: dict[str, dict] = {
     },
     "lstm": _RECURRENT,
 }
+
+_TEXT_RECURRENT = {
+    "embedding_dim": {"quniform": [16, 64, 16]},
+    "units": {"quniform": [16, 64, 16]},
+    "learning_rate": _LR,
+}
+
+#: Text families (book ch. 3.4, 6.1-6.4). `vocab_size` and `num_classes` follow from
+#: the data and are never searched; `glove_dense` keeps `embedding_dim` at the GloVe
+#: file's dimension (its default, 100).
+TEXT_SPACES: dict[str, dict] = {
+    "multihot_dense": {"units": {"quniform": [8, 64, 8]}, "learning_rate": _LR},
+    "embedding_flatten": {"embedding_dim": {"quniform": [8, 64, 8]}, "learning_rate": _LR},
+    "glove_dense": {
+        "units": {"quniform": [16, 128, 16]},
+        "trainable_embedding": {"choice": [False, True]},
+        "learning_rate": _LR,
+    },
+    "simple_rnn": _TEXT_RECURRENT,
+    "lstm": _TEXT_RECURRENT,
+    "bidirectional_lstm": _TEXT_RECURRENT,
+    "conv1d": {
+        "embedding_dim": {"quniform": [32, 128, 32]},
+        "filters": {"quniform": [16, 64, 16]},
+        "kernel_size": {"choice": [3, 5, 7]},
+        "pool_size": {"choice": [2, 3, 5]},
+        "learning_rate": {"loguniform": [3e-5, 3e-3]},
+    },
+}
+
+#: Image families (book ch. 5, 7.3.1). `num_classes`, the conv base and its `weights`
+#: follow from the study and are never searched; learning rates stay in the book's
+#: low range (1e-4 from scratch, 2e-5 on a pretrained base).
+IMAGE_SPACES: dict[str, dict] = {
+    "small_convnet": {
+        "filters": {"choice": [16, 32, 64]},
+        "units": {"quniform": [128, 512, 128]},
+        # conditional sub-space: no Dropout layer, or a searched rate
+        "regularization": {"choice": [{"dropout": 0.0},
+                                      {"dropout": {"uniform": [0.2, 0.6]}}]},
+        "batch_norm": {"choice": [False, True]},
+        "separable": {"choice": [False, True]},
+        "learning_rate": {"loguniform": [3e-5, 1e-3]},
+    },
+    "small_convnet_dropout": {
+        "filters": {"choice": [16, 32, 64]},
+        "units": {"quniform": [128, 512, 128]},
+        "dropout": {"uniform": [0.3, 0.6]},
+        "learning_rate": {"loguniform": [3e-5, 1e-3]},
+    },
+    "features_head": {
+        "units": {"quniform": [64, 512, 64]},
+        "dropout": {"uniform": [0.2, 0.6]},
+        "learning_rate": {"loguniform": [1e-5, 1e-3]},
+    },
+    "frozen_base": {
+        "units": {"quniform": [128, 512, 128]},
+        "dropout": {"uniform": [0.0, 0.5]},
+        "learning_rate": {"loguniform": [1e-5, 1e-4]},
+    },
+}

@@ -18,6 +18,13 @@ Standardization (:func:`standardize`, shared case C05), in this order:
 
 Tokens are then the whitespace-separated runs.
 
+Speed: ASCII documents (most of aclImdb) skip the regular expressions: a shard is
+joined, translated byte-wise and handed to Arrow's C++ string kernels (pyarrow, already
+a dependency) to split, count and look up; the tokens are exactly those of
+:func:`tokenize` (tested on adversarial text). 25,000 reviews of ~240 words: ~0.85 s
+for count + vocabulary + sequences + pad, vs ~1.6 s for Keras ``TextVectorization``
+adapt + call (``benchmarks/bench_text.py``).
+
 Index layout of a :class:`Vocabulary` with ``max_words`` words:
 
 ====================  ==========================================================
@@ -54,13 +61,23 @@ RESERVED = 2
 VOCABULARY_FORMAT = "dlpipe.vocabulary"
 VOCABULARY_VERSION = 1
 
-_BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
+_WS = r"[ \t\n\r\f\v]*"
+_BREAK = re.compile(rf"<{_WS}br{_WS}/?{_WS}>", re.IGNORECASE)
 _APOSTROPHE = re.compile(r"['\u2019]")
-_NOT_WORD = re.compile(r"[^\w\s]|_")
-# Documents are standardized together, joined by this separator (a control character
-# that the standardization itself never produces nor keeps).
+_NOT_WORD = re.compile(r"[^\w\s]")
+
+# Fast path for ASCII documents, token for token the same as `tokenize` (tested): the
+# documents of a shard are joined with "\x1f", one bytes.translate lowercases letters,
+# keeps digits, deletes apostrophes and turns every other byte into a space; the
+# buffer becomes an Arrow string array (one entry per document, no copy) that Arrow's
+# C++ kernels split, count and look up. Other documents take the plain Python path.
 _SEP = "\x1f"
-_NOT_WORD_OR_SEP = re.compile(r"[^\w\s\x1f]|_")
+_BREAK_BYTES = re.compile(rf"<{_WS}br{_WS}/?{_WS}>".encode("ascii"), re.IGNORECASE)
+_ASCII_TABLE = bytes(
+    ord(chr(b).lower()) if b < 128 and chr(b).isalnum()
+    else b if b == ord(_SEP) else ord(" ")
+    for b in range(256)
+)
 
 
 def standardize(text: str) -> str:
@@ -75,7 +92,7 @@ def standardize(text: str) -> str:
     """
     text = unicodedata.normalize("NFC", text).lower()
     text = _BREAK.sub(" ", text)
-    text = _APOSTROPHE.sub("", text)
+    text = _APOSTROPHE.sub("", text).replace("_", " ")
     return _NOT_WORD.sub(" ", text)
 
 
@@ -84,35 +101,71 @@ def tokenize(text: str) -> list[str]:
     return standardize(text).split()
 
 
-def _standardize_many(texts: Sequence[str]) -> list[str]:
-    """`[standardize(t) for t in texts]`, with one regex pass over the joined texts."""
-    if not texts:
-        return []
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise ValueError(
-                f"`texts` must hold strings. Received: {type(text).__name__} at index {i}"
-            )
-    joined = _SEP.join(texts)
-    if joined.count(_SEP) != len(texts) - 1:  # a text holds the separator itself
-        return [standardize(text) for text in texts]
-    joined = unicodedata.normalize("NFC", joined).lower()
-    joined = _BREAK.sub(" ", joined)
-    joined = _APOSTROPHE.sub("", joined)
-    return _NOT_WORD_OR_SEP.sub(" ", joined).split(_SEP)
-
-
 def _as_text_list(texts: Iterable[str]) -> list[str]:
+    """`texts` as a list of strings, or ValueError."""
     if isinstance(texts, str):
         raise ValueError(
             "`texts` must be a sequence of documents, not one string. "
             f"Received: texts={texts[:40]!r}"
         )
-    return list(texts)
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(
+                f"`texts` must hold strings. Received: {type(text).__name__} at index {i}"
+            )
+    return texts
+
+
+@dataclass
+class _FastTokens:
+    """Tokens of the fast-path (ASCII) documents of a shard.
+
+    Attributes:
+        docs: Indices of those documents in the shard.
+        flat: Arrow string array of all their tokens, document after document.
+        lengths: int64 `(len(docs),)` tokens per document.
+        other: Indices of the documents left to the Python path.
+    """
+
+    docs: list[int]
+    flat: object
+    lengths: np.ndarray
+    other: list[int]
+
+
+def _fast_tokens(texts: list[str]) -> _FastTokens:
+    """Split `texts` between the Arrow fast path and the Python path, and tokenize the
+    fast-path documents (ASCII, without the separator character)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    fast = [i for i, text in enumerate(texts) if text.isascii() and _SEP not in text]
+    other = sorted(set(range(len(texts))).difference(fast)) if len(fast) < len(texts) else []
+    if not fast:
+        return _FastTokens(fast, pa.array([], pa.large_string()), np.zeros(0, np.int64), other)
+    joined = _SEP.join(texts[i] for i in fast).encode("ascii")
+    data = bytearray(_BREAK_BYTES.sub(b" ", joined)).translate(_ASCII_TABLE, b"'")
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    separators = np.flatnonzero(buffer == ord(_SEP))
+    buffer[separators] = ord(" ")
+    offsets = np.concatenate(([0], separators + 1, [len(buffer)])).astype(np.int64)
+    docs = pa.LargeStringArray.from_buffers(len(fast), pa.py_buffer(offsets), pa.py_buffer(buffer))
+    docs = pc.ascii_trim_whitespace(docs)
+    tokens = pc.ascii_split_whitespace(docs)  # an empty document gives one "" token
+    flat = tokens.flatten()
+    empty_docs = pc.equal(pc.binary_length(docs), 0).to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(tokens).to_numpy().astype(np.int64) - empty_docs
+    if empty_docs.any():
+        flat = flat.filter(pc.greater(pc.binary_length(flat), 0))
+    return _FastTokens(fast, flat, lengths, other)
 
 
 def count_words(texts: Iterable[str]) -> Counter:
     """Count the tokens of one shard of documents (run one call per Ray task).
+
+    Tokens are those of :func:`tokenize`; ASCII documents take a fast path through
+    Arrow's C++ string kernels with exactly the same tokens (`_fast_tokens`).
 
     Args:
         texts: Raw documents (standardized here).
@@ -123,9 +176,17 @@ def count_words(texts: Iterable[str]) -> Counter:
     Raises:
         ValueError: `texts` is a single string or holds a non-string.
     """
+    import pyarrow.compute as pc
+
+    texts = _as_text_list(texts)
+    fast = _fast_tokens(texts)
     counts: Counter = Counter()
-    for standardized in _standardize_many(_as_text_list(texts)):
-        counts.update(standardized.split())
+    if len(fast.flat):
+        found = pc.value_counts(fast.flat)
+        counts.update(dict(zip(found.field("values").to_pylist(),
+                               found.field("counts").to_pylist())))
+    for i in fast.other:
+        counts.update(tokenize(texts[i]))
     return counts
 
 
@@ -164,9 +225,13 @@ class Vocabulary:
                 f"A vocabulary holds at most `max_words` words. Received: "
                 f"{len(self.words)} words with max_words={self.max_words}"
             )
-        bad = [w for w in self.words if not isinstance(w, str) or not w]
+        bad = [w for w in self.words
+               if not isinstance(w, str) or not w or len(w.split()) != 1 or w.split()[0] != w]
         if bad:
-            raise ValueError(f"Vocabulary words must be non-empty strings. Received: {bad[:5]!r}")
+            raise ValueError(
+                "Vocabulary words must be non-empty strings without whitespace (tokens). "
+                f"Received: {bad[:5]!r}"
+            )
         if len(set(self.words)) != len(self.words):
             repeated = sorted(w for w, n in Counter(self.words).items() if n > 1)
             raise ValueError(f"Vocabulary words must be distinct. Repeated: {repeated[:10]!r}")
@@ -250,7 +315,9 @@ def build_vocabulary(counts: Mapping[str, int], max_words: int) -> Vocabulary:
     """
     if isinstance(max_words, bool) or not isinstance(max_words, (int, np.integer)) \
             or max_words < 1:
-        raise ValueError(f"`max_words` must be a positive integer. Received: max_words={max_words!r}")
+        raise ValueError(
+            f"`max_words` must be a positive integer. Received: max_words={max_words!r}"
+        )
     items = []
     for word, n in counts.items():
         if not isinstance(word, str) or not word:
@@ -282,16 +349,22 @@ def texts_to_sequences(texts: Iterable[str], vocab: Vocabulary, *,
     Raises:
         ValueError: `texts` is a single string or holds a non-string.
     """
-    standardized = _standardize_many(_as_text_list(texts))
-    if not standardized:
-        return []
-    tokens_per_doc = [doc.split() for doc in standardized]
-    lengths = np.fromiter(map(len, tokens_per_doc), dtype=np.int64, count=len(tokens_per_doc))
-    flat = np.fromiter(
-        map(vocab.index.get, itertools.chain.from_iterable(tokens_per_doc), itertools.repeat(OOV)),
-        dtype=np.int32, count=int(lengths.sum()),
-    )
-    sequences = np.split(flat, np.cumsum(lengths)[:-1])
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = _as_text_list(texts)
+    sequences: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
+    fast = _fast_tokens(texts)
+    if fast.docs:
+        # position in `words` (null = not kept) + 2 = index; null -> -1 + 2 = OOV
+        found = pc.index_in(fast.flat, value_set=pa.array(vocab.words, pa.large_string()))
+        ids = (found.fill_null(OOV - RESERVED).to_numpy(zero_copy_only=False)
+               .astype(np.int32) + RESERVED)
+        for i, seq in zip(fast.docs, np.split(ids, np.cumsum(fast.lengths)[:-1])):
+            sequences[i] = seq
+    for i in fast.other:
+        sequences[i] = np.fromiter(map(vocab.index.get, tokenize(texts[i]),
+                                       itertools.repeat(OOV)), dtype=np.int32)
     return reverse_sequences(sequences) if reverse else sequences
 
 
@@ -302,7 +375,7 @@ def reverse_sequences(sequences: Iterable[Sequence[int]]) -> list[np.ndarray]:
 
 def pad_sequences(sequences: Sequence[Sequence[int]], maxlen: int, *,
                   padding: str = "pre", truncating: str = "pre") -> np.ndarray:
-    """Pad or truncate each sequence to `maxlen` indices, vectorized.
+    """Pad or truncate each sequence to `maxlen` indices.
 
     The defaults are Keras `pad_sequences`'s, which the book uses: `"pre"` for both,
     so short sequences get zeros at the *start* and long ones lose their *first*
@@ -321,25 +394,23 @@ def pad_sequences(sequences: Sequence[Sequence[int]], maxlen: int, *,
 
     Raises:
         ValueError: Bad `maxlen`, `padding` or `truncating`; a sequence that is not
-            one-dimensional integers.
+            one-dimensional integers (the message gives its index).
     """
     if isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)) or maxlen < 1:
         raise ValueError(f"`maxlen` must be a positive integer. Received: maxlen={maxlen!r}")
     for name, value in (("padding", padding), ("truncating", truncating)):
         if value not in ("pre", "post"):
             raise ValueError(f'`{name}` must be "pre" or "post". Received: {name}={value!r}')
-    n = len(sequences)
-    out = np.zeros((n, int(maxlen)), dtype=np.int32)
-    if n == 0:
-        return out
-    flat, lengths = _flatten(sequences)
-    kept = np.minimum(lengths, maxlen)
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    source_start = starts + (lengths - kept if truncating == "pre" else 0)
-    target_start = maxlen - kept if padding == "pre" else np.zeros(n, dtype=np.int64)
-    rows = np.repeat(np.arange(n), kept)
-    within = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)
-    out[rows, target_start[rows] + within] = flat[source_start[rows] + within]
+    maxlen = int(maxlen)
+    out = np.zeros((len(sequences), maxlen), dtype=np.int32)
+    # One slice copy per row: faster than one fancy-indexed scatter of all tokens.
+    for i, seq in enumerate(_int_rows(sequences)):
+        seq = seq[-maxlen:] if truncating == "pre" else seq[:maxlen]
+        if len(seq):
+            if padding == "pre":
+                out[i, maxlen - len(seq):] = seq
+            else:
+                out[i, :len(seq)] = seq
     return out
 
 
@@ -359,38 +430,30 @@ def multi_hot(sequences: Sequence[Sequence[int]], vocab: Vocabulary) -> np.ndarr
         float32 array `(len(sequences), vocab.max_words + 2)`.
 
     Raises:
-        ValueError: An index outside `[0, max_words + 2)` (the message names the
-            sequence).
+        ValueError: An index outside `[0, max_words + 2)`, or a sequence that is not
+            one-dimensional integers (the message gives the sequence's index).
     """
-    n = len(sequences)
-    out = np.zeros((n, vocab.input_dim), dtype=np.float32)
-    if n == 0:
-        return out
-    flat, lengths = _flatten(sequences)
-    if flat.size and (flat.min() < 0 or flat.max() >= vocab.input_dim):
-        bad = int(np.flatnonzero((flat < 0) | (flat >= vocab.input_dim))[0])
-        row = int(np.searchsorted(np.cumsum(lengths), bad, side="right"))
-        raise ValueError(
-            f"Sequence indices must be in [0, {vocab.input_dim}) for this vocabulary "
-            f"(max_words={vocab.max_words}). Received: {int(flat[bad])} in sequence {row}"
-        )
-    out[np.repeat(np.arange(n), lengths), flat] = 1.0
+    width = vocab.input_dim
+    out = np.zeros((len(sequences), width), dtype=np.float32)
+    for i, seq in enumerate(_int_rows(sequences)):
+        if len(seq) and (seq.min() < 0 or seq.max() >= width):
+            bad = int(seq[(seq < 0) | (seq >= width)][0])
+            raise ValueError(
+                f"Sequence indices must be in [0, {width}) for this vocabulary "
+                f"(max_words={vocab.max_words}). Received: {bad} in sequence {i}"
+            )
+        out[i, seq] = 1.0
     out[:, PAD] = 0.0
     return out
 
 
-def _flatten(sequences) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate sequences: `(flat int64 (total,), lengths int64 (n,))`."""
-    if isinstance(sequences, np.ndarray) and sequences.ndim == 2:
-        n, width = sequences.shape
-        return sequences.reshape(-1).astype(np.int64), np.full(n, width, dtype=np.int64)
-    arrays = [np.asarray(seq) for seq in sequences]
-    for i, array in enumerate(arrays):
+def _int_rows(sequences):
+    """Yield each sequence as a 1D integer array, or raise ValueError naming it."""
+    for i, seq in enumerate(sequences):
+        array = np.asarray(seq)
         if array.ndim != 1 or (array.size and not np.issubdtype(array.dtype, np.integer)):
             raise ValueError(
                 "`sequences` must hold one-dimensional integer sequences. Received: "
                 f"shape {array.shape}, dtype {array.dtype} at index {i}"
             )
-    lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
-    flat = np.concatenate(arrays).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64)
-    return flat, lengths
+        yield array if array.size else array.astype(np.int32)
