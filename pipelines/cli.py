@@ -32,7 +32,7 @@ def prepare_command(config: str | Path, *, smoke_mode, output_dir: str | None,
     (errors printed, ``None`` returned), apply ``smoke_mode`` (a function of the config,
     or ``None``) and ``--output-dir``, then start or join Ray."""
     from dlpipe.pipelines.config import ConfigError, load_study
-    from dlpipe.pipelines.runtime import init_ray
+    from dlpipe.pipelines.runtime import check_resources, init_ray
 
     try:
         cfg = load_study(config)
@@ -44,6 +44,11 @@ def prepare_command(config: str | Path, *, smoke_mode, output_dir: str | None,
     if output_dir:
         cfg = replace(cfg, output_dir=output_dir)
     init_ray(address, num_cpus=num_cpus)
+    try:
+        check_resources(cfg.resources.num_cpus, cfg.resources.num_gpus)
+    except ValueError as exc:
+        print(f"error: {cfg.source_file}: {exc}", file=sys.stderr)
+        return None
     return cfg
 
 

@@ -124,3 +124,19 @@ def test_cli_errors_name_the_problem(tmp_path):
     proc = subprocess.run([str(BIN / "dlpipe"), "report", str(tmp_path)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "no runs report" in proc.stderr
+
+
+def test_c13_gpu_request_on_a_machine_without_gpu_fails_fast(study, tmp_path):
+    text = (study / "study.yaml").read_text().replace("resources: {num_cpus: 1}",
+                                                      "resources: {num_cpus: 1, num_gpus: 1}")
+    (tmp_path / "gpu.yaml").write_text(text.replace("path: jena.csv",
+                                                    f"path: {study / 'jena.csv'}"))
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    proc = subprocess.run([str(BIN / "dlpipe"), "run", str(tmp_path / "gpu.yaml")],
+                          capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    assert proc.returncode == 2
+    assert "resources.num_gpus=1.0 but the Ray cluster has 0 GPU(s)" in proc.stderr
