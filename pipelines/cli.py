@@ -94,8 +94,34 @@ def print_report(run_dir: str | Path) -> None:
     print_frame(*runs_summary(run_dir))
 
 
+def script_main(command: str, description: str, argv: list[str] | None = None) -> int:
+    """Entry point of a pipeline module run as a script (what ``ray submit`` runs):
+    ``--config STUDY.yaml [--smoke-test] [--address A] [--output-dir D]`` is passed on
+    to ``dlpipe <command>``."""
+    parser = argparse.ArgumentParser(prog=f"dlpipe {command} (script)", description=description)
+    parser.add_argument("--config", required=True, help="study YAML file")
+    parser.add_argument("--smoke-test", action="store_true", help="tiny run: checks the wiring")
+    parser.add_argument("--address", default=None,
+                        help="Ray address (default: RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--output-dir", default=None, help="override output_dir")
+    args = parser.parse_args(argv)
+    return main([command, args.config] + (["--smoke-test"] if args.smoke_test else [])
+                + (["--address", args.address] if args.address else [])
+                + (["--output-dir", args.output_dir] if args.output_dir else []))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``dlpipe`` console script."""
+    """Entry point of the ``dlpipe`` console script (Ctrl-C: a short message, exit 130;
+    everything finished is already on disk and a rerun resumes)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs and trials are kept; run the same command again "
+              "to resume", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dlpipe",
         description="Deep Learning with Python studies as Ray pipelines: prepare data, "
@@ -104,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p_run = sub.add_parser("run", help="run a study file", description="Run a study YAML file.")
     p_run.add_argument("study", help="study YAML file (see configs/)")
-    p_demo = sub.add_parser("demo", help="run the demo weather study on embedded real data",
+    p_demo = sub.add_parser("demo", help="run the demo weather study on real data that pvlib "
+                                         "ships (installed with dlpipe)",
                             description="Weather forecasting (book ch. 6.3) on the TMY3 "
                                         "station file that pvlib ships (Greensboro, NC).")
     p_sweep = sub.add_parser(

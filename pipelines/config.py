@@ -220,7 +220,10 @@ def _convert(tp, value, where: str):
 
 def _build(cls, data, where: str):
     if not isinstance(data, dict):
-        raise ConfigError(f"`{where or 'study'}` must be a mapping. Received: {data!r}")
+        if not where:
+            raise ConfigError("the study file must be a mapping of sections (study, data, "
+                              f"split, windows, models, ...). Received: {data!r}")
+        raise ConfigError(f"`{where}` must be a mapping. Received: {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     prefix = f"{where}." if where else ""

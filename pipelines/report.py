@@ -25,7 +25,7 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
     base_mae = float(base["val_mae_units"].iloc[-1]) if len(base) else float("nan")
     frame = pd.DataFrame({
         "family": runs["family"],
-        "run_id": runs["run_id"].str.slice(0, 24),
+        "run_id": runs["run_id"],
         "val MAE": runs["val_mae_units"],
         "test MAE": runs["test_mae_units"],
         "vs baseline %": 100.0 * (runs["val_mae_units"] / base_mae - 1.0),

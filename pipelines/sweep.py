@@ -19,7 +19,6 @@ Runs as a script for ``ray submit``::
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from dlpipe.pipelines.config import ConfigError, StudyConfig, sweep_spaces
 from dlpipe.tasks import reports
-from dlpipe.tasks.search_space import decode, sweep_space, warm_start_point
+from dlpipe.tasks.search_space import decode, is_constant, sweep_space, warm_start_point
 from dlpipe.tasks.sweep import METRIC, TrialContext
 
 
@@ -121,8 +120,7 @@ class TrialRecorder:
             if status != "stopped":
                 self.best = min(self.best, loss)
         running = sum(t.status == "RUNNING" for t in trials)
-        shown = {k: (round(v, 4) if isinstance(v, float) else v)
-                 for k, v in json.loads(hyper).items()}
+        shown = compact_hp(hyper)
         outcome = f"FAILED: {_last_lines(error, 1)}" if error else f"val_loss {loss:.4f}" + (
             f" ({status})" if status in ("reused", "stopped") else "")
         print(f"[trial {number:>3}/{self.num_trials}] {family} {shown} -> {outcome} | done "
@@ -184,8 +182,7 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
     """
     import ray
     from ray import tune
-    from dlpipe.pipelines.weather import print_dataset
-    from dlpipe.tasks.remote import prepare_weather_task
+    from dlpipe.pipelines.weather import prepare_dataset, write_baseline
     from dlpipe.tasks.sweep import sweep_trial
 
     sweep = cfg.sweep
@@ -199,11 +196,13 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
     reports.atomic_write_bytes(stamp, json.dumps(
         {"fingerprint": fingerprint, "study": asdict(cfg)}, indent=1, default=str).encode())
 
-    data_ref, meta_ref = prepare_weather_task.remote(cfg.data, cfg.split, cfg.windows,
-                                                     str(sweep_dir / "artifacts"))
-    meta = ray.get(meta_ref)
-    print_dataset(meta)
+    data_ref, meta = prepare_dataset(cfg, sweep_dir)
+    write_baseline(sweep_dir, cfg, ray.get(data_ref), meta)
     spaces = sweep_spaces(cfg)
+    if len(spaces) == 1 and is_constant(next(iter(spaces.values()))) and sweep.num_trials > 1:
+        print("warning: the search space holds a single configuration (every range has one "
+              "value); the first trial trains it and the others reuse its result",
+              file=sys.stderr)
     seed = cfg.seed if sweep.seed is None else sweep.seed
     res = cfg.resources
     ctx = TrialContext(sweep_dir=str(sweep_dir), study=cfg.study, windows=cfg.windows,
@@ -316,13 +315,17 @@ def sweep_summary(sweep_dir: str | Path, top: int = 10):
         ["val_loss", "trial"], na_position="last")
     frame = pd.DataFrame({
         "trial": merged["trial"], "family": merged["family"],
-        "hyperparameters": merged["hyperparameters"].str.slice(0, 70),
+        "hyperparameters": [compact_hp(h) for h in merged["hyperparameters"]],
         "val_loss": merged["val_loss"], "val MAE": merged["val_mae_units"],
         "test MAE": merged["test_mae_units"], "epochs": merged["epochs_run"],
         "status": merged["status"]}).head(top)
     counts = trials["status"].value_counts().to_dict()
-    title = (f"{Path(sweep_dir).name}: {len(trials)} trials ({counts}); val_loss = normalized "
-             "validation MAE; test MAE only for the best K")
+    all_runs = reports.read_table(sweep_dir, "runs")
+    base = all_runs[all_runs["family"] == "baseline"]
+    base_text = (f"common-sense baseline val MAE {base['val_mae_units'].iloc[-1]:.3f} / test "
+                 f"{base['test_mae_units'].iloc[-1]:.3f}; " if len(base) else "")
+    title = (f"{Path(sweep_dir).name}: {len(trials)} trials ({counts}); {base_text}val_loss = "
+             "normalized validation MAE; test MAE only for the best K")
     return frame.reset_index(drop=True), title
 
 
@@ -358,16 +361,18 @@ def sweep_command(config: str | Path, *, smoke: bool = False, address: str | Non
     return 0
 
 
+def compact_hp(text: str) -> str:
+    """``{"learning_rate": 0.00123456, "units": 32}`` -> ``learning_rate=0.00123 units=32``."""
+    values = json.loads(text)
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in values.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Script entry point (``ray submit cluster.yaml pipelines/sweep.py -- --config X``)."""
-    parser = argparse.ArgumentParser(prog="sweep.py", description="Run a hyperparameter sweep.")
-    parser.add_argument("--config", required=True, help="study YAML file with a `sweep:` section")
-    parser.add_argument("--smoke-test", action="store_true")
-    parser.add_argument("--address", default=None)
-    parser.add_argument("--output-dir", default=None)
-    args = parser.parse_args(argv)
-    return sweep_command(args.config, smoke=args.smoke_test, address=args.address,
-                         output_dir=args.output_dir)
+    from dlpipe.pipelines.cli import script_main
+
+    return script_main("sweep", "Run or resume the hyperparameter sweep of a study file.", argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Runs as a script for ``ray submit``::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict
@@ -54,16 +53,54 @@ def _write_result(run_dir: Path, cfg: StudyConfig, meta: dict, result: dict) -> 
     return run
 
 
-def _baseline(run_dir: Path, cfg: StudyConfig, data, meta: dict) -> dict:
+def prepare_dataset(cfg: StudyConfig, run_dir: Path):
+    """Run the preparation Ray task; write the ``datasets`` row and print a summary.
+
+    Returns:
+        ``(data_ref, meta)``: an ObjectRef of the normalized array (passed to training
+        tasks by reference) and the dataset description.
+
+    Raises:
+        The preparation's own error (DataFormatError, SplitTooShortError, ValueError,
+        FileNotFoundError), unwrapped from Ray's task error so the user sees its
+        message, not a remote traceback.
+    """
+    import ray
+
+    from dlpipe.tasks.remote import prepare_weather_task
+
+    data_ref, meta_ref = prepare_weather_task.remote(
+        cfg.data, cfg.split, cfg.windows, str(run_dir / "artifacts"))
+    try:
+        meta = ray.get(meta_ref)
+    except ray.exceptions.RayTaskError as exc:
+        try:
+            ray.get(data_ref)  # consume the twin error so Ray does not log it again
+        except ray.exceptions.RayTaskError:
+            pass
+        cause = exc.cause if isinstance(exc.cause, Exception) else exc
+        raise cause from None
+    reports.write_part(run_dir, "datasets", meta["key"], [{
+        "dataset_key": meta["key"], "source": meta["source"], "rows": meta["rows"],
+        "columns": meta["columns"], "target": meta["target"], "splits": meta["splits"],
+        "sentinel_counts": meta["sentinel_counts"], "quality": meta["quality"]}])
+    print_dataset(meta)
+    return data_ref, meta
+
+
+def write_baseline(run_dir: Path, cfg: StudyConfig, data, meta: dict) -> dict:
     """The common-sense baseline as a row of ``runs`` (family ``baseline``)."""
-    std = meta["std"][meta["target_column"]]
     cap = cfg.training.max_batches_per_epoch
+    run_id = f"baseline-{meta['key']}-{cfg.windows.delay}-{cap}"
+    if reports.part_exists(run_dir, "runs", run_id):  # written once, never rewritten
+        return reports.read_part(run_dir, "runs", run_id)[0]
+    std = meta["std"][meta["target_column"]]
     scores = {}
     for split in ("validation", "test"):
         batches = split_batches(data, meta, cfg.windows, split, max_batches=cap)
         scores[split] = baseline_mae(data, batches.rows, cfg.windows, meta["target_column"])
     run = {
-        "run_id": f"baseline-{meta['key']}-{cfg.windows.delay}-{cap}",
+        "run_id": run_id,
         "family": "baseline",
         "hyperparameters": {"rule": "last observed target value"},
         "seed": cfg.seed, "lookback": cfg.windows.lookback, "step": cfg.windows.step,
@@ -94,22 +131,15 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> Path:
     """
     import ray
 
-    from dlpipe.tasks.remote import prepare_weather_task, train_model_task
+    from dlpipe.tasks.remote import train_model_task
 
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     reports.atomic_write_bytes(run_dir / "study.json",
                                json.dumps(asdict(cfg), indent=1, default=str).encode())
-    data_ref, meta_ref = prepare_weather_task.remote(
-        cfg.data, cfg.split, cfg.windows, str(run_dir / "artifacts"))
-    meta = ray.get(meta_ref)
+    data_ref, meta = prepare_dataset(cfg, run_dir)
     _check_windows(cfg, meta)
-    reports.write_part(run_dir, "datasets", meta["key"], [{
-        "dataset_key": meta["key"], "source": meta["source"], "rows": meta["rows"],
-        "columns": meta["columns"], "target": meta["target"], "splits": meta["splits"],
-        "sentinel_counts": meta["sentinel_counts"], "quality": meta["quality"]}])
-    print_dataset(meta)
-    baseline = _baseline(run_dir, cfg, ray.get(data_ref), meta)
+    baseline = write_baseline(run_dir, cfg, ray.get(data_ref), meta)
 
     res = cfg.resources
     pending, skipped = {}, 0
@@ -184,9 +214,10 @@ def print_dataset(meta: dict) -> None:
         f" in {len(segs)} blocks" if len(segs) > 1 else "") for k, segs in meta["splits"].items())
     print(f"dataset {meta['key']}: {meta['rows']} rows x {len(meta['columns'])} columns from "
           f"{meta['source']}; splits (rows): {splits}")
+    order = f", {q['backward_steps']} out of order" if q.get("backward_steps") else ""
     print(f"  timestamps: {q.get('duplicate_timestamps', 0)} duplicate, "
-          f"{q.get('missing_timestamps', 0)} missing; sentinels/missing values replaced: "
-          f"{bad or 'none'}")
+          f"{q.get('missing_timestamps', 0)} missing{order}; sentinels/missing values "
+          f"replaced: {bad or 'none'}")
     if "tmy_stitches" in q:
         print(f"  TMY3: {q['time_axis']}; {q['tmy_stitches']} month stitches between source "
               f"years {q['tmy_source_years']}")
@@ -203,7 +234,7 @@ def write_plots(run_dir: str | Path) -> list[Path]:
         return []
     ok = runs[(runs["status"] == "ok")]
     models = ok[ok["family"] != "baseline"]
-    labels = {r.run_id: f"{r.family} (val MAE {r.val_mae_units:.3f})"
+    labels = {r.run_id: f"{r.run_id} (val MAE {r.val_mae_units:.3f})"
               for r in models.itertuples()}
     paths = []
     if len(history):
@@ -212,7 +243,7 @@ def write_plots(run_dir: str | Path) -> list[Path]:
     if len(base) and len(models):
         datasets = reports.read_table(run_dir, "datasets")
         units = _units(datasets["target"].iloc[-1]) if len(datasets) else ""
-        paths.append(plot_val_mae([f"{r.family} [{r.run_id[-6:]}]" for r in models.itertuples()],
+        paths.append(plot_val_mae([r.run_id for r in models.itertuples()],
                                   models["val_mae_units"].tolist(),
                                   float(base["val_mae_units"].iloc[-1]),
                                   run_dir / "plots" / "val_mae.png", units=units))
@@ -221,19 +252,9 @@ def write_plots(run_dir: str | Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Script entry point (``ray submit cluster.yaml pipelines/weather.py -- --config X``)."""
-    parser = argparse.ArgumentParser(
-        prog="weather.py", description="Run a weather forecasting study (book ch. 6.3).")
-    parser.add_argument("--config", required=True, help="study YAML file")
-    parser.add_argument("--smoke-test", action="store_true",
-                        help="2 epochs of 3 batches, 3 batches per evaluated split")
-    parser.add_argument("--address", default=None,
-                        help="Ray address (default: RAY_ADDRESS, else a local Ray)")
-    parser.add_argument("--output-dir", default=None, help="override output_dir")
-    args = parser.parse_args(argv)
-    from dlpipe.pipelines.cli import run_command
+    from dlpipe.pipelines.cli import script_main
 
-    return run_command(args.config, smoke=args.smoke_test, address=args.address,
-                       output_dir=args.output_dir)
+    return script_main("run", "Run a weather forecasting study (book ch. 6.3).", argv)
 
 
 if __name__ == "__main__":

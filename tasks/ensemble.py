@@ -150,6 +150,10 @@ def _read_member_frames(run_dirs: list[Path]):
             if run.run_id not in by_run:
                 skipped[run.run_id] = "no predictions"
                 continue
+            if not (by_run[run.run_id]["split"] == "test").any():
+                # a sweep scores only its best `test_top_k` trials on test
+                skipped[run.run_id] = "no test predictions (not among a sweep's best K)"
+                continue
             if run.run_id in seen:  # same key = same model: keep the first directory's
                 skipped.setdefault(run.run_id, f"duplicate of the run in {seen[run.run_id]}")
                 continue

@@ -70,9 +70,10 @@ def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
     for ax, run_id in zip(axes.flat, runs):
         h = history[history["run_id"] == run_id].sort_values("epoch")
         for col, color in (("loss", "tab:blue"), ("val_loss", "tab:orange")):
-            ax.plot(h["epoch"], h[col], color=color, alpha=0.3, marker=".")
+            ax.plot(h["epoch"], h[col], color=color, alpha=0.3, marker=".", label=col)
             ax.plot(h["epoch"], smooth_curve(h[col].to_numpy(), factor), color=color,
-                    label=f"{col} (smoothed)")
+                    label=f"{col}, smoothed (EMA {factor})")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(labels[run_id], fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("MAE (normalized)")
@@ -95,14 +96,20 @@ def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: 
     """
     plt = pyplot()
     order = np.argsort(values)
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(values) + 1.5))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(values) + 2.0))
+    from matplotlib.patches import Patch
+
     colors = ["tab:green" if values[i] < baseline else "tab:gray" for i in order]
     ax.barh([labels[i] for i in order], [values[i] for i in order], color=colors)
-    ax.axvline(baseline, color="tab:red", linestyle="--",
-               label=f"common-sense baseline {baseline:.3f}")
+    line = ax.axvline(baseline, color="tab:red", linestyle="--")
     ax.invert_yaxis()
+    ax.set_xlim(0, max(max(values), baseline) * 1.05)
     ax.set_xlabel(f"validation MAE ({units})" if units else "validation MAE")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("validation MAE per model (lower is better)", fontsize=10)
+    ax.legend([line, Patch(color="tab:green"), Patch(color="tab:gray")],
+              [f"common-sense baseline {baseline:.3f}", "beats the baseline",
+               "does not beat it"], loc="upper center", bbox_to_anchor=(0.5, -0.15 - 0.3 /
+              max(1, len(values))), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -130,6 +137,8 @@ def plot_trials(trials, path: str | Path) -> Path:
                    label="failed")
     ax.set_xlabel("trial")
     ax.set_ylabel("validation loss")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title("validation loss by trial, with the running best", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -149,13 +158,19 @@ def plot_hp_effects(trials, path: str | Path) -> Path:
     rows = max(1, math.ceil(len(names) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
     loss = ok["val_loss"].to_numpy(dtype=float)
+    families = ok["family"].to_numpy()
     for ax, name in zip(axes.flat, names):
         xs = np.array([h.get(name, np.nan) for h in hps], dtype=float)
-        ax.scatter(xs, loss, s=18)
+        for family in sorted(set(families)):
+            mask = families == family
+            ax.scatter(xs[mask], loss[mask], s=18, label=family)
         if name.endswith("learning_rate") and np.nanmin(xs) > 0:
             ax.set_xscale("log")
+            ax.tick_params(axis="x", labelsize=7, labelrotation=30)
         ax.set_xlabel(name)
         ax.set_ylabel("validation loss")
+    if names:
+        axes.flat[0].legend(fontsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.tight_layout()

@@ -80,7 +80,7 @@ def _validate_node(node, where: str):
                 raise SpaceError(f"`{where}.normal` sigma must be >= 0. Received: {nums[1]}")
             return nums[0] if nums[1] == 0 else {kind: nums}
         lo, hi = nums[0], nums[1]
-        if lo > hi:
+        if lo > hi and kind != "randint":
             raise SpaceError(f"`{where}.{kind}` needs low <= high. Received: {args!r}")
         if kind in ("loguniform", "qloguniform") and lo <= 0:
             raise SpaceError(f"`{where}.{kind}` bounds must be > 0 (they are values, not "
@@ -90,7 +90,8 @@ def _validate_node(node, where: str):
         if kind == "randint":
             if not all(isinstance(a, int) for a in args) or hi <= lo:
                 raise SpaceError(f"`{where}.randint` needs integers low < high (high "
-                                 f"excluded). Received: {args!r}")
+                                 f"excluded: randint [a, a+1] is the constant a). "
+                                 f"Received: {args!r}")
             return lo if hi == lo + 1 else {kind: nums}
         if lo == hi:
             return lo
@@ -105,6 +106,12 @@ def _validate_node(node, where: str):
         raise SpaceError(f"`{where}`: a list must be wrapped in a distribution, e.g. "
                          f"{{choice: {node!r}}}")
     return node
+
+
+def is_constant(space: Mapping) -> bool:
+    """True when a validated space has no distribution left (a single configuration)."""
+    return not any(is_leaf(node) or (isinstance(node, Mapping) and not is_constant(node))
+                   for node in space.values())
 
 
 def to_hyperopt(space: Mapping, prefix: str):

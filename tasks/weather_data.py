@@ -83,6 +83,16 @@ class DataSpec:
     sentinel_policy: str = "interpolate"
     max_rows: int | None = None
 
+    def __post_init__(self):
+        if self.format not in ("jena", "tmy3", "csv"):
+            raise ValueError("`format` must be one of jena, tmy3, csv. "
+                             f"Received: format={self.format!r}")
+        if self.sentinel_policy not in ("interpolate", "ffill"):
+            raise ValueError("`sentinel_policy` must be 'interpolate' or 'ffill'. "
+                             f"Received: sentinel_policy={self.sentinel_policy!r}")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ValueError(f"`max_rows` must be >= 1. Received: max_rows={self.max_rows}")
+
 
 @dataclass(frozen=True)
 class SplitSpec:

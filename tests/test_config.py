@@ -46,6 +46,7 @@ def test_valid_study_loads_typed(tmp_path, jena_csv):
     (("family: gru,", "family: transformer,"), r"`models\[0\].family` must be one of dense"),
     (("study: s1\n", ""), r"missing required key `study`"),
     (("{format: jena, path:", "{format: jena, paht:"), r"unknown key `data.paht`"),
+    (("{format: jena,", "{format: jenna,"), r"`data`: `format` must be one of jena, tmy3, csv"),
     (("validation_fraction: 0.25", "validation_fraction: true"),
      r"`split.validation_fraction` must be a number"),
 ])
@@ -89,3 +90,10 @@ def test_packaged_jena_config_is_valid(tmp_path, jena_csv):
     assert (cfg.windows.lookback, cfg.windows.step, cfg.windows.delay) == (1440, 6, 144)
     assert cfg.split.bounds(420_551)["train"] == [(0, 200_000)]
     assert cfg.model_windows(cfg.models[7]).step == 3  # convnet + GRU
+
+
+def test_empty_study_file_says_what_it_expects(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="the study file must be a mapping of sections"):
+        load_study(empty)

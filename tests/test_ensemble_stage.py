@@ -375,3 +375,17 @@ def test_study_stage_reports_a_failure_without_raising(tmp_path, study_dir, caps
     write_run(lonely, "gru-0", "gru", val[0], test[0])
     assert run_ensemble_stage(lonely, EnsembleSpec(enabled=True)) is None
     assert "ensemble skipped: an ensemble needs at least 2 members" in capsys.readouterr().err
+
+
+def test_sweep_trials_without_test_predictions_are_left_out(study_dir):
+    # a sweep scores only its best K on test: the other trials have validation rows only
+    val, _ = _known_members(N_VAL)
+    rows = [{"run_id": "trial-9", "split": "validation", "sample_index": VAL_START + i,
+             "prediction": float(p), "target": float(y)}
+            for i, (p, y) in enumerate(zip(val[0], _targets(N_VAL)))]
+    reports.write_part(study_dir, "predictions", "trial-9", rows)
+    reports.write_part(study_dir, "runs", "trial-9", [{
+        "run_id": "trial-9", "family": "gru", "status": "ok", "val_mae_units": 1.0}])
+    members = load_member_predictions([study_dir])
+    assert "trial-9" not in members.run_ids and len(members.run_ids) == 3
+    assert "no test predictions" in members.skipped["trial-9"]

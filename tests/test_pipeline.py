@@ -140,3 +140,25 @@ def test_c13_gpu_request_on_a_machine_without_gpu_fails_fast(study, tmp_path):
                           env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     assert proc.returncode == 2
     assert "resources.num_gpus=1.0 but the Ray cluster has 0 GPU(s)" in proc.stderr
+
+
+def test_data_errors_are_one_clean_line(tmp_path):
+    values = jena_like(2400, seed=3)
+    times = [f"{1 + i // 144:02d}.01.2009 {(i % 144) // 6:02d}:{(i % 6) * 10:02d}:00"
+             for i in range(2400)]
+    times[1234] = "32.01.2009 00:10:00"
+    write_jena(tmp_path / "jena.csv", values, times=times)
+    (tmp_path / "s.yaml").write_text(textwrap.dedent("""
+        study: bad
+        output_dir: out
+        data: {format: jena, path: jena.csv}
+        split: {train_fraction: 0.5, validation_fraction: 0.25}
+        windows: {lookback: 72, step: 6, delay: 12}
+        models: [{family: dense}]
+    """))
+    proc = subprocess.run([str(BIN / "dlpipe"), "run", str(tmp_path / "s.yaml")],
+                          capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    assert proc.returncode == 2
+    assert "line 1236: column `Date Time` value '32.01.2009 00:10:00'" in proc.stderr
+    assert "Traceback" not in proc.stderr and "ray::" not in proc.stderr

@@ -70,6 +70,10 @@ def test_c12_one_value_ranges_become_constants():
     assert space == {"a": 1, "b": 0.5, "c": 7, "d": 32, "e": 1.0, "f": {"uniform": [0, 1]}}
     point = sample(to_hyperopt(space, "x"), rng=np.random.default_rng(0))
     assert point["a"] == 1 and 0 <= point["f"] <= 1
+    from dlpipe.tasks.search_space import is_constant
+
+    assert not is_constant(space)
+    assert is_constant(validate_space({"units": {"randint": [1, 2]}, "g": {"lr": 0.1}}))
 
 
 @pytest.mark.parametrize("space, message", [

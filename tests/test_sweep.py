@@ -125,7 +125,9 @@ def test_sweep_smoke_failed_trials_best_and_test_top_k(tmp_path):
     ok = trials[trials["status"] != "failed"]
     assert len(ok) >= 1 and np.isfinite(ok["val_loss"]).all()
     # every trained trial has its run, history and validation predictions
-    runs = reports.read_table(sweep_dir, "runs").set_index("run_id")
+    runs = reports.read_table(sweep_dir, "runs")
+    assert (runs["family"] == "baseline").sum() == 1  # the common-sense baseline row
+    runs = runs[runs["family"] != "baseline"].set_index("run_id")
     for run_id in ok["run_id"]:
         assert runs.loc[run_id, "status"] == "ok"
         assert runs.loc[run_id, "val_mae"] == pytest.approx(
@@ -178,7 +180,7 @@ def test_killed_driver_resumes_without_training_twice(tmp_path):
              for p in runs_dir.glob("part-*.parquet")}
     for name, finished in before.items():  # finished runs kept, none trained twice
         assert after[name] == finished
-    assert set(trials["run_id"]) == {n[5:-8] for n in after}
+    assert set(trials["run_id"]) == {n[5:-8] for n in after if not n.startswith("part-baseline")}
 
 
 @pytest.mark.slow
