@@ -118,7 +118,7 @@ def test_cli_errors_name_the_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("study: x\nwindows: {lookback: 10}\n")
     proc = subprocess.run([str(BIN / "dlpipe"), "run", str(bad)], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2
     assert "bad.yaml: missing required key `data`" in proc.stderr
     proc = subprocess.run([str(BIN / "dlpipe"), "report", str(tmp_path)], capture_output=True,
@@ -136,7 +136,7 @@ def test_c13_gpu_request_on_a_machine_without_gpu_fails_fast(study, tmp_path):
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
     proc = subprocess.run([str(BIN / "dlpipe"), "run", str(tmp_path / "gpu.yaml")],
-                          capture_output=True, text=True, timeout=300,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     assert proc.returncode == 2
     assert "resources.num_gpus=1.0 but the Ray cluster has 0 GPU(s)" in proc.stderr
@@ -157,7 +157,7 @@ def test_data_errors_are_one_clean_line(tmp_path):
         models: [{family: dense}]
     """))
     proc = subprocess.run([str(BIN / "dlpipe"), "run", str(tmp_path / "s.yaml")],
-                          capture_output=True, text=True, timeout=300,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     assert proc.returncode == 2
     assert "line 1236: column `Date Time` value '32.01.2009 00:10:00'" in proc.stderr
