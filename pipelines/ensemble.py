@@ -135,7 +135,13 @@ def print_ensembles(rows: list[dict], members: "MemberPredictions") -> None:
         )
     Console(width=160).print(table)
     if members.skipped:
-        print(f"not used: {members.skipped}")
+        by_reason: dict[str, list[str]] = {}
+        for run_id, reason in members.skipped.items():
+            by_reason.setdefault(reason, []).append(run_id)
+        for reason, run_ids in by_reason.items():
+            shown = ", ".join(run_ids[:3]) + (f" and {len(run_ids) - 3} more"
+                                              if len(run_ids) > 3 else "")
+            print(f"not used ({len(run_ids)}): {reason}: {shown}")
 
 
 def main(argv: list[str] | None = None) -> int:

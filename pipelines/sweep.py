@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sys
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
@@ -182,8 +183,13 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
     """
     import ray
     from ray import tune
+
     from dlpipe.pipelines.weather import prepare_dataset, write_baseline
     from dlpipe.tasks.sweep import sweep_trial
+
+    # Tune's default console output (a config box, a TensorBoard tip for a package we do
+    # not install) gives way to the progress lines of TrialRecorder.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
     sweep = cfg.sweep
     sweep_dir = sweep_dir_of(cfg)
