@@ -279,7 +279,7 @@ def test_run_ensemble_writes_to_out_dir(study_dir, tmp_path, capsys):
     assert len(reports.read_table(out, "ensembles")) == len(METHODS)
     assert (out / "plots" / "ensemble_weights.png").is_file()
     printed = capsys.readouterr().out
-    assert "weighted_slsqp" in printed and "not used: {'dense-bad'" in printed
+    assert "weighted_slsqp" in printed and "not used (1): status failed: dense-bad" in printed
     # rerun: same key, the same part rewritten, not a second one
     run_ensemble([study_dir], out_dir=tmp_path / "out", progress=False)
     assert len(list((out / "reports" / "ensembles").glob("part-*.parquet"))) == 1
