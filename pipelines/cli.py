@@ -171,7 +171,7 @@ def _main(argv: list[str] | None = None) -> int:
 
         return sweep_command(args.study, smoke=args.smoke_test, address=args.address,
                              output_dir=args.output_dir, num_cpus=args.num_cpus,
-                             num_trials=args.num_trials)
+                             num_trials=args.num_trials, resume=args.resume)
     if args.command == "report":
         if not (Path(args.run_dir) / "reports" / "runs").is_dir():
             print(f"error: no runs report in {args.run_dir} (expected "

@@ -346,8 +346,11 @@ def smoke_sweep(cfg: StudyConfig) -> StudyConfig:
 
 def sweep_command(config: str | Path, *, smoke: bool = False, address: str | None = None,
                   output_dir: str | None = None, num_cpus: int | None = None,
-                  num_trials: int | None = None) -> int:
-    """``dlpipe sweep``: validate, run or resume the sweep, print the best trials."""
+                  num_trials: int | None = None, resume: bool = False) -> int:
+    """``dlpipe sweep``: validate, run or resume the sweep, print the best trials.
+
+    ``resume=True`` insists on an existing sweep (an error when there is none to
+    resume); without it an existing sweep is resumed all the same."""
     from dlpipe.pipelines.cli import prepare_command, print_frame
 
     cfg = prepare_command(config, smoke_mode=smoke_sweep if smoke else None,
@@ -356,6 +359,10 @@ def sweep_command(config: str | Path, *, smoke: bool = False, address: str | Non
         return 2
     if num_trials:
         cfg = replace(cfg, sweep=replace(cfg.sweep, num_trials=num_trials))
+    if resume and not (sweep_dir_of(cfg) / "sweep.json").is_file():
+        print(f"error: --resume: no sweep to resume in {sweep_dir_of(cfg)}; run without "
+              "--resume to start it", file=sys.stderr)
+        return 2
     try:
         sweep_dir = run_sweep(cfg)
     except (ConfigError, SweepError, ValueError, FileNotFoundError) as exc:

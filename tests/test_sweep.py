@@ -172,7 +172,7 @@ def test_killed_driver_resumes_without_training_twice(tmp_path):
               for p in runs_dir.glob("part-*.parquet")}
     assert 2 <= len(before) < 6
 
-    sweep(path)  # resumes: the sweep directory exists
+    sweep(path, "--resume")  # also automatic: the sweep directory exists
     trials = reports.read_table(sweep_dir, "trials")
     assert sorted(trials["trial"]) == [1, 2, 3, 4, 5, 6]  # exactly num_trials, distinct
     assert (trials["status"] != "failed").all()
@@ -198,3 +198,8 @@ def test_asha_scheduler_on_top_of_early_stopping(tmp_path):
     for row in trials.itertuples():  # a stopped trial keeps no model and no run
         has_run = (sweep_dir / "models" / f"{row.run_id}.keras").is_file()
         assert has_run == (row.status != "stopped") or row.status == "reused"
+
+
+def test_resume_without_a_stored_sweep_is_an_error(tmp_path):
+    proc = sweep(write_study(tmp_path, "none", families="[dense]"), "--resume", check=False)
+    assert proc.returncode == 2 and "no sweep to resume" in proc.stderr
