@@ -23,7 +23,7 @@ Sources:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import optimize

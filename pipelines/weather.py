@@ -22,7 +22,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dlpipe.pipelines.config import StudyConfig, load_study, smoke_test
+from dlpipe.pipelines.config import StudyConfig
 from dlpipe.tasks import reports
 from dlpipe.tasks.train import failed_run, run_key, split_batches, stored_run
 from dlpipe.tasks.weather_data import baseline_mae
