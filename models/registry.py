@@ -55,50 +55,31 @@ def _family(name: str, pipeline: str, build: Callable[..., keras.Model]) -> Mode
     )
 
 
-TIMESERIES_FAMILIES: dict[str, ModelFamily] = {
-    name: _family(name, "timeseries", getattr(timeseries, f"build_{name}"))
-    for name in (
-        "dense",
-        "gru",
-        "gru_dropout",
-        "stacked_gru",
-        "reversed_gru",
-        "bidirectional_gru",
-        "conv1d",
-        "conv_gru",
-        "lstm",
-    )
-}
+def _families(module, pipeline: str, names: tuple[str, ...]) -> dict[str, ModelFamily]:
+    """The families ``names`` of ``pipeline``, built by ``module.build_<name>``."""
+    return {name: _family(name, pipeline, getattr(module, f"build_{name}")) for name in names}
+
+
+TIMESERIES_FAMILIES: dict[str, ModelFamily] = _families(timeseries, "timeseries", (
+    "dense", "gru", "gru_dropout", "stacked_gru", "reversed_gru", "bidirectional_gru",
+    "conv1d", "conv_gru", "lstm",
+))
 
 #: Text families (book ch. 3.4 and 6.1-6.4). Their builders take `num_classes` as a
 #: keyword hyperparameter (default 1 = binary sigmoid head; >= 3 = softmax), so they
 #: fit the same `build(input_shape, **hp)` protocol; input_shape is `(maxlen,)`, or the
 #: multi-hot width for "multihot_dense".
-TEXT_FAMILIES: dict[str, ModelFamily] = {
-    name: _family(name, "text", getattr(text, f"build_{name}"))
-    for name in (
-        "multihot_dense",
-        "embedding_flatten",
-        "glove_dense",
-        "simple_rnn",
-        "lstm",
-        "bidirectional_lstm",
-        "conv1d",
-    )
-}
+TEXT_FAMILIES: dict[str, ModelFamily] = _families(text, "text", (
+    "multihot_dense", "embedding_flatten", "glove_dense", "simple_rnn", "lstm",
+    "bidirectional_lstm", "conv1d",
+))
 
 #: Image families (book ch. 5, 7.3.1). input_shape is `(height, width, channels)`, or
 #: the cached feature shape (e.g. `(4, 4, 512)`) for "features_head". Fine-tuning is
 #: the second step of "frozen_base": `dlpipe.models.images.fine_tune(model)`.
-IMAGE_FAMILIES: dict[str, ModelFamily] = {
-    name: _family(name, "images", getattr(images, f"build_{name}"))
-    for name in (
-        "small_convnet",
-        "small_convnet_dropout",
-        "features_head",
-        "frozen_base",
-    )
-}
+IMAGE_FAMILIES: dict[str, ModelFamily] = _families(images, "images", (
+    "small_convnet", "small_convnet_dropout", "features_head", "frozen_base",
+))
 
 _PIPELINES: dict[str, dict[str, ModelFamily]] = {
     "timeseries": TIMESERIES_FAMILIES,
