@@ -369,6 +369,13 @@ def sweep_command(config: str | Path, *, smoke: bool = False, address: str | Non
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, SweepError) else 2
     print_frame(*sweep_summary(sweep_dir))
+    trials = reports.read_table(sweep_dir, "trials")
+    failed = trials[trials["status"] == "failed"].sort_values("trial")
+    if len(failed):  # Tune reports trial errors instead of raising them: say which
+        print(f"\n{len(failed)} trial(s) failed (the sweep went on):", file=sys.stderr)
+        for row in failed.itertuples():
+            print(f"  trial {row.trial} ({row.family}): {_last_lines(row.error, 1)}",
+                  file=sys.stderr)
     print(f"\ntrials:  {sweep_dir / 'reports' / 'trials'}\nplots:   {sweep_dir / 'plots'}\n"
           f"runs:    {sweep_dir / 'reports' / 'runs'} (history, predictions beside it)")
     return 0

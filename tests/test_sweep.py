@@ -139,6 +139,8 @@ def test_sweep_smoke_failed_trials_best_and_test_top_k(tmp_path):
     preds = reports.read_table(sweep_dir, "predictions")
     assert set(preds[preds["split"] == "test"]["run_id"]) == set(best)
     assert "[trial" in proc.stdout and "best" in proc.stdout  # live progress lines
+    assert "trial(s) failed (the sweep went on)" in proc.stderr
+    assert "trial 1 (conv1d):" in proc.stderr
     for png in ("trials.png", "hyperparameters.png"):
         assert (sweep_dir / "plots" / png).stat().st_size > 5000
 
