@@ -218,7 +218,7 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
     recorder = TrialRecorder(sweep_dir, fingerprint, sweep.searcher, sweep.num_trials,
                              len(sweep.warm_start), asdict(res), units)
     trainable = tune.with_resources(
-        tune.with_parameters(sweep_trial, data=ray.get(data_ref), meta=meta, ctx=ctx),
+        tune.with_parameters(sweep_trial, data=data_ref, meta=meta, ctx=ctx),
         {"cpu": res.num_cpus, "gpu": res.num_gpus})
     tune_path = sweep_dir / "tune"
     finished = len(list((sweep_dir / "reports" / "trials").glob("part-*.parquet"))) \

@@ -47,6 +47,9 @@ class TrialContext:
 def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     """Ray Tune function trainable of a sweep (see the module docstring).
 
+    ``data`` is the normalized float32 (rows, features) array or an ObjectRef to it
+    (resolved zero-copy, read-only).
+
     Reports ``val_loss`` (normalized validation MAE), ``val_mae_units``, ``run_id``,
     ``family``, ``hyperparameters`` (resolved, JSON), ``reused_from``, ``node``,
     ``devices`` and ``final`` (False for the per-epoch results an early-termination
@@ -56,8 +59,11 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
         TrialFailed: the loss diverged (NaN/inf).
         ValueError: a hyperparameter cannot be converted (e.g. 32.5 for ``units``).
     """
+    import ray
     from ray import tune
 
+    if isinstance(data, ray.ObjectRef):  # the array stays in the object store once (C14)
+        data = ray.get(data)
     devices = setup_tensorflow(ctx.num_cpus, ctx.num_gpus)
     from dlpipe.models.registry import resolved_hparams
 
