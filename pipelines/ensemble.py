@@ -31,6 +31,17 @@ MIN_SHOWN_WEIGHT = 0.001
 """Members below this weight are not counted as used (softmax weights are never 0)."""
 
 
+def default_loss(run_dir) -> str:
+    """``mae`` for a weather (MAE) study, ``log_loss`` for a classification study."""
+    from dlpipe.tasks import reports
+
+    try:
+        metric = reports.read_table(run_dir, "runs")["metric"].dropna()
+    except (OSError, ValueError):
+        return "mae"
+    return "log_loss" if len(metric) and metric.iloc[-1] == "accuracy" else "mae"
+
+
 def run_ensemble(run_dirs, *, out_dir=None, loss: str = "mae", n_folds: int = 5,
                  align: str = "exact", random_state: int = 0,
                  progress: bool = True) -> Path:
@@ -162,9 +173,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", default=None,
                         help="run directory the ensembles report and plot go to (default: "
                              "the first RUN_DIR)")
-    parser.add_argument("--loss", default="mae", choices=LOSS_CHOICES,
+    parser.add_argument("--loss", default=None, choices=LOSS_CHOICES,
                         help="loss the weights are fitted and the methods compared with "
-                             "(default: mae)")
+                             "(default: mae for weather studies, log_loss for "
+                             "classification)")
     parser.add_argument("--n-folds", type=int, default=5,
                         help="cross-fitting folds on the validation samples (default: 5)")
     parser.add_argument("--align", default="exact", choices=ALIGN_CHOICES,
@@ -175,7 +187,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     """Runs the stage from parsed arguments; 2 with ``error: ...`` on bad input."""
     try:
-        run_ensemble(args.run_dirs, out_dir=args.out_dir, loss=args.loss,
+        run_ensemble(args.run_dirs, out_dir=args.out_dir,
+                     loss=args.loss or default_loss(args.run_dirs[0]),
                      n_folds=args.n_folds, align=args.align)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

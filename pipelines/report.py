@@ -10,25 +10,31 @@ from dlpipe.tasks import reports
 
 
 def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
-    """The ``runs`` table as a compact summary sorted by validation MAE.
+    """The ``runs`` table as a compact summary sorted by the validation headline metric.
 
     Returns:
-        ``(frame, title)``; the frame has one row per run (baseline included) with
-        validation/test MAE in the target's units, the change against the common-sense
-        baseline's validation MAE (negative = better), epochs, parameters, wall time,
-        devices and status/error.
+        ``(frame, title)``; the frame has one row per run (baseline included) with the
+        validation/test headline metric (MAE in the target's units, or accuracy), the
+        change against the baseline's validation value (weather: negative = better;
+        text/images: positive = better), epochs, parameters, wall time, devices and
+        status/error.
     """
+    from dlpipe.pipelines.study import headline
+
     runs = reports.read_table(run_dir, "runs")
     datasets = reports.read_table(run_dir, "datasets")
     target = datasets["target"].iloc[-1] if len(datasets) else "target"
-    base = runs[(runs["family"] == "baseline") & (runs["status"] == "ok")]
-    base_mae = float(base["val_mae_units"].iloc[-1]) if len(base) else float("nan")
+    values, label, higher = headline(runs)
+    tests = runs["test_metric"].fillna(runs["test_mae_units"])
+    is_base = (runs["family"] == "baseline") & (runs["status"] == "ok")
+    base = float(values[is_base].iloc[-1]) if is_base.any() else float("nan")
+    name = label[4:]
     frame = pd.DataFrame({
         "family": runs["family"],
         "run_id": runs["run_id"],
-        "val MAE": runs["val_mae_units"],
-        "test MAE": runs["test_mae_units"],
-        "vs baseline %": 100.0 * (runs["val_mae_units"] / base_mae - 1.0),
+        label: values,
+        f"test {name}": tests,
+        "vs baseline %": 100.0 * (values / base - 1.0),
         "epochs": runs["epochs_run"],
         "best": runs["best_epoch"],
         "params": runs["params"],
@@ -36,7 +42,9 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
         "devices": runs["devices"],
         "status": [s if s == "ok" else f"{s}: {str(e).splitlines()[-1][:60]}"
                    for s, e in zip(runs["status"], runs["error"])],
-    }).sort_values("val MAE", na_position="last").reset_index(drop=True)
-    title = (f"{Path(run_dir).name}: {len(runs)} runs, MAE of {target} "
-             f"(common-sense baseline val {base_mae:.3f})")
+    }).sort_values(label, ascending=not higher, na_position="last").reset_index(drop=True)
+    kind = "common-sense" if name == "MAE" else "majority-class"
+    what = f"MAE of {target}" if name == "MAE" else name
+    title = (f"{Path(run_dir).name}: {len(runs)} runs, {what} "
+             f"({kind} baseline val {base:.3f})")
     return frame, title

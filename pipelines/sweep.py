@@ -38,6 +38,9 @@ class SweepError(RuntimeError):
     """The sweep produced no usable trial (e.g. every trial failed)."""
 
 
+EXIT_TRIALS_FAILED = 3  # `dlpipe sweep` exit code: finished, but some trials failed
+
+
 def sweep_dir_of(cfg: StudyConfig) -> Path:
     """``<output_dir>/<study>-sweep`` (absolute: Ray Tune needs absolute storage)."""
     return (Path(cfg.output_dir) / f"{cfg.study}-sweep").resolve()
@@ -50,9 +53,12 @@ def trial_number(trial) -> int:
 
 
 def _fingerprint(cfg: StudyConfig) -> str:
+    inputs = "windows" if cfg.pipeline == "timeseries" else cfg.pipeline
     keep = {"data": asdict(cfg.data), "split": asdict(cfg.split),
-            "windows": asdict(cfg.windows), "training": asdict(cfg.training),
+            inputs: asdict(cfg.inputs), "training": asdict(cfg.training),
             "sweep": asdict(cfg.sweep), "seed": cfg.seed, "resources": asdict(cfg.resources)}
+    if not cfg.sweep.max_failures:  # the default: sweeps stored before the field match
+        del keep["sweep"]["max_failures"]
     return hashlib.sha256(reports.dumps(keep).encode()).hexdigest()[:16]
 
 
@@ -84,6 +90,14 @@ class TrialRecorder:
             def on_trial_error(self, iteration, trials, trial, **info):
                 recorder.record(trial, trials, error=_trial_error_text(trial))
 
+            def on_trial_recover(self, iteration, trials, trial, **info):
+                # sweep.max_failures: Tune runs the trial again under the same number;
+                # nothing is recorded until its last attempt ends
+                print(f"[trial {trial_number(trial):>3}/{recorder.num_trials}] retrying "
+                      f"after failure {trial.run_metadata.num_failures} (max_failures "
+                      f"{trial.max_failures}): "
+                      f"{_last_lines(_trial_error_text(trial), 1)}", flush=True)
+
         return _Callback()
 
     def record(self, trial, trials, error: str | None) -> None:
@@ -107,6 +121,7 @@ class TrialRecorder:
             "sweep_id": self.sweep_id, "trial": number, "run_id": result.get("run_id"),
             "family": family, "hyperparameters": hyper, "val_loss": loss,
             "val_mae_units": result.get("val_mae_units") if not error else None,
+            "val_metric": result.get("val_metric") if not error else None,
             "status": status, "error": _last_lines(error), "searcher": self.searcher,
             "warm_start": number <= self.warm_starts,
             "reused_from": reused_from,
@@ -184,7 +199,7 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
     import ray
     from ray import tune
 
-    from dlpipe.pipelines.weather import prepare_dataset, write_baseline
+    from dlpipe.pipelines.study import pipeline_module
     from dlpipe.tasks.sweep import sweep_trial
 
     # Tune's default console output (a config box, a TensorBoard tip for a package we do
@@ -202,8 +217,9 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
     reports.atomic_write_bytes(stamp, json.dumps(
         {"fingerprint": fingerprint, "study": asdict(cfg)}, indent=1, default=str).encode())
 
-    data_ref, meta = prepare_dataset(cfg, sweep_dir)
-    write_baseline(sweep_dir, cfg, ray.get(data_ref), meta)
+    module = pipeline_module(cfg.pipeline)
+    data_ref, meta = module.prepare_dataset(cfg, sweep_dir)
+    module.write_baseline(sweep_dir, cfg, ray.get(data_ref), meta)
     spaces = sweep_spaces(cfg)
     if len(spaces) == 1 and is_constant(next(iter(spaces.values()))) and sweep.num_trials > 1:
         print("warning: the search space holds a single configuration (every range has one "
@@ -211,10 +227,11 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
               file=sys.stderr)
     seed = cfg.seed if sweep.seed is None else sweep.seed
     res = cfg.resources
-    ctx = TrialContext(sweep_dir=str(sweep_dir), study=cfg.study, windows=cfg.windows,
+    ctx = TrialContext(sweep_dir=str(sweep_dir), study=cfg.study, inputs=cfg.inputs,
                        training=cfg.training, seed=seed, num_cpus=res.num_cpus,
-                       num_gpus=res.num_gpus, report_epochs=sweep.scheduler is not None)
-    units = meta["target"]
+                       num_gpus=res.num_gpus, report_epochs=sweep.scheduler is not None,
+                       pipeline=cfg.pipeline)
+    units = meta.get("target", "")
     recorder = TrialRecorder(sweep_dir, fingerprint, sweep.searcher, sweep.num_trials,
                              len(sweep.warm_start), asdict(res), units)
     trainable = tune.with_resources(
@@ -253,7 +270,9 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True) -> Path:
             run_config=tune.RunConfig(
                 name="tune", storage_path=str(sweep_dir), verbose=0,
                 callbacks=[recorder._callback()],
-                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
+                # a retried trial keeps its number (one `trials` part) and run key
+                failure_config=tune.FailureConfig(max_failures=sweep.max_failures,
+                                                  fail_fast=False)))
         tuner.fit()
     trials = reports.read_table(sweep_dir, "trials")
     ok = trials[trials["status"].isin(["ok", "reused"])]
@@ -281,18 +300,24 @@ def evaluate_top_k(cfg: StudyConfig, sweep_dir: Path, ok, data_ref, meta: dict) 
         if not reports.part_exists(sweep_dir, "runs", run_id):
             continue
         (row,) = reports.read_part(sweep_dir, "runs", run_id)
-        if row["test_mae"] is not None and not math.isnan(row["test_mae"]):
+        if any(row.get(k) is not None and not math.isnan(row[k])
+               for k in ("test_mae", "test_metric")):
             continue  # already scored (a resumed sweep)
+        extra = ({} if cfg.pipeline == "timeseries" else
+                 {"batch_size": cfg.training.batch_size, "family": row["family"]})
         refs[run_id] = (row, evaluate_model_task.options(
             num_cpus=cfg.resources.num_cpus, num_gpus=cfg.resources.num_gpus).remote(
-            data=data_ref, meta=meta, model_path=str(sweep_dir / "models" / f"{run_id}.keras"),
-            windows=cfg.windows, run_id=run_id, split="test",
+            pipeline=cfg.pipeline, data=data_ref, meta=meta,
+            model_path=str(sweep_dir / "models" / f"{run_id}.keras"),
+            inputs=cfg.inputs, run_id=run_id, split="test",
             max_batches=cfg.training.max_batches_per_epoch,
-            num_cpus=cfg.resources.num_cpus, num_gpus=cfg.resources.num_gpus))
+            num_cpus=cfg.resources.num_cpus, num_gpus=cfg.resources.num_gpus, **extra))
     for run_id, (row, ref) in refs.items():
         scored = ray.get(ref)
         reports.write_part(sweep_dir, "predictions", f"{run_id}-test", scored["predictions"])
-        row.update(test_mae=scored["mae"], test_mae_units=scored["mae_units"])
+        row.update(test_loss=scored["loss"], test_metric=scored["metric"])
+        if cfg.pipeline == "timeseries":
+            row.update(test_mae=scored["loss"], test_mae_units=scored["metric"])
         reports.write_part(sweep_dir, "runs", run_id, [row])
     return list(best["run_id"])
 
@@ -315,23 +340,31 @@ def sweep_summary(sweep_dir: str | Path, top: int = 10):
     """
     import pandas as pd
 
+    from dlpipe.pipelines.study import headline
+
     trials = reports.read_table(sweep_dir, "trials")
-    runs = reports.read_table(sweep_dir, "runs")[["run_id", "test_mae_units", "epochs_run"]]
-    merged = trials.merge(runs, on="run_id", how="left").sort_values(
-        ["val_loss", "trial"], na_position="last")
+    all_runs = reports.read_table(sweep_dir, "runs")
+    _, label, _ = headline(all_runs)
+    name = label[4:]
+    runs = all_runs.assign(test=all_runs["test_metric"].fillna(all_runs["test_mae_units"]))
+    merged = trials.merge(runs[["run_id", "test", "epochs_run"]], on="run_id",
+                          how="left").sort_values(["val_loss", "trial"], na_position="last")
     frame = pd.DataFrame({
         "trial": merged["trial"], "family": merged["family"],
         "hyperparameters": [compact_hp(h) for h in merged["hyperparameters"]],
-        "val_loss": merged["val_loss"], "val MAE": merged["val_mae_units"],
-        "test MAE": merged["test_mae_units"], "epochs": merged["epochs_run"],
+        "val_loss": merged["val_loss"],
+        label: merged["val_metric"].fillna(merged["val_mae_units"]),
+        f"test {name}": merged["test"], "epochs": merged["epochs_run"],
         "status": merged["status"]}).head(top)
     counts = trials["status"].value_counts().to_dict()
-    all_runs = reports.read_table(sweep_dir, "runs")
-    base = all_runs[all_runs["family"] == "baseline"]
-    base_text = (f"common-sense baseline val MAE {base['val_mae_units'].iloc[-1]:.3f} / test "
-                 f"{base['test_mae_units'].iloc[-1]:.3f}; " if len(base) else "")
+    base = runs[runs["family"] == "baseline"]
+    values, _, _ = headline(base) if len(base) else (None, None, None)
+    kind = "common-sense" if name == "MAE" else "majority-class"
+    base_text = (f"{kind} baseline {label} {values.iloc[-1]:.3f} / test "
+                 f"{base['test'].iloc[-1]:.3f}; " if len(base) else "")
+    loss_text = "normalized validation MAE" if name == "MAE" else "validation crossentropy"
     title = (f"{Path(sweep_dir).name}: {len(trials)} trials ({counts}); {base_text}val_loss = "
-             "normalized validation MAE; test MAE only for the best K")
+             f"{loss_text}; test {name} only for the best K")
     return frame.reset_index(drop=True), title
 
 
@@ -350,7 +383,12 @@ def sweep_command(config: str | Path, *, smoke: bool = False, address: str | Non
     """``dlpipe sweep``: validate, run or resume the sweep, print the best trials.
 
     ``resume=True`` insists on an existing sweep (an error when there is none to
-    resume); without it an existing sweep is resumed all the same."""
+    resume); without it an existing sweep is resumed all the same.
+
+    Returns the exit code: 0 every trial ok (or reused, or stopped by the scheduler);
+    :data:`EXIT_TRIALS_FAILED` (3) some trials failed (after every report and plot is
+    written; the failed trials and their errors are printed last); 1 no trial
+    finished; 2 a bad study file, data or setting."""
     from dlpipe.pipelines.cli import prepare_command, print_frame
 
     cfg = prepare_command(config, smoke_mode=smoke_sweep if smoke else None,
@@ -369,15 +407,17 @@ def sweep_command(config: str | Path, *, smoke: bool = False, address: str | Non
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, SweepError) else 2
     print_frame(*sweep_summary(sweep_dir))
+    print(f"\ntrials:  {sweep_dir / 'reports' / 'trials'}\nplots:   {sweep_dir / 'plots'}\n"
+          f"runs:    {sweep_dir / 'reports' / 'runs'} (history, predictions beside it)")
     trials = reports.read_table(sweep_dir, "trials")
     failed = trials[trials["status"] == "failed"].sort_values("trial")
     if len(failed):  # Tune reports trial errors instead of raising them: say which
-        print(f"\n{len(failed)} trial(s) failed (the sweep went on):", file=sys.stderr)
+        print(f"\nerror: {len(failed)} of {len(trials)} trial(s) failed (the sweep went on; "
+              f"exit code {EXIT_TRIALS_FAILED}):", file=sys.stderr)
         for row in failed.itertuples():
             print(f"  trial {row.trial} ({row.family}): {_last_lines(row.error, 1)}",
                   file=sys.stderr)
-    print(f"\ntrials:  {sweep_dir / 'reports' / 'trials'}\nplots:   {sweep_dir / 'plots'}\n"
-          f"runs:    {sweep_dir / 'reports' / 'runs'} (history, predictions beside it)")
+        return EXIT_TRIALS_FAILED
     return 0
 
 

@@ -19,38 +19,17 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 
+from dlpipe.pipelines import study
 from dlpipe.pipelines.config import StudyConfig
+from dlpipe.pipelines.study import train_models, write_result
 from dlpipe.tasks import reports
-from dlpipe.tasks.train import failed_run, run_key, split_batches, stored_run
+from dlpipe.tasks.train import split_batches
 from dlpipe.tasks.weather_data import baseline_mae
 from dlpipe.tasks.windows import split_window_rows
 
 PIPELINE = "timeseries"
-
-
-def model_run_key(dataset_key: str, cfg: StudyConfig, model_index: int) -> str:
-    """Key of one configured model's run (:func:`dlpipe.tasks.train.run_key` over the
-    resolved hyperparameters, so a study run and an identical sweep trial share it)."""
-    from dlpipe.models.registry import resolved_hparams
-
-    model = cfg.models[model_index]
-    seed = cfg.seed if model.seed is None else model.seed
-    return run_key(dataset_key, model.family, resolved_hparams(model.family, model.hp),
-                   cfg.model_windows(model), cfg.training, seed)
-
-
-def _write_result(run_dir: Path, cfg: StudyConfig, meta: dict, result: dict) -> dict:
-    run = dict(result["run"], pipeline=PIPELINE, study=cfg.study, dataset_key=meta["key"],
-               finished_at=datetime.now(timezone.utc))
-    run_id = run["run_id"]
-    # history/predictions first: a runs row only exists once its details are on disk
-    reports.write_part(run_dir, "history", run_id, result["history"])
-    reports.write_part(run_dir, "predictions", run_id, result["predictions"])
-    reports.write_part(run_dir, "runs", run_id, [run])
-    return run
 
 
 def prepare_dataset(cfg: StudyConfig, run_dir: Path):
@@ -107,9 +86,11 @@ def write_baseline(run_dir: Path, cfg: StudyConfig, data, meta: dict) -> dict:
         "delay": cfg.windows.delay, "epochs_run": 0, "params": 0,
         "val_mae": scores["validation"], "test_mae": scores["test"],
         "val_mae_units": scores["validation"] * std, "test_mae_units": scores["test"] * std,
+        "metric": "mae", "val_loss": scores["validation"], "test_loss": scores["test"],
+        "val_metric": scores["validation"] * std, "test_metric": scores["test"] * std,
         "wall_time_s": 0.0, "resources": {}, "devices": "", "status": "ok",
     }
-    return _write_result(run_dir, cfg, meta, {"run": run, "history": [], "predictions": []})
+    return write_result(run_dir, cfg, meta, {"run": run, "history": [], "predictions": []})
 
 
 def _check_windows(cfg: StudyConfig, meta: dict) -> None:
@@ -131,8 +112,6 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> Path:
     """
     import ray
 
-    from dlpipe.tasks.remote import train_model_task
-
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     reports.atomic_write_bytes(run_dir / "study.json",
@@ -140,67 +119,14 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> Path:
     data_ref, meta = prepare_dataset(cfg, run_dir)
     _check_windows(cfg, meta)
     baseline = write_baseline(run_dir, cfg, ray.get(data_ref), meta)
-
-    res = cfg.resources
-    pending, skipped = {}, 0
-    for i, model in enumerate(cfg.models):
-        run_id = model_run_key(meta["key"], cfg, i)
-        if stored_run(run_dir, run_id) is not None:
-            skipped += 1
-            continue
-        seed = cfg.seed if model.seed is None else model.seed
-        windows = cfg.model_windows(model)
-        ref = train_model_task.options(
-            num_cpus=res.num_cpus, num_gpus=res.num_gpus, max_retries=res.max_retries,
-        ).remote(data=data_ref, meta=meta, family=model.family, hp=model.hp,
-                 windows=windows, training=cfg.training, seed=seed, run_id=run_id,
-                 num_cpus=res.num_cpus, num_gpus=res.num_gpus)
-        pending[ref] = (run_id, model, seed, windows)
-    if skipped:
-        print(f"resuming: {skipped} finished run(s) found in {run_dir}, not trained again")
-    _collect(run_dir, cfg, meta, pending, baseline, progress)
+    train_models(cfg, run_dir, data_ref, dict(meta, units=_units(meta["target"])), baseline,
+                 progress=progress)
     write_plots(run_dir)
     if cfg.ensemble.enabled:
         from dlpipe.pipelines.ensemble import run_ensemble_stage
 
         run_ensemble_stage(run_dir, cfg.ensemble)
     return run_dir
-
-
-def _collect(run_dir, cfg, meta, pending: dict, baseline: dict, progress: bool) -> None:
-    """Wait for training tasks, writing each result as it arrives, with live progress."""
-    import ray
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    units = _units(meta["target"])
-    done = failed = 0
-    best = float("inf")
-    with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/"
-                  "{task.total}"), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  disable=not progress) as bar:
-        task = bar.add_task("", total=len(pending))
-        waiting = list(pending)
-        while waiting:
-            ready, waiting = ray.wait(waiting, num_returns=1, timeout=1.0)
-            for ref in ready:
-                run_id, model, seed, windows = pending[ref]
-                try:
-                    result = ray.get(ref)
-                except Exception as exc:  # a run that raised is reported, others go on
-                    cause = getattr(exc, "cause", None) or exc
-                    result = failed_run(run_id, model.family, model.hp, seed, windows, cause,
-                                        asdict(cfg.resources))
-                run = _write_result(run_dir, cfg, meta, result)
-                done += 1
-                if run["status"] == "ok":
-                    best = min(best, run["val_mae_units"])
-                else:
-                    failed += 1
-                    print(f"run {run_id} failed: {str(run['error']).splitlines()[-1]}",
-                          file=sys.stderr)
-            bar.update(task, completed=done, description=(
-                f"running {len(waiting)}, failed {failed}, best val MAE "
-                f"{best:.3f} {units} (baseline {baseline['val_mae_units']:.3f})"))
 
 
 def _units(column: str) -> str:
@@ -225,29 +151,9 @@ def print_dataset(meta: dict) -> None:
 
 def write_plots(run_dir: str | Path) -> list[Path]:
     """Loss curves per model and the validation-MAE bar chart, from the reports."""
-    from dlpipe.tasks.plots import plot_loss_curves, plot_val_mae
-
-    run_dir = Path(run_dir)
-    runs = reports.read_table(run_dir, "runs")
-    history = reports.read_table(run_dir, "history")
-    if runs.empty:
-        return []
-    ok = runs[(runs["status"] == "ok")]
-    models = ok[ok["family"] != "baseline"]
-    labels = {r.run_id: f"{r.run_id} (val MAE {r.val_mae_units:.3f})"
-              for r in models.itertuples()}
-    paths = []
-    if len(history):
-        paths.append(plot_loss_curves(history, labels, run_dir / "plots" / "loss_curves.png"))
-    base = ok[ok["family"] == "baseline"]
-    if len(base) and len(models):
-        datasets = reports.read_table(run_dir, "datasets")
-        units = _units(datasets["target"].iloc[-1]) if len(datasets) else ""
-        paths.append(plot_val_mae([r.run_id for r in models.itertuples()],
-                                  models["val_mae_units"].tolist(),
-                                  float(base["val_mae_units"].iloc[-1]),
-                                  run_dir / "plots" / "val_mae.png", units=units))
-    return paths
+    datasets = reports.read_table(run_dir, "datasets")
+    units = _units(datasets["target"].iloc[-1]) if len(datasets) else ""
+    return study.write_plots(run_dir, units=units)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,9 +174,14 @@ def _member_split(run_id: str, frame, split: str) -> tuple[np.ndarray, np.ndarra
             f"member {run_id} has duplicate `sample_index` values in its {split} "
             f"predictions (e.g. {duplicate}): each sample must be predicted once."
         )
-    prediction = rows["prediction"].to_numpy(dtype=np.float64)[order]
+    if "probabilities" in rows and len(rows) and rows["probabilities"].notna().all():
+        # multi-class members: (n, n_classes) probabilities, not the argmax class
+        prediction = np.stack(rows["probabilities"].to_numpy()).astype(np.float64)[order]
+    else:
+        prediction = rows["prediction"].to_numpy(dtype=np.float64)[order]
     target = rows["target"].to_numpy(dtype=np.float64)[order]
-    bad = ~(np.isfinite(prediction) & np.isfinite(target))
+    finite = np.isfinite(prediction).reshape(len(prediction), -1).all(axis=1)
+    bad = ~(finite & np.isfinite(target))
     if bad.any():
         raise ValueError(
             f"member {run_id} has {int(bad.sum())} non-finite {split} prediction(s) or "
@@ -309,7 +314,11 @@ def load_member_predictions(
                 f"members share no {split} sample id; nothing to ensemble.\n"
                 + _mismatch_message(split_ids, run_ids))
         dropped[split] = int(union.size - common.size)
-        predictions = np.empty((len(members), common.size))
+        shapes = {member[1].shape[1:] for member in members}
+        if len(shapes) > 1:
+            raise ValueError(f"members predict different {split} shapes per sample "
+                             f"{sorted(shapes)} (binary vs multi-class, or other classes)")
+        predictions = np.empty((len(members), common.size) + shapes.pop())
         targets = np.empty((len(members), common.size))
         for j, (ids, prediction, target) in enumerate(members):
             keep = np.searchsorted(ids, common)  # common is a subset of ids, both sorted

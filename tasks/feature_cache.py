@@ -300,14 +300,17 @@ def list_entries(root, *, filesystem=None) -> list[dict]:
 
 
 def list_bases(root, *, filesystem=None) -> dict[str, dict]:
-    """Summary per base key: ``{base_key: {"description", "entries", "size_bytes"}}``
-    (``description`` = the stored ``base.json``, or None if absent)."""
+    """Summary per base key: ``{base_key: {"description", "entries", "size_bytes",
+    "mtime"}}`` (``description`` = the stored ``base.json``, or None if absent;
+    ``mtime`` = write time of the newest entry, seconds since the epoch)."""
     fs = _fs(filesystem)
     out: dict[str, dict] = {}
     for entry in list_entries(root, filesystem=filesystem):
-        base = out.setdefault(entry["base_key"], {"entries": 0, "size_bytes": 0})
+        base = out.setdefault(entry["base_key"], {"entries": 0, "size_bytes": 0,
+                                                  "mtime": entry["mtime"]})
         base["entries"] += 1
         base["size_bytes"] += entry["size_bytes"]
+        base["mtime"] = max(base["mtime"], entry["mtime"])
     for key, base in out.items():
         try:
             base["description"] = json.loads(
@@ -317,7 +320,8 @@ def list_bases(root, *, filesystem=None) -> dict[str, dict]:
     return out
 
 
-def prune(root, base_key=None, older_than_s=None, *, now=None, filesystem=None) -> dict:
+def prune(root, base_key=None, older_than_s=None, *, now=None, dry_run=False,
+          filesystem=None) -> dict:
     """Delete cache entries.
 
     With no filter every entry goes; ``base_key`` keeps the deletion to one base;
@@ -331,10 +335,12 @@ def prune(root, base_key=None, older_than_s=None, *, now=None, filesystem=None) 
         base_key: Only this base (None = all bases).
         older_than_s: Only entries older than this, in seconds (None = any age).
         now: Reference time (default ``time.time()``).
+        dry_run: Only report what would be deleted; delete nothing.
         filesystem: None (local) or an fsspec filesystem.
 
     Returns:
-        ``{"removed": files deleted, "size_bytes": bytes freed}``.
+        ``{"removed": files deleted, "size_bytes": bytes freed, "bases": {base_key:
+        {"removed", "size_bytes"}}}`` (with ``dry_run``: what would be deleted).
 
     Raises:
         ValueError: Malformed ``base_key`` or negative ``older_than_s``.
@@ -347,6 +353,7 @@ def prune(root, base_key=None, older_than_s=None, *, now=None, filesystem=None) 
     cutoff = None if older_than_s is None else (time.time() if now is None else now) - older_than_s
     removed = freed = 0
     touched_bases = set()
+    per_base: dict[str, dict] = {}
     for info in fs.walk_files(_root(root)):
         rel = _relative(root, info["path"])
         if rel is None or not _BASE_KEY.match(rel[0]):
@@ -359,14 +366,19 @@ def prune(root, base_key=None, older_than_s=None, *, now=None, filesystem=None) 
             continue
         if cutoff is not None and info["mtime"] >= cutoff:
             continue
-        fs.remove(info["path"])
+        if not dry_run:
+            fs.remove(info["path"])
         removed += 1
         freed += info["size_bytes"]
         touched_bases.add(rel[0])
-    remaining = {e["base_key"] for e in list_entries(root, filesystem=filesystem)}
-    for key in touched_bases - remaining:
-        fs.remove_tree(f"{_root(root)}/{key}")
-    return {"removed": removed, "size_bytes": freed}
+        stats = per_base.setdefault(rel[0], {"removed": 0, "size_bytes": 0})
+        stats["removed"] += 1
+        stats["size_bytes"] += info["size_bytes"]
+    if not dry_run:
+        remaining = {e["base_key"] for e in list_entries(root, filesystem=filesystem)}
+        for key in touched_bases - remaining:
+            fs.remove_tree(f"{_root(root)}/{key}")
+    return {"removed": removed, "size_bytes": freed, "bases": per_base}
 
 
 # ---------------------------------------------------------------------------- extraction

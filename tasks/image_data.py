@@ -542,17 +542,23 @@ def image_dataset(paths, labels, *, size=(150, 150), batch_size=32, shuffle=Fals
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
     if shuffle:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda p, y: (_decode_resize(tf.io.read_file(p), size), y, p),
-                num_parallel_calls=autotune, deterministic=True)
+    # Paths travel with the images only when asked for, and no stage runs for nothing
+    # (no identity preprocessing map, no map dropping the paths): every extra stage
+    # costs per-batch overhead (bench_images.py, ingest vs image_dataset_from_directory).
+    if with_paths:
+        ds = ds.map(lambda p, y: (_decode_resize(tf.io.read_file(p), size), y, p),
+                    num_parallel_calls=autotune, deterministic=True)
+    else:
+        ds = ds.map(lambda p, y: (_decode_resize(tf.io.read_file(p), size), y),
+                    num_parallel_calls=autotune, deterministic=True)
     ds = ds.batch(batch_size)
     if augment:
         augmentation = augmentation_layers(seed)
-        ds = ds.map(lambda x, y, p: (augmentation(x, training=True), y, p),
+        ds = ds.map(lambda x, *rest: (augmentation(x, training=True), *rest),
                     num_parallel_calls=autotune, deterministic=True)
-    ds = ds.map(lambda x, y, p: (preprocess(x), y, p), num_parallel_calls=autotune,
-                deterministic=True)
-    if not with_paths:
-        ds = ds.map(lambda x, y, p: (x, y))
+    if preprocessing_id(preprocessing) != "none":
+        ds = ds.map(lambda x, *rest: (preprocess(x), *rest), num_parallel_calls=autotune,
+                    deterministic=True)
     return ds.prefetch(autotune)
 
 

@@ -85,29 +85,39 @@ def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
 
 
 def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: str | Path,
-                 *, units: str = "") -> Path:
-    """Horizontal bars of validation MAE per model with the baseline as a dashed line.
+                 *, units: str = "", metric: str = "MAE", higher_is_better: bool = False,
+                 baseline_name: str | None = None) -> Path:
+    """Horizontal bars of a validation metric per model with the baseline as a dashed line.
 
     Args:
-        labels, values: model labels and their validation MAE (target units).
-        baseline: the common-sense baseline's validation MAE (same units).
+        labels, values: model labels and their validation metric (MAE in the target's
+            units by default; accuracy for classification).
+        baseline: the baseline's value of the same metric.
         path: PNG file to write.
         units: unit label of the axis (e.g. ``degC``).
+        metric: the metric's name on the axis.
+        higher_is_better: sort and color for a metric to maximize (accuracy).
+        baseline_name: legend text of the baseline (default: common-sense baseline
+            for MAE, majority-class baseline otherwise).
     """
     plt = pyplot()
-    order = np.argsort(values)
+    order = np.argsort(values)[::-1] if higher_is_better else np.argsort(values)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(values) + 2.0))
     from matplotlib.patches import Patch
 
-    colors = ["tab:green" if values[i] < baseline else "tab:gray" for i in order]
+    beats = (lambda v: v > baseline) if higher_is_better else (lambda v: v < baseline)
+    colors = ["tab:green" if beats(values[i]) else "tab:gray" for i in order]
     ax.barh([labels[i] for i in order], [values[i] for i in order], color=colors)
     line = ax.axvline(baseline, color="tab:red", linestyle="--")
     ax.invert_yaxis()
     ax.set_xlim(0, max(max(values), baseline) * 1.05)
-    ax.set_xlabel(f"validation MAE ({units})" if units else "validation MAE")
-    ax.set_title("validation MAE per model (lower is better)", fontsize=10)
+    ax.set_xlabel(f"validation {metric} ({units})" if units else f"validation {metric}")
+    better = "higher" if higher_is_better else "lower"
+    ax.set_title(f"validation {metric} per model ({better} is better)", fontsize=10)
+    name = baseline_name or ("common-sense baseline" if metric == "MAE"
+                             else "majority-class baseline")
     ax.legend([line, Patch(color="tab:green"), Patch(color="tab:gray")],
-              [f"common-sense baseline {baseline:.3f}", "beats the baseline",
+              [f"{name} {baseline:.3f}", "beats the baseline",
                "does not beat it"], loc="upper center", bbox_to_anchor=(0.5, -0.15 - 0.3 /
               max(1, len(values))), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()

@@ -42,10 +42,18 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("test_mae", pa.float64()),
         ("val_mae_units", pa.float64()),  # target's own units (degC)
         ("test_mae_units", pa.float64()),
+        ("metric", pa.string()),          # headline metric: mae (target units) | accuracy
+        ("val_loss", pa.float64()),       # the model's loss (weather: normalized MAE)
+        ("test_loss", pa.float64()),
+        ("val_metric", pa.float64()),     # the headline metric on validation
+        ("test_metric", pa.float64()),
+        ("inputs", pa.string()),          # JSON: what the model saw (maxlen, image size...)
         ("wall_time_s", pa.float64()),
         ("node", pa.string()),
         ("resources", pa.string()),       # JSON
         ("devices", pa.string()),
+        ("gpu_type", pa.string()),        # GPU model name(s), "" on CPU
+        ("gpu_seconds", pa.float64()),    # wall time x GPUs held
         ("status", pa.string()),          # ok | failed
         ("error", pa.string()),
         ("finished_at", pa.timestamp("ms", tz="UTC")),
@@ -56,14 +64,18 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("loss", pa.float64()),
         ("val_loss", pa.float64()),
         ("lr", pa.float64()),
+        ("metric", pa.float64()),         # training accuracy (classification), else NaN
+        ("val_metric", pa.float64()),
         ("seconds", pa.float64()),
     ]),
     "predictions": pa.schema([
         ("run_id", pa.string()),
         ("split", pa.string()),
         ("sample_index", pa.int64()),     # row of the target in the dataset array
-        ("prediction", pa.float64()),     # target units
-        ("target", pa.float64()),
+        ("prediction", pa.float64()),     # target units; P(class 1) when binary;
+                                          # the predicted class when multi-class
+        ("target", pa.float64()),         # target units, or the class label
+        ("probabilities", pa.list_(pa.float64())),  # multi-class only: one per class
     ]),
     "trials": pa.schema([
         ("sweep_id", pa.string()),
@@ -73,6 +85,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("hyperparameters", pa.string()), # JSON, sorted keys, resolved values (C10)
         ("val_loss", pa.float64()),       # the searched objective, NaN when failed
         ("val_mae_units", pa.float64()),
+        ("val_metric", pa.float64()),     # the study's headline metric (MAE, accuracy)
         ("status", pa.string()),          # ok | failed | reused | stopped (by ASHA)
         ("error", pa.string()),
         ("searcher", pa.string()),        # tpe | random

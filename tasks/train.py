@@ -9,65 +9,37 @@ case C13): importing this module never loads TensorFlow.
 from __future__ import annotations
 
 import hashlib
-import math
-import socket
 import time
-import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from dlpipe.tasks import reports
+from dlpipe.tasks.fit import (EarlyStoppingSpec, ReduceLROnPlateauSpec, TrainingSpec,
+                              error_text, fit_model, run_row)
 from dlpipe.tasks.tf_setup import setup_tensorflow
 from dlpipe.tasks.windows import WindowBatches, WindowSpec, split_window_rows
 
 
-@dataclass(frozen=True)
-class EarlyStoppingSpec:
-    """``keras.callbacks.EarlyStopping`` settings (book ch. 7.2.1)."""
-
-    enabled: bool = True
-    monitor: str = "val_loss"
-    patience: int = 4
-    restore_best_weights: bool = True
+__all__ = ["EarlyStoppingSpec", "ReduceLROnPlateauSpec", "TrainingSpec", "run_key",
+           "stored_run", "train_model", "score_split", "evaluate_saved_model", "failed_run"]
 
 
-@dataclass(frozen=True)
-class ReduceLROnPlateauSpec:
-    """``keras.callbacks.ReduceLROnPlateau`` settings (book ch. 7.2.1)."""
+def run_key(dataset_key: str, family: str, hp_resolved: dict, windows, training: TrainingSpec,
+            seed: int) -> str:
+    """Key of a training run from everything that determines its result.
 
-    enabled: bool = True
-    monitor: str = "val_loss"
-    factor: float = 0.5
-    patience: int = 2
-    min_lr: float = 1e-6
-
-
-@dataclass(frozen=True)
-class TrainingSpec:
-    """How a model is trained.
-
-    Attributes:
-        epochs: maximum epochs (one epoch = every training window once, shuffled).
-        early_stopping: EarlyStopping settings.
-        reduce_lr_on_plateau: ReduceLROnPlateau settings.
-        max_batches_per_epoch: cap on batches per epoch and per evaluated split
-            (smoke tests); ``None`` = all windows.
-    """
-
-    epochs: int = 20
-    early_stopping: EarlyStoppingSpec = field(default_factory=EarlyStoppingSpec)
-    reduce_lr_on_plateau: ReduceLROnPlateauSpec = field(default_factory=ReduceLROnPlateauSpec)
-    max_batches_per_epoch: int | None = None
-
-
-def run_key(dataset_key: str, family: str, hp_resolved: dict, windows: WindowSpec,
-            training: TrainingSpec, seed: int) -> str:
-    """Key of a training run from everything that determines its result."""
+    ``windows`` is the input geometry: a :class:`WindowSpec` (weather), or any frozen
+    dataclass describing what the model sees (text: maxlen...; images: size...)."""
+    geometry = asdict(windows) if windows is not None else None
+    train = asdict(training)
+    for name, default in (("batch_size", 32), ("steps_per_execution", 1)):
+        if train.get(name) == default:  # keys of runs stored before these settings existed
+            train.pop(name)
     payload = {"dataset": dataset_key, "family": family, "hp": hp_resolved,
-               "windows": asdict(windows), "training": asdict(training), "seed": seed}
+               "windows": geometry, "training": train, "seed": seed}
     return f"{family}-{hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]}"
 
 
@@ -160,18 +132,8 @@ def train_model(*, data: np.ndarray, meta: dict, family: str, hp: dict, windows:
     hp_resolved = resolved_hparams(family, hp)
     model = build_model(family, (windows.timesteps, data.shape[1]), hp_resolved)
 
-    recorder = _epoch_recorder(run_id, training.early_stopping, epoch_hook)
-    callbacks = [recorder, keras.callbacks.TerminateOnNaN()]
-    es = training.early_stopping
-    if es.enabled:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience))
-    rl = training.reduce_lr_on_plateau
-    if rl.enabled:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr))
-    model.fit(_py_dataset(train), validation_data=_py_dataset(val), epochs=training.epochs,
-              callbacks=callbacks, verbose=0)
-    recorder.restore_best(model)
+    recorder = fit_model(model, _py_dataset(train), _py_dataset(val), training=training,
+                         run_id=run_id, epoch_hook=epoch_hook)
     if model_path:
         model.save(model_path)
 
@@ -181,29 +143,16 @@ def train_model(*, data: np.ndarray, meta: dict, family: str, hp: dict, windows:
         scores["test"], test_rows = score_split(model, test, "test", run_id, meta)
         predictions += test_rows
     std = float(meta["std"][meta["target_column"]])
-    failed = not math.isfinite(scores["validation"]) or recorder.diverged
-    run = {
-        "run_id": run_id,
-        "family": family,
-        "hyperparameters": hp_resolved,
-        "seed": seed,
-        "lookback": windows.lookback,
-        "step": windows.step,
-        "delay": windows.delay,
-        "epochs_run": len(recorder.rows),
-        "best_epoch": recorder.best_epoch,
-        "params": int(model.count_params()),
-        "val_mae": scores["validation"],
-        "test_mae": scores["test"],
-        "val_mae_units": scores["validation"] * std,
-        "test_mae_units": scores["test"] * std,
-        "wall_time_s": time.perf_counter() - started,
-        "node": socket.gethostname(),
-        "resources": {"num_cpus": num_cpus, "num_gpus": num_gpus},
-        "devices": ",".join(devices),
-        "status": "failed" if failed else "ok",
-        "error": "loss diverged (NaN/inf)" if failed else None,
-    }
+    run = run_row(run_id=run_id, family=family, hp_resolved=hp_resolved, seed=seed,
+                  model=model, recorder=recorder, metric="mae",
+                  scores={"val_loss": scores["validation"], "test_loss": scores["test"],
+                          "val_metric": scores["validation"] * std,
+                          "test_metric": scores["test"] * std},
+                  started=started, num_cpus=num_cpus, num_gpus=num_gpus, devices=devices)
+    run.update({"lookback": windows.lookback, "step": windows.step, "delay": windows.delay,
+                "val_mae": scores["validation"], "test_mae": scores["test"],
+                "val_mae_units": scores["validation"] * std,
+                "test_mae_units": scores["test"] * std, "inputs": asdict(windows)})
     return {"run": run, "history": recorder.rows, "predictions": predictions}
 
 
@@ -245,57 +194,16 @@ def evaluate_saved_model(*, data: np.ndarray, meta: dict, model_path: str,
     return {"mae": mae, "mae_units": mae * std, "predictions": rows}
 
 
-def failed_run(run_id: str, family: str, hp: dict, seed: int, windows: WindowSpec,
+def failed_run(run_id: str, family: str, hp: dict, seed: int, windows,
                error: BaseException | str, resources: dict) -> dict:
-    """Report rows for a run that raised: status ``failed``, the error text, NaN metrics."""
-    text = error if isinstance(error, str) else "".join(
-        traceback.format_exception_only(type(error), error)).strip()
-    return {"run": {"run_id": run_id, "family": family, "hyperparameters": hp, "seed": seed,
-                    "lookback": windows.lookback, "step": windows.step, "delay": windows.delay,
-                    "status": "failed", "error": text[-4000:], "resources": resources},
-            "history": [], "predictions": []}
+    """Report rows for a run that raised: status ``failed``, the error text, NaN metrics.
 
-
-def _epoch_recorder(run_id: str, early_stopping: EarlyStoppingSpec, epoch_hook=None):
-    """A Keras callback recording history rows (loss, val_loss, lr, seconds) and the
-    weights of the best epoch (restored at the end when ``restore_best_weights``)."""
-    import keras
-
-    class EpochRecorder(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.monitor = early_stopping.monitor
-            self.restore = early_stopping.enabled and early_stopping.restore_best_weights
-            self.rows: list[dict] = []
-            self.best, self.best_epoch, self.best_weights = math.inf, 0, None
-            self.diverged = False
-            self._t0 = 0.0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            lr = logs.get("learning_rate")
-            if lr is None:
-                lr = np.asarray(self.model.optimizer.learning_rate)
-            self.rows.append({"run_id": run_id, "epoch": epoch + 1, "loss": logs.get("loss"),
-                              "val_loss": logs.get("val_loss"), "lr": float(lr),
-                              "seconds": time.perf_counter() - self._t0})
-            if epoch_hook is not None:
-                epoch_hook(epoch + 1, dict(logs))
-            value = logs.get(self.monitor)
-            if value is None:
-                return
-            if not math.isfinite(value):
-                self.diverged = True
-            elif value < self.best:
-                self.best, self.best_epoch = float(value), epoch + 1
-                if self.restore:
-                    self.best_weights = self.model.get_weights()
-
-        def restore_best(self, model) -> None:
-            if self.restore and self.best_weights is not None:
-                model.set_weights(self.best_weights)
-
-    return EpochRecorder()
+    ``windows`` is the run's input geometry (a :class:`WindowSpec` fills the weather
+    columns; any other dataclass goes to ``inputs`` only), or None."""
+    run = {"run_id": run_id, "family": family, "hyperparameters": hp, "seed": seed,
+           "status": "failed", "error": error_text(error), "resources": resources}
+    if isinstance(windows, WindowSpec):
+        run.update(lookback=windows.lookback, step=windows.step, delay=windows.delay)
+    if windows is not None:
+        run["inputs"] = asdict(windows)
+    return {"run": run, "history": [], "predictions": []}

@@ -50,3 +50,44 @@ def jena_like(rows: int, seed: int = 0) -> np.ndarray:
 def jena_csv(tmp_path):
     """A 3,000-row CSV in the exact Jena layout."""
     return write_jena(tmp_path / "jena_climate_2009_2016.csv", jena_like(3000))
+
+
+_GPU_VISIBLE: bool | None = None
+
+
+def gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU here, checked once and cheaply: ``nvidia-smi -L``
+    first (no driver, no GPU), then TensorFlow in a subprocess (this process never
+    imports it for the check: some tests need TF unloaded)."""
+    global _GPU_VISIBLE
+    if _GPU_VISIBLE is None:
+        import shutil
+        import subprocess
+        import sys
+
+        _GPU_VISIBLE = False
+        smi = shutil.which("nvidia-smi")
+        try:
+            listed = smi is not None and "GPU" in subprocess.run(
+                [smi, "-L"], capture_output=True, text=True, timeout=30).stdout
+            if listed:
+                probe = subprocess.run(
+                    [sys.executable, "-c", "import tensorflow as tf; "
+                     "print(len(tf.config.list_physical_devices('GPU')))"],
+                    capture_output=True, text=True, timeout=300)
+                last = (probe.stdout.split() or ["0"])[-1]
+                _GPU_VISIBLE = probe.returncode == 0 and last.isdigit() and int(last) > 0
+        except (OSError, subprocess.TimeoutExpired):
+            _GPU_VISIBLE = False
+    return _GPU_VISIBLE
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``gpu`` when TensorFlow sees no GPU (``pytest -m gpu`` on
+    a GPU machine runs them; ``benchmarks/gpu_check.sh`` does)."""
+    marked = [item for item in items if item.get_closest_marker("gpu")]
+    if not marked or gpu_visible():
+        return
+    skip = pytest.mark.skip(reason="needs a GPU visible to TensorFlow (none found)")
+    for item in marked:
+        item.add_marker(skip)

@@ -6,7 +6,10 @@ joins it with ``--address`` (as on a real cluster).
   on the "GPU" node (checked by Ray node id through Ray's state API: every node shares
   this machine's hostname, so the reports' ``node`` column cannot tell them apart).
 * Node loss: the GPU node removed mid-sweep, then a replacement added: the trials report
-  still ends with exactly the requested trials, no trial number twice.
+  still ends with exactly the requested trials, no trial number twice. With the default
+  ``max_failures: 0`` the trial on the lost node is recorded as failed (exit code 3);
+  with ``max_failures: 1`` Tune retries it on the replacement under the same number and
+  every trial ends ok, each with one ``trials`` row and one ``runs`` row.
 
 The fake GPU is not visible to TensorFlow, so the trials' ``setup_tensorflow`` would
 raise ``DeviceError`` (case C13); ``DLPIPE_ALLOW_FAKE_GPU=1`` (tests only) lets them
@@ -46,9 +49,11 @@ sweep:
 """
 
 
-def write_study(tmp_path, name, trials, concurrent, batches=3):
+def write_study(tmp_path, name, trials, concurrent, batches=3, max_failures=None):
     path = tmp_path / f"{name}.yaml"
     text = textwrap.dedent(STUDY.format(name=name, trials=trials, concurrent=concurrent))
+    if max_failures is not None:
+        text += f"  max_failures: {max_failures}\n"  # a key of `sweep:` (the last section)
     path.write_text(text.replace("max_batches_per_epoch: 3", f"max_batches_per_epoch: {batches}"))
     return path
 
@@ -127,13 +132,13 @@ def test_gpu_trials_run_only_on_the_gpu_node(cluster, tmp_path):
     assert head_id != gpu_node.node_id
 
 
-@pytest.mark.slow
-@pytest.mark.ray
-def test_gpu_node_lost_mid_sweep_still_ends_with_the_requested_trials(cluster, tmp_path):
-    sim, gpu_node = cluster
+def lose_gpu_node_mid_sweep(sim, gpu_node, tmp_path, name, max_failures=None):
+    """Run a 4-trial sweep (one trial at a time) and remove the GPU node as trial 2
+    starts, then add a replacement; returns ``(exit code, driver log, replacement)``."""
     # longer trials (a few seconds each), so that the node goes while trial 2 runs
-    path = write_study(tmp_path, "lost", trials=4, concurrent=1, batches=60)
-    sweep_dir = tmp_path / "out" / "lost-sweep"
+    path = write_study(tmp_path, name, trials=4, concurrent=1, batches=60,
+                       max_failures=max_failures)
+    sweep_dir = tmp_path / "out" / f"{name}-sweep"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     log = tmp_path / "driver.log"
     with open(log, "w") as out:
@@ -151,8 +156,15 @@ def test_gpu_node_lost_mid_sweep_still_ends_with_the_requested_trials(cluster, t
         replacement = sim.add_node(num_cpus=2, num_gpus=1)
         sim.wait_for_nodes()
         rc = proc.wait(timeout=300)
-    text = log.read_text()
-    assert rc == 0, text[-3000:]
+    return rc, log.read_text(), replacement
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_gpu_node_lost_mid_sweep_still_ends_with_the_requested_trials(cluster, tmp_path):
+    sim, gpu_node = cluster
+    rc, text, replacement = lose_gpu_node_mid_sweep(sim, gpu_node, tmp_path, "lost")
+    sweep_dir = tmp_path / "out" / "lost-sweep"
     trials = reports.read_table(sweep_dir, "trials")
     print(trials[["trial", "status", "error"]].to_string())
     assert sorted(trials["trial"]) == [1, 2, 3, 4]  # exactly num_trials, none twice
@@ -166,9 +178,42 @@ def test_gpu_node_lost_mid_sweep_still_ends_with_the_requested_trials(cluster, t
     assert set(failed["trial"]) <= {2}, failed
     for error in failed["error"]:
         assert "its node has died" in error, error
+    # a failed trial makes the command exit 3 after the reports, naming it
+    assert rc == (3 if len(failed) else 0), text[-3000:]
+    if len(failed):
+        assert "trial 2 (dense):" in text and "1 of 4 trial(s) failed" in text
     assert (trials[trials["status"] != "failed"]["status"].isin(["ok", "reused"])).all()
     actors = wait_for(lambda: placements("ImplicitFunc", "actor"))
     assert set(actors.values()) <= {gpu_node.node_id, replacement.node_id}, actors
+    assert replacement.node_id in set(actors.values())
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_node_lost_with_max_failures_retries_the_trial_under_its_number(cluster, tmp_path):
+    sim, gpu_node = cluster
+    rc, text, replacement = lose_gpu_node_mid_sweep(sim, gpu_node, tmp_path, "retry",
+                                                    max_failures=1)
+    assert rc == 0, text[-3000:]
+    sweep_dir = tmp_path / "out" / "retry-sweep"
+    trials = reports.read_table(sweep_dir, "trials")
+    print(trials[["trial", "status", "run_id", "error"]].to_string())
+    # trial 2 lost its node and was run again by Tune (same number, same run key)
+    assert "[trial   2/4] retrying after failure 1 (max_failures 1)" in text, text[-3000:]
+    assert "its node has died" in text
+    # exactly num_trials rows, every trial ok, no trial number twice
+    assert sorted(trials["trial"]) == [1, 2, 3, 4]
+    assert set(trials["status"]) <= {"ok", "reused"}, trials
+    assert trials["error"].isna().all()
+    # one runs/history part per run key: the retry left no duplicate rows
+    runs = reports.read_table(sweep_dir, "runs")
+    runs = runs[runs["family"] != "baseline"]
+    assert runs["run_id"].is_unique
+    assert set(trials["run_id"]) <= set(runs["run_id"])
+    assert (runs["status"] == "ok").all()
+    history = reports.read_table(sweep_dir, "history")
+    assert not history.duplicated(["run_id", "epoch"]).any()
+    actors = wait_for(lambda: placements("ImplicitFunc", "actor"))
     assert replacement.node_id in set(actors.values())
 
 

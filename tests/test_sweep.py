@@ -69,6 +69,35 @@ def test_c12_nan_and_errors_are_failed_trials_with_their_text(tmp_path):
     assert rec.best == 0.5
 
 
+def test_sweep_command_exits_3_naming_the_failed_trials(tmp_path, monkeypatch, capsys):
+    """A sweep that finished with a trial that raised: exit code 3 after the reports,
+    with the failed trial and its error last on stderr; all ok: exit 0."""
+    from dlpipe.pipelines import cli
+    from dlpipe.pipelines import sweep as sweep_mod
+
+    rec = TrialRecorder(tmp_path, "s", "tpe", 3, 0, {"num_cpus": 1}, "degC")
+    config = {"model": {"family": "dense", "hp": {"units": 32.0}}}
+    base = {"run_id": "r1", "hyperparameters": '{"units": 32}', "val_mae_units": 1.0,
+            "val_loss": 0.5}
+    rec.record(fake_trial(1, config, base), [], error=None)
+    rec.record(fake_trial(2, config, dict(base, run_id="r2")), [], error=None)
+    cfg = SimpleNamespace(sweep=SimpleNamespace(num_trials=3))
+    monkeypatch.setattr(cli, "prepare_command", lambda *a, **k: cfg)
+    monkeypatch.setattr(cli, "print_frame", lambda *a, **k: None)
+    monkeypatch.setattr(sweep_mod, "run_sweep", lambda cfg: tmp_path)
+    monkeypatch.setattr(sweep_mod, "sweep_summary", lambda *a, **k: (None, ""))
+    assert sweep_mod.sweep_command("study.yaml") == 0
+    assert "failed" not in capsys.readouterr().err
+
+    rec.record(fake_trial(3, config, {}), [],
+               error="Traceback (most recent call last):\n...\nValueError: boom in trial 3")
+    assert sweep_mod.sweep_command("study.yaml") == sweep_mod.EXIT_TRIALS_FAILED == 3
+    out, err = capsys.readouterr()
+    assert "trials:" in out  # the report locations come first
+    assert "error: 1 of 3 trial(s) failed" in err
+    assert "trial 3 (dense): ValueError: boom in trial 3" in err
+
+
 STUDY = """
 study: {name}
 output_dir: out
@@ -114,7 +143,9 @@ def test_sweep_smoke_failed_trials_best_and_test_top_k(tmp_path):
     # warm start 1 cannot build (24 timesteps < the 61 conv1d needs): a failed trial
     warm = ("[{family: conv1d, filters: 8}, "
             "{family: dense, units: 16, learning_rate: 0.001}]")
-    proc = sweep(write_study(tmp_path, "sw", warm=warm))
+    proc = sweep(write_study(tmp_path, "sw", warm=warm), check=False)
+    # a failed trial: every report and plot written, then exit 3 naming it
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     sweep_dir = tmp_path / "out" / "sw-sweep"
     trials = reports.read_table(sweep_dir, "trials").set_index("trial")
     assert sorted(trials.index) == [1, 2, 3, 4]
@@ -139,8 +170,10 @@ def test_sweep_smoke_failed_trials_best_and_test_top_k(tmp_path):
     preds = reports.read_table(sweep_dir, "predictions")
     assert set(preds[preds["split"] == "test"]["run_id"]) == set(best)
     assert "[trial" in proc.stdout and "best" in proc.stdout  # live progress lines
-    assert "trial(s) failed (the sweep went on)" in proc.stderr
-    assert "trial 1 (conv1d):" in proc.stderr
+    n_failed = (trials["status"] == "failed").sum()  # conv1d proposals fail too
+    assert (f"error: {n_failed} of 4 trial(s) failed (the sweep went on; exit code 3)"
+            in proc.stderr)
+    assert "trial 1 (conv1d):" in proc.stderr and "timesteps" in proc.stderr
     for png in ("trials.png", "hyperparameters.png"):
         assert (sweep_dir / "plots" / png).stat().st_size > 5000
 

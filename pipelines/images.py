@@ -1,0 +1,177 @@
+"""Image-folder classification study (book ch. 5.2-5.3, issue 5) as a Ray pipeline.
+
+DAG: source (a folder, or ``demo:digits`` written out as a flat Kaggle-named folder)
+-> split (driver; case C03; an already split folder is used as it is) -> validation,
+one Ray task per shard of files (cases C01, C02; bad files listed and left out) ->
+conv-base features through the content-keyed cache, one Ray task (on a GPU when
+``resources.num_gpus`` > 0; only when a model is ``features_head``) -> majority-class
+baseline -> one Ray training task per configured model, in parallel (from-scratch
+convnets on the images, heads on the cached features, frozen base + fine-tuning) ->
+Parquet reports (``runs``, ``history``, ``predictions``, ``datasets``) and plots ->
+optional ensemble stage.
+
+The ``datasets`` row's ``quality`` JSON holds the class counts per split, the bad files
+(path, reason, size), the split report and the cache's hits, misses and conv-base
+forward passes per split; a rerun of the same study finds every feature in the cache
+(0 forward passes) and skips every finished run.
+
+Runs as a script for ``ray submit``::
+
+    python pipelines/images.py --config configs/dogs_vs_cats.yaml [--smoke-test]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from dlpipe.pipelines import study
+from dlpipe.tasks import reports
+
+PIPELINE = "images"
+
+
+def ray_map(function, args_list):
+    """``starmap`` of :func:`dlpipe.tasks.image_prepare.validate_shard` over Ray tasks
+    (:func:`dlpipe.tasks.remote.validate_images_task`), results in order."""
+    import ray
+
+    from dlpipe.tasks.remote import validate_images_task
+
+    return ray.get([validate_images_task.remote(*args) for args in args_list])
+
+
+def ray_features(cfg):
+    """A ``features_fn`` for :func:`prepare_images` running the feature stage as one Ray
+    task with the study's resources (its GPUs, when it has some)."""
+    def run(paths, labels, images, root, seed):
+        import ray
+
+        from dlpipe.tasks.remote import image_features_task
+
+        res = cfg.resources
+        refs = image_features_task.options(num_cpus=res.num_cpus, num_gpus=res.num_gpus).remote(
+            paths, labels, images, root, seed, res.num_cpus, res.num_gpus)
+        return tuple(ray.get(list(refs)))
+
+    return run
+
+
+def needs_features(cfg) -> bool:
+    """Whether a configured model (or a swept family) trains on cached features."""
+    from dlpipe.tasks.image_train import FEATURE_FAMILIES
+
+    families = {m.family for m in cfg.models} | set(cfg.sweep.families)
+    return bool(families & set(FEATURE_FAMILIES))
+
+
+def prepare_dataset(cfg, run_dir: Path):
+    """Split, validate (Ray tasks), cache features (a Ray task), write the ``datasets``
+    row, print a summary.
+
+    Returns:
+        ``(data_ref, meta)``: an ObjectRef of the prepared arrays (paths, labels, split
+        codes, features; passed to training tasks by reference, case C14) and the
+        dataset description.
+
+    Raises:
+        FileNotFoundError, ValueError: missing folder, bad split, a split left empty,
+        weights that cannot be loaded.
+    """
+    import ray
+
+    from dlpipe.tasks.image_prepare import prepare_images
+
+    arrays, meta = prepare_images(cfg.data, cfg.images, run_dir, features=needs_features(cfg),
+                                  seed=cfg.seed, map_fn=ray_map, features_fn=ray_features(cfg))
+    reports.write_part(run_dir, "datasets", meta["key"], [{
+        "dataset_key": meta["key"], "source": meta["source"], "rows": meta["images"],
+        "columns": meta["class_names"], "target": "label", "splits": meta["split_counts"],
+        "sentinel_counts": {}, "quality": {
+            k: meta[k] for k in ("class_counts", "bad_files", "split", "demo",
+                                 "feature_cache", "feature_shape", "weights_used")}}])
+    print_dataset(meta)
+    return ray.put(arrays), meta
+
+
+def write_baseline(run_dir: Path, cfg, data: dict, meta: dict) -> dict:
+    """The majority-class baseline as a row of ``runs`` (family ``baseline``)."""
+    from dlpipe.tasks.image_train import baseline_scores
+
+    run_id = f"baseline-{meta['key']}"
+    if reports.part_exists(run_dir, "runs", run_id):  # written once, never rewritten
+        return reports.read_part(run_dir, "runs", run_id)[0]
+    scores = baseline_scores(data, meta["num_classes"])
+    majority = meta["class_names"][scores.pop("majority_class")]
+    run = {"run_id": run_id, "family": "baseline",
+           "hyperparameters": {"rule": f"majority class of the training split ({majority})",
+                               "frequencies": scores.pop("frequencies")},
+           "seed": cfg.seed, "epochs_run": 0, "params": 0, "metric": "accuracy", **scores,
+           "wall_time_s": 0.0, "resources": {}, "devices": "", "status": "ok"}
+    return study.write_result(run_dir, cfg, meta, {"run": run, "history": [],
+                                                    "predictions": []})
+
+
+def run_study(cfg, *, progress: bool = True) -> Path:
+    """Run an image study end to end on the connected Ray (call ``init_ray`` first).
+
+    Returns:
+        The run directory (``reports/``, ``plots/``, ``artifacts/``, ``feature_cache/``,
+        ``study.json``).
+
+    Raises:
+        FileNotFoundError, ValueError: bad data or settings, raised before any model
+        is trained.
+    """
+    import ray
+
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    reports.atomic_write_bytes(run_dir / "study.json",
+                               json.dumps(asdict(cfg), indent=1, default=str).encode())
+    data_ref, meta = prepare_dataset(cfg, run_dir)
+    baseline = write_baseline(run_dir, cfg, ray.get(data_ref), meta)
+    study.train_models(cfg, run_dir, data_ref, meta, baseline, progress=progress)
+    study.write_plots(run_dir)
+    if cfg.ensemble.enabled:
+        from dlpipe.pipelines.ensemble import run_ensemble_stage
+
+        run_ensemble_stage(run_dir, cfg.ensemble)
+    return run_dir
+
+
+def print_dataset(meta: dict) -> None:
+    """A few lines on what was split, validated and cached."""
+    split = ", ".join(f"{k} {v}" for k, v in meta["split_counts"].items())
+    print(f"dataset {meta['key']}: {meta['images']} images, {meta['num_classes']} classes "
+          f"{meta['class_names']} from {meta['source']}; splits: {split}")
+    how = ("already split, used as it is" if meta["split"].get("already_split") else
+           f"split {meta['split'].get('mode')} {meta['split'].get('counts')} per class into "
+           f"{meta['split']['root']} ({meta['split'].get('copied', 0)} copied, "
+           f"{meta['split'].get('reused', 0)} reused)")
+    print(f"  {how}")
+    bad = meta["bad_files"]
+    print(f"  {len(bad)} bad file(s) skipped" + (":" if bad else ""))
+    for b in bad[:10]:
+        print(f"    {b['path']}: {b['reason']} ({b['size_bytes']} bytes)")
+    if len(bad) > 10:
+        print(f"    ... {len(bad) - 10} more in the datasets report (quality.bad_files)")
+    cache = meta.get("feature_cache")
+    if cache:
+        print(f"  cache: {cache['hits']} hits, {cache['misses']} misses, "
+              f"{cache['forward_images']} conv-base forward passes "
+              f"({cache['base']['architecture']}, weights {meta['weights_used']}; features "
+              f"{tuple(meta['feature_shape'])}; root {cache['root']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Script entry point (``ray submit cluster.yaml pipelines/images.py -- --config X``)."""
+    from dlpipe.pipelines.cli import script_main
+
+    return script_main("run", "Run an image-folder study (book ch. 5).", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The training core every pipeline shares: fit with the study's callbacks, record each
+epoch, restore the best weights, and assemble the ``runs`` row.
+
+Pipeline trainers (:mod:`dlpipe.tasks.train` for weather windows,
+:mod:`dlpipe.tasks.text_train`, :mod:`dlpipe.tasks.image_train`) turn their prepared data
+into Keras inputs and call :func:`fit_model`; :func:`run_row` gives every pipeline the
+same generic columns (``metric``, ``val_loss``, ``val_metric``, ...), so sweeps, reports
+and ensembles read any study the same way. TensorFlow is imported inside the functions
+only, after :func:`dlpipe.tasks.tf_setup.setup_tensorflow` (shared case C13).
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSpec:
+    """``keras.callbacks.EarlyStopping`` settings (book ch. 7.2.1)."""
+
+    enabled: bool = True
+    monitor: str = "val_loss"
+    patience: int = 4
+    restore_best_weights: bool = True
+
+
+@dataclass(frozen=True)
+class ReduceLROnPlateauSpec:
+    """``keras.callbacks.ReduceLROnPlateau`` settings (book ch. 7.2.1)."""
+
+    enabled: bool = True
+    monitor: str = "val_loss"
+    factor: float = 0.5
+    patience: int = 2
+    min_lr: float = 1e-6
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """How a model is trained.
+
+    Attributes:
+        epochs: maximum epochs (one epoch = every training sample once, shuffled).
+        early_stopping: EarlyStopping settings.
+        reduce_lr_on_plateau: ReduceLROnPlateau settings.
+        max_batches_per_epoch: cap on batches per epoch and per evaluated split
+            (smoke tests); ``None`` = all samples.
+        batch_size: samples per batch for text and image studies (weather studies take
+            theirs from ``windows.batch_size``).
+        steps_per_execution: batches per compiled call (Keras ``compile`` argument):
+            > 1 cuts the per-step overhead that bounds small models such as heads on
+            cached features.
+    """
+
+    epochs: int = 20
+    early_stopping: EarlyStoppingSpec = field(default_factory=EarlyStoppingSpec)
+    reduce_lr_on_plateau: ReduceLROnPlateauSpec = field(default_factory=ReduceLROnPlateauSpec)
+    max_batches_per_epoch: int | None = None
+    batch_size: int = 32
+    steps_per_execution: int = 1
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "steps_per_execution"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1. Received: {value!r}")
+
+
+def callbacks(training: TrainingSpec, recorder) -> list:
+    """The study's Keras callbacks: the recorder, TerminateOnNaN, EarlyStopping and
+    ReduceLROnPlateau as configured."""
+    import keras
+
+    out = [recorder, keras.callbacks.TerminateOnNaN()]
+    es = training.early_stopping
+    if es.enabled:
+        out.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience))
+    rl = training.reduce_lr_on_plateau
+    if rl.enabled:
+        out.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr))
+    return out
+
+
+def fit_model(model, train, validation, *, training: TrainingSpec, run_id: str,
+              epoch_hook: Callable[[int, dict], None] | None = None, **fit_kwargs):
+    """``model.fit`` with the study's callbacks; the best epoch's weights restored.
+
+    Args:
+        model: a compiled Keras model.
+        train, validation: Keras inputs (a ``PyDataset``, a ``tf.data.Dataset``, or for
+            ``validation`` an ``(x, y)`` tuple); ``fit_kwargs`` pass ``y``,
+            ``batch_size``, ``steps_per_epoch``... through.
+        training: epochs and callbacks.
+        run_id: copied into every history row.
+        epoch_hook: called after every epoch with ``(epoch, logs)`` (1-based).
+
+    Returns:
+        The epoch recorder: ``rows`` (``history`` report rows), ``best_epoch``,
+        ``diverged`` (a monitored value became NaN/inf).
+    """
+    recorder = epoch_recorder(run_id, training.early_stopping, epoch_hook)
+    model.fit(train, validation_data=validation, epochs=training.epochs,
+              callbacks=callbacks(training, recorder), verbose=0, **fit_kwargs)
+    recorder.restore_best(model)
+    return recorder
+
+
+def gpu_details(devices: list[str]) -> str:
+    """Name of the GPU model(s) TF uses (e.g. ``"NVIDIA H200"``), ``""`` without one."""
+    if not any(d.startswith("GPU") for d in devices):
+        return ""
+    import tensorflow as tf
+
+    names = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            names.append(tf.config.experimental.get_device_details(gpu).get("device_name", "GPU"))
+        except (RuntimeError, ValueError):
+            names.append("GPU")
+    return ",".join(dict.fromkeys(names))
+
+
+def run_row(*, run_id: str, family: str, hp_resolved: dict, seed: int, model, recorder,
+            metric: str, scores: dict, started: float, num_cpus: float, num_gpus: float,
+            devices: list[str], diverged_text: str = "loss diverged (NaN/inf)") -> dict:
+    """The generic columns of a ``runs`` row.
+
+    Args:
+        metric: name of the headline metric (``mae`` in the target's units, ``accuracy``).
+        scores: ``{"val_loss", "test_loss", "val_metric", "test_metric"}`` (NaN when a
+            split was not scored).
+        started: ``time.perf_counter()`` at the start of the run.
+
+    Returns:
+        The row; ``status`` is ``failed`` (with ``error``) when the validation loss is
+        not finite or training diverged. ``gpu_seconds`` = wall time x GPUs held.
+    """
+    wall = time.perf_counter() - started
+    failed = not math.isfinite(scores["val_loss"]) or recorder.diverged
+    return {
+        "run_id": run_id, "family": family, "hyperparameters": hp_resolved, "seed": seed,
+        "epochs_run": len(recorder.rows), "best_epoch": recorder.best_epoch,
+        "params": int(model.count_params()), "metric": metric, **scores,
+        "wall_time_s": wall, "node": socket.gethostname(),
+        "resources": {"num_cpus": num_cpus, "num_gpus": num_gpus},
+        "devices": ",".join(devices), "gpu_type": gpu_details(devices),
+        "gpu_seconds": wall * float(num_gpus),
+        "status": "failed" if failed else "ok",
+        "error": diverged_text if failed else None,
+    }
+
+
+def error_text(error: BaseException | str) -> str:
+    """The last 4000 characters of an exception's one-line description."""
+    text = error if isinstance(error, str) else "".join(
+        traceback.format_exception_only(type(error), error)).strip()
+    return text[-4000:]
+
+
+def epoch_recorder(run_id: str, early_stopping: EarlyStoppingSpec, epoch_hook=None):
+    """A Keras callback recording history rows (loss, val_loss, lr, seconds and any
+    metric Keras logs) and the weights of the best epoch (restored at the end when
+    ``restore_best_weights``)."""
+    import keras
+
+    class EpochRecorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.monitor = early_stopping.monitor
+            self.restore = early_stopping.enabled and early_stopping.restore_best_weights
+            self.rows: list[dict] = []
+            self.best, self.best_epoch, self.best_weights = math.inf, 0, None
+            self.diverged = False
+            self._t0 = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            lr = logs.get("learning_rate")
+            if lr is None:
+                lr = np.asarray(self.model.optimizer.learning_rate)
+            self.rows.append({"run_id": run_id, "epoch": epoch + 1, "loss": logs.get("loss"),
+                              "val_loss": logs.get("val_loss"), "lr": float(lr),
+                              "metric": logs.get("accuracy"),
+                              "val_metric": logs.get("val_accuracy"),
+                              "seconds": time.perf_counter() - self._t0})
+            if epoch_hook is not None:
+                epoch_hook(epoch + 1, dict(logs))
+            value = logs.get(self.monitor)
+            if value is None:
+                return
+            if not math.isfinite(value):
+                self.diverged = True
+            elif value < self.best:
+                self.best, self.best_epoch = float(value), epoch + 1
+                if self.restore:
+                    self.best_weights = self.model.get_weights()
+
+        def restore_best(self, model) -> None:
+            if self.restore and self.best_weights is not None:
+                model.set_weights(self.best_weights)
+
+    return EpochRecorder()

@@ -1,0 +1,407 @@
+"""Prepare an image-folder study's dataset (book ch. 5.2-5.3, issue 5): split, validate,
+list, and compute the conv base's features through the content-keyed cache.
+
+Plain functions; the Ray pipeline (:mod:`dlpipe.pipelines.images`) runs the validation
+as one task per shard of files (``map_fn``) and the feature stage as one task
+(``features_fn``); tests use the builtin ``itertools.starmap`` and a direct call. The
+steps:
+
+1. Source: a folder, or ``demo:<source>`` (``demo:digits``): the real images embedded
+   in a registry package (:func:`dlpipe.tasks.image_data.write_demo_images`), written
+   once as a flat Kaggle-named folder under ``<run_dir>/artifacts/demo_source``, so the
+   demo takes the same code path as users' photos.
+2. Split (case C03, book listing 5.9 generalized): a flat ``<class>.<id>.<ext>`` folder
+   is copied into ``<run_dir>/artifacts/split/<settings key>/{train,validation,test}/
+   <class>/`` (one folder per split setting: a re-split never meets the files of an
+   earlier split). A folder that already has ``train/`` is used as it is ("class
+   folders that already exist are used as they are").
+3. Validation (cases C01, C02): every file decoded with the pipeline's own decoder,
+   sharded; bad files are listed (path, reason, size) and left out, so training never
+   meets one.
+4. Features (only when a model is ``features_head``): the conv base's output for every
+   kept image, read from or written to the feature cache (:mod:`dlpipe.tasks.feature_cache`),
+   with hits, misses and conv-base forward passes per split.
+
+Prepared arrays (rows grouped by split, then class, then id)::
+
+    paths     str (n,)           validated image files
+    labels    int64 (n,)         class index (sorted class folder names)
+    split     int8 (n,)          SPLIT_CODES: 0 train, 1 validation, 2 test
+    features  float32 (n, *fs)   only with the feature stage, e.g. (n, 4, 4, 512)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from itertools import starmap
+from pathlib import Path
+
+import numpy as np
+
+from dlpipe.tasks import reports
+from dlpipe.tasks.image_data import BOOK_COUNTS, SPLITS
+
+SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+PREPARE_VERSION = 1
+DEMO_PREFIX = "demo:"
+PREPROCESSING = ("rescale", "base")
+#: conv base names accepted by :func:`dlpipe.models.images.conv_base` (no Keras import here)
+CONV_BASE_NAMES = ("vgg16", "vgg19", "resnet50", "inception_v3", "inceptionv3", "xception",
+                   "mobilenet_v2", "mobilenetv2")
+#: the VGG16 layers the book unfreezes (book 5.3.2), = models.images.BOOK_FINE_TUNE_LAYERS
+BOOK_FINE_TUNE_LAYERS = ("block5_conv1", "block5_conv2", "block5_conv3")
+
+
+@dataclass(frozen=True)
+class ImageDataSpec:
+    """Where the labelled images come from and how they are split.
+
+    Attributes:
+        path: a flat folder of ``<class>.<id>.<ext>`` files (Kaggle dogs-vs-cats
+            ``train/``), a base folder already split into ``train/``, ``validation/``,
+            ``test/`` class sub-folders (used as it is), or ``demo:digits`` /
+            ``demo:lfw_subset`` (images embedded in scikit-learn / scikit-image).
+        counts: images per class per split, in split order (book: 1000/500/500).
+        mode: ``contiguous`` (id blocks in numeric order, the book's) or ``shuffle``.
+        seed: seed of the ``shuffle`` mode.
+        class_dirs: ``{class: folder name}``, e.g. ``{cat: cats}`` for the book's names.
+    """
+
+    path: str = ""
+    counts: dict = field(default_factory=lambda: dict(BOOK_COUNTS))
+    mode: str = "contiguous"
+    seed: int = 0
+    class_dirs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.path:
+            raise ValueError("`path` must name an image folder or `demo:digits`")
+        if self.mode not in ("contiguous", "shuffle"):
+            raise ValueError(f"`mode` must be 'contiguous' or 'shuffle'. Received: {self.mode!r}")
+        if list(self.counts) != list(SPLITS) or any(
+                isinstance(v, bool) or not isinstance(v, int) or v < 1
+                for v in self.counts.values()):
+            raise ValueError("`counts` must map train, validation, test (in that order) to "
+                             f"integers >= 1. Received: {self.counts!r}")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What the models see and how the conv base is used.
+
+    Attributes:
+        size: ``(height, width)`` every image is resized to (book: 150x150; the small
+            convnets need >= 46, VGG16 >= 32).
+        preprocessing: for the conv base families: ``rescale`` (x / 255, the book's) or
+            ``base`` (the base's own ``preprocess_input``). The from-scratch convnets
+            always get x / 255.
+        conv_base: ``keras.applications`` base of ``features_head`` and ``frozen_base``.
+        weights: ``imagenet`` (downloaded when the network allows), ``none`` (random
+            initialization, seeded by the study's seed) or a local ``.h5``/``.keras``
+            weights file.
+        cache_root: feature cache root, a local folder or an fsspec URI (``s3://...``);
+            ``""`` = ``<run_dir>/feature_cache``.
+        fine_tune: after the head of each ``frozen_base`` model is trained, unfreeze
+            ``fine_tune_layers`` and train again (book 5.3.2: two scheduled steps, the
+            second with the ``training`` section's epochs).
+        fine_tune_layers: layer names made trainable (book: ``block5_conv1..3``).
+        fine_tune_learning_rate: RMSprop step size of the second step (book: 1e-5).
+        validation_shards: Ray tasks that validate the files.
+        feature_batch_size: images per conv-base call in the feature stage.
+    """
+
+    size: tuple[int, ...] = (150, 150)
+    preprocessing: str = "rescale"
+    conv_base: str = "vgg16"
+    weights: str = "imagenet"
+    cache_root: str = ""
+    fine_tune: bool = False
+    fine_tune_layers: tuple[str, ...] = BOOK_FINE_TUNE_LAYERS
+    fine_tune_learning_rate: float = 1e-5
+    validation_shards: int = 4
+    feature_batch_size: int = 32
+
+    def __post_init__(self):
+        if len(self.size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 32
+                                      for v in self.size):
+            raise ValueError(f"`size` must be [height, width], integers >= 32. "
+                             f"Received: {list(self.size)}")
+        object.__setattr__(self, "size", tuple(self.size))
+        if self.preprocessing not in PREPROCESSING:
+            raise ValueError(f"`preprocessing` must be 'rescale' or 'base'. "
+                             f"Received: {self.preprocessing!r}")
+        if self.conv_base.lower() not in CONV_BASE_NAMES:
+            raise ValueError(f"`conv_base` must be one of {', '.join(CONV_BASE_NAMES)}. "
+                             f"Received: {self.conv_base!r}")
+        if not self.weights:
+            raise ValueError("`weights` must be 'imagenet', 'none' or a weights file path")
+        if not self.fine_tune_layers:
+            raise ValueError("`fine_tune_layers` must name at least one layer")
+        if not self.fine_tune_learning_rate > 0:
+            raise ValueError(f"`fine_tune_learning_rate` must be > 0. "
+                             f"Received: {self.fine_tune_learning_rate}")
+        for name in ("validation_shards", "feature_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1. Received: {getattr(self, name)}")
+
+
+def base_preprocessing(images: ImageSpec):
+    """The conv base families' preprocessing as :mod:`dlpipe.tasks.image_data` takes it:
+    ``1/255`` or the base's name (its ``preprocess_input``)."""
+    return 1 / 255 if images.preprocessing == "rescale" else images.conv_base.lower()
+
+
+def describe_weights(images: ImageSpec, identity: str | None = None) -> str:
+    """Human-readable "weights used" for reports, e.g. ``imagenet``, ``none (random
+    initialization, model-sha256:...)``, ``/w.h5 (sha256:...)``."""
+    if images.weights == "none":
+        return "none (random initialization" + (f", {identity})" if identity else ")")
+    if images.weights == "imagenet":
+        return "imagenet"
+    return f"{images.weights}" + (f" ({identity})" if identity else "")
+
+
+def resolve_source(data: ImageDataSpec, run_dir: str | Path) -> tuple[Path, dict]:
+    """The image folder of ``data.path``; ``demo:<source>`` written on first use.
+
+    Returns:
+        ``(folder, demo)``: demo = what :func:`write_demo_images` wrote (``{}`` else).
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError, ImportError: unknown demo source / its package is not installed.
+    """
+    if data.path.startswith(DEMO_PREFIX):
+        from dlpipe.tasks.image_data import write_demo_images
+
+        source = data.path[len(DEMO_PREFIX):]
+        folder = Path(run_dir) / "artifacts" / "demo_source" / source
+        marker = folder / "demo.json"
+        if marker.is_file():
+            import json
+
+            return folder, json.loads(marker.read_text())
+        demo = write_demo_images(folder, source)
+        reports.atomic_write_bytes(marker, reports.dumps(demo).encode())
+        return folder, demo
+    folder = Path(data.path).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {data.path}")
+    return folder, {}
+
+
+def split_key(data: ImageDataSpec) -> str:
+    """Key of a split setting (counts, mode, seed, class folder names): 12 hex chars."""
+    payload = {k: v for k, v in asdict(data).items() if k != "path"}
+    return hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]
+
+
+def split_step(data: ImageDataSpec, source: Path, run_dir: str | Path) -> tuple[Path, dict]:
+    """Split a flat folder (case C03) or take an already split one as it is.
+
+    Returns:
+        ``(base folder with train/validation/test, report)``; report = the
+        :class:`~dlpipe.tasks.image_data.SplitReport` without its file lists (``found``,
+        ``unused``, ``strays``, ``copied``, ``reused``), or ``{"already_split": True}``.
+
+    Raises:
+        ValueError: no ``<class>.<id>.<ext>`` file, a class with too few files, ...
+            (:func:`~dlpipe.tasks.image_data.split_flat_folder`).
+    """
+    if (source / "train").is_dir():
+        return source, {"already_split": True, "dst": str(source)}
+    from dlpipe.tasks.image_data import split_flat_folder
+
+    dst = Path(run_dir) / "artifacts" / "split" / split_key(data)
+    report = split_flat_folder(source, dst, dict(data.counts), mode=data.mode,
+                               seed=data.seed, class_dirs=dict(data.class_dirs) or None)
+    out = {k: v for k, v in report.to_dict().items() if k != "files"}
+    return dst, {"already_split": False, **out}
+
+
+def list_splits(root: Path) -> tuple[list[str], list[tuple[str, str, int]]]:
+    """Class names and ``(split, path, label)`` of every listed file of ``root``.
+
+    Raises:
+        FileNotFoundError: a split folder is missing.
+        ValueError: the splits have different class folders, or fewer than 2 classes.
+    """
+    from dlpipe.tasks.image_data import list_image_folder
+
+    names, rows = None, []
+    for split in SPLITS:
+        folder = list_image_folder(root / split)
+        if names is not None and folder.class_names != names:
+            raise ValueError(f"split `{split}` has class folders {folder.class_names}, "
+                             f"`train` has {names} (under {root})")
+        names = folder.class_names
+        rows += [(split, p, int(y)) for p, y in zip(folder.paths, folder.labels)]
+    if len(names) < 2:
+        raise ValueError(f"{root}: image studies need at least 2 classes. Found: {names}")
+    return names, rows
+
+
+def shards(items: list, num_shards: int) -> list[list]:
+    """``items`` cut into at most ``num_shards`` contiguous, nearly equal shards."""
+    bounds = np.linspace(0, len(items), min(num_shards, max(1, len(items))) + 1).astype(int)
+    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def validate_shard(paths: list[str], size: tuple[int, int]) -> tuple[list[str], list[dict]]:
+    """One validation shard: :func:`dlpipe.tasks.image_data.validate_images` after the
+    process's TensorFlow set-up (C13). Returns ``(ok_paths, bad)``."""
+    from dlpipe.tasks.image_data import validate_images
+    from dlpipe.tasks.tf_setup import setup_tensorflow
+
+    setup_tensorflow(1, 0)
+    return validate_images(paths, size=size)
+
+
+def dataset_key(data: ImageDataSpec, images: ImageSpec, root: Path, paths: list[str]) -> str:
+    """Key of a prepared image dataset: split settings, image settings, and the kept
+    files (path under the split folder, size, mtime)."""
+    stamp = [(os.path.relpath(p, root), os.stat(p).st_size, int(os.stat(p).st_mtime))
+             for p in paths]
+    payload = {"v": PREPARE_VERSION, "data": asdict(data), "images": asdict(images),
+               "files": stamp}
+    return "images-" + hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]
+
+
+def prepare_images(data: ImageDataSpec, images: ImageSpec, run_dir: str | Path, *,
+                   features: bool = False, seed: int = 42, map_fn: Callable = starmap,
+                   features_fn: Callable | None = None) -> tuple[dict, dict]:
+    """Split, validate (sharded) and, with ``features``, extract features.
+
+    Args:
+        data, images: the study's sections.
+        run_dir: the study folder (``artifacts/``, default feature cache root).
+        features: run the feature stage (some model is ``features_head``).
+        seed: seed of a randomly initialized conv base (``weights: none``).
+        map_fn: ``map_fn(function, list_of_args_tuples)`` -> results in order (the Ray
+            pipeline runs each validation shard as a task).
+        features_fn: called like :func:`cache_features` (the Ray pipeline runs it as a
+            task); default: :func:`cache_features` in this process.
+
+    Returns:
+        ``(arrays, meta)``: arrays as in the module docstring; meta = ``{"key",
+        "source", "images", "class_names", "num_classes", "split_counts",
+        "class_counts", "bad_files", "split", "demo", "feature_cache",
+        "feature_shape", "weights_used"}``.
+
+    Raises:
+        FileNotFoundError, ValueError: bad source, split, or a split left empty.
+    """
+    run_dir = Path(run_dir)
+    source, demo = resolve_source(data, run_dir)
+    root, split_report = split_step(data, source, run_dir)
+    class_names, rows = list_splits(root)
+    parts = list(map_fn(validate_shard, [(s, tuple(images.size)) for s in shards(
+        [p for _, p, _ in rows], images.validation_shards)]))
+    ok = {p for part in parts for p in part[0]}
+    bad = [b for part in parts for b in part[1]]
+    kept = [(s, p, y) for s, p, y in rows if p in ok]
+    arrays = {"paths": np.asarray([p for _, p, _ in kept], dtype=str),
+              "labels": np.asarray([y for _, _, y in kept], np.int64),
+              "split": np.asarray([SPLIT_CODES[s] for s, _, _ in kept], np.int8)}
+    counts = {s: int((arrays["split"] == c).sum()) for s, c in SPLIT_CODES.items()}
+    empty = [s for s, n in counts.items() if n == 0]
+    if empty:
+        raise ValueError(f"split `{empty[0]}` holds no valid image ({len(bad)} bad files; "
+                         f"split sizes {counts})")
+    meta = {"key": dataset_key(data, images, root, [p for _, p, _ in kept]),
+            "source": str(source) if not demo else f"{data.path} ({demo['package']})",
+            "images": int(len(kept)), "class_names": class_names,
+            "num_classes": len(class_names), "split_counts": counts,
+            "class_counts": {s: np.bincount(arrays["labels"][arrays["split"] == c],
+                                            minlength=len(class_names)).tolist()
+                             for s, c in SPLIT_CODES.items()},
+            "bad_files": bad, "split": {**split_report, "root": str(root)}, "demo": demo,
+            "feature_cache": None, "feature_shape": None, "weights_used": None}
+    if features:
+        paths = {s: arrays["paths"][arrays["split"] == c].tolist() for s, c in SPLIT_CODES.items()}
+        labels = {s: arrays["labels"][arrays["split"] == c] for s, c in SPLIT_CODES.items()}
+        feats, report = (features_fn or cache_features)(
+            paths, labels, images, cache_root(images, run_dir), seed)
+        arrays["features"] = feats
+        meta.update(feature_cache=report, feature_shape=list(feats.shape[1:]),
+                    weights_used=report["weights_used"])
+    return arrays, meta
+
+
+def cache_root(images: ImageSpec, run_dir: str | Path) -> str:
+    """The feature cache root: ``images.cache_root`` or ``<run_dir>/feature_cache``."""
+    return images.cache_root or str(Path(run_dir).resolve() / "feature_cache")
+
+
+def cache_features(paths: dict, labels: dict, images: ImageSpec, root: str, seed: int = 42,
+                   num_cpus: float = 1, num_gpus: float = 0) -> tuple[np.ndarray, dict]:
+    """Conv-base features of every split's images through the cache (book 5.3.1, fast
+    feature extraction; issue 5's cache).
+
+    The base is built once; its weights identity (:func:`feature_cache.weights_id`:
+    ``imagenet`` or a weights file's sha256; for ``none``, the fingerprint of the
+    seeded random initialization) goes into the base key with the base name, the input
+    size, the preprocessing and the Keras version.
+
+    Args:
+        paths, labels: ``{split: [path]}`` and ``{split: int array}`` in SPLIT_CODES order.
+        images: conv base, weights, size, preprocessing, batch size.
+        root: cache root (local folder or fsspec URI).
+        seed: initializer seed of a ``weights: none`` base.
+        num_cpus, num_gpus: this process's TensorFlow set-up (C13).
+
+    Returns:
+        ``(features float32 (n, *feature_shape), report)``: rows in split order then
+        input order; report = ``{"root", "base_key", "base", "weights_used", "splits":
+        {split: {"hits", "misses", "forward_images"}}, "hits", "misses",
+        "forward_images"}``.
+
+    Raises:
+        WeightsUnavailableError: ``imagenet`` weights could not be downloaded.
+        ValueError: bad weights file, input size too small for the base.
+    """
+    from dlpipe.tasks.tf_setup import setup_tensorflow
+
+    setup_tensorflow(num_cpus, num_gpus)
+    import keras
+
+    from dlpipe.models.images import conv_base
+    from dlpipe.tasks import feature_cache as fc
+
+    keras.utils.set_random_seed(seed)
+    weights = None if images.weights == "none" else images.weights
+    base = conv_base(images.conv_base, weights=weights, input_shape=(*images.size, 3))
+    identity = fc.model_fingerprint(base) if weights is None else fc.weights_id(weights)
+    pre = base_preprocessing(images)
+    args = (images.conv_base.lower(), identity, tuple(images.size), pre)
+    key, description = fc.base_key(*args), fc.base_description(*args)
+    filesystem, local_root = _filesystem(root)
+    out, splits = [], {}
+    for split in SPLITS:
+        result = fc.extract_features(
+            paths[split], base, size=tuple(images.size), preprocessing=pre,
+            batch_size=images.feature_batch_size, labels=labels[split], cache_root=local_root,
+            base_key=key, description=description, filesystem=filesystem)
+        if result.paths != list(paths[split]):
+            raise RuntimeError("feature rows are not aligned with the input paths")
+        out.append(result.features)
+        splits[split] = {"hits": result.hits, "misses": result.misses,
+                         "forward_images": result.forward_images}
+    totals = {k: sum(s[k] for s in splits.values()) for k in ("hits", "misses",
+                                                              "forward_images")}
+    return np.concatenate(out), {"root": root, "base_key": key, "base": description,
+                                 "weights_used": describe_weights(images, identity),
+                                 "splits": splits, **totals}
+
+
+def _filesystem(root: str):
+    """``(fsspec filesystem or None, path inside it)`` of a cache root."""
+    if "://" not in root:
+        return None, root
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(root)
+    return fs, path

@@ -1,0 +1,234 @@
+"""One text-classification run (book ch. 3.4, 6.1-6.3): a plain function, no Ray.
+
+Inputs per family: ``multihot_dense`` gets multi-hot rows built per batch from every
+token of each document (25,000 x 10,002 float32 would be 1 GB at once); every other
+family gets sequences padded/truncated to ``maxlen``. ``glove_dense`` gets the study's
+GloVe matrix loaded into its Embedding layer (frozen unless ``trainable_embedding``).
+``num_classes``, ``vocab_size`` and the GloVe ``embedding_dim`` come from the prepared
+data, not from the user. Headline metric: accuracy; the loss is the model's
+crossentropy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+
+import numpy as np
+
+from dlpipe.tasks.fit import TrainingSpec, fit_model, run_row
+from dlpipe.tasks.tf_setup import setup_tensorflow
+from dlpipe.tasks.text_prepare import SPLIT_CODES, TextSpec, multi_hot_rows, sequences
+
+MULTI_HOT_FAMILIES = ("multihot_dense",)
+
+
+def head_classes(num_classes: int) -> int:
+    """The builders' ``num_classes``: 1 (one sigmoid unit) for two classes, else k."""
+    return 1 if num_classes == 2 else num_classes
+
+
+def data_hparams(family: str, hp: dict, meta: dict, embedding: np.ndarray | None) -> dict:
+    """``hp`` with the values the data fixes: ``num_classes``, ``vocab_size`` and, for
+    ``glove_dense``, ``embedding_dim`` = the GloVe vectors' length.
+
+    Raises:
+        ValueError: ``glove_dense`` without a GloVe file in the study (``text.glove``).
+    """
+    from dlpipe.models.registry import get_family
+
+    known = get_family(family, "text").param_types
+    fixed = {"num_classes": head_classes(meta["num_classes"])}
+    if "vocab_size" in known:
+        fixed["vocab_size"] = meta["vocabulary_size"]
+    if family == "glove_dense":
+        if embedding is None:
+            raise ValueError("family `glove_dense` needs pretrained vectors: set `text.glove` "
+                             "to a GloVe text file (e.g. glove.6B.100d.txt)")
+        fixed["embedding_dim"] = int(embedding.shape[1])
+    return {**hp, **fixed}
+
+
+def split_index(arrays: dict, split: str, cap: int | None = None) -> np.ndarray:
+    """Rows of ``split``; with ``cap``, at most that many spread evenly over the split
+    (sources are often ordered by class: the first rows would hold one class only)."""
+    index = np.flatnonzero(arrays["split"] == SPLIT_CODES[split])
+    if cap is None or cap >= len(index):
+        return index
+    return index[np.linspace(0, len(index) - 1, cap).round().astype(np.int64)]
+
+
+def _batches(arrays: dict, index: np.ndarray, family: str, text: TextSpec, width: int,
+             batch_size: int, shuffle: bool, seed: int):
+    """A Keras PyDataset of ``(inputs, labels)`` batches of documents ``index``."""
+    import keras
+
+    labels = arrays["labels"]
+    padded = None if family in MULTI_HOT_FAMILIES else sequences(arrays, index, text)
+
+    class TextBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.order = np.arange(len(index))
+            self.rng = np.random.default_rng(seed)
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+        def __len__(self):
+            return math.ceil(len(index) / batch_size)
+
+        def __getitem__(self, i):
+            rows = self.order[i * batch_size:(i + 1) * batch_size]
+            y = labels[index[rows]].astype(np.float32 if width == 1 else np.int64)
+            if padded is None:
+                return multi_hot_rows(arrays, index[rows], text.max_words + 2), y
+            return padded[rows], y
+
+        def on_epoch_end(self):
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return TextBatches()
+
+
+def train_text_model(*, data: dict, meta: dict, family: str, hp: dict, inputs: TextSpec,
+                     training: TrainingSpec, seed: int, run_id: str, num_cpus: float = 1,
+                     num_gpus: float = 0, evaluate_test: bool = True,
+                     model_path: str | None = None, epoch_hook=None) -> dict:
+    """Train one text model on the prepared documents and score it.
+
+    Args:
+        data: :func:`dlpipe.tasks.text_prepare.prepare_text` arrays (read-only from Ray,
+            never modified, case C14).
+        meta: its description (``num_classes``, ``vocabulary_size``, ``class_names``).
+        family: a text family (:data:`dlpipe.models.registry.TEXT_FAMILIES`).
+        hp: hyperparameters over the family defaults (coerced, case C09).
+        inputs: the study's ``text`` section (maxlen, padding, reverse).
+        training: epochs, callbacks, ``batch_size``, ``max_batches_per_epoch`` (caps
+            every split at that many batches: smoke tests).
+        seed, run_id, num_cpus, num_gpus, evaluate_test, model_path, epoch_hook: as
+            :func:`dlpipe.tasks.train.train_model`.
+
+    Returns:
+        ``{"run", "history", "predictions"}`` rows; ``metric`` = ``accuracy``,
+        ``val_loss`` = crossentropy. Prediction rows: ``sample_index`` = document row,
+        ``prediction`` = P(class 1) (binary) or the argmax class with
+        ``probabilities`` (multi-class), ``target`` = the label.
+
+    Raises:
+        DeviceError: GPUs requested but none visible (C13).
+        ValueError: bad hyperparameter, or ``glove_dense`` without GloVe vectors.
+    """
+    started = time.perf_counter()
+    devices = setup_tensorflow(num_cpus, num_gpus)
+    import keras
+
+    from dlpipe.models.registry import build_model, resolved_hparams
+
+    keras.utils.set_random_seed(seed)
+    embedding = data.get("embedding")
+    hp_resolved = resolved_hparams(family, data_hparams(family, hp, meta, embedding), "text")
+    width = hp_resolved["num_classes"]
+    multi_hot = family in MULTI_HOT_FAMILIES
+    shape = (inputs.max_words + 2,) if multi_hot else (inputs.maxlen,)
+    model = build_model(family, shape, hp_resolved, "text")
+    if family == "glove_dense":
+        model.get_layer("embedding").set_weights([np.asarray(embedding)])
+    if training.steps_per_execution > 1:
+        model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"],
+                      steps_per_execution=training.steps_per_execution)
+    bs = training.batch_size
+    cap = None if training.max_batches_per_epoch is None else training.max_batches_per_epoch * bs
+    split = {s: split_index(data, s, cap) for s in SPLIT_CODES}
+    batches = {s: _batches(data, split[s], family, inputs, width, bs, s == "train", seed)
+               for s in SPLIT_CODES}
+    recorder = fit_model(model, batches["train"], batches["validation"], training=training,
+                         run_id=run_id, epoch_hook=epoch_hook)
+    if model_path:
+        model.save(model_path)
+    scores = {"val_loss": math.nan, "test_loss": math.nan, "val_metric": math.nan,
+              "test_metric": math.nan}
+    predictions = []
+    for name, short in (("validation", "val"), ("test", "test")):
+        if name == "test" and not evaluate_test:
+            continue
+        loss, accuracy, rows = score_text_split(model, batches[name], split[name], data, name,
+                                                run_id, width)
+        scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, accuracy
+        predictions += rows
+    run = run_row(run_id=run_id, family=family, hp_resolved=hp_resolved, seed=seed,
+                  model=model, recorder=recorder, metric="accuracy", scores=scores,
+                  started=started, num_cpus=num_cpus, num_gpus=num_gpus, devices=devices)
+    run["inputs"] = {**asdict(inputs), "input": "multi_hot" if multi_hot else "sequences"}
+    return {"run": run, "history": recorder.rows, "predictions": predictions}
+
+
+def score_text_split(model, batches, index: np.ndarray, data: dict, split: str, run_id: str,
+                     width: int) -> tuple[float, float, list[dict]]:
+    """``(crossentropy, accuracy, prediction rows)`` of ``model`` on one split, computed
+    from the predicted probabilities (:mod:`dlpipe.ensembles.metrics`, the same formulas
+    the ensemble stage scores with)."""
+    from dlpipe.ensembles.metrics import accuracy, log_loss
+
+    prob = np.asarray(model.predict(batches, verbose=0), np.float64)
+    labels = np.asarray(data["labels"])[index]
+    if width == 1:
+        prob = prob.reshape(-1)
+        rows = [{"run_id": run_id, "split": split, "sample_index": int(i), "prediction": p,
+                 "target": float(y)} for i, p, y in zip(index, prob, labels)]
+    else:
+        rows = [{"run_id": run_id, "split": split, "sample_index": int(i),
+                 "prediction": float(np.argmax(p)), "target": float(y),
+                 "probabilities": p.tolist()} for i, p, y in zip(index, prob, labels)]
+    if not np.all(np.isfinite(prob)):
+        return math.nan, math.nan, rows
+    return log_loss(labels, prob), accuracy(labels, prob), rows
+
+
+def baseline_scores(data: dict, num_classes: int) -> dict:
+    """The majority-class baseline (book 3.5: "a purely random classifier" / the
+    most frequent class): predict the training split's most frequent class; its loss
+    is the crossentropy of predicting the training class frequencies.
+
+    Returns:
+        ``{"val_loss", "test_loss", "val_metric", "test_metric", "majority_class",
+        "frequencies"}``.
+    """
+    from dlpipe.ensembles.metrics import log_loss
+
+    labels = np.asarray(data["labels"])
+    train = labels[split_index(data, "train")]
+    freq = np.bincount(train, minlength=num_classes) / len(train)
+    majority = int(np.argmax(freq))
+    out = {"majority_class": majority, "frequencies": freq.tolist()}
+    for split, short in (("validation", "val"), ("test", "test")):
+        y = labels[split_index(data, split)]
+        prob = (np.full(len(y), freq[1]) if num_classes == 2
+                else np.tile(freq, (len(y), 1)))
+        out[f"{short}_metric"] = float(np.mean(y == majority))
+        out[f"{short}_loss"] = log_loss(y, prob)
+    return out
+
+
+def evaluate_saved_text_model(*, data: dict, meta: dict, model_path: str, inputs: TextSpec,
+                              run_id: str, split: str = "test", max_batches: int | None = None,
+                              batch_size: int = 32, family: str = "lstm",
+                              num_cpus: float = 1, num_gpus: float = 0) -> dict:
+    """Score a saved text model once on one split (the sweep's final test evaluation).
+
+    ``family`` decides the input encoding (multi-hot rows or padded sequences).
+
+    Returns:
+        ``{"loss": crossentropy, "metric": accuracy, "predictions": rows}``.
+    """
+    setup_tensorflow(num_cpus, num_gpus)
+    import keras
+
+    model = keras.saving.load_model(model_path)
+    width = int(model.output_shape[-1])
+    cap = None if max_batches is None else max_batches * batch_size
+    index = split_index(data, split, cap)
+    batches = _batches(data, index, family, inputs, width, batch_size, False, 0)
+    loss, accuracy, rows = score_text_split(model, batches, index, data, split, run_id, width)
+    return {"loss": loss, "metric": accuracy, "predictions": rows}
