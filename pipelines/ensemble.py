@@ -67,8 +67,10 @@ def run_ensemble(run_dirs, *, out_dir=None, loss: str = "mae", n_folds: int = 5,
         ValueError: too few members, misaligned members (the message names them), or
             bad settings.
     """
+    from dlpipe.tasks import reports
     from dlpipe.tasks.ensemble import (
         build_ensembles,
+        ensemble_key,
         load_member_predictions,
         write_ensemble_report,
     )
@@ -77,9 +79,19 @@ def run_ensemble(run_dirs, *, out_dir=None, loss: str = "mae", n_folds: int = 5,
         run_dirs = [run_dirs]
     run_dirs = [Path(d) for d in run_dirs]
     members = load_member_predictions(run_dirs, align=align)
-    rows = build_ensembles(members, loss=loss, n_folds=n_folds, random_state=random_state)
     out = Path(out_dir) if out_dir is not None else run_dirs[0]
-    paths = write_ensemble_report(out, rows, members)
+    key = ensemble_key(members, loss=loss, n_folds=n_folds, random_state=random_state)
+    paths = [out / "reports" / "ensembles" / f"part-{key}.parquet",
+             out / "plots" / "ensemble_weights.png"]
+    if all(p.is_file() for p in paths):  # same members, predictions and settings: done
+        rows = reports.read_part(out, "ensembles", key)
+        if progress:
+            print(f"ensembles {key}: already built from these members and settings "
+                  "(kept, not refitted)")
+    else:
+        rows = build_ensembles(members, loss=loss, n_folds=n_folds,
+                               random_state=random_state)
+        paths = write_ensemble_report(out, rows, members)
     if progress:
         print_ensembles(rows, members)
         print(f"ensembles report: {paths[0]}\nweights plot:     {paths[1]}")
