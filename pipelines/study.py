@@ -11,8 +11,10 @@ already finished with status ``ok``.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -156,3 +158,54 @@ def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
                                   float(values[~models].iloc[-1]), run_dir / "plots" / name,
                                   units=units, metric=label[4:], higher_is_better=higher))
     return paths
+
+
+def write_majority_baseline(run_dir: Path, cfg, data: dict, meta: dict) -> dict:
+    """The majority-class baseline of a classification study (text, images) as a row of
+    ``runs`` (family ``baseline``; :func:`dlpipe.tasks.text_train.baseline_scores`).
+    Written once per dataset, never rewritten."""
+    from dlpipe.tasks.text_train import baseline_scores
+
+    run_id = f"baseline-{meta['key']}"
+    if reports.part_exists(run_dir, "runs", run_id):
+        return reports.read_part(run_dir, "runs", run_id)[0]
+    scores = baseline_scores(data, meta["num_classes"])
+    majority = meta["class_names"][scores.pop("majority_class")]
+    run = {"run_id": run_id, "family": "baseline",
+           "hyperparameters": {"rule": f"majority class of the training split ({majority})",
+                               "frequencies": scores.pop("frequencies")},
+           "seed": cfg.seed, "epochs_run": 0, "params": 0, "metric": "accuracy", **scores,
+           "wall_time_s": 0.0, "resources": {}, "devices": "", "status": "ok"}
+    return write_result(run_dir, cfg, meta, {"run": run, "history": [], "predictions": []})
+
+
+def run_stages(cfg, prepare_dataset: Callable, write_baseline: Callable, *,
+               progress: bool = True, check: Callable | None = None) -> Path:
+    """The stages of every study: ``study.json`` -> ``prepare_dataset(cfg, run_dir)`` ->
+    (``check(cfg, meta)``) -> ``write_baseline(run_dir, cfg, data, meta)`` -> one
+    training task per model not yet finished -> plots -> the optional ensemble stage.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        Whatever preparation or ``check`` raise (bad data or settings), before any
+        model is trained.
+    """
+    import ray
+
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    reports.atomic_write_bytes(run_dir / "study.json",
+                               json.dumps(asdict(cfg), indent=1, default=str).encode())
+    data_ref, meta = prepare_dataset(cfg, run_dir)
+    if check is not None:
+        check(cfg, meta)
+    baseline = write_baseline(run_dir, cfg, ray.get(data_ref), meta)
+    train_models(cfg, run_dir, data_ref, meta, baseline, progress=progress)
+    write_plots(run_dir, units=meta.get("units", ""))
+    if cfg.ensemble.enabled:
+        from dlpipe.pipelines.ensemble import run_ensemble_stage
+
+        run_ensemble_stage(run_dir, cfg.ensemble)
+    return run_dir

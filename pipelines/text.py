@@ -18,9 +18,7 @@ Runs as a script for ``ray submit``::
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from dlpipe.pipelines import study
@@ -68,22 +66,8 @@ def prepare_dataset(cfg: TextStudyConfig, run_dir: Path):
     return ray.put(arrays), meta
 
 
-def write_baseline(run_dir: Path, cfg: TextStudyConfig, data: dict, meta: dict) -> dict:
-    """The majority-class baseline as a row of ``runs`` (family ``baseline``)."""
-    from dlpipe.tasks.text_train import baseline_scores
-
-    run_id = f"baseline-{meta['key']}"
-    if reports.part_exists(run_dir, "runs", run_id):  # written once, never rewritten
-        return reports.read_part(run_dir, "runs", run_id)[0]
-    scores = baseline_scores(data, meta["num_classes"])
-    majority = meta["class_names"][scores.pop("majority_class")]
-    run = {"run_id": run_id, "family": "baseline",
-           "hyperparameters": {"rule": f"majority class of the training split ({majority})",
-                               "frequencies": scores.pop("frequencies")},
-           "seed": cfg.seed, "epochs_run": 0, "params": 0, "metric": "accuracy", **scores,
-           "wall_time_s": 0.0, "resources": {}, "devices": "", "status": "ok"}
-    return study.write_result(run_dir, cfg, meta, {"run": run, "history": [],
-                                                    "predictions": []})
+#: the majority-class baseline row (:func:`dlpipe.pipelines.study.write_majority_baseline`)
+write_baseline = study.write_majority_baseline
 
 
 def run_study(cfg: TextStudyConfig, *, progress: bool = True) -> Path:
@@ -96,21 +80,7 @@ def run_study(cfg: TextStudyConfig, *, progress: bool = True) -> Path:
         FileNotFoundError, ValueError: bad data or settings, raised before any model
         is trained.
     """
-    import ray
-
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    reports.atomic_write_bytes(run_dir / "study.json",
-                               json.dumps(asdict(cfg), indent=1, default=str).encode())
-    data_ref, meta = prepare_dataset(cfg, run_dir)
-    baseline = write_baseline(run_dir, cfg, ray.get(data_ref), meta)
-    study.train_models(cfg, run_dir, data_ref, meta, baseline, progress=progress)
-    study.write_plots(run_dir)
-    if cfg.ensemble.enabled:
-        from dlpipe.pipelines.ensemble import run_ensemble_stage
-
-        run_ensemble_stage(run_dir, cfg.ensemble)
-    return run_dir
+    return study.run_stages(cfg, prepare_dataset, write_baseline, progress=progress)
 
 
 def print_dataset(meta: dict) -> None:

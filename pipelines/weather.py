@@ -16,14 +16,12 @@ Runs as a script for ``ray submit``::
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from dlpipe.pipelines import study
 from dlpipe.pipelines.config import StudyConfig
-from dlpipe.pipelines.study import train_models, write_result
+from dlpipe.pipelines.study import write_result
 from dlpipe.tasks import reports
 from dlpipe.tasks.train import split_batches
 from dlpipe.tasks.weather_data import baseline_mae
@@ -64,7 +62,7 @@ def prepare_dataset(cfg: StudyConfig, run_dir: Path):
         "columns": meta["columns"], "target": meta["target"], "splits": meta["splits"],
         "sentinel_counts": meta["sentinel_counts"], "quality": meta["quality"]}])
     print_dataset(meta)
-    return data_ref, meta
+    return data_ref, dict(meta, units=_units(meta["target"]))
 
 
 def write_baseline(run_dir: Path, cfg: StudyConfig, data, meta: dict) -> dict:
@@ -110,23 +108,8 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> Path:
         FileNotFoundError, DataFormatError, SplitTooShortError, ValueError: bad data or
         settings, raised before any model is trained.
     """
-    import ray
-
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    reports.atomic_write_bytes(run_dir / "study.json",
-                               json.dumps(asdict(cfg), indent=1, default=str).encode())
-    data_ref, meta = prepare_dataset(cfg, run_dir)
-    _check_windows(cfg, meta)
-    baseline = write_baseline(run_dir, cfg, ray.get(data_ref), meta)
-    train_models(cfg, run_dir, data_ref, dict(meta, units=_units(meta["target"])), baseline,
-                 progress=progress)
-    write_plots(run_dir)
-    if cfg.ensemble.enabled:
-        from dlpipe.pipelines.ensemble import run_ensemble_stage
-
-        run_ensemble_stage(run_dir, cfg.ensemble)
-    return run_dir
+    return study.run_stages(cfg, prepare_dataset, write_baseline, progress=progress,
+                            check=_check_windows)
 
 
 def _units(column: str) -> str:

@@ -119,6 +119,14 @@ def test_features_head_and_frozen_base_fine_tune_step(tmp_path):
     base = keras.saving.load_model(path).get_layer("vgg16")
     trainable = [layer.name for layer in base.layers if layer.trainable and layer.weights]
     assert trainable == ["block5_conv1", "block5_conv2", "block5_conv3"]
+    # the sweep's test scoring of a saved model gives the run's own test scores
+    from dlpipe.tasks.trainers import evaluate_run
+
+    scored = evaluate_run("images", data=arrays, meta=meta, model_path=str(path),
+                          inputs=images, run_id="f", split="test", batch_size=4,
+                          family="frozen_base")
+    assert scored["loss"] == pytest.approx(run["test_loss"], rel=1e-4)
+    assert scored["metric"] == pytest.approx(run["test_metric"])
 
 
 def _study_yaml(root: Path, models: str) -> Path:
