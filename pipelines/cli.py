@@ -87,7 +87,8 @@ def print_frame(frame, title: str) -> None:
 
     table = Table(title=title)
     for col in frame.columns:
-        table.add_column(str(col), justify="left" if frame[col].dtype == object else "right")
+        text = frame[col].dtype == object or str(frame[col].dtype).startswith("string")
+        table.add_column(str(col), justify="left" if text else "right")
     for row in frame.itertuples(index=False):
         table.add_row(*["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
                         for v in row])
