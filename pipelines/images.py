@@ -42,17 +42,28 @@ def ray_map(function, args_list):
 
 
 def ray_features(cfg):
-    """A ``features_fn`` for :func:`prepare_images` running the feature stage as one Ray
-    task with the study's resources (its GPUs, when it has some)."""
+    """A ``features_fn`` for :func:`prepare_images`: ``images.feature_shards`` Ray tasks
+    compute the missing features into the shared cache (each with the study's
+    resources, so each gets a GPU when the study asks for one), then one task gathers
+    every feature from the cache; the report counts the shards' hits and misses."""
     def run(paths, labels, images, root, seed):
         import ray
 
+        from dlpipe.tasks.image_prepare import feature_shards, merge_shard_reports
         from dlpipe.tasks.remote import image_features_task
 
         res = cfg.resources
-        refs = image_features_task.options(num_cpus=res.num_cpus, num_gpus=res.num_gpus).remote(
-            paths, labels, images, root, seed, res.num_cpus, res.num_gpus)
-        return tuple(ray.get(list(refs)))
+        task = image_features_task.options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        shard_reports = None
+        if images.feature_shards > 1:
+            refs = [task.remote(p, y, images, root, seed, res.num_cpus, res.num_gpus)[1]
+                    for p, y in feature_shards(paths, labels, images.feature_shards)]
+            shard_reports = ray.get(refs)
+        features, report = ray.get(list(task.remote(paths, labels, images, root, seed,
+                                                     res.num_cpus, res.num_gpus)))
+        if shard_reports is not None:
+            report = merge_shard_reports(report, shard_reports)
+        return features, report
 
     return run
 

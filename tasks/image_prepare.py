@@ -110,6 +110,9 @@ class ImageSpec:
         fine_tune_layers: layer names made trainable (book: ``block5_conv1..3``).
         fine_tune_learning_rate: RMSprop step size of the second step (book: 1e-5).
         validation_shards: Ray tasks that validate the files.
+        feature_shards: Ray tasks that compute the missing conv-base features (one
+            shard each, on its own GPU when the study asks for one; they write to the
+            shared cache, then one task gathers every feature from it).
         feature_batch_size: images per conv-base call in the feature stage.
     """
 
@@ -122,6 +125,7 @@ class ImageSpec:
     fine_tune_layers: tuple[str, ...] = BOOK_FINE_TUNE_LAYERS
     fine_tune_learning_rate: float = 1e-5
     validation_shards: int = 4
+    feature_shards: int = 1
     feature_batch_size: int = 32
 
     def __post_init__(self):
@@ -143,7 +147,7 @@ class ImageSpec:
         if not self.fine_tune_learning_rate > 0:
             raise ValueError(f"`fine_tune_learning_rate` must be > 0. "
                              f"Received: {self.fine_tune_learning_rate}")
-        for name in ("validation_shards", "feature_batch_size"):
+        for name in ("validation_shards", "feature_shards", "feature_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Received: {getattr(self, name)}")
 
@@ -381,6 +385,9 @@ def cache_features(paths: dict, labels: dict, images: ImageSpec, root: str, seed
     filesystem, local_root = _filesystem(root)
     out, splits = [], {}
     for split in SPLITS:
+        if not len(paths[split]):  # a shard may hold no image of a split
+            splits[split] = {"hits": 0, "misses": 0, "forward_images": 0}
+            continue
         result = fc.extract_features(
             paths[split], base, size=tuple(images.size), preprocessing=pre,
             batch_size=images.feature_batch_size, labels=labels[split], cache_root=local_root,
@@ -395,6 +402,28 @@ def cache_features(paths: dict, labels: dict, images: ImageSpec, root: str, seed
     return np.concatenate(out), {"root": root, "base_key": key, "base": description,
                                  "weights_used": describe_weights(images, identity),
                                  "splits": splits, **totals}
+
+
+def feature_shards(paths: dict, labels: dict, num_shards: int) -> list[tuple[dict, dict]]:
+    """``(paths, labels)`` of each feature shard: all images (split order, then input
+    order) cut into at most ``num_shards`` contiguous pieces, as per-split dicts."""
+    flat = [(split, i) for split in SPLITS for i in range(len(paths[split]))]
+    out = []
+    for chunk in shards(flat, num_shards):
+        index = {split: [i for s, i in chunk if s == split] for split in SPLITS}
+        out.append(({s: [paths[s][i] for i in index[s]] for s in SPLITS},
+                    {s: np.asarray(labels[s])[index[s]] for s in SPLITS}))
+    return out
+
+
+def merge_shard_reports(final: dict, shard_reports: list[dict]) -> dict:
+    """The gather task's report with hits/misses/forward passes of the shard tasks (the
+    gather itself only reads the cache the shards filled)."""
+    splits = {split: {k: sum(r["splits"][split][k] for r in shard_reports)
+                      for k in ("hits", "misses", "forward_images")} for split in SPLITS}
+    totals = {k: sum(s[k] for s in splits.values()) for k in ("hits", "misses",
+                                                              "forward_images")}
+    return {**final, "splits": splits, **totals, "shards": len(shard_reports)}
 
 
 def _filesystem(root: str):

@@ -136,7 +136,8 @@ def _study_yaml(root: Path, models: str) -> Path:
         pipeline: images
         output_dir: out
         data: {{path: flat, counts: {{train: 4, validation: 2, test: 2}}}}
-        images: {{size: [48, 48], weights: none, validation_shards: 2, feature_batch_size: 8}}
+        images: {{size: [48, 48], weights: none, validation_shards: 2, feature_shards: 2,
+                  feature_batch_size: 8}}
         training: {{epochs: 2, batch_size: 4}}
         models:
     """) + textwrap.indent(textwrap.dedent(models), "  "))
@@ -201,6 +202,9 @@ def test_image_study_end_to_end_smoke_through_local_ray(tmp_path):
     assert bad["path"].endswith("cat.3.jpg") and bad["reason"] and bad["size_bytes"] > 0
     assert quality["class_counts"]["train"] == [3, 4]  # cat.3 (train block) skipped
     assert json.loads(datasets["columns"].iloc[0]) == ["cat", "dog"]
+    # two shard tasks computed the 15 features; the gather task read them all back
+    assert quality["feature_cache"]["shards"] == 2
+    assert quality["feature_cache"]["forward_images"] == 15
     assert (run_dir / "plots" / "val_metric.png").is_file()
     assert (run_dir / "plots" / "loss_curves.png").is_file()
     predictions = reports.read_table(run_dir, "predictions")
@@ -212,3 +216,21 @@ def test_image_study_end_to_end_smoke_through_local_ray(tmp_path):
     assert "cache: 15 hits, 0 misses, 0 conv-base forward passes" in proc.stdout
     assert "resuming: 2 finished run(s)" in proc.stdout
     assert len(reports.read_table(run_dir, "runs")) == 3
+
+
+def test_packaged_image_configs_are_valid(tmp_path):
+    import yaml
+
+    from dlpipe.pipelines.cli import demo_config_path
+    from dlpipe.pipelines.config import load_study, parse_study
+
+    demo = load_study(demo_config_path("images"))
+    assert demo.pipeline == "images" and demo.data.path == "demo:digits"
+    raw = yaml.safe_load((demo_config_path().parent / "dogs_vs_cats.yaml").read_text())
+    (tmp_path / "data" / "dogs-vs-cats" / "train").mkdir(parents=True)  # the Kaggle folder
+    (tmp_path / "configs").mkdir()
+    cfg = parse_study(raw, source="dogs_vs_cats.yaml", base_dir=tmp_path / "configs")
+    assert dict(cfg.data.counts) == {"train": 1000, "validation": 500, "test": 500}
+    assert cfg.images.size == (150, 150) and cfg.images.fine_tune
+    assert {m.family for m in cfg.models} == {"small_convnet", "small_convnet_dropout",
+                                              "features_head", "frozen_base"}
