@@ -131,14 +131,14 @@ def test_features_head_and_frozen_base_fine_tune_step(tmp_path):
 
 def _study_yaml(root: Path, models: str) -> Path:
     path = root / "study.yaml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(textwrap.dedent("""
         study: images-e2e
         pipeline: images
         output_dir: out
-        data: {{path: flat, counts: {{train: 4, validation: 2, test: 2}}}}
-        images: {{size: [48, 48], weights: none, validation_shards: 2, feature_shards: 2,
-                  feature_batch_size: 8}}
-        training: {{epochs: 2, batch_size: 4}}
+        data: {path: flat, counts: {train: 4, validation: 2, test: 2}}
+        images: {size: [48, 48], weights: none, validation_shards: 2, feature_shards: 2,
+                  feature_batch_size: 8}
+        training: {epochs: 2, batch_size: 4}
         models:
     """) + textwrap.indent(textwrap.dedent(models), "  "))
     return path

@@ -18,7 +18,7 @@ from dlpipe.tasks.text_prepare import (SPLIT_CODES, TextDataSpec, TextSplitSpec,
                                        deduplicate, load_vocabulary, multi_hot_rows,
                                        prepare_text, resolve_text_path, sequences,
                                        split_documents)
-from dlpipe.tasks.tokenize import multi_hot, texts_to_sequences
+from dlpipe.tasks.tokenize import multi_hot
 
 BIN = Path(sys.executable).parent
 GOOD = ["great film loved it", "wonderful acting great story", "loved every minute",
@@ -212,18 +212,18 @@ def test_glove_dense_keeps_the_frozen_matrix(tmp_path):
 
 def _study_yaml(root: Path, extra: str = "") -> Path:
     path = root / "study.yaml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(textwrap.dedent("""
         study: text-e2e
         pipeline: text
         output_dir: out
-        data: {{format: aclimdb, path: aclImdb}}
-        split: {{validation_fraction: 0.25}}
-        text: {{max_words: 60, maxlen: 16, num_shards: 2}}
-        training: {{epochs: 3, batch_size: 8}}
-        ensemble: {{enabled: true, loss: log_loss, n_folds: 2}}
+        data: {format: aclimdb, path: aclImdb}
+        split: {validation_fraction: 0.25}
+        text: {max_words: 60, maxlen: 16, num_shards: 2}
+        training: {epochs: 3, batch_size: 8}
+        ensemble: {enabled: true, loss: log_loss, n_folds: 2}
         models:
-          - {{family: multihot_dense, hp: {{units: 8}}}}
-          - {{family: lstm, hp: {{units: 8, embedding_dim: 8}}}}
+          - {family: multihot_dense, hp: {units: 8}}
+          - {family: lstm, hp: {units: 8, embedding_dim: 8}}
     """) + extra)
     return path
 
