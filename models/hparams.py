@@ -39,8 +39,9 @@ def coerce_hparams(
 
     Raises:
         ValueError: If `hp` has a key missing from `param_types` (the message lists the
-            known keys), or a value cannot be converted exactly to its type (the message
-            names the family, the key and the received value).
+            known keys), a value cannot be converted exactly to its type, or is out of
+            range (integers >= 1, `learning_rate` > 0, dropout rates in [0, 1)); the
+            message names the family, the key and the received value.
         TypeError: If `param_types` declares a type other than int, float, str, bool.
     """
     unknown = sorted(set(hp) - set(param_types))
@@ -49,10 +50,28 @@ def coerce_hparams(
             f"Unknown hyperparameter(s) {unknown} for family `{family}`. "
             f"Known hyperparameters: {sorted(param_types)}. Received: hp={dict(hp)!r}"
         )
-    return {
+    out = {
         key: _coerce_value(value, param_types[key], key=key, family=family)
         for key, value in hp.items()
     }
+    for key, value in out.items():
+        _check_range(key, value, family)
+    return out
+
+
+def _check_range(key: str, value: object, family: str) -> None:
+    """Every integer hyperparameter of the builders is a count or a size (>= 1);
+    learning rates are > 0; dropout rates are in [0, 1)."""
+    problem = None
+    if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+        problem = "a positive integer"
+    elif key == "learning_rate" and isinstance(value, float) and not value > 0:
+        problem = "> 0"
+    elif "dropout" in key and isinstance(value, float) and not 0.0 <= value < 1.0:
+        problem = "in [0, 1)"
+    if problem:
+        raise ValueError(f"Hyperparameter `{key}` of family `{family}` must be {problem}. "
+                         f"Received: {key}={value!r}")
 
 
 def _coerce_value(value: object, kind: type, *, key: str, family: str) -> object:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
@@ -69,15 +70,43 @@ def run_command(config: str | Path, *, smoke: bool = False, address: str | None 
     if cfg is None:
         return 2
     run_study = pipeline_module(cfg.pipeline).run_study
+    started = datetime.now(timezone.utc)
     try:
         run_dir = run_study(cfg)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. an output_dir that cannot be written
+        print(f"error: {cfg.source_file}: cannot write the run directory under "
+              f"`output_dir` {cfg.output_dir!r}: {exc}", file=sys.stderr)
+        return 2
     print_report(run_dir)
     print(f"\nreports: {run_dir / 'reports'}  (Parquet datasets: runs, history, predictions, "
           f"datasets)\nplots:   {run_dir / 'plots'}\nsummary: dlpipe report {run_dir}")
-    return 0
+    return failed_runs_exit_code(run_dir, started, len(cfg.models))
+
+
+#: ``dlpipe run`` exit code when some (not all) model runs failed, as ``dlpipe sweep``
+EXIT_RUNS_FAILED = 3
+
+
+def failed_runs_exit_code(run_dir: Path, started, n_models: int) -> int:
+    """0 when no model run of this invocation failed; :data:`EXIT_RUNS_FAILED` (3) when
+    some did (named on stderr with their errors); 1 when every model failed."""
+    from dlpipe.tasks import reports
+
+    runs = reports.read_table(run_dir, "runs")
+    mine = runs[(runs["family"] != "baseline") & (runs["finished_at"] >= started)]
+    failed = mine[mine["status"] != "ok"]
+    if failed.empty:
+        return 0
+    code = 1 if len(failed) >= n_models else EXIT_RUNS_FAILED
+    print(f"\nerror: {len(failed)} of {n_models} model run(s) failed (reports written; "
+          f"exit code {code}):", file=sys.stderr)
+    for row in failed.itertuples():
+        print(f"  {row.run_id}: {str(row.error).strip().splitlines()[-1][:300]}",
+              file=sys.stderr)
+    return code
 
 
 def print_frame(frame, title: str) -> None:
@@ -136,7 +165,10 @@ def _main(argv: list[str] | None = None) -> int:
                     "train many tf.keras models in parallel, write Parquet reports and plots.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_run = sub.add_parser("run", help="run a study file", description="Run a study YAML file.")
+    p_run = sub.add_parser("run", help="run a study file", description=(
+        "Run a study YAML file. Exit code: 0 every model run ok; 3 some model runs "
+        "failed (reports written, the failed runs and their errors printed); 1 every "
+        "model run failed; 2 a bad study file, data or setting."))
     p_run.add_argument("study", help="study YAML file (see configs/)")
     p_demo = sub.add_parser("demo", help="run a demo study on real data that a dependency "
                                          "ships (installed with dlpipe)",

@@ -14,6 +14,7 @@ Relative data paths are resolved against the study file's folder.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field, replace
@@ -252,6 +253,9 @@ class ImageStudyConfig(StudyCommon):
 STUDY_CLASSES = {"timeseries": StudyConfig, "text": TextStudyConfig, "images": ImageStudyConfig}
 
 
+#: fields set by the loader, never by a study file
+_INTERNAL_FIELDS = ("source_file",)
+
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean",
                dict: "a mapping"}
 
@@ -298,7 +302,7 @@ def _build(cls, data, where: str):
                               f"split, windows, models, ...). Received: {data!r}")
         raise ConfigError(f"`{where}` must be a mapping. Received: {data!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _INTERNAL_FIELDS}
     prefix = f"{where}." if where else ""
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -335,6 +339,11 @@ def parse_study(raw: dict, *, source: str = "<study>", base_dir: Path | None = N
             raise ConfigError(f"`pipeline` must be one of {', '.join(STUDY_CLASSES)}. "
                               f"Received: {pipeline!r}")
         cfg = _build(STUDY_CLASSES[pipeline], raw, "")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg.study) or ".." in cfg.study:
+            raise ConfigError(
+                "`study` must be a plain name (letters, digits, '.', '_', '-'; no path "
+                "separators or '..'): it names the folder <output_dir>/<study>. "
+                f"Received: {cfg.study!r}")
         if not cfg.models:
             raise ConfigError("`models` must list at least one model")
         data = _resolve_data(cfg, base_dir)
@@ -428,6 +437,19 @@ def _check_models(cfg: StudyConfig) -> None:
         if cfg.pipeline == "text" and model.family == "glove_dense" and not cfg.text.glove:
             raise ConfigError(f"`models[{i}]`: family `glove_dense` needs `text.glove` (a "
                               "GloVe text file such as glove.6B.100d.txt)")
+        if cfg.pipeline == "text" and model.family == "glove_dense" \
+                and "embedding_dim" in model.hp:
+            from dlpipe.tasks.glove import infer_dim
+
+            try:
+                dim = infer_dim(Path(cfg.text.glove))
+            except ValueError as exc:
+                raise ConfigError(f"`text.glove`: {exc}") from None
+            if model.hp["embedding_dim"] != dim:
+                raise ConfigError(
+                    f"`models[{i}].hp.embedding_dim` is {model.hp['embedding_dim']!r} but "
+                    f"the GloVe file {cfg.text.glove} holds {dim}-dimensional vectors; "
+                    "leave it out (it follows the file)")
         try:
             resolved_hparams(model.family, model.hp, cfg.pipeline)
             cfg.model_inputs(model)

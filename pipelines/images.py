@@ -93,6 +93,11 @@ def prepare_dataset(cfg, run_dir: Path):
 
     from dlpipe.tasks.image_prepare import prepare_images
 
+    if cfg.images.weights == "none" and cfg.images.preprocessing == "rescale" and (
+            {m.family for m in cfg.models} & {"features_head", "frozen_base"}):
+        print("warning: a random-initialized conv base (`weights: none`) on x/255 inputs "
+              "gives near-zero features (heads stay at chance); use `preprocessing: base` "
+              "or real weights (`weights: imagenet` or a weights file)", file=sys.stderr)
     arrays, meta = prepare_images(cfg.data, cfg.images, run_dir, features=needs_features(cfg),
                                   seed=cfg.seed, map_fn=ray_map, features_fn=ray_features(cfg))
     reports.write_part(run_dir, "datasets", meta["key"], [{
@@ -125,7 +130,7 @@ def run_study(cfg, *, progress: bool = True) -> Path:
 
 def print_dataset(meta: dict) -> None:
     """A few lines on what was split, validated and cached."""
-    split = ", ".join(f"{k} {v}" for k, v in meta["split_counts"].items())
+    split = ", ".join(f"{k} {meta['split_counts'][k]}" for k in ("train", "validation", "test"))
     print(f"dataset {meta['key']}: {meta['images']} images, {meta['num_classes']} classes "
           f"{meta['class_names']} from {meta['source']}; splits: {split}")
     how = ("already split, used as it is" if meta["split"].get("already_split") else
@@ -133,10 +138,16 @@ def print_dataset(meta: dict) -> None:
            f"{meta['split']['root']} ({meta['split'].get('copied', 0)} copied, "
            f"{meta['split'].get('reused', 0)} reused)")
     print(f"  {how}")
+    strays = meta["split"].get("strays") or []
+    if strays:
+        names = ", ".join(f"{x['name']} ({x['reason']})" for x in strays[:5])
+        more = f" and {len(strays) - 5} more" if len(strays) > 5 else ""
+        print(f"  {len(strays)} stray name(s) not copied: {names}{more}")
     bad = meta["bad_files"]
     print(f"  {len(bad)} bad file(s) skipped" + (":" if bad else ""))
     for b in bad[:10]:
-        print(f"    {b['path']}: {b['reason']} ({b['size_bytes']} bytes)")
+        size = "" if "bytes)" in b["reason"] else f" ({b['size_bytes']} bytes)"
+        print(f"    {b['path']}: {b['reason']}{size}")
     if len(bad) > 10:
         print(f"    ... {len(bad) - 10} more in the datasets report (quality.bad_files)")
     cache = meta.get("feature_cache")

@@ -120,9 +120,10 @@ def _collect(run_dir, cfg, meta, pending: dict, baseline: dict, progress: bool) 
                     failed += 1
                     print(f"run {run_id} failed: {str(run['error']).splitlines()[-1]}",
                           file=sys.stderr)
+            shown = f"{best:.3f}" if math.isfinite(best) else "none yet"
             bar.update(task, completed=done, description=(
-                f"running {len(waiting)}, failed {failed}, best {label} {best:.3f} {units} "
-                f"(baseline {baseline['val_metric']:.3f})"))
+                f"running {len(waiting)}, failed {failed}, best {label[4:]} {shown}"
+                f"{' ' + units if units else ''} (baseline {baseline['val_metric']:.3f})"))
 
 
 def headline(runs):
@@ -151,7 +152,9 @@ def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
               for r, v in zip(ok[models].itertuples(), values[models])}
     paths = []
     if len(history):
-        paths.append(plot_loss_curves(history, labels, run_dir / "plots" / "loss_curves.png"))
+        ylabel = "MAE (normalized)" if label == "val MAE" else "crossentropy"
+        paths.append(plot_loss_curves(history, labels, run_dir / "plots" / "loss_curves.png",
+                                      ylabel=ylabel))
     if (~models).any() and models.any():
         name = "val_mae.png" if label == "val MAE" else "val_metric.png"
         paths.append(plot_val_mae(ok[models]["run_id"].tolist(), values[models].tolist(),

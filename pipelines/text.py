@@ -86,7 +86,7 @@ def run_study(cfg: TextStudyConfig, *, progress: bool = True) -> Path:
 def print_dataset(meta: dict) -> None:
     """A few lines on what was read, split and tokenized."""
     report = meta["report"]
-    split = ", ".join(f"{k} {v}" for k, v in meta["split_counts"].items())
+    split = ", ".join(f"{k} {meta['split_counts'][k]}" for k in ("train", "validation", "test"))
     print(f"dataset {meta['key']}{' (cached)' if meta.get('cached') else ''}: "
           f"{meta['documents']} documents, classes {meta['class_names']} from "
           f"{meta['source']}; splits: {split}")
@@ -97,7 +97,12 @@ def print_dataset(meta: dict) -> None:
           f"{len(bad)} line(s)/file(s) with invalid UTF-8 (replaced with U+FFFD)")
     glove = (f"; GloVe coverage {meta['glove_coverage']:.1%}"
              if meta.get("glove_coverage") is not None else "")
-    print(f"  vocabulary: {meta['vocabulary_size'] - 2} words of "
+    skipped = report.get("glove", {}).get("skipped") or []
+    if skipped:
+        glove += (f"; GloVe: {report['glove']['skipped_count']} malformed line(s) skipped "
+                  f"(first: line {skipped[0]['line']}: {skipped[0]['reason']})")
+    words = min(meta["vocabulary_size"] - 2, meta["distinct_train_words"])
+    print(f"  vocabulary: {words} words (max_words {meta['vocabulary_size'] - 2}) of "
           f"{meta['distinct_train_words']} distinct training words; OOV share "
           f"{meta['oov_rate']:.1%}{glove}")
 

@@ -93,8 +93,12 @@ def _trailing_numbers(line: str) -> int:
     return count
 
 
-def _infer_dim(path: Path) -> int:
-    """Most common count of trailing numbers over the first lines of the file."""
+def infer_dim(path: Path) -> int:
+    """Most common count of trailing numbers over the first 100 lines of a GloVe file.
+
+    Raises:
+        ValueError: no line ends with numbers (the message names the file).
+    """
     counts: Counter = Counter()
     with path.open("rb") as handle:
         for raw, _ in zip(handle, range(DIM_PROBE_LINES)):
@@ -136,7 +140,7 @@ def load_glove(path: str | Path, *, dim: int | None = None,
     if not source.is_file():
         raise FileNotFoundError(f"GloVe file not found: {source}")
     if dim is None:
-        dim = _infer_dim(source)
+        dim = infer_dim(source)
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise ValueError(f"`dim` must be a positive integer. Received: dim={dim!r}")
     dim = int(dim)

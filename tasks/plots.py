@@ -52,7 +52,7 @@ def save_figure(fig, path: str | Path) -> Path:
 
 
 def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
-                     factor: float = 0.8) -> Path:
+                     factor: float = 0.8, ylabel: str = "MAE (normalized)") -> Path:
     """Training and validation loss per epoch, one panel per run, raw and smoothed.
 
     Args:
@@ -60,6 +60,8 @@ def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
         labels: run_id -> panel title.
         path: PNG file to write.
         factor: EMA factor for the smoothed lines (book ch. 5.3: 0.8).
+        ylabel: the loss's name (weather: normalized MAE; classification:
+            crossentropy).
     """
     plt = pyplot()
     runs = [r for r in labels if r in set(history["run_id"])]
@@ -76,7 +78,7 @@ def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(labels[run_id], fontsize=9)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("MAE (normalized)")
+        ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(runs):]:
         ax.axis("off")

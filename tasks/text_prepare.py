@@ -348,12 +348,34 @@ def prepare_text(data: TextDataSpec, split: TextSplitSpec, text: TextSpec,
         from dlpipe.tasks.glove import embedding_matrix, load_glove
 
         glove = load_glove(text.glove, vocabulary=vocab)
+        check_glove_report(text.glove, glove.report)
         arrays["embedding"], meta["glove_coverage"] = embedding_matrix(vocab, glove)
         meta["report"]["glove"] = _jsonable(glove.report)
     if cache_dir is not None:
         _store(Path(cache_dir), key, arrays, meta, vocab)
         meta["vocabulary_path"] = str((Path(cache_dir) / f"{key}.vocabulary.json").resolve())
     return arrays, meta
+
+
+#: share of malformed lines above which a GloVe file is refused (the real files have none)
+GLOVE_MAX_BAD_SHARE = 0.1
+
+
+def check_glove_report(path: str, report: dict) -> None:
+    """Refuse a file that is not GloVe text: no valid line, or more than
+    :data:`GLOVE_MAX_BAD_SHARE` of its lines malformed (case C06 skips and reports a few).
+
+    Raises:
+        ValueError: naming the file, the counts and the first bad line.
+    """
+    lines, bad = report["lines"], report["skipped_count"]
+    if lines and bad <= GLOVE_MAX_BAD_SHARE * lines and bad < lines:
+        return
+    first = report["skipped"][0] if report["skipped"] else {"line": "?", "reason": "?"}
+    raise ValueError(
+        f"GloVe file {path}: {bad} of {lines} lines are not `<token> <{report['dim']} "
+        f"numbers>` (first: line {first['line']}: {first['reason']}); expected a GloVe "
+        "text file such as glove.6B.100d.txt")
 
 
 def sequences(arrays: dict, index: np.ndarray, text: TextSpec) -> np.ndarray:

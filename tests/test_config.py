@@ -97,3 +97,15 @@ def test_empty_study_file_says_what_it_expects(tmp_path):
     empty.write_text("")
     with pytest.raises(ConfigError, match="the study file must be a mapping of sections"):
         load_study(empty)
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", "..", ".hidden", "", "a\\b"])
+def test_study_name_cannot_leave_output_dir(tmp_path, jena_csv, name):
+    import yaml
+
+    from dlpipe.pipelines.config import parse_study
+
+    raw = yaml.safe_load(textwrap.dedent(BASE).replace("DATA", str(jena_csv)))
+    raw["study"] = name
+    with pytest.raises(ConfigError, match="`study` must be a plain name"):
+        parse_study(raw, source="s.yaml")

@@ -205,3 +205,17 @@ def test_get_family_unknown_name_raises_listing_known_families():
         get_family("transformer")
     with pytest.raises(ValueError, match=r"Received: pipeline='vision'"):
         get_family("gru", pipeline="vision")
+
+
+@pytest.mark.parametrize("hp, message", [
+    ({"units": -3}, "`units` of family `gru` must be a positive integer"),
+    ({"units": 0}, "`units` of family `gru` must be a positive integer"),
+    ({"learning_rate": 0.0}, "`learning_rate` of family `gru` must be > 0"),
+    ({"dropout": 1.0}, r"`dropout` of family `gru` must be in \[0, 1\)"),
+    ({"recurrent_dropout": -0.1}, r"`recurrent_dropout` of family `gru` must be in"),
+])
+def test_out_of_range_hyperparameters_are_rejected_before_building(hp, message):
+    from dlpipe.models.registry import resolved_hparams
+
+    with pytest.raises(ValueError, match=message):
+        resolved_hparams("gru", hp)

@@ -112,10 +112,12 @@ def test_conv1d_minimum_maxlen():
         build_model("conv1d", (40,), pipeline="text")
 
 
-@pytest.mark.parametrize("num_classes", [2, 0])
-def test_num_classes_two_or_zero_raises(num_classes):
-    with pytest.raises(ValueError, match=rf"For two classes use num_classes=1\. "
-                                         rf"Received: num_classes={num_classes}"):
+@pytest.mark.parametrize("num_classes, message", [
+    (2, r"For two classes use num_classes=1\. Received: num_classes=2"),
+    (0, r"`num_classes` of family `lstm` must be a positive integer\. Received: num_classes=0"),
+])
+def test_num_classes_two_or_zero_raises(num_classes, message):
+    with pytest.raises(ValueError, match=message):
         build_model("lstm", (MAXLEN,), {"num_classes": num_classes}, pipeline="text")
 
 

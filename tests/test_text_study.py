@@ -302,3 +302,42 @@ def test_packaged_text_configs_are_valid(tmp_path):
         assert cfg.data.format == "aclimdb" and cfg.split.validation_samples == 10000
     assert cfg.split.training_samples == 200 and cfg.text.maxlen == 100  # book 6.1.3
     assert cfg.text.glove == str(glove)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_run_exits_3_naming_the_failed_model(tmp_path):
+    write_aclimdb(tmp_path / "aclImdb", per_class=8)
+    study = _study_yaml(tmp_path)
+    # conv1d needs maxlen >= 41 for its conv/pool stack: it fails in its training task
+    study.write_text(study.read_text().replace(
+        "- {family: lstm, hp: {units: 8, embedding_dim: 8}}", "- {family: conv1d}"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([str(BIN / "dlpipe"), "run", str(study), "--smoke-test"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "1 of 2 model run(s) failed" in proc.stderr
+    assert "conv1d-" in proc.stderr and "at least 41" in proc.stderr
+    runs = reports.read_table(tmp_path / "out" / "text-e2e-smoke", "runs")
+    assert set(runs.loc[runs["status"] == "ok", "family"]) == {"baseline", "multihot_dense"}
+
+
+def test_glove_dimension_conflict_and_junk_files_are_refused(tmp_path):
+    import yaml
+
+    write_aclimdb(tmp_path / "aclImdb", per_class=6)
+    glove = tmp_path / "g.txt"
+    glove.write_text("great 0.1 0.2 0.3\nawful 1 2 3\n", encoding="utf-8")
+    raw = yaml.safe_load(_study_yaml(tmp_path).read_text())
+    raw["text"]["glove"] = "g.txt"
+    raw["models"] = [{"family": "glove_dense", "hp": {"embedding_dim": 100}}]
+    with pytest.raises(ConfigError, match=r"`models\[0\].hp.embedding_dim` is 100 but the "
+                                          r"GloVe file .*g.txt holds 3-dimensional"):
+        parse_study(raw, source="s.yaml", base_dir=tmp_path)
+    # not GloVe text: the dimension inferred is 1 ("the 0.1 abc" would be a token with
+    # spaces, C06), "hello" has no number: over 10% of the lines malformed -> an error
+    junk = tmp_path / "junk.txt"
+    junk.write_text("the 0.1 abc 0.3\nhello\nworld 1 2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"junk.txt: 1 of 3 lines are not `<token> <1 numbers>` .first: line 2"):
+        prepare_text(TextDataSpec(format="aclimdb", path=str(tmp_path / "aclImdb")),
+                     TextSplitSpec(0.5), TextSpec(max_words=20, glove=str(junk)))
