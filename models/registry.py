@@ -88,6 +88,26 @@ _PIPELINES: dict[str, dict[str, ModelFamily]] = {
 }
 
 
+def min_input_length(name: str, hp_resolved: Mapping[str, object],
+                     pipeline: str = "timeseries") -> int | None:
+    """Shortest first input dimension the family's conv/pool stack accepts: timesteps of
+    a window (timeseries ``conv1d``, ``conv_gru``) or ``maxlen`` (text ``conv1d``);
+    None for families without such a limit. Lets a study file be checked before any
+    model is built (the builders raise the same limit).
+
+    Args:
+        hp_resolved: the family's resolved hyperparameters (``kernel_size``,
+            ``pool_size``).
+    """
+    k, p = hp_resolved.get("kernel_size"), hp_resolved.get("pool_size")
+    if pipeline == "timeseries" and name in ("conv1d", "conv_gru"):
+        stages = timeseries._CONV1D_STAGES if name == "conv1d" else timeseries._CONV_GRU_STAGES
+        return timeseries._min_timesteps(stages, k, p)
+    if pipeline == "text" and name == "conv1d":
+        return k * p + k - 1  # models.text.build_conv1d: conv, pool, conv
+    return None
+
+
 def get_families(pipeline: str) -> dict[str, ModelFamily]:
     """The family table of ``pipeline`` (``timeseries``, ``text`` or ``images``).
 

@@ -451,11 +451,31 @@ def _check_models(cfg: StudyConfig) -> None:
                     f"the GloVe file {cfg.text.glove} holds {dim}-dimensional vectors; "
                     "leave it out (it follows the file)")
         try:
-            resolved_hparams(model.family, model.hp, cfg.pipeline)
+            hp = resolved_hparams(model.family, model.hp, cfg.pipeline)
             cfg.model_inputs(model)
+            _check_input_length(cfg, model, hp, i)
         except ValueError as exc:
             raise ConfigError(f"`models[{i}]`: {exc}") from None
     sweep_spaces(cfg)  # raises ConfigError naming `sweep....`
+
+
+def _check_input_length(cfg, model: ModelSpec, hp: dict, i: int) -> None:
+    """A conv/pool stack gets at least the input length it needs (registry's
+    ``min_input_length``), before any model is built."""
+    from dlpipe.models.registry import min_input_length
+
+    needed = min_input_length(model.family, hp, cfg.pipeline)
+    if needed is None:
+        return
+    if cfg.pipeline == "timeseries":
+        have, what = cfg.model_windows(model).timesteps, "window timesteps (lookback // step)"
+    else:
+        have, what = cfg.text.maxlen, "`text.maxlen`"
+    if have < needed:
+        raise ConfigError(
+            f"`models[{i}]`: family `{model.family}` needs {what} >= {needed} for its "
+            f"conv/pool stack (kernel_size={hp['kernel_size']}, pool_size="
+            f"{hp['pool_size']}). Received: {have}")
 
 
 def sweep_spaces(cfg: StudyConfig) -> dict[str, dict]:

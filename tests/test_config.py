@@ -109,3 +109,22 @@ def test_study_name_cannot_leave_output_dir(tmp_path, jena_csv, name):
     raw["study"] = name
     with pytest.raises(ConfigError, match="`study` must be a plain name"):
         parse_study(raw, source="s.yaml")
+
+
+def test_conv_stack_input_length_checked_before_training(tmp_path, jena_csv):
+    import yaml
+
+    from dlpipe.models.registry import min_input_length, resolved_hparams
+    from dlpipe.pipelines.config import parse_study
+
+    raw = yaml.safe_load(textwrap.dedent(BASE).replace("DATA", str(jena_csv)))
+    # conv1d stages conv,pool,conv,pool,conv with k=5, p=3: walked back from 1:
+    # 1 +4 = 5, x3 = 15, +4 = 19, x3 = 57, +4 = 61 timesteps
+    assert min_input_length("conv1d", resolved_hparams("conv1d", {})) == 61
+    raw["windows"] = {"lookback": 120, "step": 2, "delay": 12}  # 60 timesteps
+    raw["models"] = [{"family": "conv1d"}]
+    with pytest.raises(ConfigError, match=r"`models\[0\]`: family `conv1d` needs window "
+                                          r"timesteps .* >= 61 .*Received: 60"):
+        parse_study(raw, source="s.yaml")
+    raw["windows"]["lookback"] = 122  # 61 timesteps: accepted
+    assert parse_study(raw, source="s.yaml").models[0].family == "conv1d"

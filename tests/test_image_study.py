@@ -234,3 +234,26 @@ def test_packaged_image_configs_are_valid(tmp_path):
     assert cfg.images.size == (150, 150) and cfg.images.fine_tune
     assert {m.family for m in cfg.models} == {"small_convnet", "small_convnet_dropout",
                                               "features_head", "frozen_base"}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_run_exits_3_naming_the_failed_model(tmp_path):
+    flat_folder(tmp_path / "flat", bad=False)
+    (tmp_path / "broken.h5").write_bytes(b"not an HDF5 weights file")
+    study = _study_yaml(tmp_path, """
+        - {family: small_convnet, hp: {filters: 4, units: 8}}
+        - {family: frozen_base, hp: {units: 8, augment: false}}
+    """)
+    # the weights file exists (checked at validation) but cannot be loaded: the
+    # frozen_base run fails in its training task, the other model finishes
+    study.write_text(study.read_text().replace("weights: none", "weights: broken.h5"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([str(BIN / "dlpipe"), "run", str(study), "--smoke-test",
+                           "--num-cpus", "2"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "1 of 2 model run(s) failed" in proc.stderr and "frozen_base-" in proc.stderr
+    runs = reports.read_table(tmp_path / "out" / "images-e2e-smoke", "runs")
+    assert set(runs.loc[runs["status"] == "ok", "family"]) == {"baseline", "small_convnet"}
+    assert (runs.loc[runs["family"] == "frozen_base", "status"] == "failed").all()
