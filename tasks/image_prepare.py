@@ -217,8 +217,12 @@ def split_step(data: ImageDataSpec, source: Path, run_dir: str | Path) -> tuple[
     """
     if (source / "train").is_dir():
         return source, {"already_split": True, "dst": str(source)}
-    from dlpipe.tasks.image_data import split_flat_folder
+    from dlpipe.tasks.image_data import scan_flat_folder, split_flat_folder
 
+    classes = sorted(scan_flat_folder(source).by_class)
+    if len(classes) == 1:  # before anything is copied, naming the user's folder
+        raise ValueError(f"{source}: image studies need at least 2 classes. Found only "
+                         f"`{classes[0]}` (files named <class>.<id>.<ext>)")
     dst = Path(run_dir) / "artifacts" / "split" / split_key(data)
     report = split_flat_folder(source, dst, dict(data.counts), mode=data.mode,
                                seed=data.seed, class_dirs=dict(data.class_dirs) or None)

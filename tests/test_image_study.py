@@ -257,3 +257,15 @@ def test_run_exits_3_naming_the_failed_model(tmp_path):
     runs = reports.read_table(tmp_path / "out" / "images-e2e-smoke", "runs")
     assert set(runs.loc[runs["status"] == "ok", "family"]) == {"baseline", "small_convnet"}
     assert (runs.loc[runs["family"] == "frozen_base", "status"] == "failed").all()
+
+
+def test_single_class_flat_folder_names_the_source_before_copying(tmp_path):
+    folder = flat_folder(tmp_path / "flat", bad=False)
+    for path in folder.glob("dog.*"):
+        path.unlink()
+    with pytest.raises(ValueError, match=r"flat: image studies need at least 2 classes. "
+                                         r"Found only `cat`"):
+        prepare_images(ImageDataSpec(path=str(folder), counts={"train": 4, "validation": 2,
+                                                               "test": 2}),
+                       ImageSpec(size=(48, 48), weights="none"), tmp_path / "run")
+    assert not (tmp_path / "run" / "artifacts" / "split").exists()
