@@ -143,8 +143,11 @@ def print_ensembles(rows: list[dict], members: "MemberPredictions") -> None:
              f"pairwise correlation {first['mean_pairwise_correlation']:.3f}"
              + (f"; samples not shared by all members, left out: {dropped}" if dropped else ""))
     table = Table(title=title, title_justify="left")
+    accuracy = [r.get("val_accuracy") for r in rows]
+    with_accuracy = all(a is not None and a == a for a in accuracy)  # classification
     for name in ("method", "chosen", "cv val", "val", "test", "gap (test-val)",
-                 f"members w>={MIN_SHOWN_WEIGHT}", "val vs best single", "test vs best single"):
+                 f"members w>={MIN_SHOWN_WEIGHT}", "val vs best single", "test vs best single"
+                 ) + (("val accuracy", "test accuracy") if with_accuracy else ()):
         table.add_column(name, justify="left" if name in ("method", "chosen") else "right")
     for row in rows:
         weights = json.loads(row["weights"])
@@ -155,6 +158,8 @@ def print_ensembles(rows: list[dict], members: "MemberPredictions") -> None:
             f"{sum(w >= MIN_SHOWN_WEIGHT for w in weights)}/{len(weights)}",
             f"{row['val_score'] - row['best_single_val']:+.4f}",
             f"{row['test_score'] - row['best_single_test']:+.4f}",
+            *((f"{row['val_accuracy']:.4f}", f"{row['test_accuracy']:.4f}")
+              if with_accuracy else ()),
         )
     Console(width=160).print(table)
     if members.skipped:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from dlpipe.ensembles import (
+    accuracy,
     cross_fit_select,
     default_candidates,
     get_loss,
@@ -487,7 +488,9 @@ def build_ensembles(
         ``val_score``, ``test_score``, ``val_test_gap`` (test - val); the best single
         member (best validation loss over all validation samples) in
         ``best_single_val``/``best_single_test``; the mean pairwise correlation of the
-        members' validation predictions; ``sources``. All rows share one
+        members' validation predictions; ``val_accuracy``/``test_accuracy`` of the
+        combined probabilities for the classification losses (None otherwise);
+        ``sources``. All rows share one
         ``ensemble_id`` (see `ensemble_key`).
 
     Raises:
@@ -511,12 +514,13 @@ def build_ensembles(
     ensemble_id = ensemble_key(members, loss=loss, n_folds=n_folds,
                                random_state=random_state)
     created = datetime.now(timezone.utc)
+    classification = loss in ("log_loss", "accuracy")
     rows = []
     for name, estimator in fitted.items():
         weights = np.asarray(estimator.weights_, dtype=np.float64)
-        val_score = loss_function(val_y, estimator.predict(val_x))
-        test_score = best_test if name == BEST_SINGLE else \
-            loss_function(test_y, estimator.predict(test_x))
+        val_pred, test_pred = estimator.predict(val_x), estimator.predict(test_x)
+        val_score = loss_function(val_y, val_pred)
+        test_score = best_test if name == BEST_SINGLE else loss_function(test_y, test_pred)
         rows.append({
             "ensemble_id": ensemble_id,
             "method": name,
@@ -531,6 +535,9 @@ def build_ensembles(
             "best_single_val": best_val,
             "best_single_test": best_test,
             "mean_pairwise_correlation": correlation,
+            # the accuracy of the combined probabilities, beside the fitted loss
+            "val_accuracy": accuracy(val_y, val_pred) if classification else None,
+            "test_accuracy": accuracy(test_y, test_pred) if classification else None,
             "sources": json.dumps(list(members.sources)),
             "created_at": created,
         })

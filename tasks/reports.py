@@ -110,6 +110,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("best_single_val", pa.float64()),
         ("best_single_test", pa.float64()),
         ("mean_pairwise_correlation", pa.float64()),
+        ("val_accuracy", pa.float64()),   # classification losses only, else NaN
+        ("test_accuracy", pa.float64()),
         ("sources", pa.string()),         # JSON list of run directories
         ("created_at", pa.timestamp("ms", tz="UTC")),
     ]),

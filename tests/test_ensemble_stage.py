@@ -389,3 +389,41 @@ def test_sweep_trials_without_test_predictions_are_left_out(study_dir):
     members = load_member_predictions([study_dir])
     assert "trial-9" not in members.run_ids and len(members.run_ids) == 3
     assert "no test predictions" in members.skipped["trial-9"]
+
+
+def test_classification_rows_report_accuracy_of_the_combined_probabilities():
+    import json
+
+    from dlpipe.tasks.ensemble import MemberPredictions, build_ensembles
+
+    rng = np.random.default_rng(0)
+    n, k = 60, 3
+    y_val, y_test = rng.integers(0, k, n), rng.integers(0, k, n)
+
+    def member(y, skill):
+        p = rng.dirichlet(np.ones(k), n)
+        p[np.arange(n), y] += skill
+        return p / p.sum(axis=1, keepdims=True)
+
+    members = MemberPredictions(
+        run_ids=("a", "b"), families=("lstm", "conv1d"),
+        val_predictions=np.stack([member(y_val, 1.0), member(y_val, 0.3)]),
+        val_targets=y_val.astype(float),
+        test_predictions=np.stack([member(y_test, 1.0), member(y_test, 0.3)]),
+        test_targets=y_test.astype(float),
+        val_sample_index=np.arange(n), test_sample_index=np.arange(n))
+    rows = {r["method"]: r for r in build_ensembles(members, loss="log_loss", n_folds=3)}
+    average = rows["simple_average"]
+    assert json.loads(average["weights"]) == [0.5, 0.5]
+    # independent: argmax of the mean of the two members' probabilities
+    mean = members.val_predictions.mean(axis=0)
+    assert average["val_accuracy"] == pytest.approx(np.mean(mean.argmax(axis=1) == y_val))
+    mean = members.test_predictions.mean(axis=0)
+    assert average["test_accuracy"] == pytest.approx(np.mean(mean.argmax(axis=1) == y_test))
+    # regression losses have no accuracy
+    regression = build_ensembles(MemberPredictions(
+        run_ids=("a", "b"), families=("gru", "lstm"),
+        val_predictions=rng.normal(size=(2, n)), val_targets=rng.normal(size=n),
+        test_predictions=rng.normal(size=(2, n)), test_targets=rng.normal(size=n),
+        val_sample_index=np.arange(n), test_sample_index=np.arange(n)), loss="mae", n_folds=3)
+    assert all(r["val_accuracy"] is None for r in regression)  # NaN once written
