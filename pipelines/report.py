@@ -19,16 +19,16 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
         text/images: positive = better), epochs, parameters, wall time, devices and
         status/error.
     """
-    from dlpipe.pipelines.study import headline
+    from dlpipe.pipelines.study import baseline_kind, headline
 
     runs = reports.read_table(run_dir, "runs")
     datasets = reports.read_table(run_dir, "datasets")
     target = datasets["target"].iloc[-1] if len(datasets) else "target"
-    values, label, higher = headline(runs)
+    values, name, higher = headline(runs)
+    label = f"val {name}"
     tests = runs["test_metric"].fillna(runs["test_mae_units"])
     is_base = (runs["family"] == "baseline") & (runs["status"] == "ok")
     base = float(values[is_base].iloc[-1]) if is_base.any() else float("nan")
-    name = label[4:]
     frame = pd.DataFrame({
         "family": runs["family"],
         "run_id": runs["run_id"],
@@ -43,7 +43,7 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
         "status": [s if s == "ok" else f"{s}: {str(e).splitlines()[-1][:60]}"
                    for s, e in zip(runs["status"], runs["error"])],
     }).sort_values(label, ascending=not higher, na_position="last").reset_index(drop=True)
-    kind = "common-sense" if name == "MAE" else "majority-class"
+    kind = baseline_kind(name)
     what = f"MAE of {target}" if name == "MAE" else name
     title = (f"{Path(run_dir).name}: {len(runs)} runs, {what} "
              f"({kind} baseline val {base:.3f})")

@@ -27,8 +27,8 @@ from dlpipe.tasks.train import failed_run, run_key, stored_run
 STUDY_MODULES = {"timeseries": "dlpipe.pipelines.weather", "text": "dlpipe.pipelines.text",
                  "images": "dlpipe.pipelines.images"}
 
-#: headline metric -> (label, higher is better)
-METRICS = {"mae": ("val MAE", False), "accuracy": ("val accuracy", True)}
+#: headline metric -> (display name, higher is better)
+METRICS = {"mae": ("MAE", False), "accuracy": ("accuracy", True)}
 
 
 def pipeline_module(pipeline: str):
@@ -93,7 +93,7 @@ def _collect(run_dir, cfg, meta, pending: dict, baseline: dict, progress: bool) 
     import ray
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    label, higher = METRICS[baseline["metric"]]
+    name, higher = METRICS[baseline["metric"]]
     units = meta.get("units", "")
     done = failed = 0
     best = -math.inf if higher else math.inf
@@ -122,18 +122,24 @@ def _collect(run_dir, cfg, meta, pending: dict, baseline: dict, progress: bool) 
                           file=sys.stderr)
             shown = f"{best:.3f}" if math.isfinite(best) else "none yet"
             bar.update(task, completed=done, description=(
-                f"running {len(waiting)}, failed {failed}, best {label[4:]} {shown}"
+                f"running {len(waiting)}, failed {failed}, best {name} {shown}"
                 f"{' ' + units if units else ''} (baseline {baseline['val_metric']:.3f})"))
 
 
 def headline(runs):
-    """``(values, label, higher_is_better)``: each run's validation headline metric
-    (``val_metric``; ``val_mae_units`` for runs stored before that column existed)."""
+    """``(values, name, higher_is_better)``: each run's validation headline metric
+    (``val_metric``; ``val_mae_units`` for runs stored before that column existed) and
+    its display name (``MAE``, ``accuracy``)."""
     values = runs["val_metric"].fillna(runs["val_mae_units"])
     metric = runs["metric"].dropna()
     name = metric.iloc[-1] if len(metric) else "mae"
-    label, higher = METRICS.get(name, (f"val {name}", False))
-    return values, label, higher
+    shown, higher = METRICS.get(name, (name, False))
+    return values, shown, higher
+
+
+def baseline_kind(name: str) -> str:
+    """The baseline a headline metric is compared with (book ch. 6.3.3 / 3.5)."""
+    return "common-sense" if name == "MAE" else "majority-class"
 
 
 def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
@@ -146,20 +152,21 @@ def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
     if runs.empty:
         return []
     ok = runs[(runs["status"] == "ok")]
-    values, label, higher = headline(ok)
+    values, name, higher = headline(ok)
     models = ok["family"] != "baseline"
-    labels = {r.run_id: f"{r.run_id} ({label} {v:.3f})"
+    labels = {r.run_id: f"{r.run_id} (val {name} {v:.3f})"
               for r, v in zip(ok[models].itertuples(), values[models])}
     paths = []
     if len(history):
-        ylabel = "MAE (normalized)" if label == "val MAE" else "crossentropy"
+        ylabel = "MAE (normalized)" if name == "MAE" else "crossentropy"
         paths.append(plot_loss_curves(history, labels, run_dir / "plots" / "loss_curves.png",
                                       ylabel=ylabel))
     if (~models).any() and models.any():
-        name = "val_mae.png" if label == "val MAE" else "val_metric.png"
+        png = "val_mae.png" if name == "MAE" else "val_metric.png"
         paths.append(plot_val_mae(ok[models]["run_id"].tolist(), values[models].tolist(),
-                                  float(values[~models].iloc[-1]), run_dir / "plots" / name,
-                                  units=units, metric=label[4:], higher_is_better=higher))
+                                  float(values[~models].iloc[-1]), run_dir / "plots" / png,
+                                  units=units, metric=name, higher_is_better=higher,
+                                  baseline_name=f"{baseline_kind(name)} baseline"))
     return paths
 
 

@@ -340,12 +340,12 @@ def sweep_summary(sweep_dir: str | Path, top: int = 10):
     """
     import pandas as pd
 
-    from dlpipe.pipelines.study import headline
+    from dlpipe.pipelines.study import baseline_kind, headline
 
     trials = reports.read_table(sweep_dir, "trials")
     all_runs = reports.read_table(sweep_dir, "runs")
-    _, label, _ = headline(all_runs)
-    name = label[4:]
+    _, name, _ = headline(all_runs)
+    label = f"val {name}"
     runs = all_runs.assign(test=all_runs["test_metric"].fillna(all_runs["test_mae_units"]))
     merged = trials.merge(runs[["run_id", "test", "epochs_run"]], on="run_id",
                           how="left").sort_values(["val_loss", "trial"], na_position="last")
@@ -359,7 +359,7 @@ def sweep_summary(sweep_dir: str | Path, top: int = 10):
     counts = trials["status"].value_counts().to_dict()
     base = runs[runs["family"] == "baseline"]
     values, _, _ = headline(base) if len(base) else (None, None, None)
-    kind = "common-sense" if name == "MAE" else "majority-class"
+    kind = baseline_kind(name)
     base_text = (f"{kind} baseline {label} {values.iloc[-1]:.3f} / test "
                  f"{base['test'].iloc[-1]:.3f}; " if len(base) else "")
     loss_text = "normalized validation MAE" if name == "MAE" else "validation crossentropy"

@@ -31,8 +31,8 @@ import numpy as np
 
 from dlpipe.tasks.fit import TrainingSpec, fit_model, run_row
 from dlpipe.tasks.image_prepare import ImageSpec, base_preprocessing, describe_weights
-from dlpipe.tasks.text_train import baseline_scores, head_classes, score_text_split, \
-    split_index
+from dlpipe.tasks.text_train import baseline_scores, head_classes, score_saved_classifier, \
+    score_text_split, split_index
 from dlpipe.tasks.tf_setup import setup_tensorflow
 
 FEATURE_FAMILIES = ("features_head",)
@@ -217,13 +217,8 @@ def evaluate_saved_image_model(*, data: dict, meta: dict, model_path: str, input
     Returns:
         ``{"loss": crossentropy, "metric": accuracy, "predictions": rows}``.
     """
-    setup_tensorflow(num_cpus, num_gpus)
-    import keras
-
-    model = keras.saving.load_model(model_path)
-    width = int(model.output_shape[-1])
-    cap = None if max_batches is None else max_batches * batch_size
-    index = split_index(data, split, cap)
-    x = model_inputs(data, index, family, inputs, batch_size, False, 0)
-    loss, accuracy, rows = score_text_split(model, x, index, data, split, run_id, width)
-    return {"loss": loss, "metric": accuracy, "predictions": rows}
+    return score_saved_classifier(
+        model_path, data, split, run_id, batch_size=batch_size, max_batches=max_batches,
+        num_cpus=num_cpus, num_gpus=num_gpus,
+        make_inputs=lambda index, width: model_inputs(data, index, family, inputs,
+                                                      batch_size, False, 0))

@@ -222,6 +222,26 @@ def evaluate_saved_text_model(*, data: dict, meta: dict, model_path: str, inputs
     Returns:
         ``{"loss": crossentropy, "metric": accuracy, "predictions": rows}``.
     """
+    return score_saved_classifier(
+        model_path, data, split, run_id, batch_size=batch_size, max_batches=max_batches,
+        num_cpus=num_cpus, num_gpus=num_gpus,
+        make_inputs=lambda index, width: _batches(data, index, family, inputs, width,
+                                                  batch_size, False, 0))
+
+
+def score_saved_classifier(model_path: str, data: dict, split: str, run_id: str, *,
+                           make_inputs, batch_size: int = 32, max_batches: int | None = None,
+                           num_cpus: float = 1, num_gpus: float = 0) -> dict:
+    """Load a saved classifier and score it once on ``split`` (text and image studies).
+
+    Args:
+        make_inputs: ``(index, width) -> Keras input`` of the documents/images ``index``
+            (width: 1 for a sigmoid head, else the number of classes).
+        max_batches: cap the split at that many batches of ``batch_size`` (smoke tests).
+
+    Returns:
+        ``{"loss": crossentropy, "metric": accuracy, "predictions": rows}``.
+    """
     setup_tensorflow(num_cpus, num_gpus)
     import keras
 
@@ -229,6 +249,6 @@ def evaluate_saved_text_model(*, data: dict, meta: dict, model_path: str, inputs
     width = int(model.output_shape[-1])
     cap = None if max_batches is None else max_batches * batch_size
     index = split_index(data, split, cap)
-    batches = _batches(data, index, family, inputs, width, batch_size, False, 0)
-    loss, accuracy, rows = score_text_split(model, batches, index, data, split, run_id, width)
+    loss, accuracy, rows = score_text_split(model, make_inputs(index, width), index, data,
+                                            split, run_id, width)
     return {"loss": loss, "metric": accuracy, "predictions": rows}
