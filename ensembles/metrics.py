@@ -22,6 +22,8 @@ from typing import Callable
 
 import numpy as np
 
+from dlpipe.metrics import get_metric
+
 EPSILON = 1e-7
 """Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` before logs (as Keras)."""
 
@@ -187,12 +189,12 @@ def accuracy(y_true, y_pred) -> float:
 
 
 LOSSES: dict[str, tuple[Callable[[np.ndarray, np.ndarray], float], bool]] = {
-    "mae": (mae, False),
-    "mse": (mse, False),
-    "log_loss": (log_loss, False),
-    "accuracy": (accuracy, True),
+    name: (function, get_metric(name).higher_is_better)
+    for name, function in (("mae", mae), ("mse", mse), ("log_loss", log_loss),
+                           ("accuracy", accuracy))
 }
-"""name -> (function, greater_is_better)."""
+"""name -> (function, greater_is_better); the direction comes from the one metric table,
+:data:`dlpipe.metrics.METRICS`."""
 
 
 def get_loss(name: str) -> tuple[Callable[[np.ndarray, np.ndarray], float], bool]:

@@ -88,6 +88,15 @@ _PIPELINES: dict[str, dict[str, ModelFamily]] = {
 }
 
 
+LOGGED_METRICS: dict[str, tuple[str, ...]] = {
+    "timeseries": ("loss",),  # compiled with loss="mae" and no other metric
+    "text": ("loss", "accuracy"),
+    "images": ("loss", "accuracy"),
+}
+"""The Keras log names (without ``val_``) that every family of a pipeline compiles:
+what a callback's ``monitor`` may name in a study of that pipeline."""
+
+
 def min_input_length(name: str, hp_resolved: Mapping[str, object],
                      pipeline: str = "timeseries") -> int | None:
     """Shortest first input dimension the family's conv/pool stack accepts: timesteps of

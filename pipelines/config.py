@@ -349,9 +349,29 @@ def parse_study(raw: dict, *, source: str = "<study>", base_dir: Path | None = N
         data = _resolve_data(cfg, base_dir)
         cfg = replace(cfg, data=data, source_file=source)
         _check_models(cfg)
-        return cfg
+        return _check_monitors(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _check_monitors(cfg):
+    """The callbacks' ``monitor`` names checked against what the study kind's models
+    log (:data:`dlpipe.models.registry.LOGGED_METRICS`), before anything runs (shared
+    case C17); the first-edition alias ``val_acc`` becomes ``val_accuracy``."""
+    from dlpipe.metrics import check_monitor
+    from dlpipe.models.registry import LOGGED_METRICS
+
+    logged = LOGGED_METRICS[cfg.pipeline]
+    training = cfg.training
+    try:
+        es = replace(training.early_stopping, monitor=check_monitor(
+            training.early_stopping.monitor, logged, "training.early_stopping.monitor"))
+        rl = replace(training.reduce_lr_on_plateau, monitor=check_monitor(
+            training.reduce_lr_on_plateau.monitor, logged,
+            "training.reduce_lr_on_plateau.monitor"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return replace(cfg, training=replace(training, early_stopping=es, reduce_lr_on_plateau=rl))
 
 
 def _resolve_data(cfg, base_dir: Path | None):
@@ -533,20 +553,68 @@ def _space_names(space: dict, is_leaf) -> set[str]:
     return names
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML 1.2 says
+    keys are unique; PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                continue
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                raise ConfigError(f"line {line}: duplicated key `{key}` (first given on line "
+                                  f"{first}); a key may appear once in a mapping")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_study_file(path: str | Path):
+    """The parsed YAML of a study file.
+
+    Raises:
+        ConfigError: one line naming the file when it is missing, a directory, not
+            readable, not UTF-8 text (binary), not YAML, or holds a key twice in one
+            mapping (naming both lines).
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, not a study file (give the .yaml file)")
+    if not p.is_file():
+        raise ConfigError(f"study file not found: {p}")
+    try:
+        payload = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = payload[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{p}: line {line}: not UTF-8 text (byte 0x{payload[exc.start]:02x} "
+                          "at offset " f"{exc.start}); a study file is a UTF-8 YAML file") from None
+    if "\x00" in text:
+        raise ConfigError(f"{p}: is a binary file (NUL bytes), not a YAML study file")
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
+
+
 def load_study(path: str | Path) -> StudyConfig:
     """Read and validate a study YAML file.
 
     Raises:
-        ConfigError: the file is missing, is not YAML, or fails validation.
+        ConfigError: the file is missing, a directory, binary or not UTF-8, is not
+            YAML, holds a duplicated key, or fails validation.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"study file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    return parse_study(raw, source=str(p), base_dir=p.parent)
+    return parse_study(read_study_file(p), source=str(p), base_dir=p.parent)
 
 
 def smoke_test(cfg: StudyConfig) -> StudyConfig:

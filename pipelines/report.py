@@ -15,8 +15,9 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
     Returns:
         ``(frame, title)``; the frame has one row per run (baseline included) with the
         validation/test headline metric (MAE in the target's units, or accuracy), the
-        change against the baseline's validation value (weather: negative = better;
-        text/images: positive = better), epochs, parameters, wall time, devices and
+        change against the baseline's validation value in percent (weather: negative =
+        better; text/images: positive = better; NaN, printed ``n/a``, when the baseline
+        is 0: shared case C22), epochs, parameters, wall time, devices and
         status/error.
     """
     from dlpipe.pipelines.study import baseline_kind, headline
@@ -24,7 +25,8 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
     runs = reports.read_table(run_dir, "runs")
     datasets = reports.read_table(run_dir, "datasets")
     target = datasets["target"].iloc[-1] if len(datasets) else "target"
-    values, name, higher = headline(runs)
+    values, metric = headline(runs)
+    name = metric.display
     label = f"val {name}"
     tests = runs["test_metric"].fillna(runs["test_mae_units"])
     is_base = (runs["family"] == "baseline") & (runs["status"] == "ok")
@@ -34,7 +36,7 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
         "run_id": runs["run_id"],
         label: values,
         f"test {name}": tests,
-        "vs baseline %": 100.0 * (values / base - 1.0),
+        "vs baseline %": [metric.change_vs(v, base) for v in values],
         "epochs": runs["epochs_run"],
         "best": runs["best_epoch"],
         "params": runs["params"],
@@ -42,7 +44,8 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
         "devices": runs["devices"],
         "status": [s if s == "ok" else f"{s}: {str(e).splitlines()[-1][:60]}"
                    for s, e in zip(runs["status"], runs["error"])],
-    }).sort_values(label, ascending=not higher, na_position="last").reset_index(drop=True)
+    })
+    frame = metric.sort(frame, label).reset_index(drop=True)
     kind = baseline_kind(name)
     what = f"MAE of {target}" if name == "MAE" else name
     title = (f"{Path(run_dir).name}: {len(runs)} runs, {what} "

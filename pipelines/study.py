@@ -19,6 +19,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from dlpipe.metrics import get_metric
 from dlpipe.tasks import reports
 from dlpipe.tasks.train import failed_run, run_key, stored_run
 
@@ -27,8 +28,6 @@ from dlpipe.tasks.train import failed_run, run_key, stored_run
 STUDY_MODULES = {"timeseries": "dlpipe.pipelines.weather", "text": "dlpipe.pipelines.text",
                  "images": "dlpipe.pipelines.images"}
 
-#: headline metric -> (display name, higher is better)
-METRICS = {"mae": ("MAE", False), "accuracy": ("accuracy", True)}
 
 
 def pipeline_module(pipeline: str):
@@ -93,10 +92,11 @@ def _collect(run_dir, cfg, meta, pending: dict, baseline: dict, progress: bool) 
     import ray
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    name, higher = METRICS[baseline["metric"]]
+    metric = get_metric(baseline["metric"])
+    name = metric.display
     units = meta.get("units", "")
     done = failed = 0
-    best = -math.inf if higher else math.inf
+    best = metric.worst
     with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total}"), TextColumn("{task.description}"), TimeElapsedColumn(),
                   disable=not progress) as bar:
@@ -115,7 +115,8 @@ def _collect(run_dir, cfg, meta, pending: dict, baseline: dict, progress: bool) 
                 run = write_result(run_dir, cfg, meta, result)
                 done += 1
                 if run["status"] == "ok":
-                    best = (max if higher else min)(best, run["val_metric"])
+                    if metric.is_better(run["val_metric"], best):
+                        best = run["val_metric"]
                 else:
                     failed += 1
                     print(f"run {run_id} failed: {str(run['error']).splitlines()[-1]}",
@@ -127,14 +128,12 @@ def _collect(run_dir, cfg, meta, pending: dict, baseline: dict, progress: bool) 
 
 
 def headline(runs):
-    """``(values, name, higher_is_better)``: each run's validation headline metric
-    (``val_metric``; ``val_mae_units`` for runs stored before that column existed) and
-    its display name (``MAE``, ``accuracy``)."""
+    """``(values, metric)``: each run's validation headline metric (``val_metric``;
+    ``val_mae_units`` for runs stored before that column existed) and its
+    :class:`dlpipe.metrics.Metric` (display name ``MAE``/``accuracy`` and direction)."""
     values = runs["val_metric"].fillna(runs["val_mae_units"])
-    metric = runs["metric"].dropna()
-    name = metric.iloc[-1] if len(metric) else "mae"
-    shown, higher = METRICS.get(name, (name, False))
-    return values, shown, higher
+    names = runs["metric"].dropna()
+    return values, get_metric(names.iloc[-1] if len(names) else "mae")
 
 
 def baseline_kind(name: str) -> str:
@@ -152,7 +151,8 @@ def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
     if runs.empty:
         return []
     ok = runs[(runs["status"] == "ok")]
-    values, name, higher = headline(ok)
+    values, metric = headline(ok)
+    name = metric.display
     models = ok["family"] != "baseline"
     labels = {r.run_id: f"{r.run_id} (val {name} {v:.3f})"
               for r, v in zip(ok[models].itertuples(), values[models])}
@@ -165,7 +165,7 @@ def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
         png = "val_mae.png" if name == "MAE" else "val_metric.png"
         paths.append(plot_val_mae(ok[models]["run_id"].tolist(), values[models].tolist(),
                                   float(values[~models].iloc[-1]), run_dir / "plots" / png,
-                                  units=units, metric=name, higher_is_better=higher,
+                                  units=units, metric=metric,
                                   baseline_name=f"{baseline_kind(name)} baseline"))
     return paths
 

@@ -45,6 +45,7 @@ from dlpipe.ensembles import (
     get_loss,
     member_diversity,
 )
+from dlpipe.metrics import get_metric
 from dlpipe.tasks import reports
 
 SPLITS = ("validation", "test")
@@ -387,12 +388,14 @@ class BestSingleMember:
         Raises:
             ValueError: on an unknown loss or mismatched shapes.
         """
-        loss_function, greater_is_better = get_loss(self.loss)
+        loss_function, _ = get_loss(self.loss)
         predictions = np.asarray(predictions, dtype=np.float64)
         scores = np.array([loss_function(y_true, member) for member in predictions])
-        sign = -1.0 if greater_is_better else 1.0
         self.member_scores_ = scores
-        self.best_index_ = int(np.argmin(sign * scores))  # first best on ties
+        best = get_metric(self.loss).best_index(scores)  # first best on ties
+        if best is None:
+            raise ValueError(f"no member has a finite {self.loss} on the validation split")
+        self.best_index_ = best
         self.weights_ = np.zeros(predictions.shape[0])
         self.weights_[self.best_index_] = 1.0
         self.score_ = float(scores[self.best_index_])

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dlpipe.metrics import get_metric
+
 
 @dataclass(frozen=True)
 class EarlyStoppingSpec:
@@ -75,17 +77,24 @@ class TrainingSpec:
 
 def callbacks(training: TrainingSpec, recorder) -> list:
     """The study's Keras callbacks: the recorder, TerminateOnNaN, EarlyStopping and
-    ReduceLROnPlateau as configured."""
+    ReduceLROnPlateau as configured, each with the ``mode`` (min/max) of its monitored
+    metric from :mod:`dlpipe.metrics` (shared case C16).
+
+    Raises:
+        ValueError: a monitor name that is not in the metric table.
+    """
     import keras
 
     out = [recorder, keras.callbacks.TerminateOnNaN()]
     es = training.early_stopping
     if es.enabled:
-        out.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience))
+        out.append(keras.callbacks.EarlyStopping(
+            monitor=es.monitor, patience=es.patience, mode=get_metric(es.monitor).mode))
     rl = training.reduce_lr_on_plateau
     if rl.enabled:
         out.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr))
+            monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr,
+            mode=get_metric(rl.monitor).mode))
     return out
 
 
@@ -168,16 +177,21 @@ def error_text(error: BaseException | str) -> str:
 def epoch_recorder(run_id: str, early_stopping: EarlyStoppingSpec, epoch_hook=None):
     """A Keras callback recording history rows (loss, val_loss, lr, seconds and any
     metric Keras logs) and the weights of the best epoch (restored at the end when
-    ``restore_best_weights``)."""
+    ``restore_best_weights``).
+
+    "Best" follows the monitored metric's direction in :mod:`dlpipe.metrics`: the
+    lowest ``val_loss``/``val_mae``, the highest ``val_accuracy`` (shared case C16);
+    the first best epoch wins ties, as in Keras's EarlyStopping."""
     import keras
 
     class EpochRecorder(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.monitor = early_stopping.monitor
+            self.metric = get_metric(self.monitor)
             self.restore = early_stopping.enabled and early_stopping.restore_best_weights
             self.rows: list[dict] = []
-            self.best, self.best_epoch, self.best_weights = math.inf, 0, None
+            self.best, self.best_epoch, self.best_weights = self.metric.worst, 0, None
             self.diverged = False
             self._t0 = 0.0
 
@@ -201,7 +215,7 @@ def epoch_recorder(run_id: str, early_stopping: EarlyStoppingSpec, epoch_hook=No
                 return
             if not math.isfinite(value):
                 self.diverged = True
-            elif value < self.best:
+            elif self.metric.is_better(value, self.best):
                 self.best, self.best_epoch = float(value), epoch + 1
                 if self.restore:
                     self.best_weights = self.model.get_weights()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe.metrics import Metric, get_metric
+
 
 def smooth_curve(values, factor: float = 0.8) -> np.ndarray:
     """Exponential moving average of a noisy curve (book listing 5.22).
@@ -87,7 +89,7 @@ def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
 
 
 def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: str | Path,
-                 *, units: str = "", metric: str = "MAE", higher_is_better: bool = False,
+                 *, units: str = "", metric: Metric | str = "mae",
                  baseline_name: str | None = None) -> Path:
     """Horizontal bars of a validation metric per model with the baseline as a dashed line.
 
@@ -97,26 +99,29 @@ def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: 
         baseline: the baseline's value of the same metric.
         path: PNG file to write.
         units: unit label of the axis (e.g. ``degC``).
-        metric: the metric's name on the axis.
-        higher_is_better: sort and color for a metric to maximize (accuracy).
+        metric: the :class:`dlpipe.metrics.Metric` (or its name): its display name is on
+            the axis, and its direction sorts the bars best first and colors those
+            that beat the baseline.
         baseline_name: legend text of the baseline (default: common-sense baseline
             for MAE, majority-class baseline otherwise).
     """
     plt = pyplot()
-    order = np.argsort(values)[::-1] if higher_is_better else np.argsort(values)
+    metric = metric if isinstance(metric, Metric) else get_metric(metric)
+    order = metric.order(values)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(values) + 2.0))
     from matplotlib.patches import Patch
 
-    beats = (lambda v: v > baseline) if higher_is_better else (lambda v: v < baseline)
-    colors = ["tab:green" if beats(values[i]) else "tab:gray" for i in order]
+    colors = ["tab:green" if metric.is_better(values[i], baseline) else "tab:gray"
+              for i in order]
     ax.barh([labels[i] for i in order], [values[i] for i in order], color=colors)
     line = ax.axvline(baseline, color="tab:red", linestyle="--")
     ax.invert_yaxis()
     ax.set_xlim(0, max(max(values), baseline) * 1.05)
-    ax.set_xlabel(f"validation {metric} ({units})" if units else f"validation {metric}")
-    better = "higher" if higher_is_better else "lower"
-    ax.set_title(f"validation {metric} per model ({better} is better)", fontsize=10)
-    name = baseline_name or ("common-sense baseline" if metric == "MAE"
+    shown = metric.display
+    ax.set_xlabel(f"validation {shown} ({units})" if units else f"validation {shown}")
+    better = "higher" if metric.higher_is_better else "lower"
+    ax.set_title(f"validation {shown} per model ({better} is better)", fontsize=10)
+    name = baseline_name or ("common-sense baseline" if shown == "MAE"
                              else "majority-class baseline")
     ax.legend([line, Patch(color="tab:green"), Patch(color="tab:gray")],
               [f"{name} {baseline:.3f}", "beats the baseline",
@@ -126,7 +131,7 @@ def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: 
     return save_figure(fig, path)
 
 
-def plot_trials(trials, path: str | Path) -> Path:
+def plot_trials(trials, path: str | Path, metric: Metric | str = "val_loss") -> Path:
     """Validation loss of every trial in trial order, with the running best (a step
     line) and failed trials marked on the x axis.
 
@@ -140,7 +145,9 @@ def plot_trials(trials, path: str | Path) -> Path:
     ok = t[t["status"] != "failed"]
     for family, group in ok.groupby("family"):
         ax.scatter(group["trial"], group["val_loss"], label=family, s=22)
-    best = np.fmin.accumulate(t["val_loss"].to_numpy(dtype=float))
+    metric = metric if isinstance(metric, Metric) else get_metric(metric)
+    # running best in the metric's direction (NaN = failed trials are skipped)
+    best = metric.sign * np.fmin.accumulate(metric.sign * t["val_loss"].to_numpy(dtype=float))
     ax.step(t["trial"], best, where="post", color="black", label="running best")
     failed = t[t["status"] == "failed"]
     if len(failed):
