@@ -9,12 +9,21 @@ Ray task. Three sources are read:
   them, used by the demo);
 * any CSV or :class:`pandas.DataFrame` with a time column and float feature columns.
 
-Sentinel policy (shared case C07): a value equal to one of ``sentinels`` (default
--9999 and -9900, the missing-value codes of Jena and TMY3) or empty/NaN is *missing*.
-Missing values are found before any statistic is computed, counted per column, and
-replaced by linear interpolation in row order between the nearest valid values of the
-same column (the first/last valid value at the edges); ``policy="ffill"`` carries the
-last valid value forward instead. A column with no valid value is an error.
+Missing values (shared cases C07, C20): a value equal to one of ``sentinels`` (default
+-9999 and -9900, the missing-value codes of Jena and TMY3), a cell spelled as one of
+:data:`MISSING_SPELLINGS` (empty, ``NaN``, ``nan``, ``NA``, ``null``, ... in any letter
+case: what numpy, R, pandas and spreadsheets write) and a non-finite number (``inf``,
+``-inf``, or a number too large for float64) is *missing*. Missing values are found
+before any statistic is computed, counted per column (spellings and non-finite numbers
+apart), and replaced by the sentinel policy: linear interpolation in row order between
+the nearest valid values of the same column (the first/last valid value at the edges);
+``policy="ffill"`` carries the last valid value forward instead. A column with no valid
+value is an error.
+
+Time axis (:mod:`dlpipe.tasks.time_axis`): rows are sorted by time, the first row of a
+repeated stamp is kept, gaps of at most ``max_gap`` missing slots are filled by the
+sentinel policy and longer ones cut the series, so that no window spans a gap. Stamps
+with a UTC offset (``%z``) are converted to UTC.
 
 Normalization (book listing 6.32): every column is centred and scaled with the mean and
 standard deviation of the **training rows only**; validation and test reuse them.
@@ -30,7 +39,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlpipe.tasks.windows import WindowSpec, split_window_rows
+from dlpipe.tasks.time_axis import cut_segments, regularize
+from dlpipe.tasks.windows import (
+    SplitTooShortError, WindowSpec, check_blocks, count_windows, split_window_rows,
+)
 
 JENA_TIME_COLUMN = "Date Time"
 JENA_TIME_FORMAT = "%d.%m.%Y %H:%M:%S"
@@ -50,6 +62,14 @@ TMY3_COLUMNS = (
 TMY3_TARGET = "Dry-bulb (C)"
 TMY3_NOMINAL_YEAR = 1990
 DEFAULT_SENTINELS = (-9999.0, -9900.0)
+#: cell spellings read as a missing value (compared after stripping spaces, any case):
+#: pandas' default NA strings, which cover numpy, R, SQL/JSON and spreadsheet exports
+MISSING_SPELLINGS = frozenset({
+    "", "nan", "-nan", "+nan", "na", "n/a", "#n/a", "#n/a n/a", "#na", "<na>", "null",
+    "none", "-1.#ind", "1.#ind", "-1.#qnan", "1.#qnan",
+})
+#: data rows the pre-Ray check (:func:`check_weather_source`) reads
+CHECK_ROWS = 200
 SPLITS = ("train", "validation", "test")
 
 
@@ -71,6 +91,9 @@ class DataSpec:
         sentinels: values that mean "missing" (case C07).
         sentinel_policy: ``"interpolate"`` or ``"ffill"``.
         max_rows: keep only the first ``max_rows`` rows (``None`` = all).
+        max_gap: gaps in time of at most this many missing slots (periods) are filled
+            with rows repaired by the sentinel policy; longer gaps cut the series and
+            no window spans them (0 = fill none, cut at every gap).
     """
 
     format: str = "jena"
@@ -82,6 +105,7 @@ class DataSpec:
     sentinels: tuple[float, ...] = DEFAULT_SENTINELS
     sentinel_policy: str = "interpolate"
     max_rows: int | None = None
+    max_gap: int = 0
 
     def __post_init__(self):
         if self.format not in ("jena", "tmy3", "csv"):
@@ -92,6 +116,9 @@ class DataSpec:
                              f"Received: sentinel_policy={self.sentinel_policy!r}")
         if self.max_rows is not None and self.max_rows < 1:
             raise ValueError(f"`max_rows` must be >= 1. Received: max_rows={self.max_rows}")
+        if isinstance(self.max_gap, bool) or not isinstance(self.max_gap, int) \
+                or self.max_gap < 0:
+            raise ValueError(f"`max_gap` must be an integer >= 0. Received: max_gap={self.max_gap!r}")
 
 
 @dataclass(frozen=True)
@@ -171,7 +198,11 @@ class Series:
         target: name of the target column.
         times: datetime64[ns] (rows,) or ``None``.
         source: where it came from (path).
-        quality: counts about the time axis (duplicates, missing steps) and notes.
+        quality: counts about the time axis in file order (duplicates, missing steps,
+            backward steps) and notes.
+        missing_counts: per column, cells spelled as missing (:data:`MISSING_SPELLINGS`),
+            NaN in ``values``.
+        nonfinite_counts: per column, ``inf``/``-inf`` cells, NaN in ``values``.
     """
 
     values: np.ndarray
@@ -180,6 +211,8 @@ class Series:
     times: np.ndarray | None
     source: str
     quality: dict = field(default_factory=dict)
+    missing_counts: dict = field(default_factory=dict)
+    nonfinite_counts: dict = field(default_factory=dict)
 
 
 def resolve_path(path: str) -> Path:
@@ -231,32 +264,130 @@ def timestamp_quality(times: np.ndarray) -> dict:
     }
 
 
-def _parse_times(text: pd.Series, fmt: str, path: Path, column: str) -> np.ndarray:
-    times = pd.to_datetime(text, format=fmt, errors="coerce")
+def _read_csv(path: Path, nrows: int | None) -> pd.DataFrame:
+    """Every cell of a CSV as text (line 1 = header); errors name file and line.
+
+    UTF-8 (a byte-order mark is allowed); blank lines inside the file are kept as rows
+    so that line numbers stay right, blank lines at its end are dropped.
+    """
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, dtype=str, nrows=nrows, keep_default_na=False,
+                                skip_blank_lines=False, index_col=False,
+                                encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(f"{path}: line 1: the file is empty (no header line)") from None
+    except UnicodeDecodeError:
+        raise DataFormatError(_decode_error(path)) from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        raise DataFormatError(_field_count_error(path, exc)) from None
+    if len(frame):
+        filled = (frame != "").any(axis=1).to_numpy()
+        frame = frame.iloc[: int(np.flatnonzero(filled)[-1]) + 1] if filled.any() else frame.iloc[:0]
+    if not len(frame):
+        raise DataFormatError(f"{path}: line 2: no data rows (the file holds only its header "
+                              f"line {list(frame.columns)[:3]}...)")
+    return frame
+
+
+def _decode_error(path: Path) -> str:
+    """Message for a file that is not UTF-8: file, line, column and the byte."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+        return f"{path}: not a readable UTF-8 text file"
+    except UnicodeDecodeError as exc:
+        at = exc.start
+    line = data.count(b"\n", 0, at) + 1
+    start = data.rfind(b"\n", 0, at) + 1
+    header = data.split(b"\n", 1)[0].decode("utf-8", "replace").lstrip("\ufeff").split(",")
+    field_no = data.count(b",", start, at)
+    column = header[field_no].strip().strip('"') if field_no < len(header) else f"#{field_no + 1}"
+    return (f"{path}: line {line}: column `{column}`: byte 0x{data[at]:02x} is not UTF-8 "
+            "text (save the file as UTF-8)")
+
+
+def _field_count_error(path: Path, exc: Exception) -> str:
+    """Message for a line the CSV parser refused: file, line and the extra field."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            for row in reader:
+                if len(row) > len(header):
+                    return (f"{path}: line {reader.line_num}: {len(row)} fields but the "
+                            f"header has {len(header)}: field {len(header) + 1} "
+                            f"({row[len(header)]!r}) is beyond the last column "
+                            f"`{header[-1] if header else ''}`")
+    except csv.Error as err:
+        return f"{path}: line {reader.line_num}: not valid CSV ({err})"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{path}: not valid CSV ({first})"
+
+
+def _parse_times(text: pd.Series, fmt: str, path: Path, column: str,
+                 line_offset: int = 2) -> np.ndarray:
+    """Parse a time column with an explicit format -> datetime64[ns] (rows,).
+
+    A format with ``%z`` (or ``%Z``) reads each stamp's own UTC offset and gives UTC
+    times (case C19: local time across a DST change is a regular series in UTC).
+    """
+    utc = "%z" in fmt or "%Z" in fmt
+    try:
+        times = pd.to_datetime(text, format=fmt, errors="coerce", utc=utc)
+    except (ValueError, TypeError) as exc:
+        raise DataFormatError(
+            f"{path}: line {line_offset}: column `{column}` value {text.iloc[0]!r}: the "
+            f"time format {fmt!r} cannot be used ({exc})") from None
     bad = np.flatnonzero(times.isna().to_numpy())
     if len(bad):
         i = int(bad[0])
         raise DataFormatError(
-            f"{path}: line {i + 2}: column `{column}` value {text.iloc[i]!r} does not match "
-            f"the time format {fmt!r} ({len(bad)} bad timestamps in all)"
+            f"{path}: line {i + line_offset}: column `{column}` value {text.iloc[i]!r} does "
+            f"not match the time format {fmt!r} ({len(bad)} bad timestamps in all)"
         )
+    if utc:
+        times = times.dt.tz_convert(None)
     return times.to_numpy(dtype="datetime64[ns]")
 
 
 def _float_columns(frame: pd.DataFrame, columns: list[str], path: Path, line_offset: int):
+    """Feature cells -> float64 (rows, features), missing cells as NaN.
+
+    Returns:
+        ``(values, missing_counts, nonfinite_counts)``: the two dicts count, per
+        column, cells spelled as missing (:data:`MISSING_SPELLINGS`, any case) and
+        ``inf``/``-inf`` cells (both NaN in ``values``).
+
+    Raises:
+        DataFormatError: a cell is neither a number nor a missing spelling (names
+            file, line and column).
+    """
     out = np.empty((len(frame), len(columns)), dtype=np.float64)
+    missing, nonfinite = {}, {}
     for j, name in enumerate(columns):
         raw = frame[name]
-        values = pd.to_numeric(raw, errors="coerce")
-        bad = values.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataFormatError(
-                f"{path}: line {i + line_offset}: column `{name}` value {raw.iloc[i]!r} "
-                "is not a number"
-            )
-        out[:, j] = values.to_numpy(dtype=np.float64)
-    return out
+        values = np.array(pd.to_numeric(raw, errors="coerce"), dtype=np.float64)
+        candidates = np.flatnonzero(np.isnan(values))
+        if len(candidates):
+            text = raw.iloc[candidates].astype(str).str.strip().str.lower()
+            bad = ~text.isin(MISSING_SPELLINGS).to_numpy()
+            if bad.any():
+                i = int(candidates[np.flatnonzero(bad)[0]])
+                raise DataFormatError(
+                    f"{path}: line {i + line_offset}: column `{name}` value "
+                    f"{raw.iloc[i]!r} is not a number")
+        infinite = np.isinf(values)
+        values[infinite] = np.nan
+        missing[name] = int(len(candidates))
+        nonfinite[name] = int(infinite.sum())
+        out[:, j] = values
+    return out, missing, nonfinite
 
 
 def _check_columns(path: Path, found: list[str], wanted: list[str]) -> None:
@@ -283,12 +414,14 @@ def load_jena_csv(path: str, *, columns=(), target: str = JENA_TARGET,
 
     Raises:
         FileNotFoundError: no such file.
-        DataFormatError: header differs from the published one, a timestamp does not
-            match ``%d.%m.%Y %H:%M:%S`` or a value is not a number (message names the
-            line number, 1 = header).
+        DataFormatError: empty or header-only file, header differs from the published
+            one, a timestamp does not match ``%d.%m.%Y %H:%M:%S``, a value is neither a
+            number nor a missing spelling, a line has more fields than the header, or
+            a byte is not UTF-8 (message names file, line number (1 = header) and
+            column).
     """
     p = resolve_path(path)
-    frame = pd.read_csv(p, dtype=str, nrows=max_rows, keep_default_na=False)
+    frame = _read_csv(p, max_rows)
     header = list(frame.columns)
     if not header or header[0] != JENA_TIME_COLUMN:
         raise DataFormatError(
@@ -299,8 +432,9 @@ def load_jena_csv(path: str, *, columns=(), target: str = JENA_TARGET,
     times = _parse_times(frame[JENA_TIME_COLUMN], JENA_TIME_FORMAT, p, JENA_TIME_COLUMN)
     names = list(columns) or list(JENA_COLUMNS)
     _check_columns(p, header, names + [target])
-    values = _float_columns(frame.replace("", np.nan), names, p, line_offset=2)
-    return Series(values, names, target, times, str(p), timestamp_quality(times))
+    values, missing, nonfinite = _float_columns(frame, names, p, line_offset=2)
+    return Series(values, names, target, times, str(p), timestamp_quality(times),
+                  missing, nonfinite)
 
 
 def load_tmy3(path: str, *, columns=(), target: str = TMY3_TARGET,
@@ -340,7 +474,7 @@ def load_tmy3(path: str, *, columns=(), target: str = TMY3_TARGET,
     _check_columns(p, list(data.columns), names + [target])
     if max_rows is not None:
         data, raw = data.iloc[:max_rows], raw.iloc[:max_rows]
-    values = _float_columns(data, names, p, line_offset=3)
+    values, missing, nonfinite = _float_columns(data, names, p, line_offset=3)
     # TMY's last row is hour 24:00 of Dec 31 = 00:00 of the next year after coercion;
     # row order is the authority, so times are rebuilt as a regular hourly axis.
     start = np.datetime64(f"{TMY3_NOMINAL_YEAR}-01-01T01:00", "ns")
@@ -353,7 +487,7 @@ def load_tmy3(path: str, *, columns=(), target: str = TMY3_TARGET,
         tmy_source_years=sorted({int(y) for y in source_years[:-1]}),
         time_axis=f"row order, re-stamped hourly in nominal year {TMY3_NOMINAL_YEAR}",
     )
-    return Series(values, names, target, times, str(p), quality)
+    return Series(values, names, target, times, str(p), quality, missing, nonfinite)
 
 
 def load_csv(path: str, *, time_column: str, time_format: str, columns, target: str,
@@ -363,17 +497,19 @@ def load_csv(path: str, *, time_column: str, time_format: str, columns, target: 
     Args:
         path: the CSV (header on line 1).
         time_column: name of the time column.
-        time_format: explicit strptime format (e.g. ``%Y-%m-%d %H:%M``), never guessed.
+        time_format: explicit strptime format (e.g. ``%Y-%m-%d %H:%M``), never guessed;
+            with ``%z`` each stamp's UTC offset is applied and times are UTC (C19).
         columns: feature columns (floats); ``target`` must be one of them.
         target: target column.
         max_rows: read only the first ``max_rows`` rows.
 
     Raises:
-        FileNotFoundError, DataFormatError (missing column, bad timestamp or number,
-        each naming the line).
+        FileNotFoundError, DataFormatError (empty or header-only file, missing column,
+        bad timestamp or number, extra field, not UTF-8: each naming file, line and
+        column).
     """
     p = resolve_path(path)
-    frame = pd.read_csv(p, dtype=str, nrows=max_rows, keep_default_na=False)
+    frame = _read_csv(p, max_rows)
     return from_dataframe(frame, time_column=time_column, time_format=time_format,
                           columns=columns, target=target, source=str(p))
 
@@ -383,7 +519,16 @@ def from_dataframe(frame: pd.DataFrame, *, time_column: str, time_format: str, c
     """Build a :class:`Series` from a DataFrame (the generic form of the loaders).
 
     Times given as strings are parsed with ``time_format``; datetime columns are
-    taken as they are. Line numbers in errors count the header as line 1.
+    taken as they are (time-zone aware ones converted to UTC). Line numbers in errors
+    count the header as line 1. Feature cells may be numbers, missing spellings
+    (:data:`MISSING_SPELLINGS`) or non-finite numbers (both read as NaN, counted).
+
+    Returns:
+        A :class:`Series` (values float64, times datetime64[ns], quality in file order).
+
+    Raises:
+        ValueError: no feature columns, or the target is not one of them.
+        DataFormatError: a missing column, timestamp or number (file, line, column).
     """
     p = Path(source)
     names = list(columns)
@@ -394,27 +539,74 @@ def from_dataframe(frame: pd.DataFrame, *, time_column: str, time_format: str, c
     _check_columns(p, list(frame.columns), [time_column] + names)
     col = frame[time_column]
     if pd.api.types.is_datetime64_any_dtype(col):
+        if getattr(col.dt, "tz", None) is not None:
+            col = col.dt.tz_convert(None)
         times = col.to_numpy(dtype="datetime64[ns]")
     else:
         if not time_format:
             raise ValueError("`data.time_format` is required for string time columns")
         times = _parse_times(col.astype(str), time_format, p, time_column)
-    values = _float_columns(frame.replace("", np.nan), names, p, line_offset=2)
-    return Series(values, names, target, times, source, timestamp_quality(times))
+    values, missing, nonfinite = _float_columns(frame, names, p, line_offset=2)
+    return Series(values, names, target, times, source, timestamp_quality(times),
+                  missing, nonfinite)
 
 
 def load_series(spec: DataSpec) -> Series:
-    """Dispatch on ``spec.format`` (``jena``, ``tmy3``, ``csv``)."""
+    """Dispatch on ``spec.format`` (``jena``, ``tmy3``, ``csv``).
+
+    Returns:
+        The loader's :class:`Series`, rows in file order (see :func:`prepare_weather`
+        for the time-axis repair).
+
+    Raises:
+        FileNotFoundError, DataFormatError, ValueError: as the loaders.
+    """
+    return _read_series(spec, spec.max_rows)
+
+
+def _read_series(spec: DataSpec, max_rows: int | None) -> Series:
     if spec.format == "jena":
         return load_jena_csv(spec.path, columns=spec.columns, target=spec.target or JENA_TARGET,
-                             max_rows=spec.max_rows)
+                             max_rows=max_rows)
     if spec.format == "tmy3":
         return load_tmy3(spec.path, columns=spec.columns, target=spec.target or TMY3_TARGET,
-                         max_rows=spec.max_rows)
+                         max_rows=max_rows)
     if spec.format == "csv":
         return load_csv(spec.path, time_column=spec.time_column, time_format=spec.time_format,
-                        columns=spec.columns, target=spec.target, max_rows=spec.max_rows)
+                        columns=spec.columns, target=spec.target, max_rows=max_rows)
     raise ValueError(f"`data.format` must be one of jena, tmy3, csv. Received: {spec.format!r}")
+
+
+def check_weather_source(spec: DataSpec) -> None:
+    """Cheap checks of a weather source, meant to run before Ray starts.
+
+    The file exists and is readable; for ``jena`` and ``csv`` the header, the named
+    columns, the time format and the numbers of the first :data:`CHECK_ROWS` data
+    rows are read exactly as the full preparation reads them (an empty or header-only
+    file, a typo in a column name or time format fails here in well under a second);
+    a ``tmy3`` file (at most 8,784 rows) is read whole through pvlib.
+
+    Args:
+        spec: the study's ``data`` section.
+
+    Returns:
+        None.
+
+    Raises:
+        FileNotFoundError: no such file (the message names it).
+        DataFormatError: unreadable, empty, header-only, missing column, bad timestamp
+            or number in the rows read (file, line and column named).
+        ValueError: ``csv`` settings that cannot work (no columns, target not listed,
+            no time format).
+    """
+    path = resolve_path(spec.path)
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot be read ({exc.strerror})") from None
+    rows = CHECK_ROWS if spec.max_rows is None else min(CHECK_ROWS, spec.max_rows)
+    _read_series(spec, None if spec.format == "tmy3" else rows)
 
 
 def clean_sentinels(values: np.ndarray, columns: list[str], sentinels=DEFAULT_SENTINELS,
@@ -502,14 +694,22 @@ class PreparedDataset:
     """Output of :func:`prepare_weather`.
 
     Attributes:
-        data: normalized float32 (rows, features), the single array all windows read.
+        data: normalized float32 (rows, features), the single array all windows read;
+            rows are in time order, one per stamp, filled gap slots included.
         meta: JSON-able description: key, columns, target and its column index,
-            mean/std per column (target units), split bounds, row counts, sentinel
-            counts, time-axis quality, source.
+            mean/std per column (target units), ``splits`` (per split the segments of
+            equally spaced rows that windows read), ``blocks`` (the split as
+            configured, before cuts at gaps), row counts, replaced-value counts
+            (``sentinel_counts``, ``missing_counts``, ``nonfinite_counts``), time-axis
+            quality, ``constant_features``, ``windows``/``windows_excluded`` per split
+            for the study's window geometry, source.
+        times: datetime64[ns] (rows,) of ``data``'s rows (UTC when the file gave
+            offsets), or ``None``.
     """
 
     data: np.ndarray
     meta: dict
+    times: np.ndarray | None = None
 
 
 def dataset_key(spec: DataSpec, split: SplitSpec, path: Path) -> str:
@@ -518,33 +718,96 @@ def dataset_key(spec: DataSpec, split: SplitSpec, path: Path) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    h.update(json.dumps([asdict(spec), asdict(split), "weather-v2"], sort_keys=True,
+    h.update(json.dumps([asdict(spec), asdict(split), "weather-v3"], sort_keys=True,
                         default=str).encode())
     return h.hexdigest()[:16]
 
 
+def split_window_counts(windows: WindowSpec, meta: dict) -> dict[str, dict[str, int]]:
+    """Windows per split for one window geometry, and those excluded by gaps in time.
+
+    Args:
+        windows: the window geometry (a model's own, e.g. ``conv_gru``'s step).
+        meta: a prepared dataset's description (``blocks`` and ``splits``).
+
+    Returns:
+        ``{split: {"windows": n, "excluded": m}}``: ``n`` windows whose rows are all
+        equally spaced in time; ``m`` windows the configured blocks would hold but
+        whose inputs or target would span a gap (cut, see :mod:`dlpipe.tasks.time_axis`).
+
+    Raises:
+        SplitTooShortError: a block is shorter than one window (C08), or the gaps leave
+            a split without any window (names the split, its longest run and
+            ``data.max_gap``).
+    """
+    out = {}
+    blocks = meta.get("blocks", meta["splits"])
+    for name, segments in meta["splits"].items():
+        check_blocks(windows, blocks[name], split=name)  # C08
+        n = count_windows(windows, segments)
+        excluded = count_windows(windows, blocks[name]) - n
+        if n == 0:
+            longest = max(b - a for a, b in segments)
+            raise SplitTooShortError(
+                f"{meta['source']}: split `{name}` has no window left: gaps in time cut it "
+                f"into {len(segments)} runs of equally spaced rows, the longest {longest} "
+                f"rows, but one window needs {windows.rows_needed} rows; raise "
+                f"`data.max_gap` (now {meta['quality'].get('max_gap', 0)}) to fill the "
+                "gaps, or lower lookback/delay")
+        split_window_rows(windows, segments, split=name)
+        out[name] = {"windows": n, "excluded": excluded}
+    return out
+
+
 def prepare_weather(spec: DataSpec, split: SplitSpec, windows: WindowSpec,
                     cache_dir: str | None = None) -> PreparedDataset:
-    """Load, clean (C07), split by time, normalize with train statistics, and check
-    that every split holds at least one window (C08).
+    """Load, repair the time axis, clean (C07, C20), split by time, normalize with train
+    statistics, and check that every split holds at least one window (C08).
+
+    Order of the steps (each counted in ``meta``): parse (missing spellings and
+    non-finite numbers -> NaN) -> sort by time, keep the first row of each repeated
+    stamp, fill gaps of at most ``spec.max_gap`` slots with NaN rows, cut the series
+    at longer gaps (:func:`dlpipe.tasks.time_axis.regularize`) -> sentinel policy ->
+    split (row bounds of the repaired series; each split's segments cut at the gaps)
+    -> normalize -> refuse a constant target, list constant features.
 
     The result is cached as ``<cache_dir>/dataset-<key>.npz`` (+ ``.json``), written
     atomically; a later call with the same file content and config loads it.
 
+    Returns:
+        A :class:`PreparedDataset` (``meta["windows"]`` and
+        ``meta["windows_excluded"]`` for ``windows``).
+
     Raises:
-        FileNotFoundError, DataFormatError, ValueError (bad config),
-        SplitTooShortError (a split has fewer rows than one window needs, C08).
+        FileNotFoundError, DataFormatError (bad input, or a target constant over the
+        training rows), ValueError (bad config), SplitTooShortError (a split has
+        fewer rows than one window needs, C08, or none left between gaps).
     """
     path = resolve_path(spec.path)
     key = dataset_key(spec, split, path)
     cached = _load_cached(cache_dir, key)
     if cached is None:
         series = load_series(spec)
-        cleaned, sentinel_counts = clean_sentinels(series.values, series.columns,
+        regular = regularize(series.times, series.values, max_gap=spec.max_gap) \
+            if series.times is not None else None
+        values = series.values if regular is None else regular.values
+        cleaned, sentinel_counts = clean_sentinels(values, series.columns,
                                                    spec.sentinels, spec.sentinel_policy)
-        bounds = split.bounds(len(cleaned))
-        data, mean, std = normalize(cleaned, bounds["train"])
+        blocks = split.bounds(len(cleaned))
+        breaks = regular.breaks if regular is not None else np.empty(0, np.int64)
+        segments = {name: cut_segments(segs, breaks) for name, segs in blocks.items()}
+        data, mean, std = normalize(cleaned, blocks["train"])
         target_column = series.columns.index(series.target)
+        constant = _constant_columns(cleaned, blocks["train"], series.columns)
+        if series.target in constant:
+            raise DataFormatError(
+                f"{series.source}: column `{series.target}` (the target) holds the same "
+                f"value {constant[series.target]!r} in every training row: there is "
+                "nothing to predict")
+        quality = dict(series.quality)
+        if regular is not None:
+            quality.update(regular.counts, rows_in_file=int(len(series.values)),
+                           breaks=int(len(regular.breaks)))
         meta = {
             "key": key,
             "source": series.source,
@@ -555,15 +818,28 @@ def prepare_weather(spec: DataSpec, split: SplitSpec, windows: WindowSpec,
             "mean": mean.tolist(),
             "std": std.tolist(),
             "rows": int(len(data)),
-            "splits": {k: [list(seg) for seg in v] for k, v in bounds.items()},
+            "splits": segments,
+            "blocks": {k: [list(seg) for seg in v] for k, v in blocks.items()},
             "sentinel_counts": sentinel_counts,
-            "quality": series.quality,
+            "missing_counts": series.missing_counts,
+            "nonfinite_counts": series.nonfinite_counts,
+            "constant_features": sorted(constant),
+            "quality": quality,
         }
-        _save_cached(cache_dir, key, data, meta)
-        cached = PreparedDataset(data, meta)
-    for name, segments in cached.meta["splits"].items():
-        split_window_rows(windows, segments, split=name)  # raises SplitTooShortError (C08)
+        times = regular.times if regular is not None else series.times
+        _save_cached(cache_dir, key, data, meta, times)
+        cached = PreparedDataset(data, meta, times)
+    counts = split_window_counts(windows, cached.meta)  # raises SplitTooShortError (C08)
+    cached.meta["windows"] = {k: v["windows"] for k, v in counts.items()}
+    cached.meta["windows_excluded"] = {k: v["excluded"] for k, v in counts.items()}
     return cached
+
+
+def _constant_columns(values: np.ndarray, train_segments, columns) -> dict[str, float]:
+    """Columns holding one value in every training row -> ``{name: value}``."""
+    train = np.concatenate([values[a:b] for a, b in train_segments])
+    same = np.all(train == train[:1], axis=0) if len(train) else np.zeros(len(columns), bool)
+    return {columns[j]: float(train[0, j]) for j in np.flatnonzero(same)}
 
 
 def _load_cached(cache_dir: str | None, key: str) -> PreparedDataset | None:
@@ -574,10 +850,12 @@ def _load_cached(cache_dir: str | None, key: str) -> PreparedDataset | None:
         return None
     with np.load(npz) as f:
         data = f["data"]
-    return PreparedDataset(data, json.loads(js.read_text()))
+        times = f["times"] if "times" in f.files else None
+    return PreparedDataset(data, json.loads(js.read_text()), times)
 
 
-def _save_cached(cache_dir: str | None, key: str, data: np.ndarray, meta: dict) -> None:
+def _save_cached(cache_dir: str | None, key: str, data: np.ndarray, meta: dict,
+                 times: np.ndarray | None = None) -> None:
     if not cache_dir:
         return
     from dlpipe.tasks.reports import atomic_write_bytes  # local: keeps this module light
@@ -587,6 +865,9 @@ def _save_cached(cache_dir: str | None, key: str, data: np.ndarray, meta: dict) 
     import io
 
     buf = io.BytesIO()
-    np.savez(buf, data=data)
+    if times is None:
+        np.savez(buf, data=data)
+    else:
+        np.savez(buf, data=data, times=times)
     atomic_write_bytes(d / f"dataset-{key}.npz", buf.getvalue())
     atomic_write_bytes(d / f"dataset-{key}.json", json.dumps(meta, indent=1).encode())

@@ -14,9 +14,11 @@ target is the temperature 24 hours after the last sample.
 
 One window needs ``lookback - step + 1 + delay`` consecutive rows; a split with ``R``
 rows yields ``R - (lookback - step + delay)`` windows. Windows never cross a split
-boundary. No window is ever copied out of the array ahead of time: a batch is built by
-one gather ``data[rows[:, None] + offsets]`` into a float32 buffer, so memory stays
-O(rows x features) whatever the number of windows (they overlap almost entirely).
+boundary, nor a gap in time (a split is a list of segments of equally spaced rows,
+see :func:`split_window_rows`). No window is ever copied out of the array ahead of
+time: a batch is built by one gather ``data[rows[:, None] + offsets]`` into a float32
+buffer, so memory stays O(rows x features) whatever the number of windows (they
+overlap almost entirely).
 """
 
 from __future__ import annotations
@@ -110,23 +112,67 @@ def window_rows(spec: WindowSpec, start: int, stop: int, *, split: str = "split"
 def split_window_rows(spec: WindowSpec, segments, *, split: str = "split") -> np.ndarray:
     """Last-input rows of every window of a split made of one or more segments.
 
+    A segment is a run of consecutive, equally spaced rows: a block of a blocked split
+    (:class:`dlpipe.tasks.weather_data.SplitSpec`), or the part of one between two
+    gaps in time (:func:`dlpipe.tasks.time_axis.cut_segments`). No window crosses a
+    segment boundary. A segment shorter than one window yields none (a short run
+    between gaps); the split as a whole must yield at least one (case C08). The
+    per-block rule of a blocked split is :func:`check_blocks`.
+
     Args:
         spec: the window geometry.
         segments: ``[(start, stop), ...]`` row ranges of the split (stop exclusive).
         split: the split's name, used in the error message.
 
     Returns:
-        int64 array, the rows of each segment in order (no window crosses segments).
+        int64 array, the rows of each segment in order.
 
     Raises:
-        SplitTooShortError: a segment is shorter than one window (case C08); with
-            several segments the message names the segment.
+        SplitTooShortError: no segment holds one window (case C08); a single segment
+            is named as a split, several by their number and the longest one's rows.
     """
-    parts = []
-    for i, (start, stop) in enumerate(segments):
-        block = f"block {i + 1} of {len(segments)}" if len(segments) > 1 else ""
-        parts.append(window_rows(spec, start, stop, split=split, block=block))
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    if len(segments) == 1:
+        (start, stop), = segments
+        return window_rows(spec, start, stop, split=split)
+    parts = [window_rows(spec, start, stop, split=split)
+             for start, stop in segments if stop - start >= spec.rows_needed]
+    if not parts:
+        lengths = [stop - start for start, stop in segments] or [0]
+        longest = int(np.argmax(lengths))
+        raise SplitTooShortError(
+            f"split `{split}` has no window: none of its {len(segments)} segments (blocks, "
+            f"or runs of equally spaced rows between gaps in time) is long enough; the "
+            f"longest (segment {longest + 1} of {len(segments)}) has {lengths[longest]} "
+            f"rows but one window needs {spec.rows_needed} rows (lookback {spec.lookback} "
+            f"- step {spec.step} + 1 + delay {spec.delay})"
+        )
+    return np.concatenate(parts)
+
+
+def check_blocks(spec: WindowSpec, blocks, *, split: str = "split") -> None:
+    """Every block of a split holds at least one window (case C08, blocked splits).
+
+    Args:
+        spec: the window geometry.
+        blocks: ``[(start, stop), ...]`` the split's blocks before any cut at a gap.
+        split: the split's name, used in the error message.
+
+    Raises:
+        SplitTooShortError: a block is shorter than one window; with several blocks
+            the message names the block (``block 2 of 4``).
+    """
+    for i, (start, stop) in enumerate(blocks):
+        block = f"block {i + 1} of {len(blocks)}" if len(blocks) > 1 else ""
+        window_rows(spec, start, stop, split=split, block=block)
+
+
+def count_windows(spec: WindowSpec, segments) -> int:
+    """Number of windows that fit in the segments, none crossing a boundary, int.
+
+    A segment of ``R`` rows holds ``max(0, R - (lookback - step + delay))`` windows.
+    """
+    reach = spec.rows_needed - 1
+    return int(sum(max(0, stop - start - reach) for start, stop in segments))
 
 
 class WindowBatches:

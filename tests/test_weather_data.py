@@ -180,7 +180,14 @@ def test_blocked_split_statistics_and_windows(tmp_path):
                              prepared.meta["splits"]["validation"], split="validation")
     # per segment t from start + 1 to stop - 2: 11..13 and 31..33, never across blocks
     np.testing.assert_array_equal(rows, [11, 12, 13, 31, 32, 33])
+    from dlpipe.tasks.windows import check_blocks
+
     with pytest.raises(SplitTooShortError, match=r"split `validation` \(block 1 of 2\) has 5"):
+        check_blocks(WindowSpec(lookback=4, step=1, delay=2),
+                     prepared.meta["blocks"]["validation"], split="validation")
+    # the windows of a split made of segments: none fits -> the longest is named
+    with pytest.raises(SplitTooShortError, match=r"split `validation` has no window.*longest "
+                       r"\(segment 1 of 2\) has 5 rows but one window needs 6 rows"):
         split_window_rows(WindowSpec(lookback=4, step=1, delay=2),
                           prepared.meta["splits"]["validation"], split="validation")
     with pytest.raises(ValueError, match="either"):
