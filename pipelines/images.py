@@ -11,7 +11,10 @@ Parquet reports (``runs``, ``history``, ``predictions``, ``datasets``) and plots
 optional ensemble stage.
 
 The ``datasets`` row's ``quality`` JSON holds the class counts per split, the bad files
-(path, reason, size), the split report and the cache's hits, misses and conv-base
+(path, reason, size; files declaring more than ``images.max_pixels`` pixels among them),
+the files turned upright by their EXIF orientation (``rotated``, case C21), the files
+whose bytes are another format than their extension (``format_mismatch``), these
+counts (``counts``), the split report and the cache's hits, misses and conv-base
 forward passes per split; a rerun of the same study finds every feature in the cache
 (0 forward passes) and skips every finished run.
 
@@ -104,8 +107,11 @@ def prepare_dataset(cfg, run_dir: Path):
         "dataset_key": meta["key"], "source": meta["source"], "rows": meta["images"],
         "columns": meta["class_names"], "target": "label", "splits": meta["split_counts"],
         "sentinel_counts": {}, "quality": {
-            k: meta[k] for k in ("class_counts", "bad_files", "split", "demo",
-                                 "feature_cache", "feature_shape", "weights_used")}}])
+            **{k: meta[k] for k in ("class_counts", "bad_files", "rotated",
+                                    "format_mismatch", "max_pixels", "split", "demo",
+                                    "feature_cache", "feature_shape", "weights_used")},
+            "counts": {"bad_files": len(meta["bad_files"]), "rotated": len(meta["rotated"]),
+                       "format_mismatch": len(meta["format_mismatch"])}}}])
     print_dataset(meta)
     return ray.put(arrays), meta
 
@@ -150,6 +156,19 @@ def print_dataset(meta: dict) -> None:
         print(f"    {b['path']}: {b['reason']}{size}")
     if len(bad) > 10:
         print(f"    ... {len(bad) - 10} more in the datasets report (quality.bad_files)")
+    rotated = meta.get("rotated") or []
+    print(f"  {len(rotated)} file(s) turned upright by their EXIF orientation"
+          + (f" (e.g. {rotated[0]['path']}: orientation {rotated[0]['orientation']})"
+             if rotated else ""))
+    mismatch = meta.get("format_mismatch") or []
+    if mismatch:
+        print(f"  {len(mismatch)} file(s) whose bytes are another format than the "
+              "extension says (read by content; rename them at the source):")
+        for m in mismatch[:5]:
+            print(f"    {m['path']}: {m['format'].upper()} bytes named {m['extension']}")
+        if len(mismatch) > 5:
+            print(f"    ... {len(mismatch) - 5} more in the datasets report "
+                  "(quality.format_mismatch)")
     cache = meta.get("feature_cache")
     if cache:
         print(f"  cache: {cache['hits']} hits, {cache['misses']} misses, "

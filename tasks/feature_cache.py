@@ -9,7 +9,9 @@ stay the same. So each feature array is stored once, under a key made of:
   feature already computed;
 * the **base key** (:func:`base_key`): conv base architecture, weights identity
   (``"imagenet"``, ``"none"``, or the sha256 of a local weights file, see
-  :func:`weights_id`), input size, preprocessing, Keras version.
+  :func:`weights_id`), input size, preprocessing, Keras version, and the version of the
+  image decoder (``image_data.DECODER_VERSION``: features of a decoder that did not
+  apply the EXIF orientation are never reused, case C21).
 
 Layout under a cache root::
 
@@ -153,13 +155,14 @@ def base_description(architecture, weights_id, input_size, preprocessing,
     Raises:
         ValueError: ``input_size`` is not two positive ints, or bad ``preprocessing``.
     """
-    from dlpipe.tasks.image_data import _check_size, preprocessing_id
+    from dlpipe.tasks.image_data import DECODER_VERSION, _check_size, preprocessing_id
 
     pre = preprocessing if isinstance(preprocessing, str) and (
         preprocessing == "none" or preprocessing.startswith("rescale:")) else \
         preprocessing_id(preprocessing)
     return {
         "format": FORMAT_VERSION,
+        "decoder": DECODER_VERSION,
         "architecture": str(architecture).lower(),
         "weights": str(weights_id),
         "input_size": list(_check_size(tuple(input_size))),
@@ -175,7 +178,9 @@ def base_key(architecture, weights_id, input_size, preprocessing, keras_version=
     :func:`base_description`'s canonical JSON.
 
     Any change of architecture, weights identity, input size, preprocessing, Keras
-    version or ``extra`` gives another key (and another cache folder).
+    version, ``extra`` or the image decoder
+    (:data:`dlpipe.tasks.image_data.DECODER_VERSION`: 2 applies the EXIF orientation,
+    case C21) gives another key (and another cache folder).
     """
     description = base_description(architecture, weights_id, input_size, preprocessing,
                                    keras_version, extra=extra)
@@ -460,7 +465,9 @@ def extract_features(paths, conv_base, *, size, preprocessing, batch_size=32, la
     """
     import tensorflow as tf
 
-    from dlpipe.tasks.image_data import _check_size, _decode_resize, preprocessing_fn
+    from dlpipe.tasks.image_data import (
+        _check_size, _decode_resize, preprocessing_fn, read_image_header,
+    )
 
     paths = [os.fspath(p) for p in paths]
     if not paths:
@@ -501,9 +508,11 @@ def extract_features(paths, conv_base, *, size, preprocessing, batch_size=32, la
     computed: dict[str, np.ndarray] = {}
     batches = 0
     if todo:
+        orientations = np.asarray([read_image_header(paths[i]).orientation for i in todo],
+                                  np.int32)
         ds = tf.data.Dataset.from_tensor_slices(
-            ([paths[i] for i in todo], np.asarray(todo, dtype=np.int64)))
-        ds = ds.map(lambda p, i: (_decode_resize(tf.io.read_file(p), size), i),
+            ([paths[i] for i in todo], np.asarray(todo, dtype=np.int64), orientations))
+        ds = ds.map(lambda p, i, o: (_decode_resize(tf.io.read_file(p), size, o), i),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size).map(lambda x, i: (preprocess(x), i),
                                       num_parallel_calls=tf.data.AUTOTUNE)

@@ -26,6 +26,21 @@ image with grey and only warn), so :func:`validate_images` also walks the JPEG
 markers up to the end-of-image marker ``FF D9`` and the PNG chunks up to ``IEND``.
 Bytes between the last scan and ``FF D9`` (C01's 50 zero bytes) are allowed: the image
 decodes. Source files are only ever opened for reading.
+
+Rules of issue 12 (one decoder, :func:`decode_image`, used by validation, training and
+the feature cache):
+
+* **Orientation (C21).** The EXIF Orientation tag (JPEG APP1, PNG ``eXIf``, WebP
+  ``EXIF``) is applied after decoding, as ``PIL.ImageOps.exif_transpose`` does; the
+  files it turned are listed (:class:`ImageCheck`'s ``rotated``). The decoder's
+  version (:data:`DECODER_VERSION`) is part of the feature cache's base key.
+* **Decoding cost bounded.** Width and height are read from the header
+  (:func:`image_header`) before decoding; a file declaring more than ``max_pixels``
+  pixels (default Pillow's ``Image.MAX_IMAGE_PIXELS``, 89,478,485) is a bad file with
+  that reason and is never decoded.
+* **Content vs extension.** A file whose bytes are another format than its extension
+  names (PNG/BMP/GIF bytes named ``.jpg``) is decoded by content and listed as a format
+  mismatch (:class:`ImageCheck`'s ``format_mismatch``).
 """
 
 from __future__ import annotations
@@ -53,6 +68,24 @@ SPLIT_MANIFEST = "split.json"
 _FLAT_NAME = re.compile(r"^(?P<cls>[^.\s]+)\.(?P<id>\d+)\.(?P<ext>jpe?g|png)$", re.IGNORECASE)
 _SPLIT_MODES = ("contiguous", "shuffle")
 _TMP_SUFFIX = ".tmp"
+
+
+#: Version of the pipeline's decoder (:func:`decode_image`). It is part of the feature
+#: cache's base key, so features computed by an older decoder are never reused.
+#: 1: ``tf.io.decode_image`` as is; 2: EXIF Orientation applied (case C21).
+DECODER_VERSION = 2
+#: Default pixel limit (width x height) of a file the pipeline decodes: Pillow's
+#: ``Image.MAX_IMAGE_PIXELS`` (1024 * 1024 * 1024 // 4 // 3 = 89,478,485, about 0.25 GiB
+#: of 24-bit pixels); study files set ``images.max_pixels``.
+DEFAULT_MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+#: The format each listed extension promises (a mismatch is reported, never refused).
+EXTENSION_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}
+#: Bytes :func:`read_image_header` reads first (EXIF APP1 segments are < 64 KiB each).
+_HEADER_PROBE = 256 * 1024
+#: EXIF Orientation -> the transform that displays the image upright, as
+#: ``PIL.ImageOps.exif_transpose`` names it.
+ORIENTATIONS = {1: "none", 2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM",
+                5: "TRANSPOSE", 6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
 
 
 @dataclass
@@ -305,54 +338,100 @@ def list_image_folder(split_dir) -> ImageFolder:
     return ImageFolder(paths, np.asarray(labels, dtype=np.int32), class_names)
 
 
-def validate_images(paths, *, size=None) -> tuple[list[str], list[dict]]:
+@dataclass
+class ImageCheck:
+    """Result of :func:`check_images`.
+
+    Attributes:
+        ok: Paths of the good files (str), in input order.
+        bad: One dict per bad file: ``{"path", "reason", "size_bytes"}``
+            (``size_bytes`` -1 when the file cannot even be read).
+        rotated: ``[{"path", "orientation"}]``: good files whose EXIF Orientation (2-8)
+            the decoder applied (case C21).
+        format_mismatch: ``[{"path", "extension", "format"}]``: good files whose bytes
+            are another format than their extension names (PNG bytes named ``.jpg``).
+    """
+
+    ok: list[str]
+    bad: list[dict]
+    rotated: list[dict] = field(default_factory=list)
+    format_mismatch: list[dict] = field(default_factory=list)
+
+
+def check_images(paths, *, size=None, max_pixels=DEFAULT_MAX_PIXELS) -> ImageCheck:
     """Decode every file with the pipeline's decoder; keep the good, list the bad
-    (cases C01, C02).
+    (cases C01, C02), the rotated (C21) and the misnamed.
 
     A file is good when it is readable, non-empty, complete (JPEG: the marker walk
-    reaches ``FF D9``; PNG: the chunk walk reaches ``IEND``) and
-    ``tf.io.decode_image(bytes, channels=3, expand_animations=False)`` returns a
-    non-empty ``(height, width, 3)`` image; with ``size``, resizing it to
-    ``(size[0], size[1], 3)`` must work too. The format comes from the bytes: a PNG
-    named ``.jpg`` is good, a text file named ``.jpg`` is not. Files are opened
-    read-only and never changed.
+    reaches ``FF D9``; PNG: the chunk walk reaches ``IEND``), its header declares at
+    most ``max_pixels`` pixels (checked before any pixel is decoded), and
+    :func:`decode_image` returns a non-empty ``(height, width, 3)`` image; with
+    ``size``, resizing it to ``(size[0], size[1], 3)`` must work too. The format comes
+    from the bytes: a PNG named ``.jpg`` is good (and listed in ``format_mismatch``),
+    a text file named ``.jpg`` is not. Files are opened read-only and never changed.
 
     Args:
         paths: File paths.
         size: Optional ``(height, width)`` the pipeline will resize to.
+        max_pixels: Largest ``width * height`` a header may declare (default Pillow's
+            ``Image.MAX_IMAGE_PIXELS``, 89,478,485); None = no limit.
 
     Returns:
-        ``(ok_paths, bad)``: the good paths as str, in input order; and one dict per
-        bad file: ``{"path": str, "reason": str, "size_bytes": int}`` (``-1`` when the
-        file cannot even be read).
+        An :class:`ImageCheck`.
     """
     import tensorflow as tf
 
-    ok, bad = [], []
+    out = ImageCheck([], [])
     for p in paths:
         path = os.fspath(p)
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as exc:
-            bad.append({"path": path, "reason": f"unreadable: {exc.strerror or exc}",
-                        "size_bytes": -1})
+            out.bad.append({"path": path, "reason": f"unreadable: {exc.strerror or exc}",
+                            "size_bytes": -1})
             continue
         reason = image_bytes_problem(data)
+        header = image_header(data) if reason is None else None
+        if reason is None and max_pixels is not None and (header.pixels or 0) > max_pixels:
+            reason = (f"header declares {header.width} x {header.height} = "
+                      f"{header.pixels:,} pixels, above the limit of {max_pixels:,} "
+                      "(images.max_pixels); not decoded")
         if reason is None:
             try:
-                image = tf.io.decode_image(data, channels=3, expand_animations=False)
+                image = decode_image(data, header.orientation)
                 if min(image.shape[:2]) == 0:
                     reason = f"decoded to an empty image {tuple(image.shape)}"
                 elif size is not None:
                     tf.image.resize(image, _check_size(size))
             except tf.errors.OpError as exc:
                 reason = f"decode error: {_op_error_text(exc)}"
-        if reason is None:
-            ok.append(path)
-        else:
-            bad.append({"path": path, "reason": reason, "size_bytes": len(data)})
-    return ok, bad
+        if reason is not None:
+            out.bad.append({"path": path, "reason": reason, "size_bytes": len(data)})
+            continue
+        out.ok.append(path)
+        if header.orientation != 1:
+            out.rotated.append({"path": path, "orientation": header.orientation})
+        mismatch = format_mismatch(path, header.format)
+        if mismatch is not None:
+            out.format_mismatch.append(mismatch)
+    return out
+
+
+def validate_images(paths, *, size=None,
+                    max_pixels=DEFAULT_MAX_PIXELS) -> tuple[list[str], list[dict]]:
+    """:func:`check_images`' good paths and bad files (cases C01, C02).
+
+    Args:
+        paths, size, max_pixels: As :func:`check_images`.
+
+    Returns:
+        ``(ok_paths, bad)``: the good paths as str, in input order; and one dict per
+        bad file: ``{"path": str, "reason": str, "size_bytes": int}`` (``-1`` when the
+        file cannot even be read).
+    """
+    check = check_images(paths, size=size, max_pixels=max_pixels)
+    return check.ok, check.bad
 
 
 def image_bytes_problem(data: bytes) -> str | None:
@@ -393,25 +472,133 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header declares, read without decoding any pixel.
+
+    Attributes:
+        format: ``"jpeg"``, ``"png"``, ``"gif"``, ``"bmp"``, ``"webp"`` or None
+            (unknown bytes).
+        width, height: Declared size in pixels as stored (before orientation); None
+            when the header does not say (cut short, unknown format).
+        orientation: EXIF Orientation tag, 1-8 (1 = upright, also when there is no
+            EXIF block or the tag is out of range); JPEG APP1 ``Exif``, PNG ``eXIf``
+            and WebP ``EXIF`` blocks are read.
+    """
+
+    format: str | None
+    width: int | None = None
+    height: int | None = None
+    orientation: int = 1
+
+    @property
+    def pixels(self) -> int | None:
+        """``width * height`` (None when unknown)."""
+        return None if self.width is None or self.height is None else self.width * self.height
+
+
+def image_header(data: bytes) -> ImageHeader:
+    """Format, declared size and EXIF orientation of an image from its leading bytes.
+
+    Dimensions come from the JPEG frame header (the first SOF segment), the PNG
+    ``IHDR`` chunk, the GIF logical screen, the BMP info header or the WebP
+    ``VP8``/``VP8L``/``VP8X`` chunk. The EXIF block found (JPEG: the first APP1
+    segment starting ``Exif``, before the first scan; PNG: an ``eXIf`` chunk before
+    ``IDAT``; WebP: an ``EXIF`` chunk) is parsed with Pillow's ``PIL.Image.Exif``
+    (tag 0x0112, Orientation). No pixel is decoded: a file declaring 20000 x 20000
+    pixels costs nothing here.
+
+    Args:
+        data: The file's bytes, or a prefix of them holding the header.
+
+    Returns:
+        An :class:`ImageHeader`.
+    """
+    return _parse_header(data)[0]
+
+
+def read_image_header(path) -> ImageHeader:
+    """:func:`image_header` of a file, reading its first 256 KiB, or the whole file
+    when the header (and any EXIF block) runs further.
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    with open(os.fspath(path), "rb") as f:
+        data = f.read(_HEADER_PROBE)
+        header, complete = _parse_header(data)
+        if not complete and len(data) == _HEADER_PROBE:
+            header = image_header(data + f.read())
+    return header
+
+
+def format_mismatch(path, kind: str | None) -> dict | None:
+    """``{"path", "extension", "format"}`` when the bytes' format (``kind``, from
+    :func:`sniff_format`) is not the one the file's extension names, else None."""
+    suffix = Path(os.fspath(path)).suffix.lower()
+    expected = EXTENSION_FORMATS.get(suffix)
+    if kind is None or expected is None or kind == expected:
+        return None
+    return {"path": os.fspath(path), "extension": suffix, "format": kind}
+
+
+def decode_image(data, orientation=1):
+    """The pipeline's one decoder (validation, training, feature cache): bytes ->
+    uint8 ``(height, width, 3)``, upright.
+
+    ``tf.io.decode_image(data, channels=3, expand_animations=False)`` (format told by
+    content: JPEG, PNG, GIF first frame, BMP, WebP; grayscale, CMYK, RGBA -> RGB),
+    then the EXIF orientation applied as ``PIL.ImageOps.exif_transpose`` does (case
+    C21: Orientation 6, as phones write, is turned 90 degrees clockwise, so a
+    64 x 32 photo comes out 32 wide and 64 high). Works eagerly and inside
+    ``tf.data`` maps (``orientation`` a Python int or an int tensor). Its version is
+    :data:`DECODER_VERSION`.
+
+    Args:
+        data: The file's bytes (str/bytes or a string tensor).
+        orientation: EXIF Orientation 1-8 (:func:`read_image_header`); 1 = as stored.
+
+    Returns:
+        A uint8 tensor ``(height, width, 3)``.
+
+    Raises:
+        tensorflow.errors.InvalidArgumentError: The bytes do not decode.
+    """
+    import tensorflow as tf
+
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    transforms = _orientation_transforms()
+    if isinstance(orientation, (int, np.integer)):
+        return transforms.get(int(orientation), transforms[1])(image)
+    index = tf.cast(orientation, tf.int32) - 1
+    return tf.switch_case(index, [lambda f=transforms[k]: f(image) for k in range(1, 9)],
+                          default=lambda: image)
+
+
 def load_image(path, size=(150, 150)) -> np.ndarray:
     """Decode and resize one image as the pipeline does (book 5.2.4).
 
     Args:
-        path: Image file (format told by content).
+        path: Image file (format told by content; EXIF orientation applied).
         size: ``(height, width)`` in pixels.
 
     Returns:
         float32 ``(height, width, 3)`` with values in [0, 255] (bilinear resize).
 
     Raises:
-        tensorflow.errors.InvalidArgumentError: The file does not decode (run
+        ValueError: The file does not decode (the message names it; run
             :func:`validate_images` first).
     """
     import tensorflow as tf
 
     with open(os.fspath(path), "rb") as f:
         data = f.read()
-    return _decode_resize(tf.constant(data), _check_size(size)).numpy()
+    try:
+        return _decode_resize(tf.constant(data), _check_size(size),
+                              image_header(data).orientation).numpy()
+    except tf.errors.OpError as exc:
+        raise ValueError(f"{os.fspath(path)}: image does not decode: "
+                         f"{_op_error_text(exc)}") from None
 
 
 def preprocessing_id(preprocessing) -> str:
@@ -494,7 +681,8 @@ def image_dataset(paths, labels, *, size=(150, 150), batch_size=32, shuffle=Fals
     """A ``tf.data`` pipeline of decoded, resized, preprocessed image batches
     (book 5.2.4, ``flow_from_directory`` replaced by tf.data).
 
-    Order of operations: (shuffle the paths) -> read + decode + resize in parallel
+    Order of operations: (each file's EXIF orientation read from its header, once)
+    -> (shuffle the paths) -> read + decode (:func:`decode_image`) + resize in parallel
     (``num_parallel_calls=AUTOTUNE``, order kept) -> batch -> (augment, training
     only) -> preprocessing -> prefetch. Augmentation runs on the [0, 255] images
     before preprocessing. Models built with ``augment=True`` augment inside the
@@ -521,6 +709,7 @@ def image_dataset(paths, labels, *, size=(150, 150), batch_size=32, shuffle=Fals
     Raises:
         ValueError: ``paths`` is empty, ``labels`` has another length, bad ``size``,
             ``batch_size`` or ``preprocessing``.
+        OSError: A file cannot be read.
     """
     import tensorflow as tf
 
@@ -539,17 +728,18 @@ def image_dataset(paths, labels, *, size=(150, 150), batch_size=32, shuffle=Fals
     preprocess = preprocessing_fn(preprocessing)
     autotune = tf.data.AUTOTUNE
 
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    orientations = np.asarray([read_image_header(p).orientation for p in paths], np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels, orientations))
     if shuffle:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     # Paths travel with the images only when asked for, and no stage runs for nothing
     # (no identity preprocessing map, no map dropping the paths): every extra stage
     # costs per-batch overhead (bench_images.py, ingest vs image_dataset_from_directory).
     if with_paths:
-        ds = ds.map(lambda p, y: (_decode_resize(tf.io.read_file(p), size), y, p),
+        ds = ds.map(lambda p, y, o: (_decode_resize(tf.io.read_file(p), size, o), y, p),
                     num_parallel_calls=autotune, deterministic=True)
     else:
-        ds = ds.map(lambda p, y: (_decode_resize(tf.io.read_file(p), size), y),
+        ds = ds.map(lambda p, y, o: (_decode_resize(tf.io.read_file(p), size, o), y),
                     num_parallel_calls=autotune, deterministic=True)
     ds = ds.batch(batch_size)
     if augment:
@@ -737,14 +927,148 @@ def write_demo_images(dst, source="digits", *, classes=None) -> dict:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _decode_resize(data, size):
-    """bytes tensor -> float32 (height, width, 3) in [0, 255] (the pipeline's decoder)."""
+def _decode_resize(data, size, orientation=1):
+    """bytes tensor -> float32 (height, width, 3) in [0, 255] (the pipeline's decoder,
+    :func:`decode_image`, then a bilinear resize)."""
     import tensorflow as tf
 
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)  # uint8 (h, w, 3)
+    image = decode_image(data, orientation)  # uint8 (h, w, 3), upright
     image = tf.image.resize(image, size)  # bilinear, float32
     image.set_shape((size[0], size[1], 3))
     return image
+
+
+def _orientation_transforms() -> dict:
+    """EXIF Orientation -> function of an ``(h, w, c)`` tensor giving the upright image,
+    the transposes ``PIL.ImageOps.exif_transpose`` applies (:data:`ORIENTATIONS`)."""
+    import tensorflow as tf
+
+    def transpose(x):
+        return tf.transpose(x, [1, 0, 2])
+
+    return {1: lambda x: x,
+            2: lambda x: x[:, ::-1],  # FLIP_LEFT_RIGHT
+            3: lambda x: x[::-1, ::-1],  # ROTATE_180
+            4: lambda x: x[::-1],  # FLIP_TOP_BOTTOM
+            5: transpose,  # TRANSPOSE (main diagonal)
+            6: lambda x: tf.image.rot90(x, k=3),  # ROTATE_270: 90 degrees clockwise
+            7: lambda x: transpose(x)[::-1, ::-1],  # TRANSVERSE (anti-diagonal)
+            8: lambda x: tf.image.rot90(x, k=1)}  # ROTATE_90: 90 degrees counterclockwise
+
+
+def _parse_header(data: bytes) -> tuple[ImageHeader, bool]:
+    """``(header, complete)``: complete = the walk reached the image data (JPEG SOS,
+    PNG IDAT) or the end of a RIFF/GIF/BMP header, so more bytes cannot change it."""
+    kind = sniff_format(data)
+    width = height = exif = None
+    complete = True
+    if kind == "jpeg":
+        width, height, exif, complete = _jpeg_header(data)
+    elif kind == "png":
+        if len(data) >= 24 and data[12:16] == b"IHDR":
+            width, height = (int.from_bytes(data[16:20], "big"),
+                             int.from_bytes(data[20:24], "big"))
+        exif, complete = _png_exif(data)
+    elif kind == "gif" and len(data) >= 10:
+        width, height = (int.from_bytes(data[6:8], "little"),
+                         int.from_bytes(data[8:10], "little"))
+    elif kind == "bmp" and len(data) >= 26:
+        if int.from_bytes(data[14:18], "little") == 12:  # BITMAPCOREHEADER
+            width, height = (int.from_bytes(data[18:20], "little"),
+                             int.from_bytes(data[20:22], "little"))
+        else:  # BITMAPINFOHEADER and later: signed, a negative height = top-down
+            width = abs(int.from_bytes(data[18:22], "little", signed=True))
+            height = abs(int.from_bytes(data[22:26], "little", signed=True))
+    elif kind == "webp":
+        width, height, exif, complete = _webp_header(data)
+    return ImageHeader(kind, width, height, _exif_orientation(exif)), complete
+
+
+def _jpeg_header(data: bytes):
+    """``(width, height, exif bytes, complete)`` from the segments before the first
+    scan: the first SOF0-SOF15 frame header (not DHT C4, JPG C8, DAC CC) and the first
+    APP1 ``Exif`` segment."""
+    n, i = len(data), 2
+    width = height = exif = None
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            i += 1  # stray byte between segments (libjpeg skips them too)
+            continue
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker == 0xDA or marker == 0xD9:
+            return width, height, exif, True
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        body = data[i + 4:i + 2 + length]
+        if i + 2 + length > n:
+            break
+        if (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)
+                and width is None and len(body) >= 5):
+            height, width = (int.from_bytes(body[1:3], "big"),
+                             int.from_bytes(body[3:5], "big"))
+        elif marker == 0xE1 and exif is None and body.startswith(b"Exif\x00\x00"):
+            exif = body
+        i += 2 + length
+    return width, height, exif, False
+
+
+def _png_exif(data: bytes):
+    """``(eXIf chunk data or None, complete)``: the chunks before the first IDAT."""
+    n, i = len(data), 8
+    while i + 8 <= n:
+        length = int.from_bytes(data[i:i + 4], "big")
+        kind = data[i + 4:i + 8]
+        if kind in (b"IDAT", b"IEND"):
+            return None, True
+        if i + 8 + length > n:
+            break
+        if kind == b"eXIf":
+            return data[i + 8:i + 8 + length], True
+        i += 12 + length
+    return None, False
+
+
+def _webp_header(data: bytes):
+    """``(width, height, EXIF chunk data or None, complete)`` of a RIFF WebP file."""
+    width = height = exif = None
+    n, i = len(data), 12
+    while i + 8 <= n:
+        kind, length = data[i:i + 4], int.from_bytes(data[i + 4:i + 8], "little")
+        body = data[i + 8:i + 8 + length]
+        if width is None and kind == b"VP8X" and len(body) >= 10:
+            width = int.from_bytes(body[4:7], "little") + 1
+            height = int.from_bytes(body[7:10], "little") + 1
+        elif width is None and kind == b"VP8 " and len(body) >= 10:
+            width = int.from_bytes(body[6:8], "little") & 0x3FFF
+            height = int.from_bytes(body[8:10], "little") & 0x3FFF
+        elif width is None and kind == b"VP8L" and len(body) >= 5:
+            bits = int.from_bytes(body[1:5], "little")
+            width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        elif kind == b"EXIF" and exif is None and len(body) == length:
+            exif = body
+        i += 8 + length + (length & 1)  # chunks are padded to an even size
+    return width, height, exif, False  # an EXIF chunk may follow the image data
+
+
+def _exif_orientation(exif: bytes | None) -> int:
+    """EXIF Orientation (tag 0x0112) of an EXIF block, parsed by ``PIL.Image.Exif``;
+    1 when absent, unreadable or outside 1-8."""
+    if not exif:
+        return 1
+    from PIL import Image  # Pillow: a dependency of dlpipe (and of matplotlib)
+
+    try:
+        parsed = Image.Exif()
+        parsed.load(exif)
+        value = int(parsed.get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block leaves the image upright
+        return 1
+    return value if value in ORIENTATIONS else 1
 
 
 def _check_size(size) -> tuple[int, int]:

@@ -17,7 +17,11 @@ steps:
    folders that already exist are used as they are").
 3. Validation (cases C01, C02): every file decoded with the pipeline's own decoder,
    sharded; bad files are listed (path, reason, size) and left out, so training never
-   meets one.
+   meets one; so are files declaring more than ``images.max_pixels`` pixels (not
+   decoded). Files turned upright by their EXIF orientation (C21) and files whose bytes
+   are another format than their extension are listed. A class with no usable image
+   in a split (an empty folder, or all its files bad: C22) is an error naming the
+   split, the class and why, as is a training split with one image per class.
 4. Features (only when a model is ``features_head``): the conv base's output for every
    kept image, read from or written to the feature cache (:mod:`dlpipe.tasks.feature_cache`),
    with hits, misses and conv-base forward passes per split.
@@ -42,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from dlpipe.tasks import reports
-from dlpipe.tasks.image_data import BOOK_COUNTS, SPLITS
+from dlpipe.tasks.image_data import BOOK_COUNTS, DEFAULT_MAX_PIXELS, SPLITS
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 PREPARE_VERSION = 1
@@ -114,6 +118,9 @@ class ImageSpec:
             shard each, on its own GPU when the study asks for one; they write to the
             shared cache, then one task gathers every feature from it).
         feature_batch_size: images per conv-base call in the feature stage.
+        max_pixels: largest ``width * height`` an image header may declare; larger
+            files are bad files, never decoded (default Pillow's
+            ``Image.MAX_IMAGE_PIXELS``, 89,478,485).
     """
 
     size: tuple[int, ...] = (150, 150)
@@ -127,6 +134,7 @@ class ImageSpec:
     validation_shards: int = 4
     feature_shards: int = 1
     feature_batch_size: int = 32
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self):
         if len(self.size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 32
@@ -147,7 +155,8 @@ class ImageSpec:
         if not self.fine_tune_learning_rate > 0:
             raise ValueError(f"`fine_tune_learning_rate` must be > 0. "
                              f"Received: {self.fine_tune_learning_rate}")
-        for name in ("validation_shards", "feature_shards", "feature_batch_size"):
+        for name in ("validation_shards", "feature_shards", "feature_batch_size",
+                     "max_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Received: {getattr(self, name)}")
 
@@ -258,14 +267,66 @@ def shards(items: list, num_shards: int) -> list[list]:
     return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def validate_shard(paths: list[str], size: tuple[int, int]) -> tuple[list[str], list[dict]]:
-    """One validation shard: :func:`dlpipe.tasks.image_data.validate_images` after the
-    process's TensorFlow set-up (C13). Returns ``(ok_paths, bad)``."""
-    from dlpipe.tasks.image_data import validate_images
+def validate_shard(paths: list[str], size: tuple[int, int],
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[str], list[dict], dict]:
+    """One validation shard: :func:`dlpipe.tasks.image_data.check_images` after the
+    process's TensorFlow set-up (C13).
+
+    Returns:
+        ``(ok_paths, bad, notes)``; notes = ``{"rotated": [{"path", "orientation"}],
+        "format_mismatch": [{"path", "extension", "format"}]}`` of the good files.
+    """
+    from dlpipe.tasks.image_data import check_images
     from dlpipe.tasks.tf_setup import setup_tensorflow
 
     setup_tensorflow(1, 0)
-    return validate_images(paths, size=size)
+    check = check_images(paths, size=size, max_pixels=max_pixels)
+    return check.ok, check.bad, {"rotated": check.rotated,
+                                 "format_mismatch": check.format_mismatch}
+
+
+def check_classes(class_names: list[str], rows: list[tuple[str, str, int]],
+                  bad: list[dict] | None = None, root: Path | None = None) -> None:
+    """Refuse a class with no usable image in a split (case C22) and a training split
+    with as many classes as images (every class seen once: nothing to learn from).
+
+    Args:
+        class_names: Class folder names (label = position).
+        rows: ``(split, path, label)`` of the images kept (all listed images when
+            called before validation, so only empty folders are found then).
+        bad: The files left out as bad (their reasons name why a class is empty).
+        root: The split base folder, for the messages.
+
+    Raises:
+        ValueError: One line naming, for each such split and class, its folder and why
+            (``empty folder`` or ``all N files bad (first: <reason>)``).
+    """
+    kept: dict[tuple[str, int], int] = {}
+    for split, _, label in rows:
+        kept[split, label] = kept.get((split, label), 0) + 1
+    bad_by: dict[tuple[str, str], list[dict]] = {}
+    for b in bad or []:
+        parent = Path(b["path"]).parent
+        bad_by.setdefault((parent.parent.name, parent.name), []).append(b)
+    problems = []
+    for split in SPLITS:
+        for label, cls in enumerate(class_names):
+            if kept.get((split, label), 0):
+                continue
+            files = bad_by.get((split, cls), [])
+            why = (f"all {len(files)} files bad (first: {Path(files[0]['path']).name}: "
+                   f"{files[0]['reason']})" if files else
+                   "empty folder (no jpg, jpeg or png file)")
+            folder = Path(root) / split / cls if root is not None else Path(split) / cls
+            problems.append(f"{folder}: split `{split}`, class `{cls}` has no usable "
+                            f"image: {why}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    train = sum(n for (split, _), n in kept.items() if split == "train")
+    if train and train == len(class_names):
+        raise ValueError(f"{Path(root) / 'train' if root is not None else 'train'}: the "
+                         f"training split has as many classes as images ({train}: every "
+                         "class seen once), a model cannot learn from it")
 
 
 def dataset_key(data: ImageDataSpec, images: ImageSpec, root: Path, paths: list[str]) -> str:
@@ -296,29 +357,34 @@ def prepare_images(data: ImageDataSpec, images: ImageSpec, run_dir: str | Path, 
     Returns:
         ``(arrays, meta)``: arrays as in the module docstring; meta = ``{"key",
         "source", "images", "class_names", "num_classes", "split_counts",
-        "class_counts", "bad_files", "split", "demo", "feature_cache",
-        "feature_shape", "weights_used"}``.
+        "class_counts", "bad_files", "rotated" (files the decoder turned upright,
+        C21), "format_mismatch" (bytes of another format than the extension),
+        "max_pixels", "split", "demo", "feature_cache", "feature_shape",
+        "weights_used"}``.
 
     Raises:
-        FileNotFoundError, ValueError: bad source, split, or a split left empty.
+        FileNotFoundError, ValueError: bad source or split; a class with no usable
+        image in a split (C22: empty folder, or all its files bad), a training split
+        with as many classes as images (:func:`check_classes`).
     """
     run_dir = Path(run_dir)
     source, demo = resolve_source(data, run_dir)
     root, split_report = split_step(data, source, run_dir)
     class_names, rows = list_splits(root)
-    parts = list(map_fn(validate_shard, [(s, tuple(images.size)) for s in shards(
-        [p for _, p, _ in rows], images.validation_shards)]))
+    check_classes(class_names, rows, root=root)  # empty class folders: before validation
+    parts = list(map_fn(validate_shard, [(s, tuple(images.size), images.max_pixels)
+                                         for s in shards([p for _, p, _ in rows],
+                                                         images.validation_shards)]))
     ok = {p for part in parts for p in part[0]}
     bad = [b for part in parts for b in part[1]]
+    rotated = [r for part in parts for r in part[2]["rotated"]]
+    mismatch = [m for part in parts for m in part[2]["format_mismatch"]]
     kept = [(s, p, y) for s, p, y in rows if p in ok]
+    check_classes(class_names, kept, bad, root)  # C22: every file of a class bad
     arrays = {"paths": np.asarray([p for _, p, _ in kept], dtype=str),
               "labels": np.asarray([y for _, _, y in kept], np.int64),
               "split": np.asarray([SPLIT_CODES[s] for s, _, _ in kept], np.int8)}
     counts = {s: int((arrays["split"] == c).sum()) for s, c in SPLIT_CODES.items()}
-    empty = [s for s, n in counts.items() if n == 0]
-    if empty:
-        raise ValueError(f"split `{empty[0]}` holds no valid image ({len(bad)} bad files; "
-                         f"split sizes {counts})")
     meta = {"key": dataset_key(data, images, root, [p for _, p, _ in kept]),
             "source": str(source) if not demo else f"{data.path} ({demo['package']})",
             "images": int(len(kept)), "class_names": class_names,
@@ -326,7 +392,9 @@ def prepare_images(data: ImageDataSpec, images: ImageSpec, run_dir: str | Path, 
             "class_counts": {s: np.bincount(arrays["labels"][arrays["split"] == c],
                                             minlength=len(class_names)).tolist()
                              for s, c in SPLIT_CODES.items()},
-            "bad_files": bad, "split": {**split_report, "root": str(root)}, "demo": demo,
+            "bad_files": bad, "rotated": rotated, "format_mismatch": mismatch,
+            "max_pixels": images.max_pixels,
+            "split": {**split_report, "root": str(root)}, "demo": demo,
             "feature_cache": None, "feature_shape": None, "weights_used": None}
     if features:
         paths = {s: arrays["paths"][arrays["split"] == c].tolist() for s, c in SPLIT_CODES.items()}

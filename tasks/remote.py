@@ -4,13 +4,21 @@ Resources are set per call with ``.options(num_cpus=..., num_gpus=...)``. Traini
 tasks are declared with ``max_calls=1``: every training run gets a fresh worker
 process, so its TensorFlow thread and device settings (case C13) apply, and its GPU
 memory is freed when it ends (``.options(num_gpus=...)`` alone does not give that).
+
+No pyarrow in a TensorFlow process (issue 11, section 3): every task that runs
+TensorFlow (training, evaluation, image validation and features) first calls
+:func:`dlpipe.tasks.tf_setup.keep_pyarrow_out`, so its worker never loads pyarrow
+(Keras imports pandas, which would load it); tasks return plain rows and arrays and the
+driver is the only Parquet writer. The task modules are imported inside each task, so a
+worker loads only what its task needs (a weather training worker: no pandas data code,
+no text or image code).
 """
 
 from __future__ import annotations
 
 import ray
 
-from dlpipe.tasks import image_prepare, text_prepare, trainers, weather_data
+from dlpipe.tasks.tf_setup import keep_pyarrow_out
 
 
 @ray.remote(num_returns=2, num_cpus=1)
@@ -20,6 +28,8 @@ def prepare_weather_task(spec, split, windows, cache_dir=None):
     The normalized array goes to the object store once; training tasks receive it by
     reference (zero-copy, read-only: case C14).
     """
+    from dlpipe.tasks import weather_data
+
     prepared = weather_data.prepare_weather(spec, split, windows, cache_dir)
     return prepared.data, prepared.meta
 
@@ -28,14 +38,20 @@ def prepare_weather_task(spec, split, windows, cache_dir=None):
 def text_shard_task(function: str, *args):
     """Ray task: one tokenization shard, ``count_words`` or ``encode_shard`` of
     :mod:`dlpipe.tasks.text_prepare` (names, so the task stays one definition)."""
+    from dlpipe.tasks import text_prepare
+
     return getattr(text_prepare, function)(*args)
 
 
 @ray.remote(max_calls=1, num_cpus=1)
-def validate_images_task(paths: list[str], size: tuple[int, int]):
+def validate_images_task(paths: list[str], size: tuple[int, int], *args):
     """Ray task: validate one shard of image files in a fresh worker (its TF set-up,
-    C13) -> ``(ok_paths, bad)`` (:func:`dlpipe.tasks.image_prepare.validate_shard`)."""
-    return image_prepare.validate_shard(paths, size)
+    C13) -> ``(ok_paths, bad, notes)`` (:func:`dlpipe.tasks.image_prepare.validate_shard`,
+    ``args``: its ``max_pixels``)."""
+    keep_pyarrow_out()
+    from dlpipe.tasks import image_prepare
+
+    return image_prepare.validate_shard(paths, size, *args)
 
 
 @ray.remote(max_calls=1, num_cpus=1, num_returns=2)
@@ -43,6 +59,9 @@ def image_features_task(paths, labels, images, root, seed, num_cpus=1, num_gpus=
     """Ray task: conv-base features of every split through the feature cache
     (:func:`dlpipe.tasks.image_prepare.cache_features`) -> ``(features, report)``; set
     ``.options(num_gpus=...)`` to run the conv base on a GPU."""
+    keep_pyarrow_out()
+    from dlpipe.tasks import image_prepare
+
     return image_prepare.cache_features(paths, labels, images, root, seed, num_cpus, num_gpus)
 
 
@@ -50,6 +69,9 @@ def image_features_task(paths, labels, images, root, seed, num_cpus=1, num_gpus=
 def train_model_task(pipeline: str = "timeseries", **kwargs):
     """Ray task: one training run (:func:`dlpipe.tasks.trainers.train_run`) in a fresh
     worker process. ``windows=`` (weather) is accepted as the ``inputs`` of the run."""
+    keep_pyarrow_out()
+    from dlpipe.tasks import trainers
+
     if "windows" in kwargs:
         kwargs["inputs"] = kwargs.pop("windows")
     return trainers.train_run(pipeline, **kwargs)
@@ -59,6 +81,9 @@ def train_model_task(pipeline: str = "timeseries", **kwargs):
 def evaluate_model_task(pipeline: str = "timeseries", **kwargs):
     """Ray task: :func:`dlpipe.tasks.trainers.evaluate_run` in a fresh worker ->
     ``{"loss", "metric", "predictions"}``."""
+    keep_pyarrow_out()
+    from dlpipe.tasks import trainers
+
     if "windows" in kwargs:
         kwargs["inputs"] = kwargs.pop("windows")
     return trainers.evaluate_run(pipeline, **kwargs)
