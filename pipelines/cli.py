@@ -69,6 +69,9 @@ def run_command(config: str | Path, *, smoke: bool = False, address: str | None 
                           output_dir=output_dir, address=address, num_cpus=num_cpus)
     if cfg is None:
         return 2
+    from dlpipe.pipelines.interrupt import install_handlers
+
+    install_handlers()  # SIGINT/SIGTERM -> Interrupted (after ray.init's SIGTERM handler)
     run_study = pipeline_module(cfg.pipeline).run_study
     started = datetime.now(timezone.utc)
     try:
@@ -148,14 +151,18 @@ def script_main(command: str, description: str, argv: list[str] | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``dlpipe`` console script (Ctrl-C: a short message, exit 130;
-    everything finished is already on disk and a rerun resumes)."""
+    """Entry point of the ``dlpipe`` console script. Ctrl-C (SIGINT) or SIGTERM: a
+    one-line message and exit 130 / 143, nothing printed after it (no worker log, no
+    native dump: :func:`dlpipe.pipelines.interrupt.quiet_exit`); everything finished is
+    already on disk and a rerun resumes."""
+    from dlpipe.pipelines.interrupt import exit_code, quiet_exit, signal_name
+
     try:
         return _main(argv)
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished runs and trials are kept; run the same command again "
-              "to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", 2)
+        quiet_exit(exit_code(signum), f"\ninterrupted by {signal_name(signum)}: finished "
+                   "runs and trials are kept; run the same command again to resume")
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -168,7 +175,8 @@ def _main(argv: list[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="run a study file", description=(
         "Run a study YAML file. Exit code: 0 every model run ok; 3 some model runs "
         "failed (reports written, the failed runs and their errors printed); 1 every "
-        "model run failed; 2 a bad study file, data or setting."))
+        "model run failed; 2 a bad study file, data or setting; 130 / 143 stopped by "
+        "Ctrl-C (SIGINT) / SIGTERM (finished runs kept; rerun to resume)."))
     p_run.add_argument("study", help="study YAML file (see configs/)")
     p_demo = sub.add_parser("demo", help="run a demo study on real data that a dependency "
                                          "ships (installed with dlpipe)",
@@ -183,16 +191,28 @@ def _main(argv: list[str] | None = None) -> int:
                         help="which demo (default: weather)")
     p_sweep = sub.add_parser(
         "sweep", help="hyperparameter sweep (Hyperopt TPE on Ray Tune) of a study file",
-        description="Run or resume the `sweep:` section of a study file: TPE (or random "
-                    "search) proposes trials, Ray Tune runs them in parallel, the best K "
+        description="Run, resume or extend the `sweep:` section of a study file: TPE (or "
+                    "random search) proposes trials, Ray Tune runs them in parallel, the best K "
                     "are scored once on test. Rerunning resumes the stored sweep. Exit "
                     "code: 0 every trial ok; 3 some trials failed (reports written, the "
                     "failed trials and their errors printed); 1 no trial finished; 2 a bad "
-                    "study file, data or setting.")
+                    "study file, data or setting; 130 / 143 stopped by Ctrl-C (SIGINT) / "
+                    "SIGTERM (finished trials kept, the outstanding ones and the command "
+                    "that resumes the sweep printed, nothing scored on test unless "
+                    "--score-partial). A larger --num-trials (or sweep.num_trials) extends a "
+                    "stored sweep.")
     p_sweep.add_argument("study", help="study YAML file")
     p_sweep.add_argument("--resume", action="store_true",
                          help="resume the stored sweep (also automatic when it exists)")
-    p_sweep.add_argument("--num-trials", type=int, default=None, help="override num_trials")
+    p_sweep.add_argument("--num-trials", type=int, default=None, help=(
+        "override num_trials; more than a stored sweep holds extends it (its trials, "
+        "their numbers and run keys are kept, and the searcher sees their results). Only "
+        "num_trials and time_budget_s may change on a stored sweep; any other change is "
+        "refused (give the study a new name)"))
+    p_sweep.add_argument("--score-partial", action="store_true", help=(
+        "when Ctrl-C/SIGTERM stops the sweep early (exit 130/143), still score the best "
+        "finished trials on the test split (by default a partial sweep is not scored; "
+        "a resumed run that completes is)"))
     for p in (p_run, p_demo, p_sweep):
         p.add_argument("--smoke-test", action="store_true",
                        help="2 epochs of 3 batches, 3 batches per evaluated split"
@@ -229,7 +249,8 @@ def _main(argv: list[str] | None = None) -> int:
 
         return sweep_command(args.study, smoke=args.smoke_test, address=args.address,
                              output_dir=args.output_dir, num_cpus=args.num_cpus,
-                             num_trials=args.num_trials, resume=args.resume)
+                             num_trials=args.num_trials, resume=args.resume,
+                             score_partial=args.score_partial)
     if args.command == "report":
         if not (Path(args.run_dir) / "reports" / "runs").is_dir():
             print(f"error: no runs report in {args.run_dir} (expected "

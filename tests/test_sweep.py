@@ -84,7 +84,7 @@ def test_sweep_command_exits_3_naming_the_failed_trials(tmp_path, monkeypatch, c
     cfg = SimpleNamespace(sweep=SimpleNamespace(num_trials=3))
     monkeypatch.setattr(cli, "prepare_command", lambda *a, **k: cfg)
     monkeypatch.setattr(cli, "print_frame", lambda *a, **k: None)
-    monkeypatch.setattr(sweep_mod, "run_sweep", lambda cfg: tmp_path)
+    monkeypatch.setattr(sweep_mod, "run_sweep", lambda cfg, **kw: tmp_path)
     monkeypatch.setattr(sweep_mod, "sweep_summary", lambda *a, **k: (None, ""))
     assert sweep_mod.sweep_command("study.yaml") == 0
     assert "failed" not in capsys.readouterr().err
