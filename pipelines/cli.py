@@ -50,6 +50,8 @@ def prepare_command(config: str | Path, *, smoke_mode, output_dir: str | None,
         cfg = smoke_mode(cfg)
     if output_dir:
         cfg = replace(cfg, output_dir=output_dir)
+    if not check_data_source(cfg):
+        return None
     init_ray(address, num_cpus=num_cpus)
     try:
         check_resources(cfg.resources.num_cpus, cfg.resources.num_gpus)
@@ -57,6 +59,22 @@ def prepare_command(config: str | Path, *, smoke_mode, output_dir: str | None,
         print(f"error: {cfg.source_file}: {exc}", file=sys.stderr)
         return None
     return cfg
+
+
+def check_data_source(cfg) -> bool:
+    """Cheap data checks of the study's pipeline module (its ``check_source(cfg)``, if
+    it has one: file readable, header, first rows) before Ray starts; an error is
+    printed as one line and ``False`` returned."""
+    from dlpipe.pipelines.study import pipeline_module
+
+    check_source = getattr(pipeline_module(cfg.pipeline), "check_source", None)
+    try:
+        if check_source is not None:
+            check_source(cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def run_command(config: str | Path, *, smoke: bool = False, address: str | None = None,

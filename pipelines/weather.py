@@ -24,8 +24,7 @@ from dlpipe.pipelines.config import StudyConfig
 from dlpipe.pipelines.study import write_result
 from dlpipe.tasks import reports
 from dlpipe.tasks.train import split_batches
-from dlpipe.tasks.weather_data import baseline_mae
-from dlpipe.tasks.windows import split_window_rows
+from dlpipe.tasks.weather_data import baseline_mae, check_weather_source, split_window_counts
 
 PIPELINE = "timeseries"
 
@@ -57,12 +56,36 @@ def prepare_dataset(cfg: StudyConfig, run_dir: Path):
             pass
         cause = exc.cause if isinstance(exc.cause, Exception) else exc
         raise cause from None
-    reports.write_part(run_dir, "datasets", meta["key"], [{
-        "dataset_key": meta["key"], "source": meta["source"], "rows": meta["rows"],
-        "columns": meta["columns"], "target": meta["target"], "splits": meta["splits"],
-        "sentinel_counts": meta["sentinel_counts"], "quality": meta["quality"]}])
+    reports.write_part(run_dir, "datasets", meta["key"], [dataset_row(meta)])
     print_dataset(meta)
     return data_ref, dict(meta, units=_units(meta["target"]))
+
+
+def dataset_row(meta: dict) -> dict:
+    """The ``datasets`` report row of a prepared weather dataset.
+
+    Columns: key, source, rows, columns, target, ``splits`` (segments of equally spaced
+    rows that windows read), ``blocks`` (the configured split), per-column counts
+    (``sentinel_counts``: every value the sentinel policy replaced; ``missing_counts``:
+    missing spellings; ``nonfinite_counts``: ``inf``/``-inf``), ``quality`` (time axis:
+    rows out of order, repeated stamps dropped and conflicting, gaps filled and cut,
+    ...), ``constant_features``, and per split the study windows' ``windows`` and
+    ``windows_excluded`` (by gaps).
+    """
+    keys = ("source", "rows", "columns", "target", "splits", "blocks", "sentinel_counts",
+            "missing_counts", "nonfinite_counts", "quality", "constant_features", "windows",
+            "windows_excluded")
+    return {"dataset_key": meta["key"], **{k: meta[k] for k in keys if k in meta}}
+
+
+def check_source(cfg: StudyConfig) -> None:
+    """Cheap checks of the study's data file before Ray starts
+    (:func:`dlpipe.tasks.weather_data.check_weather_source`).
+
+    Raises:
+        FileNotFoundError, DataFormatError (a ValueError), ValueError.
+    """
+    check_weather_source(cfg.data)
 
 
 def write_baseline(run_dir: Path, cfg: StudyConfig, data, meta: dict) -> dict:
@@ -92,10 +115,10 @@ def write_baseline(run_dir: Path, cfg: StudyConfig, data, meta: dict) -> dict:
 
 
 def _check_windows(cfg: StudyConfig, meta: dict) -> None:
-    """Every model's windows fit in every split, before any training (case C08)."""
+    """Every model's windows fit in every split (every block, and between gaps), before
+    any training (case C08)."""
     for model in cfg.models:
-        for split, segments in meta["splits"].items():
-            split_window_rows(cfg.model_windows(model), segments, split=split)
+        split_window_counts(cfg.model_windows(model), meta)
 
 
 def run_study(cfg: StudyConfig, *, progress: bool = True) -> Path:
@@ -117,16 +140,39 @@ def _units(column: str) -> str:
 
 
 def print_dataset(meta: dict) -> None:
+    """Print the dataset summary: rows, splits, time-axis repairs, replaced values."""
     q = meta["quality"]
-    bad = {k: v for k, v in meta["sentinel_counts"].items() if v}
+    blocks = meta.get("blocks", meta["splits"])
     splits = ", ".join(f"{k} {sum(b - a for a, b in segs)}" + (
-        f" in {len(segs)} blocks" if len(segs) > 1 else "") for k, segs in meta["splits"].items())
+        f" in {len(segs)} blocks" if len(segs) > 1 else "") for k, segs in blocks.items())
     print(f"dataset {meta['key']}: {meta['rows']} rows x {len(meta['columns'])} columns from "
           f"{meta['source']}; splits (rows): {splits}")
-    order = f", {q['backward_steps']} out of order" if q.get("backward_steps") else ""
-    print(f"  timestamps: {q.get('duplicate_timestamps', 0)} duplicate, "
-          f"{q.get('missing_timestamps', 0)} missing{order}; sentinels/missing values "
-          f"replaced: {bad or 'none'}")
+    order = f", {q['rows_out_of_order']} rows out of order (sorted by time)" \
+        if q.get("rows_out_of_order") else ""
+    conflicting = (f" ({q['duplicates_conflicting']} with other values)"
+                   if q.get("duplicates_conflicting") else "")
+    print(f"  timestamps: {q.get('duplicates_dropped', q.get('duplicate_timestamps', 0))} "
+          f"repeated (first kept, rest dropped){conflicting}, "
+          f"{q.get('missing_timestamps', 0)} missing{order}")
+    if q.get("gaps"):
+        print(f"  gaps: {q['gaps']} ({q['missing_slots']} missing slots): {q['gaps_filled']} "
+              f"filled ({q['slots_filled']} slots, max_gap {q['max_gap']}), "
+              f"{q['gaps_cut']} cut" + (f", {q['irregular_steps']} irregular steps cut"
+                                        if q.get("irregular_steps") else ""))
+    elif q.get("irregular_steps"):
+        print(f"  {q['irregular_steps']} irregular time steps: the series is cut there")
+    if any(meta.get("windows_excluded", {}).values()):
+        print("  windows spanning a gap, excluded: " + ", ".join(
+            f"{k} {v} of {v + meta['windows'][k]}" for k, v in meta["windows_excluded"].items()))
+    for key, label in (("sentinel_counts", "values replaced by the sentinel policy"),
+                       ("missing_counts", "of which missing cells (NaN/NA/null/empty)"),
+                       ("nonfinite_counts", "of which non-finite (inf/-inf)")):
+        bad = {k: v for k, v in meta.get(key, {}).items() if v}
+        if key == "sentinel_counts" or bad:
+            print(f"  {label}: {bad or 'none'}")
+    if meta.get("constant_features"):
+        print(f"  warning: constant over the training rows (carry no information): "
+              f"{meta['constant_features']}")
     if "tmy_stitches" in q:
         print(f"  TMY3: {q['time_axis']}; {q['tmy_stitches']} month stitches between source "
               f"years {q['tmy_source_years']}")

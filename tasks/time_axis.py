@@ -5,7 +5,8 @@ reader has parsed the times and before the sentinel policy runs. The rules (READ
 "Weather data: time axis"):
 
 1. **Rows out of time order** are sorted by time (a stable sort, so rows with equal
-   stamps keep their file order); the rows that moved are counted.
+   stamps keep their file order); the rows stamped earlier than a row above them in
+   the file are counted (one late row = 1, a shuffled file = most rows).
 2. **Repeated timestamps**: the first row of each stamp in file order is kept, the
    others are dropped and counted; those whose values differ from the kept row are
    counted apart (``conflicting``). No tolerance and no refusal: the real Jena record
@@ -34,7 +35,8 @@ class RegularSeries:
         values: float64 (rows, features); inserted (filled) rows hold NaN.
         breaks: int64 row indices where a new run of equally spaced rows starts (the
             row after a cut gap or irregular step), ascending; empty when none.
-        counts: ``rows_out_of_order`` (rows the sort moved), ``duplicates_dropped``,
+        counts: ``rows_out_of_order`` (rows stamped earlier than a row above them in
+            the file), ``duplicates_dropped``,
             ``duplicates_conflicting``, ``period_s``, ``gaps`` (steps longer than one
             period), ``missing_slots`` (slots those gaps leave empty),
             ``gaps_filled``/``slots_filled`` (at most ``max_gap`` slots),
@@ -72,9 +74,9 @@ def regularize(times: np.ndarray, values: np.ndarray, *, max_gap: int = 0) -> Re
         raise ValueError(f"{len(times)} timestamps for {len(values)} rows")
     t = np.asarray(times).astype("datetime64[ns]").astype(np.int64)
     n = len(t)
-    order = np.argsort(t, kind="stable")
-    moved = int(np.count_nonzero(order != np.arange(n)))
+    moved = int(np.count_nonzero(t[1:] < np.maximum.accumulate(t)[:-1])) if n else 0
     if moved:
+        order = np.argsort(t, kind="stable")
         t, values = t[order], values[order]
     keep = np.ones(n, dtype=bool)
     keep[1:] = t[1:] != t[:-1]
