@@ -114,3 +114,36 @@ def test_c08_split_too_short_names_split_rows_present_and_needed():
 def test_bad_window_spec(kwargs, field):
     with pytest.raises(ValueError, match=field):
         WindowSpec(**kwargs)
+
+
+def test_split_window_rows_skips_short_segments_and_counts():
+    """Segments cut at gaps in time: a short one yields no window, none crosses a cut."""
+    from dlpipe.tasks.windows import check_blocks, count_windows, split_window_rows
+
+    spec = WindowSpec(lookback=4, step=2, delay=1)  # one window needs 4 - 2 + 1 + 1 = 4 rows
+    # rows 0-9 | 10-12 (3 rows, too short) | 13-19
+    segments = [[0, 10], [10, 13], [13, 20]]
+    rows = split_window_rows(spec, segments, split="train")
+    # per segment t from start + 2 to stop - 2: 2..8 and 15..18
+    np.testing.assert_array_equal(rows, [2, 3, 4, 5, 6, 7, 8, 15, 16, 17, 18])
+    assert count_windows(spec, segments) == len(rows) == 11
+    assert count_windows(spec, [[0, 20]]) == 17  # 6 more windows if nothing were cut
+    for t in rows:  # every window's rows (t-2, t, t+1) lie in one segment
+        assert sum(a <= t - 2 and t + 1 < b for a, b in segments) == 1
+    check_blocks(spec, [[0, 20]], split="train")
+    with pytest.raises(SplitTooShortError, match=r"split `test` \(block 2 of 2\) has 3 rows"):
+        check_blocks(spec, [[0, 10], [10, 13]], split="test")
+
+
+def test_window_gather_speed_unchanged_by_segments():
+    """The same gather serves cut segments: batches are bit-identical to the row loop."""
+    from dlpipe.tasks.windows import split_window_rows
+
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(300, 4)).astype(np.float32)
+    spec = WindowSpec(lookback=12, step=3, delay=6, batch_size=16)
+    rows = split_window_rows(spec, [[0, 100], [100, 110], [110, 300]])
+    xs, ys = zip(*WindowBatches(data, rows, spec, target_column=2))
+    ref_x, ref_y = slow_reference(data, rows, spec, 2)
+    np.testing.assert_array_equal(np.concatenate(xs), ref_x)
+    np.testing.assert_array_equal(np.concatenate(ys)[:, 0], ref_y)
