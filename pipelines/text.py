@@ -61,7 +61,7 @@ def prepare_dataset(cfg: TextStudyConfig, run_dir: Path):
         "sentinel_counts": {}, "quality": {
             k: meta[k] for k in ("class_counts", "vocabulary_size", "distinct_train_words",
                                  "oov_rate", "glove_coverage", "report", "documents_read",
-                                 "vocabulary_path") if k in meta}}])
+                                 "vocabulary_path", "warnings") if k in meta}}])
     print_dataset(meta)
     return ray.put(arrays), meta
 
@@ -90,6 +90,20 @@ def print_dataset(meta: dict) -> None:
     print(f"dataset {meta['key']}{' (cached)' if meta.get('cached') else ''}: "
           f"{meta['documents']} documents, classes {meta['class_names']} from "
           f"{meta['source']}; splits: {split}")
+    per_class = meta["class_counts"]
+    print("  classes (train/validation/test documents): " + ", ".join(
+        f"{name} {'/'.join(str(per_class[s][i]) for s in ('train', 'validation', 'test'))}"
+        for i, name in enumerate(meta["class_names"])))
+    trimmed = report.get("labels_trimmed", 0)
+    merged = report.get("label_variants_merged") or {}
+    if trimmed or merged:
+        spelled = "; ".join(f"{', '.join(repr(v) for v in group)} -> {keep!r}"
+                            for keep, group in merged.items())
+        print(f"  labels: {trimmed} cell(s) trimmed of surrounding spaces"
+              + (f"; spellings merged (data.label_variants: merge): {spelled}" if merged
+                 else ""))
+    for line in meta.get("warnings") or []:
+        print(f"  warning: {line}")
     dropped = report.get("duplicates_dropped", 0) + report.get("conflicting_dropped", 0)
     bad = report.get("invalid_utf8_lines") or report.get("invalid_utf8") or []
     print(f"  {dropped} repeated documents dropped "

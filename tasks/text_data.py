@@ -15,6 +15,19 @@ endings are kept as they are in the file.
 Label policy: labels are int64 indices into ``class_names``. The aclImdb reader fixes
 ``neg = 0, pos = 1`` (case C04: ``unsup`` is unlabelled text, never a class); the class
 folder reader uses the sorted folder names; the table reader the sorted distinct labels.
+
+Label spellings (issue 12): labels are typed by people. A table's label cells are
+trimmed of surrounding whitespace (counted in ``report["labels_trimmed"]``). Labels
+that still differ only in letter case or spacing (``Positive``, ``positive``,
+``pos itive``: the same :func:`label_key`) are never trained as separate classes:
+with ``label_variants="refuse"`` (the default) the reader raises an error listing
+each group of spellings with their counts and first line; with ``"merge"`` each group
+becomes one class spelled as in ``class_names`` when given, else as its most frequent
+spelling (ties: the first in sorted order), and ``report["label_variants_merged"]``
+lists what was merged. The same rule applies to class folder names.
+
+Errors name the file, the line (1-based physical line, header = line 1; ``row`` for
+Parquet) and the column, in the form ``<file>: line <n>: column `<name>`: <what>``.
 """
 
 from __future__ import annotations
@@ -37,6 +50,8 @@ ACLIMDB_NAME = re.compile(r"^(\d+)_(\d+)\.txt$")
 DECODING_POLICY = "utf-8, errors=replace (U+FFFD), leading BOM dropped"
 
 _TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
+#: What to do with labels that differ only in letter case or spacing (module docstring).
+LABEL_VARIANT_POLICIES = ("refuse", "merge")
 
 
 @dataclass
@@ -210,7 +225,8 @@ def read_aclimdb(root: str | Path, split: str = "train", *,
 
 
 def read_class_folders(root: str | Path, *, suffixes: Iterable[str] = (".txt",),
-                       exclude: Iterable[str] = ()) -> TextCorpus:
+                       exclude: Iterable[str] = (),
+                       label_variants: str = "refuse") -> TextCorpus:
     """Read a class-per-folder tree: `<root>/<class name>/<file>`, one document per file.
 
     Classes are the sub-folders of `root` in sorted name order (label 0 = first name),
@@ -223,15 +239,19 @@ def read_class_folders(root: str | Path, *, suffixes: Iterable[str] = (".txt",),
         root: The tree's root folder.
         suffixes: File suffixes read as documents (lowercase compare; empty = all).
         exclude: Folder names that are not classes (e.g. `("unsup",)` for aclImdb).
+        label_variants: `"refuse"` or `"merge"` folder names that differ only in
+            letter case or spacing (module docstring).
 
     Returns:
         A :class:`TextCorpus`; `report` holds `class_counts`, `documents`,
-        `invalid_utf8` (paths) and its count, `ignored` (paths) and `decoding`.
+        `invalid_utf8` (paths) and its count, `ignored` (paths), `decoding` and
+        `label_variants_merged`.
 
     Raises:
         FileNotFoundError: `root` is not a folder.
-        ValueError: `root` has no class folder, or a class folder holds no document
-            (the message names it).
+        ValueError: `root` has no class folder, a class folder holds no document
+            (the message names it), or folder names differ only in case or spacing
+            (with `label_variants="refuse"`).
     """
     base = Path(root).expanduser()
     if not base.is_dir():
@@ -265,6 +285,15 @@ def read_class_folders(root: str | Path, *, suffixes: Iterable[str] = (".txt",),
         paths += files
         labels += [label] * len(files)
         counts[folder.name] = len(files)
+    names = [p.name for p in class_dirs]
+    values, merged = merge_label_variants(
+        [names[y] for y in labels], label_variants, where=[str(p) for p in paths],
+        source=f"{base}: class folders")
+    if merged:
+        names = _class_order(values)
+        position = {name: i for i, name in enumerate(names)}
+        labels = [position[v] for v in values]
+        counts = {name: labels.count(i) for i, name in enumerate(names)}
     texts, invalid = _read_files(paths)
     report = {
         "source": str(base),
@@ -275,13 +304,15 @@ def read_class_folders(root: str | Path, *, suffixes: Iterable[str] = (".txt",),
         "ignored": sorted(ignored),
         "ignored_count": len(ignored),
         "decoding": DECODING_POLICY,
+        "label_variants_merged": merged,
     }
     return TextCorpus(texts, np.asarray(labels, dtype=np.int64), [str(p) for p in paths],
-                      [p.name for p in class_dirs], report)
+                      names, report)
 
 
 def read_text_table(path: str | Path, text_column: str, label_column: str, *,
-                    class_names: Sequence | None = None) -> TextCorpus:
+                    class_names: Sequence | None = None,
+                    label_variants: str = "refuse") -> TextCorpus:
     """Read a CSV, TSV or Parquet table with one document per row (format by suffix).
 
     CSV/TSV files follow the module's decoding policy (case C05): the physical lines
@@ -290,6 +321,8 @@ def read_text_table(path: str | Path, text_column: str, label_column: str, *,
     is read as a string (`"NA"` stays text); an empty text or label cell is an error.
     Parquet strings are UTF-8 by the format's definition.
 
+    Label cells are trimmed of surrounding whitespace; labels that then differ only in
+    letter case or spacing are refused or merged (`label_variants`, module docstring).
     Labels map to int64 indices of `class_names`: by default the sorted distinct
     labels (numeric order when every label is a number, else string order), e.g.
     `negative = 0, neutral = 1, positive = 2`.
@@ -298,18 +331,22 @@ def read_text_table(path: str | Path, text_column: str, label_column: str, *,
         path: `.csv`, `.tsv`, `.parquet` or `.pq` file.
         text_column: Column holding the documents.
         label_column: Column holding the labels.
-        class_names: Optional fixed label order (as strings); every label must be in it.
+        class_names: Optional fixed label order (as strings, trimmed); every label must
+            be in it.
+        label_variants: `"refuse"` (default) or `"merge"`.
 
     Returns:
         A :class:`TextCorpus` whose `paths` are `"<path>#<row>"` (0-based data row);
         `report` holds `class_counts`, `documents`, `invalid_utf8`,
-        `invalid_utf8_lines` and `decoding`.
+        `invalid_utf8_lines`, `labels_trimmed` (cells with surrounding whitespace),
+        `label_variants_merged` and `decoding`.
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: Unknown suffix; a column is missing (the message lists the columns
-            found); empty text or label cells (the message names the first rows); a
-            label not in `class_names`.
+        ValueError: One line naming the file, the line and the column: unknown
+            suffix; an empty file; a column missing from the header; a line with more
+            fields than the header; an empty text or label cell; a label not in
+            `class_names`; labels differing only in case or spacing (`"refuse"`).
     """
     import pandas as pd
 
@@ -319,41 +356,73 @@ def read_text_table(path: str | Path, text_column: str, label_column: str, *,
         raise ValueError(
             f"`path` must end with one of {sorted(_TABLE_SUFFIXES)}. Received: path={str(path)!r}"
         )
+    if label_variants not in LABEL_VARIANT_POLICIES:
+        raise ValueError(f"`label_variants` must be one of {list(LABEL_VARIANT_POLICIES)}. "
+                         f"Received: {label_variants!r}")
     if not source.is_file():
         raise FileNotFoundError(f"text table not found: {source}")
     invalid_lines: list[int] = []
-    if _TABLE_SUFFIXES[suffix] is None:
-        frame = pd.read_parquet(source)
+    sep = _TABLE_SUFFIXES[suffix]
+    text = ""
+    if sep is None:
+        try:
+            frame = pd.read_parquet(source)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
+            raise ValueError(f"{source}: not a readable Parquet file "
+                             f"({_first_line(exc)})") from None
     else:
         raw = source.read_bytes()
         text, bad = decode_bytes(raw)
         if bad:
             invalid_lines = _invalid_utf8_lines(raw)
-        frame = pd.read_csv(io.StringIO(text), sep=_TABLE_SUFFIXES[suffix], dtype=str,
-                            keep_default_na=False)
+        if not text.strip():
+            raise ValueError(f"{source}: line 1: the file is empty (no header line)")
+        try:
+            frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+        except pd.errors.ParserError as exc:
+            raise ValueError(_extra_fields_error(source, text, sep, exc)) from None
+
+    def line_of(rows) -> list[str]:
+        """Where data rows (0-based) are: `line N` (CSV/TSV) or `row N` (Parquet)."""
+        if sep is None:
+            return [f"row {r}" for r in rows]
+        starts = _record_lines(text, sep)
+        return [f"line {starts[r]}" if r < len(starts) else f"row {r}" for r in rows]
+
     missing = [c for c in (text_column, label_column) if c not in frame.columns]
     if missing:
+        where = "line 1: " if sep is not None else ""
         raise ValueError(
-            f"{source}: missing column(s) {missing}; the table has {list(frame.columns)}"
+            f"{source}: {where}missing column(s) {missing}; the header has "
+            f"{list(frame.columns)}"
         )
-    texts_col, labels_col = frame[text_column], frame[label_column]
-    for name, column in ((text_column, texts_col), (label_column, labels_col)):
+    texts_col = frame[text_column]
+    labels_col = frame[label_column].map(lambda v: v if v is None or isinstance(v, float)
+                                         else str(v))
+    stripped = labels_col.map(lambda v: v.strip() if isinstance(v, str) else v)
+    trimmed = int((stripped != labels_col).sum())
+    for name, column in ((text_column, texts_col), (label_column, stripped)):
         empty = np.flatnonzero((column.isna() | (column.astype(str) == "")).to_numpy())
         if len(empty):
-            raise ValueError(
-                f"{source}: column `{name}` is empty in {len(empty)} row(s); first rows "
-                f"(0-based, after the header): {empty[:10].tolist()}"
-            )
-    label_values = labels_col.tolist()
-    names = _class_order(label_values) if class_names is None else [str(c) for c in class_names]
+            more = f" (and {len(empty) - 1} more rows)" if len(empty) > 1 else ""
+            raise ValueError(f"{source}: {line_of(empty[:1])[0]}: column `{name}`: empty "
+                             f"cell{more}")
+    label_values = [str(v) for v in stripped.tolist()]
+    fixed = None if class_names is None else [str(c).strip() for c in class_names]
+    label_values, merged = merge_label_variants(
+        label_values, label_variants, where=None, class_names=fixed,
+        source=f"{source}: column `{label_column}`", locate=line_of)
+    names = _class_order(label_values) if fixed is None else fixed
     position = {name: i for i, name in enumerate(names)}
-    unknown = sorted({str(v) for v in label_values} - set(position))
+    unknown = [i for i, v in enumerate(label_values) if v not in position]
     if unknown:
+        distinct = sorted({label_values[i] for i in unknown})
         raise ValueError(
-            f"{source}: column `{label_column}` holds labels not in `class_names` "
-            f"{names}: {unknown[:10]}"
+            f"{source}: {line_of(unknown[:1])[0]}: column `{label_column}`: label "
+            f"{label_values[unknown[0]]!r} is not in `classes` {names} ({len(unknown)} "
+            f"row(s), labels {distinct[:10]})"
         )
-    labels = np.fromiter((position[str(v)] for v in label_values), dtype=np.int64,
+    labels = np.fromiter((position[v] for v in label_values), dtype=np.int64,
                          count=len(label_values))
     counts = {name: int(n) for name, n in zip(names, np.bincount(labels, minlength=len(names)))}
     report = {
@@ -363,10 +432,122 @@ def read_text_table(path: str | Path, text_column: str, label_column: str, *,
         "invalid_utf8": [str(source)] if invalid_lines else [],
         "invalid_utf8_count": 1 if invalid_lines else 0,
         "invalid_utf8_lines": invalid_lines,
+        "labels_trimmed": trimmed,
+        "label_variants_merged": merged,
         "decoding": DECODING_POLICY,
     }
     return TextCorpus([str(t) for t in texts_col.tolist()], labels,
                       [f"{source}#{i}" for i in range(len(frame))], names, report)
+
+
+def label_key(label: str) -> str:
+    """What two spellings of one label share: letters case-folded, all whitespace
+    removed (``" Very Good"``, ``"very good"``, ``"VeryGood"`` -> ``"verygood"``)."""
+    return "".join(str(label).casefold().split())
+
+
+def merge_label_variants(values: list[str], policy: str = "refuse", *, where=None,
+                         class_names: Sequence[str] | None = None, source: str = "",
+                         locate=None) -> tuple[list[str], dict]:
+    """Apply the label-spelling rule (module docstring) to one label per document.
+
+    Args:
+        values: The (trimmed) label of each document.
+        policy: ``"refuse"`` or ``"merge"``.
+        where: Optional name of each document (for the error message), e.g. its path.
+        class_names: Fixed class names; a variant of one of them merges into it.
+        source: What the labels are, for the message (file and column).
+        locate: Optional ``locate(rows) -> [str]`` naming rows (``line 7``).
+
+    Returns:
+        ``(values, merged)``: the labels with variants replaced (``"merge"``), and
+        ``{kept spelling: {variant: documents}}`` of what was merged (empty if nothing).
+
+    Raises:
+        ValueError: ``"refuse"`` and some labels differ only in case or spacing: one
+            line listing each group's spellings with their counts and first place.
+    """
+    if policy not in LABEL_VARIANT_POLICIES:
+        raise ValueError(f"`label_variants` must be one of {list(LABEL_VARIANT_POLICIES)}. "
+                         f"Received: {policy!r}")
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for i, v in enumerate(values):
+        counts[v] = counts.get(v, 0) + 1
+        first.setdefault(v, i)
+    groups: dict[str, list[str]] = {}
+    for v in sorted(set(counts) | set(class_names or ())):
+        groups.setdefault(label_key(v), []).append(v)
+    variants = {k: g for k, g in groups.items() if len(g) > 1}
+    if not variants:
+        return values, {}
+    if policy == "refuse":
+        def place(v):
+            if v not in first:
+                return "in `classes`"
+            i = first[v]
+            if locate is not None:
+                return f"first at {locate([i])[0]}"
+            return f"first at {where[i]}" if where is not None else f"first at row {i}"
+
+        listed = "; ".join(", ".join(f"{v!r} ({counts.get(v, 0)} documents, {place(v)})"
+                                     for v in g) for g in variants.values())
+        raise ValueError(
+            f"{source}: labels differ only in letter case or spacing: {listed}. Fix the "
+            "spellings, or set `data.label_variants: merge` to train each group as one "
+            "class")
+    fixed = set(class_names or ())
+    canonical, merged = {}, {}
+    for g in variants.values():
+        in_fixed = [v for v in g if v in fixed]
+        keep = in_fixed[0] if in_fixed else max(g, key=lambda v: (counts.get(v, 0),
+                                                                   -g.index(v)))
+        merged[keep] = {v: counts.get(v, 0) for v in g if v != keep}
+        canonical.update({v: keep for v in g})
+    return [canonical.get(v, v) for v in values], merged
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _record_lines(text: str, sep: str) -> list[int]:
+    """1-based physical line where each data record (after the header) starts, as the
+    CSV reader sees them (quoted cells may span lines; blank lines are skipped)."""
+    import csv
+
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    starts, previous = [], 0
+    try:
+        for record in reader:
+            start, previous = previous + 1, reader.line_num
+            if record:
+                starts.append(start)
+    except csv.Error:
+        pass
+    return starts[1:]
+
+
+def _extra_fields_error(source: Path, text: str, sep: str, exc: Exception) -> str:
+    """One line for a table pandas refused: the first line with more fields than the
+    header (an unquoted separator inside a cell)."""
+    import csv
+
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    try:
+        header = next(reader, [])
+        previous = reader.line_num
+        for record in reader:
+            start, previous = previous + 1, reader.line_num
+            if len(record) > len(header):
+                return (f"{source}: line {start}: column #{len(header) + 1} (after "
+                        f"`{header[-1] if header else ''}`): {len(record)} fields but the "
+                        f"header has {len(header)} (quote cells that hold "
+                        f"{'a tab' if sep == chr(9) else 'a comma'})")
+    except csv.Error as err:
+        return f"{source}: line {reader.line_num}: not valid CSV ({err})"
+    return f"{source}: not valid CSV ({_first_line(exc)})"
 
 
 def _class_order(values: list) -> list[str]:

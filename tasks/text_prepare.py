@@ -5,13 +5,17 @@ and the encoding as one task per shard through the ``map_fn`` argument, tests us
 builtin ``itertools.starmap``. The steps:
 
 1. Read the corpus (:mod:`dlpipe.tasks.text_data`: aclImdb tree, class folders or a
-   CSV/Parquet table; UTF-8 with invalid bytes replaced and counted, case C05).
+   CSV/Parquet table; UTF-8 with invalid bytes replaced and counted, case C05; label
+   cells trimmed, labels differing only in case or spacing refused or merged by
+   ``data.label_variants``).
 2. Drop repeated documents (same standardized text; kept once when every copy has the
    same label, dropped entirely when copies disagree) so that no document is in two
    splits, then split: a seeded shuffle (the book's ``np.random.shuffle`` of indices),
    validation and test fractions (aclImdb: its own ``test/`` folder), optionally capped
    training/validation counts (the book's GloVe study: 200 training samples, 10,000
-   validation samples).
+   validation samples). Refused then: a training split with as many classes as
+   documents, a split with one class; a class missing from a split is a warning
+   (:func:`check_split_classes`).
 3. Count words per shard of the *training* documents only, merge, keep exactly
    ``max_words`` words (:func:`dlpipe.tasks.tokenize.build_vocabulary`: ties by
    alphabetical order; 0 = padding, 1 = out of vocabulary).
@@ -39,7 +43,7 @@ from dlpipe.tasks.tokenize import Vocabulary, build_vocabulary, count_words, mer
 
 TEXT_FORMATS = ("table", "aclimdb", "folders")
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2  # 2: label cells trimmed, label variants refused/merged
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,10 @@ class TextDataSpec:
         classes: label order (label index = position); default: sorted labels.
         max_documents: keep a seeded random subset of this many documents (quick runs).
         deduplicate: drop repeated documents before splitting (module docstring).
+        label_variants: labels that differ only in letter case or spacing (after
+            trimming): ``refuse`` (an error listing them, the default) or ``merge``
+            (one class each, spelled as in ``classes`` or as its most frequent
+            spelling); :mod:`dlpipe.tasks.text_data`.
     """
 
     format: str = "table"
@@ -66,8 +74,12 @@ class TextDataSpec:
     classes: tuple[str, ...] = ()
     max_documents: int | None = None
     deduplicate: bool = True
+    label_variants: str = "refuse"
 
     def __post_init__(self):
+        if self.label_variants not in ("refuse", "merge"):
+            raise ValueError(f"`label_variants` must be 'refuse' or 'merge'. "
+                             f"Received: {self.label_variants!r}")
         if self.format not in TEXT_FORMATS:
             raise ValueError(f"`format` must be one of {', '.join(TEXT_FORMATS)}. "
                              f"Received: format={self.format!r}")
@@ -188,9 +200,10 @@ def read_corpus(spec: TextDataSpec) -> tuple[dict, dict]:
     else:
         if spec.format == "table":
             corpus = text_data.read_text_table(path, spec.text_column, spec.label_column,
-                                               class_names=classes)
+                                               class_names=classes,
+                                               label_variants=spec.label_variants)
         else:
-            corpus = text_data.read_class_folders(path)
+            corpus = text_data.read_class_folders(path, label_variants=spec.label_variants)
         texts, labels, paths = corpus.texts, corpus.labels, corpus.paths
         is_test = np.zeros(len(texts), bool)
         names, report = corpus.class_names, corpus.report
@@ -253,6 +266,45 @@ def split_documents(n: int, is_test: np.ndarray, split: TextSplitSpec,
     return codes
 
 
+def check_split_classes(labels: np.ndarray, codes: np.ndarray, class_names: list[str],
+                        source: str = "") -> list[str]:
+    """Name data that cannot teach anything (issue 12), after the split.
+
+    Refused: a training split with as many classes as documents (every label used
+    once, e.g. an id column named as the label), and a split whose documents all have
+    one class. Warned (returned): a class with no document in a split.
+
+    Args:
+        labels: int64 label per document; codes: split code per document (-1 unused).
+        class_names: Class name per label.
+        source: The data path, for the messages.
+
+    Returns:
+        Warning lines (empty when every class is in every split).
+
+    Raises:
+        ValueError: One line naming the split and its classes.
+    """
+    warnings = []
+    for name, code in SPLIT_CODES.items():
+        in_split = labels[codes == code]
+        present = np.unique(in_split)
+        if name == "train" and len(in_split) > 1 and len(present) == len(in_split):
+            raise ValueError(
+                f"{source}: split `train`: {len(in_split)} documents in {len(in_split)} "
+                "classes (every label used once): a model cannot learn from it; is "
+                "`label_column` the label?")
+        if len(present) == 1:
+            raise ValueError(
+                f"{source}: split `{name}`: all {len(in_split)} documents have class "
+                f"`{class_names[int(present[0])]}` (classes {class_names}): a split needs "
+                "at least 2 classes; use more data or other fractions")
+        absent = [class_names[i] for i in range(len(class_names)) if i not in set(present)]
+        if absent:
+            warnings.append(f"split `{name}` has no document of class(es) {absent}")
+    return warnings
+
+
 def shards(items: list, num_shards: int) -> list[list]:
     """``items`` cut into at most ``num_shards`` contiguous, nearly equal shards."""
     bounds = np.linspace(0, len(items), min(num_shards, max(1, len(items))) + 1).astype(int)
@@ -299,10 +351,12 @@ def prepare_text(data: TextDataSpec, split: TextSplitSpec, text: TextSpec,
         "embedding": float32 (max_words + 2, dim), only with GloVe}``; meta = ``{"key",
         "source", "documents", "class_names", "num_classes", "split_counts",
         "class_counts" (per split), "vocabulary_size", "vocabulary_path", "oov_rate",
-        "glove_coverage", "report", "cached"}``.
+        "glove_coverage", "report", "warnings", "cached"}``.
 
     Raises:
-        FileNotFoundError, ValueError: bad source, empty split, bad GloVe file.
+        FileNotFoundError, ValueError: bad source, empty split, bad GloVe file; labels
+        differing only in case or spacing (``data.label_variants: refuse``); data that
+        cannot teach (:func:`check_split_classes`).
     """
     key = dataset_key(data, split, text)
     if cache_dir is not None:
@@ -320,6 +374,7 @@ def prepare_text(data: TextDataSpec, split: TextSplitSpec, text: TextSpec,
         rng = np.random.default_rng(split.seed + 1)
         keep = np.sort(rng.choice(keep, data.max_documents, replace=False))
     codes = split_documents(len(texts), corpus["is_test"], split, keep)
+    warnings = check_split_classes(labels, codes, corpus["class_names"], data.path)
 
     train_texts = [texts[i] for i in np.flatnonzero(codes == SPLIT_CODES["train"])]
     counts = merge_counts(map_fn(count_words, [(s,) for s in shards(train_texts,
@@ -343,7 +398,7 @@ def prepare_text(data: TextDataSpec, split: TextSplitSpec, text: TextSpec,
             "vocabulary_size": vocab.input_dim, "distinct_train_words": len(counts),
             "oov_rate": float(np.mean(ids == 1)) if len(ids) else 0.0,
             "glove_coverage": None, "report": {**_jsonable(read_report), **dedupe},
-            "text": asdict(text), "cached": False}
+            "warnings": warnings, "text": asdict(text), "cached": False}
     if text.glove:
         from dlpipe.tasks.glove import embedding_matrix, load_glove
 

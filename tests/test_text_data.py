@@ -174,17 +174,21 @@ def test_table_numeric_labels_sort_as_numbers_and_fixed_order(tmp_path):
     assert read_text_table(path, "text", "label").class_names == ["1", "2", "10"]
     corpus = read_text_table(path, "text", "label", class_names=[10, 2, 1])
     assert corpus.labels.tolist() == [0, 1, 2]
-    with pytest.raises(ValueError, match=r"labels not in `class_names`.*\['1'\]"):
+    with pytest.raises(ValueError, match=r"t\.tsv: line 4: column `label`: label '1' is "
+                                         r"not in `classes` \['10', '2'\]"):
         read_text_table(path, "text", "label", class_names=["10", "2"])
 
 
 def test_table_errors_name_columns_and_rows(tmp_path):
     path = _write(tmp_path / "t.csv", "label,body\npos,fine\n,no label\nneg,\n")
-    message = r"missing column\(s\) \['text'\]; the table has \['label', 'body'\]"
+    message = r"t\.csv: line 1: missing column\(s\) \['text'\]; the header has \['label', 'body'\]"
     with pytest.raises(ValueError, match=message):
         read_text_table(path, "text", "label")
-    with pytest.raises(ValueError, match=r"column `body` is empty in 1 row\(s\).*\[2\]"):
+    with pytest.raises(ValueError, match=r"t\.csv: line 4: column `body`: empty cell$"):
         read_text_table(path, "body", "label")
+    blank = _write(tmp_path / "b.csv", "label,body\npos,fine\n  ,no label\nneg,x\n")
+    with pytest.raises(ValueError, match=r"b\.csv: line 3: column `label`: empty cell$"):
+        read_text_table(blank, "body", "label")  # a label of spaces is empty once trimmed
     with pytest.raises(ValueError, match=r"`path` must end with one of"):
         read_text_table(tmp_path / "t.json", "text", "label")
     with pytest.raises(FileNotFoundError):
