@@ -597,7 +597,7 @@ def sweep_summary(sweep_dir: str | Path, top: int = 10):
 
     trials = reports.read_table(sweep_dir, "trials")
     all_runs = reports.read_table(sweep_dir, "runs")
-    _, name, _ = headline(all_runs)
+    name = headline(all_runs)[1].display
     label = f"val {name}"
     runs = all_runs.assign(test=all_runs["test_metric"].fillna(all_runs["test_mae_units"]))
     merged = OBJECTIVE.sort(trials.merge(runs[["run_id", "test", "epochs_run"]],
@@ -611,7 +611,7 @@ def sweep_summary(sweep_dir: str | Path, top: int = 10):
         "status": merged["status"]}).head(top)
     counts = trials["status"].value_counts().to_dict()
     base = runs[runs["family"] == "baseline"]
-    values, _, _ = headline(base) if len(base) else (None, None, None)
+    values = headline(base)[0] if len(base) else None
     kind = baseline_kind(name)
     base_text = (f"{kind} baseline {label} {values.iloc[-1]:.3f} / test "
                  f"{base['test'].iloc[-1]:.3f}; " if len(base) else "")
@@ -650,8 +650,7 @@ def sweep_command(config: str | Path, *, smoke: bool = False, address: str | Non
     from dlpipe.pipelines.cli import prepare_command, print_frame
 
     cfg = prepare_command(config, smoke_mode=smoke_sweep if smoke else None,
-                          output_dir=output_dir, address=address, num_cpus=num_cpus,
-                          run_dir_of=sweep_dir_of, same_study=False)
+                          output_dir=output_dir, address=address, num_cpus=num_cpus)
     if cfg is None:
         return 2
     if num_trials:
