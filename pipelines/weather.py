@@ -62,20 +62,24 @@ def prepare_dataset(cfg: StudyConfig, run_dir: Path):
 
 
 def dataset_row(meta: dict) -> dict:
-    """The ``datasets`` report row of a prepared weather dataset.
+    """The ``datasets`` report row of a prepared weather dataset (the table's fixed
+    schema: :mod:`dlpipe.tasks.reports`).
 
-    Columns: key, source, rows, columns, target, ``splits`` (segments of equally spaced
-    rows that windows read), ``blocks`` (the configured split), per-column counts
-    (``sentinel_counts``: every value the sentinel policy replaced; ``missing_counts``:
-    missing spellings; ``nonfinite_counts``: ``inf``/``-inf``), ``quality`` (time axis:
-    rows out of order, repeated stamps dropped and conflicting, gaps filled and cut,
-    ...), ``constant_features``, and per split the study windows' ``windows`` and
-    ``windows_excluded`` (by gaps).
+    Columns: key, source, rows, columns, target, ``splits`` (per split the segments of
+    equally spaced rows that windows read), ``sentinel_counts`` (per column, every value
+    the missing-value policy replaced) and ``quality`` (JSON): the time axis in file
+    order and its repairs (rows out of order, repeated stamps dropped and conflicting,
+    gaps filled and cut, ...), ``blocks`` (the split as configured), per column
+    ``missing_counts`` (missing spellings) and ``nonfinite_counts`` (``inf``/``-inf``),
+    ``constant_features``, and per split the study windows' ``windows`` and
+    ``windows_excluded`` (spanning a gap).
     """
-    keys = ("source", "rows", "columns", "target", "splits", "blocks", "sentinel_counts",
-            "missing_counts", "nonfinite_counts", "quality", "constant_features", "windows",
-            "windows_excluded")
-    return {"dataset_key": meta["key"], **{k: meta[k] for k in keys if k in meta}}
+    extra = ("blocks", "missing_counts", "nonfinite_counts", "constant_features", "windows",
+             "windows_excluded")
+    return {"dataset_key": meta["key"], "source": meta["source"], "rows": meta["rows"],
+            "columns": meta["columns"], "target": meta["target"], "splits": meta["splits"],
+            "sentinel_counts": meta["sentinel_counts"],
+            "quality": {**meta["quality"], **{k: meta[k] for k in extra if k in meta}}}
 
 
 def check_source(cfg: StudyConfig) -> None:

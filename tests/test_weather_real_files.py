@@ -24,6 +24,17 @@ BERLIN_FORMAT = "%Y-%m-%d %H:%M:%S%z"
 UTC_START = datetime(2021, 10, 23, 22, 0, tzinfo=timezone.utc)  # 24 Oct 00:00 in Berlin
 
 
+def report_row(meta):
+    """The ``datasets`` row as the Parquet table stores it (fixed schema, JSON cells)."""
+    import json
+
+    from dlpipe.tasks import reports
+
+    table = reports.make_table("datasets", [dataset_row(meta)]).to_pylist()[0]
+    return {k: json.loads(v) if k in ("splits", "sentinel_counts", "quality") else v
+            for k, v in table.items()}
+
+
 def write_berlin(path, rows=400, temps=None):
     """Hourly Europe/Berlin local stamps written with their offset (what a logger
     in Germany writes), crossing the autumn DST change of 2021-10-31."""
@@ -84,10 +95,10 @@ def test_c20_missing_value_spellings_counted_and_interpolated(tmp_path):
                     time_format="%Y-%m-%d %H:%M", columns=("temp", "rh"), target="temp")
     prepared = prepare_weather(spec, SplitSpec(train_fraction=0.5, validation_fraction=0.25),
                                WindowSpec(lookback=12, step=1, delay=3))
-    row = dataset_row(prepared.meta)
-    assert row["missing_counts"] == {"temp": 5, "rh": 1}
+    row = report_row(prepared.meta)
+    assert row["quality"]["missing_counts"] == {"temp": 5, "rh": 1}
     assert row["sentinel_counts"] == {"temp": 5, "rh": 1}
-    assert row["nonfinite_counts"] == {"temp": 0, "rh": 0}
+    assert row["quality"]["nonfinite_counts"] == {"temp": 0, "rh": 0}
     # interpolated by default: neighbours (r-1)/10 and (r+1)/10 -> r/10, in the raw units
     mean, std = prepared.meta["mean"][0], prepared.meta["std"][0]
     restored = prepared.data[:, 0].astype(np.float64) * std + mean
@@ -168,8 +179,9 @@ def test_jena_gaps_repeats_and_disorder_yield_only_equally_spaced_windows(tmp_pa
     assert meta["windows_excluded"] == {"train": 0, "validation": 15, "test": 0}
     assert meta["windows"] == {"train": 590 - 15, "validation": 295 - 15 - 15,
                                "test": 295 - 15}
-    row = dataset_row(meta)
-    assert row["windows_excluded"]["validation"] == 15
+    row = report_row(meta)
+    assert row["quality"]["windows_excluded"]["validation"] == 15
+    assert row["quality"]["duplicates_conflicting"] == 2 and row["splits"] == meta["splits"]
     # every window the batches produce: decode the stamp each row carries (pressure =
     # minutes) and check the lookback/step/delay geometry in time
     p_mean, p_std = meta["mean"][0], meta["std"][0]
