@@ -490,8 +490,12 @@ def merge_label_variants(values: list[str], policy: str = "refuse", *, where=Non
                 return f"first at {locate([i])[0]}"
             return f"first at {where[i]}" if where is not None else f"first at row {i}"
 
-        listed = "; ".join(", ".join(f"{v!r} ({counts.get(v, 0)} documents, {place(v)})"
-                                     for v in g) for g in variants.values())
+        def documents(v):
+            n = counts.get(v, 0)
+            return f"{n} document{'' if n == 1 else 's'}"
+
+        listed = "; ".join(", ".join(f"{v!r} ({documents(v)}, {place(v)})" for v in g)
+                           for g in variants.values())
         raise ValueError(
             f"{source}: labels differ only in letter case or spacing: {listed}. Fix the "
             "spellings, or set `data.label_variants: merge` to train each group as one "
