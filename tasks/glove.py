@@ -15,7 +15,9 @@ rules (shared case C06):
   :func:`dlpipe.tasks.tokenize.standardize`'s output; matching is exact (no case
   folding: glove.6B is lowercase, glove.840B is cased).
 * A line with fewer than `dim` numbers after a token, a field that is not a number, or a
-  non-finite value is skipped and reported with its 1-based line number.
+  non-finite value is skipped and reported with its 1-based line number and the field
+  (1-based, the token = field 1), e.g. ``field 3 (value 2 of 4): 'eight' is not a
+  number``.
 * A token seen twice: the first line wins; later ones are counted and their line
   numbers listed.
 """
@@ -111,8 +113,8 @@ def infer_dim(path: Path) -> int:
                 counts[n] += 1
     if not counts:
         raise ValueError(
-            f"{path}: cannot infer the GloVe dimension: none of the first "
-            f"{DIM_PROBE_LINES} lines ends with numbers. Pass `dim`."
+            f"{path}: lines 1-{DIM_PROBE_LINES}: cannot infer the GloVe dimension: no "
+            "line ends with numbers (expected `<token> <number> <number> ...`). Pass `dim`."
         )
     return counts.most_common(1)[0][0]
 
@@ -178,7 +180,8 @@ def load_glove(path: str | Path, *, dim: int | None = None,
             split = _split(line, dim)
             if split is None:
                 skip(number, f"{len(line.split(' ')) - 1} values after the token, "
-                             f"expected {dim}")
+                             f"expected {dim} "
+                             f"({f'fields 2-{dim + 1}' if dim > 1 else 'field 2'})")
                 continue
             token, values = split
             token = unicodedata.normalize("NFC", token)
@@ -188,12 +191,13 @@ def load_glove(path: str | Path, *, dim: int | None = None,
             try:
                 vector = np.array(values, dtype=np.float32)
             except ValueError:
-                bad = next(v for v in values if not _is_float(v))
-                skip(number, f"value {bad!r} is not a number "
-                             f"({dim} values expected after the token)")
+                k, bad = next((k, v) for k, v in enumerate(values, 1) if not _is_float(v))
+                skip(number, f"field {k + 1} (value {k} of {dim}): {bad!r} is not a number")
                 continue
             if not np.isfinite(vector).all():
-                skip(number, "non-finite value")
+                k = int(np.flatnonzero(~np.isfinite(vector))[0]) + 1
+                skip(number, f"field {k + 1} (value {k} of {dim}): {values[k - 1]!r} is not "
+                             "a finite number")
                 continue
             if token in seen:
                 duplicates += 1

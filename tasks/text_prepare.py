@@ -421,16 +421,20 @@ def check_glove_report(path: str, report: dict) -> None:
     :data:`GLOVE_MAX_BAD_SHARE` of its lines malformed (case C06 skips and reports a few).
 
     Raises:
-        ValueError: naming the file, the counts and the first bad line.
+        ValueError: naming the file, the first bad line and field, and the counts.
     """
     lines, bad = report["lines"], report["skipped_count"]
     if lines and bad <= GLOVE_MAX_BAD_SHARE * lines and bad < lines:
         return
-    first = report["skipped"][0] if report["skipped"] else {"line": "?", "reason": "?"}
+    if not report["skipped"]:  # no line at all, or every line a duplicate
+        raise ValueError(f"{path}: line 1: no `<token> <{report['dim']} numbers>` line "
+                         f"({lines} lines); expected a GloVe text file such as "
+                         "glove.6B.100d.txt")
+    first = report["skipped"][0]
     raise ValueError(
-        f"GloVe file {path}: {bad} of {lines} lines are not `<token> <{report['dim']} "
-        f"numbers>` (first: line {first['line']}: {first['reason']}); expected a GloVe "
-        "text file such as glove.6B.100d.txt")
+        f"{path}: line {first['line']}: {first['reason']} ({bad} of {lines} lines are not "
+        f"`<token> <{report['dim']} numbers>`); expected a GloVe text file such as "
+        "glove.6B.100d.txt")
 
 
 def sequences(arrays: dict, index: np.ndarray, text: TextSpec) -> np.ndarray:

@@ -38,7 +38,7 @@ def test_c06_parsing(c06_file, dim):
     assert report["lines"] == 6 and report["loaded"] == 4
     assert report["skipped_count"] == 1
     assert report["skipped"][0]["line"] == 4
-    assert "3 values after the token, expected 4" in report["skipped"][0]["reason"]
+    assert report["skipped"][0]["reason"] == "3 values after the token, expected 4 (fields 2-5)"
     assert report["duplicates"] == 1 and report["duplicate_lines"] == [6]
     assert report["tokens_with_spaces"] == 2
 
@@ -59,8 +59,9 @@ def test_crlf_trailing_space_bad_bytes_and_non_numbers(tmp_path):
     reasons = {item["line"]: item["reason"] for item in glove.report["skipped"]}
     assert set(reasons) == {3, 4, 5, 6}
     assert "invalid UTF-8" in reasons[3]
-    assert "'eight' is not a number" in reasons[4]
-    assert reasons[5] == "non-finite value" and reasons[6] == "empty line"
+    assert reasons[4] == "field 3 (value 2 of 2): 'eight' is not a number"
+    assert reasons[5] == "field 2 (value 1 of 2): 'nan' is not a finite number"
+    assert reasons[6] == "empty line"
 
 
 def test_vocabulary_filter_keeps_only_its_words(c06_file):
@@ -95,5 +96,6 @@ def test_errors(tmp_path, c06_file):
         load_glove(c06_file, dim=0)
     words_only = tmp_path / "words.txt"
     words_only.write_text("a\nb\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="cannot infer the GloVe dimension.*Pass `dim`"):
+    with pytest.raises(ValueError, match=r"words\.txt: lines 1-100: cannot infer the GloVe "
+                                         r"dimension.*Pass `dim`"):
         load_glove(words_only)

@@ -332,6 +332,8 @@ def test_glove_dimension_conflict_and_junk_files_are_refused(tmp_path):
     # spaces, C06), "hello" has no number: over 10% of the lines malformed -> an error
     junk = tmp_path / "junk.txt"
     junk.write_text("the 0.1 abc 0.3\nhello\nworld 1 2\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"junk.txt: 1 of 3 lines are not `<token> <1 numbers>` .first: line 2"):
+    with pytest.raises(ValueError, match=r"junk.txt: line 2: 0 values after the token, "
+                                         r"expected 1 \(field 2\) \(1 of 3 lines are not "
+                                         r"`<token> <1 numbers>`\)"):
         prepare_text(TextDataSpec(format="aclimdb", path=str(tmp_path / "aclImdb")),
                      TextSplitSpec(0.5), TextSpec(max_words=20, glove=str(junk)))
