@@ -185,13 +185,13 @@ def read_aclimdb(root: str | Path, split: str = "train", *,
         folder = base / name
         if not folder.is_dir():
             raise ValueError(
-                f"The aclImdb class folder `{name}` is missing: {folder} does not exist "
-                f"(expected {base}/neg and {base}/pos)"
+                f"{folder}: the aclImdb class folder `{name}` is missing (expected "
+                f"{base}/neg and {base}/pos)"
             )
         files, stray = _review_files(folder)
         if not files:
             raise ValueError(
-                f"The aclImdb class folder {folder} holds no review file named "
+                f"{folder}: the aclImdb class folder holds no review file named "
                 f"`<id>_<rating>.txt` (found {len(stray)} other entries)"
             )
         ignored += stray
@@ -278,7 +278,7 @@ def read_class_folders(root: str | Path, *, suffixes: Iterable[str] = (".txt",),
                 ignored.append(str(entry))
         if not files:
             raise ValueError(
-                f"The class folder {folder} holds no document with suffix in "
+                f"{folder}: the class folder holds no document with suffix in "
                 f"{sorted(wanted)}"
             )
         files.sort(key=lambda p: _natural_key(p.name))

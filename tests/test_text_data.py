@@ -78,10 +78,10 @@ def test_aclimdb_errors_name_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="train"):
         read_aclimdb(tmp_path, "train")
     _write(tmp_path / "train" / "pos" / "0_9.txt", "ok")
-    with pytest.raises(ValueError, match=r"class folder `neg` is missing"):
+    with pytest.raises(ValueError, match=r"train/neg: the aclImdb class folder `neg` is missing"):
         read_aclimdb(tmp_path, "train")
     (tmp_path / "train" / "neg").mkdir()
-    with pytest.raises(ValueError, match=r"train/neg holds no review file"):
+    with pytest.raises(ValueError, match=r"train/neg: the aclImdb class folder holds no review file"):
         read_aclimdb(tmp_path, "train")
 
 
@@ -154,7 +154,7 @@ def test_class_folders_errors(tmp_path):
     with pytest.raises(ValueError, match="holds no class folder"):
         read_class_folders(tmp_path / "empty")
     _write(tmp_path / "t" / "a" / "x.csv", "not a txt")
-    with pytest.raises(ValueError, match=r"t/a holds no document"):
+    with pytest.raises(ValueError, match=r"t/a: the class folder holds no document"):
         read_class_folders(tmp_path / "t")
 
 
