@@ -89,8 +89,8 @@ def prepare_dataset(cfg, run_dir: Path):
         dataset description.
 
     Raises:
-        FileNotFoundError, ValueError: missing folder, bad split, a split left empty,
-        weights that cannot be loaded.
+        FileNotFoundError, ValueError: missing folder, bad split, a class with no usable
+        image in a split (C22), weights that cannot be loaded.
     """
     import ray
 

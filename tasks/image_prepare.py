@@ -49,7 +49,7 @@ from dlpipe.tasks import reports
 from dlpipe.tasks.image_data import BOOK_COUNTS, DEFAULT_MAX_PIXELS, SPLITS
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2  # 2: EXIF orientation applied, rotated/mismatched files listed
 DEMO_PREFIX = "demo:"
 PREPROCESSING = ("rescale", "base")
 #: conv base names accepted by :func:`dlpipe.models.images.conv_base` (no Keras import here)

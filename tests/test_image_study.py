@@ -151,6 +151,13 @@ def test_config_errors_name_the_field(tmp_path):
     raw = yaml.safe_load(_study_yaml(tmp_path, "- {family: features_head}").read_text())
     cfg = parse_study(raw, source="s.yaml", base_dir=tmp_path)
     assert isinstance(cfg, ImageStudyConfig) and cfg.images.size == (48, 48)
+    assert cfg.images.max_pixels == 89_478_485  # issue 12: Pillow's MAX_IMAGE_PIXELS
+    limited = parse_study(dict(raw, images={**raw["images"], "max_pixels": 1_000_000}),
+                          source="s.yaml", base_dir=tmp_path)
+    assert limited.images.max_pixels == 1_000_000
+    with pytest.raises(ConfigError, match=r"`images`: `max_pixels` must be >= 1"):
+        parse_study(dict(raw, images={**raw["images"], "max_pixels": 0}), source="s.yaml",
+                    base_dir=tmp_path)
     assert cfg.data.path == str((tmp_path / "flat").resolve())
     demo = parse_study(dict(raw, data={"path": "demo:digits"}), source="s.yaml",
                        base_dir=tmp_path)

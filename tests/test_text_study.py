@@ -251,6 +251,14 @@ def test_config_errors_name_the_field(tmp_path):
                     base_dir=tmp_path)
     with pytest.raises(ConfigError, match="`pipeline` must be one of"):
         parse_study(dict(raw, pipeline="audio"), source="s.yaml", base_dir=tmp_path)
+    # issue 12: the label-spelling rule is set in the study file
+    merged = parse_study(dict(raw, data={**raw["data"], "label_variants": "merge"}),
+                         source="s.yaml", base_dir=tmp_path)
+    assert merged.data.label_variants == "merge" and cfg.data.label_variants == "refuse"
+    with pytest.raises(ConfigError, match=r"`data`: `label_variants` must be 'refuse' or "
+                                          r"'merge'. Received: 'warn'"):
+        parse_study(dict(raw, data={**raw["data"], "label_variants": "warn"}),
+                    source="s.yaml", base_dir=tmp_path)
 
 
 @pytest.mark.slow
