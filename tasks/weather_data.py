@@ -118,7 +118,8 @@ class DataSpec:
             raise ValueError(f"`max_rows` must be >= 1. Received: max_rows={self.max_rows}")
         if isinstance(self.max_gap, bool) or not isinstance(self.max_gap, int) \
                 or self.max_gap < 0:
-            raise ValueError(f"`max_gap` must be an integer >= 0. Received: max_gap={self.max_gap!r}")
+            raise ValueError("`max_gap` must be an integer >= 0. "
+                             f"Received: max_gap={self.max_gap!r}")
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,8 @@ def _read_csv(path: Path, nrows: int | None) -> pd.DataFrame:
         raise DataFormatError(_field_count_error(path, exc)) from None
     if len(frame):
         filled = (frame != "").any(axis=1).to_numpy()
-        frame = frame.iloc[: int(np.flatnonzero(filled)[-1]) + 1] if filled.any() else frame.iloc[:0]
+        last = int(np.flatnonzero(filled)[-1]) + 1 if filled.any() else 0
+        frame = frame.iloc[:last]
     if not len(frame):
         raise DataFormatError(f"{path}: line 2: no data rows (the file holds only its header "
                               f"line {list(frame.columns)[:3]}...)")

@@ -395,3 +395,19 @@ def test_generic_csv_example_study_loads_and_prepares(tmp_path):
         from dlpipe.tasks.weather_data import split_window_counts
 
         assert split_window_counts(cfg.model_windows(model), prepared.meta)["test"]["windows"] > 0
+
+
+def test_max_gap_is_a_study_key_checked_at_load(tmp_path):
+    from dlpipe.pipelines.config import ConfigError, parse_study
+
+    write_berlin(tmp_path / "station.csv", rows=50)
+    raw = {"study": "s", "data": {"format": "csv", "path": "station.csv", "time_column": "time",
+                                  "time_format": BERLIN_FORMAT, "columns": ["temp"],
+                                  "target": "temp", "max_gap": 3},
+           "split": {"train_fraction": 0.5, "validation_fraction": 0.25},
+           "windows": {"lookback": 4, "step": 1, "delay": 1}, "models": [{"family": "dense"}]}
+    assert parse_study(raw, base_dir=tmp_path).data.max_gap == 3
+    raw["data"]["max_gap"] = -1
+    with pytest.raises(ConfigError, match=r"`max_gap` must be an integer >= 0. Received: "
+                       r"max_gap=-1"):
+        parse_study(raw, base_dir=tmp_path)
