@@ -5,20 +5,36 @@ tasks are declared with ``max_calls=1``: every training run gets a fresh worker
 process, so its TensorFlow thread and device settings (case C13) apply, and its GPU
 memory is freed when it ends (``.options(num_gpus=...)`` alone does not give that).
 
-No pyarrow in a TensorFlow process (issue 11, section 3): every task that runs
-TensorFlow (training, evaluation, image validation and features) first calls
-:func:`dlpipe.tasks.tf_setup.keep_pyarrow_out`, so its worker never loads pyarrow
-(Keras imports pandas, which would load it); tasks return plain rows and arrays and the
-driver is the only Parquet writer. The task modules are imported inside each task, so a
+No pyarrow in a TensorFlow process (issue 11, section 3): the worker of every task that
+runs TensorFlow (training, evaluation, image validation and features) calls
+:func:`dlpipe.tasks.tf_setup.keep_pyarrow_out` when it imports this module (see
+``TF_WORKER_ENV``) and again first thing in the task, so it never loads pyarrow (Ray's
+own serializers and Keras -> pandas would); tasks return plain rows and arrays and the
+driver is the only Parquet writer. A task's ``.options(runtime_env=...)`` must keep
+``TF_WORKER_ENV`` in its ``env_vars``. The task modules are imported inside each task, so a
 worker loads only what its task needs (a weather training worker: no pandas data code,
 no text or image code).
 """
 
 from __future__ import annotations
 
+import os
+
 import ray
 
 from dlpipe.tasks.tf_setup import keep_pyarrow_out
+
+#: Set in the environment of the workers of the tasks that run TensorFlow (their
+#: ``runtime_env``; Ray starts those tasks in workers of their own). Ray loads pyarrow
+#: when a worker deserializes its first task arguments (its Arrow serializers for Ray
+#: Data), which happens after the worker imports this module to load the task and
+#: before the task body runs: so the hook goes in here, at import, in those workers only
+#: (tokenization and data-preparation workers keep pyarrow, they run no TensorFlow).
+TF_WORKER_ENV = "DLPIPE_TF_WORKER"
+_TF_WORKER = {"env_vars": {TF_WORKER_ENV: "1"}}
+
+if os.environ.get(TF_WORKER_ENV) == "1":
+    keep_pyarrow_out()
 
 
 @ray.remote(num_returns=2, num_cpus=1)
@@ -43,7 +59,7 @@ def text_shard_task(function: str, *args):
     return getattr(text_prepare, function)(*args)
 
 
-@ray.remote(max_calls=1, num_cpus=1)
+@ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
 def validate_images_task(paths: list[str], size: tuple[int, int], *args):
     """Ray task: validate one shard of image files in a fresh worker (its TF set-up,
     C13) -> ``(ok_paths, bad, notes)`` (:func:`dlpipe.tasks.image_prepare.validate_shard`,
@@ -54,7 +70,7 @@ def validate_images_task(paths: list[str], size: tuple[int, int], *args):
     return image_prepare.validate_shard(paths, size, *args)
 
 
-@ray.remote(max_calls=1, num_cpus=1, num_returns=2)
+@ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER, num_returns=2)
 def image_features_task(paths, labels, images, root, seed, num_cpus=1, num_gpus=0):
     """Ray task: conv-base features of every split through the feature cache
     (:func:`dlpipe.tasks.image_prepare.cache_features`) -> ``(features, report)``; set
@@ -65,7 +81,7 @@ def image_features_task(paths, labels, images, root, seed, num_cpus=1, num_gpus=
     return image_prepare.cache_features(paths, labels, images, root, seed, num_cpus, num_gpus)
 
 
-@ray.remote(max_calls=1, num_cpus=1)
+@ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
 def train_model_task(pipeline: str = "timeseries", **kwargs):
     """Ray task: one training run (:func:`dlpipe.tasks.trainers.train_run`) in a fresh
     worker process. ``windows=`` (weather) is accepted as the ``inputs`` of the run."""
@@ -77,7 +93,7 @@ def train_model_task(pipeline: str = "timeseries", **kwargs):
     return trainers.train_run(pipeline, **kwargs)
 
 
-@ray.remote(max_calls=1, num_cpus=1)
+@ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
 def evaluate_model_task(pipeline: str = "timeseries", **kwargs):
     """Ray task: :func:`dlpipe.tasks.trainers.evaluate_run` in a fresh worker ->
     ``{"loss", "metric", "predictions"}``."""

@@ -13,119 +13,140 @@ scalars before they are written.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-SCHEMAS: dict[str, pa.Schema] = {
-    "runs": pa.schema([
-        ("run_id", pa.string()),
-        ("pipeline", pa.string()),
-        ("study", pa.string()),
-        ("dataset_key", pa.string()),
-        ("family", pa.string()),
-        ("hyperparameters", pa.string()),  # JSON, sorted keys
-        ("seed", pa.int64()),
-        ("lookback", pa.int64()),
-        ("step", pa.int64()),
-        ("delay", pa.int64()),
-        ("epochs_run", pa.int64()),
-        ("best_epoch", pa.int64()),
-        ("params", pa.int64()),
-        ("val_mae", pa.float64()),        # normalized units
-        ("test_mae", pa.float64()),
-        ("val_mae_units", pa.float64()),  # target's own units (degC)
-        ("test_mae_units", pa.float64()),
-        ("metric", pa.string()),          # headline metric: mae (target units) | accuracy
-        ("val_loss", pa.float64()),       # the model's loss (weather: normalized MAE)
-        ("test_loss", pa.float64()),
-        ("val_metric", pa.float64()),     # the headline metric on validation
-        ("test_metric", pa.float64()),
-        ("inputs", pa.string()),          # JSON: what the model saw (maxlen, image size...)
-        ("wall_time_s", pa.float64()),
-        ("node", pa.string()),
-        ("resources", pa.string()),       # JSON
-        ("devices", pa.string()),
-        ("gpu_type", pa.string()),        # GPU model name(s), "" on CPU
-        ("gpu_seconds", pa.float64()),    # wall time x GPUs held
-        ("status", pa.string()),          # ok | failed
-        ("error", pa.string()),
-        ("finished_at", pa.timestamp("ms", tz="UTC")),
-    ]),
-    "history": pa.schema([
-        ("run_id", pa.string()),
-        ("epoch", pa.int64()),
-        ("loss", pa.float64()),
-        ("val_loss", pa.float64()),
-        ("lr", pa.float64()),
-        ("metric", pa.float64()),         # training accuracy (classification), else NaN
-        ("val_metric", pa.float64()),
-        ("seconds", pa.float64()),
-    ]),
-    "predictions": pa.schema([
-        ("run_id", pa.string()),
-        ("split", pa.string()),
-        ("sample_index", pa.int64()),     # row of the target in the dataset array
-        ("prediction", pa.float64()),     # target units; P(class 1) when binary;
-                                          # the predicted class when multi-class
-        ("target", pa.float64()),         # target units, or the class label
-        ("probabilities", pa.list_(pa.float64())),  # multi-class only: one per class
-    ]),
-    "trials": pa.schema([
-        ("sweep_id", pa.string()),
-        ("trial", pa.int64()),            # 1-based trial number in proposal order
-        ("run_id", pa.string()),
-        ("family", pa.string()),
-        ("hyperparameters", pa.string()), # JSON, sorted keys, resolved values (C10)
-        ("val_loss", pa.float64()),       # the searched objective, NaN when failed
-        ("val_mae_units", pa.float64()),
-        ("val_metric", pa.float64()),     # the study's headline metric (MAE, accuracy)
-        ("status", pa.string()),          # ok | failed | reused | stopped (by ASHA)
-        ("error", pa.string()),
-        ("searcher", pa.string()),        # tpe | random
-        ("warm_start", pa.bool_()),
-        ("reused_from", pa.string()),     # run_id whose result was reused, else null
-        ("resources", pa.string()),       # JSON
-        ("node", pa.string()),
-        ("started_at", pa.timestamp("ms", tz="UTC")),
-        ("ended_at", pa.timestamp("ms", tz="UTC")),
-    ]),
-    "ensembles": pa.schema([
-        ("ensemble_id", pa.string()),
-        ("method", pa.string()),          # best_single | simple_average | weighted_* | greedy
-        ("chosen", pa.bool_()),           # picked by cross-fitting on validation
-        ("loss", pa.string()),            # mae | mse | log_loss | accuracy
-        ("members", pa.string()),         # JSON list of run_ids
-        ("weights", pa.string()),         # JSON list of floats, aligned with members
-        ("cv_score", pa.float64()),       # cross-fitted validation score
-        ("val_score", pa.float64()),
-        ("test_score", pa.float64()),
-        ("val_test_gap", pa.float64()),   # test_score - val_score
-        ("best_single_val", pa.float64()),
-        ("best_single_test", pa.float64()),
-        ("mean_pairwise_correlation", pa.float64()),
-        ("val_accuracy", pa.float64()),   # classification losses only, else NaN
-        ("test_accuracy", pa.float64()),
-        ("sources", pa.string()),         # JSON list of run directories
-        ("created_at", pa.timestamp("ms", tz="UTC")),
-    ]),
-    "datasets": pa.schema([
-        ("dataset_key", pa.string()),
-        ("source", pa.string()),
-        ("rows", pa.int64()),
-        ("columns", pa.string()),         # JSON list
-        ("target", pa.string()),
-        ("splits", pa.string()),          # JSON {split: [start, stop]}
-        ("sentinel_counts", pa.string()), # JSON {column: count}
-        ("quality", pa.string()),         # JSON
-    ]),
-}
+# pyarrow is imported inside the functions that build, write or read Parquet, which only
+# the driver calls: a process that runs TensorFlow never loads it (issue 11, section 3:
+# TensorFlow >= 2.20 and pyarrow's native libraries in one process have aborted at
+# worker exit). Importing this module (run keys, ``dumps``, ``atomic_write_bytes``) is
+# pyarrow-free; ``SCHEMAS`` is built on first use.
+
+__all__ = ["SCHEMAS", "to_python", "dumps", "atomic_write_bytes", "make_table", "write_part",
+           "part_exists", "read_part", "read_table", "is_finite"]
+
+
+@functools.cache
+def _schemas() -> dict:
+    """The fixed pyarrow schema of every report table (built once, on first use)."""
+    import pyarrow as pa
+
+    return {
+        "runs": pa.schema([
+            ("run_id", pa.string()),
+            ("pipeline", pa.string()),
+            ("study", pa.string()),
+            ("dataset_key", pa.string()),
+            ("family", pa.string()),
+            ("hyperparameters", pa.string()),  # JSON, sorted keys
+            ("seed", pa.int64()),
+            ("lookback", pa.int64()),
+            ("step", pa.int64()),
+            ("delay", pa.int64()),
+            ("epochs_run", pa.int64()),
+            ("best_epoch", pa.int64()),
+            ("params", pa.int64()),
+            ("val_mae", pa.float64()),        # normalized units
+            ("test_mae", pa.float64()),
+            ("val_mae_units", pa.float64()),  # target's own units (degC)
+            ("test_mae_units", pa.float64()),
+            ("metric", pa.string()),          # headline metric: mae (target units) | accuracy
+            ("val_loss", pa.float64()),       # the model's loss (weather: normalized MAE)
+            ("test_loss", pa.float64()),
+            ("val_metric", pa.float64()),     # the headline metric on validation
+            ("test_metric", pa.float64()),
+            ("inputs", pa.string()),          # JSON: what the model saw (maxlen, image size...)
+            ("wall_time_s", pa.float64()),
+            ("node", pa.string()),
+            ("resources", pa.string()),       # JSON
+            ("devices", pa.string()),
+            ("gpu_type", pa.string()),        # GPU model name(s), "" on CPU
+            ("gpu_seconds", pa.float64()),    # wall time x GPUs held
+            ("status", pa.string()),          # ok | failed
+            ("error", pa.string()),
+            ("finished_at", pa.timestamp("ms", tz="UTC")),
+        ]),
+        "history": pa.schema([
+            ("run_id", pa.string()),
+            ("epoch", pa.int64()),
+            ("loss", pa.float64()),
+            ("val_loss", pa.float64()),
+            ("lr", pa.float64()),
+            ("metric", pa.float64()),         # training accuracy (classification), else NaN
+            ("val_metric", pa.float64()),
+            ("seconds", pa.float64()),
+        ]),
+        "predictions": pa.schema([
+            ("run_id", pa.string()),
+            ("split", pa.string()),
+            ("sample_index", pa.int64()),     # row of the target in the dataset array
+            ("prediction", pa.float64()),     # target units; P(class 1) when binary;
+                                              # the predicted class when multi-class
+            ("target", pa.float64()),         # target units, or the class label
+            ("probabilities", pa.list_(pa.float64())),  # multi-class only: one per class
+        ]),
+        "trials": pa.schema([
+            ("sweep_id", pa.string()),
+            ("trial", pa.int64()),            # 1-based trial number in proposal order
+            ("run_id", pa.string()),
+            ("family", pa.string()),
+            ("hyperparameters", pa.string()), # JSON, sorted keys, resolved values (C10)
+            ("val_loss", pa.float64()),       # the searched objective, NaN when failed
+            ("val_mae_units", pa.float64()),
+            ("val_metric", pa.float64()),     # the study's headline metric (MAE, accuracy)
+            ("status", pa.string()),          # ok | failed | reused | stopped (by ASHA)
+            ("error", pa.string()),
+            ("searcher", pa.string()),        # tpe | random
+            ("warm_start", pa.bool_()),
+            ("reused_from", pa.string()),     # run_id whose result was reused, else null
+            ("resources", pa.string()),       # JSON
+            ("node", pa.string()),
+            ("started_at", pa.timestamp("ms", tz="UTC")),
+            ("ended_at", pa.timestamp("ms", tz="UTC")),
+        ]),
+        "ensembles": pa.schema([
+            ("ensemble_id", pa.string()),
+            ("method", pa.string()),          # best_single | simple_average | weighted_* | greedy
+            ("chosen", pa.bool_()),           # picked by cross-fitting on validation
+            ("loss", pa.string()),            # mae | mse | log_loss | accuracy
+            ("members", pa.string()),         # JSON list of run_ids
+            ("weights", pa.string()),         # JSON list of floats, aligned with members
+            ("cv_score", pa.float64()),       # cross-fitted validation score
+            ("val_score", pa.float64()),
+            ("test_score", pa.float64()),
+            ("val_test_gap", pa.float64()),   # test_score - val_score
+            ("best_single_val", pa.float64()),
+            ("best_single_test", pa.float64()),
+            ("mean_pairwise_correlation", pa.float64()),
+            ("val_accuracy", pa.float64()),   # classification losses only, else NaN
+            ("test_accuracy", pa.float64()),
+            ("sources", pa.string()),         # JSON list of run directories
+            ("created_at", pa.timestamp("ms", tz="UTC")),
+        ]),
+        "datasets": pa.schema([
+            ("dataset_key", pa.string()),
+            ("source", pa.string()),
+            ("rows", pa.int64()),
+            ("columns", pa.string()),         # JSON list
+            ("target", pa.string()),
+            ("splits", pa.string()),          # JSON {split: [start, stop]}
+            ("sentinel_counts", pa.string()), # JSON {column: count}
+            ("quality", pa.string()),         # JSON
+        ]),
+    }
+
+
+def __getattr__(name: str):
+    """``reports.SCHEMAS`` (table -> ``pyarrow.Schema``), built lazily (PEP 562)."""
+    if name == "SCHEMAS":
+        return _schemas()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def to_python(value):
@@ -147,20 +168,42 @@ def dumps(value) -> str:
 
 
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temporary file and a rename."""
+    """Write ``payload`` to ``path`` through a temporary file and a rename.
+
+    The file's mode follows the user's umask, like any file the process creates (the
+    plots): ``0o666 & ~umask``, so 0644 under umask 022 and 0640 under 027. The
+    temporary file is created with ``os.open(..., 0o666)`` and the kernel applies the
+    umask (``tempfile.mkstemp`` would make it 0600 whatever the umask).
+
+    Args:
+        path: the destination; its folder is created when missing.
+        payload: the file's bytes.
+
+    Raises:
+        OSError: the folder or the file cannot be written (the temporary file is removed).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
-def _coerce(field: pa.Field, value):
+def _coerce(field, value):
+    import pyarrow as pa
+
     value = to_python(value)
     if value is None:
         return float("nan") if pa.types.is_floating(field.type) else None
@@ -175,12 +218,15 @@ def _coerce(field: pa.Field, value):
     return value
 
 
-def make_table(table: str, rows: list[dict]) -> pa.Table:
+def make_table(table: str, rows: list[dict]):
     """Rows (dicts) to a pyarrow Table with the table's fixed schema.
 
     Missing keys become null (NaN for float columns); unknown keys raise ValueError.
+    Returns a ``pyarrow.Table``.
     """
-    schema = SCHEMAS[table]
+    import pyarrow as pa
+
+    schema = _schemas()[table]
     names = set(schema.names)
     for row in rows:
         extra = set(row) - names
@@ -195,6 +241,9 @@ def write_part(run_dir: str | os.PathLike, table: str, part: str, rows: list[dic
 
     Atomic (temporary name, then rename). Returns the path.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     tbl = make_table(table, rows)
     path = Path(run_dir) / "reports" / table / f"part-{part}.parquet"
     sink = pa.BufferOutputStream()
@@ -210,18 +259,24 @@ def part_exists(run_dir: str | os.PathLike, table: str, part: str) -> bool:
 
 def read_part(run_dir: str | os.PathLike, table: str, part: str) -> list[dict]:
     """The rows of one part file as Python dicts (nulls stay None, ints stay int)."""
+    import pyarrow.parquet as pq
+
     path = Path(run_dir) / "reports" / table / f"part-{part}.parquet"
-    return pq.read_table(path, schema=SCHEMAS[table]).to_pylist()
+    return pq.read_table(path, schema=_schemas()[table]).to_pylist()
 
 
 def read_table(run_dir: str | os.PathLike, table: str):
     """All part files of ``table`` as one pandas DataFrame (empty with the schema's
     columns when none is written yet)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     folder = Path(run_dir) / "reports" / table
     files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
     if not files:
-        return SCHEMAS[table].empty_table().to_pandas()
-    return pa.concat_tables([pq.read_table(f, schema=SCHEMAS[table]) for f in files]).to_pandas()
+        return _schemas()[table].empty_table().to_pandas()
+    schema = _schemas()[table]
+    return pa.concat_tables([pq.read_table(f, schema=schema) for f in files]).to_pandas()
 
 
 def is_finite(x) -> bool:

@@ -1,8 +1,10 @@
-"""TensorFlow set-up of a worker process, before its first op (shared case C13)."""
+"""TensorFlow set-up of a worker process, before its first op (shared case C13), and
+the rule that such a process never loads pyarrow (issue 11, section 3)."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import os
 import sys
 
@@ -64,6 +66,42 @@ def setup_tensorflow(num_cpus: float = 1, num_gpus: float = 0) -> list[str]:
             "run it on a GPU node or set resources.num_gpus: 0"
         )
     return devices
+
+
+class _RefusePyarrow(importlib.abc.MetaPathFinder):
+    """Import hook: ``import pyarrow`` (or a submodule) raises ModuleNotFoundError."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "pyarrow" or fullname.startswith("pyarrow."):
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r} (dlpipe: a TensorFlow worker does not load "
+                "pyarrow; the driver writes the Parquet reports)", name=fullname)
+        return None
+
+
+def keep_pyarrow_out() -> bool:
+    """Make this process refuse to load pyarrow, before TensorFlow is imported.
+
+    TensorFlow >= 2.20 and pyarrow's native libraries in one process have aborted at
+    worker exit (``[mutex.cc] Mutex corrupt`` -> SIGABRT, issue 11). dlpipe's training
+    code never imports pyarrow (:mod:`dlpipe.tasks.reports` imports it only inside the
+    driver-side Parquet functions), but Keras imports pandas when TensorFlow loads, and
+    pandas loads pyarrow when it is installed. With this hook pandas takes its
+    "pyarrow not installed" path (its optional-dependency check catches the
+    ImportError). Call it first thing in a fresh worker that will run TensorFlow (the
+    Ray tasks of :mod:`dlpipe.tasks.remote`, ``max_calls=1``): the hook lives as long as
+    the process, so never call it in a driver or a test process that writes reports.
+
+    Returns:
+        True when the hook is in place (installed now or before); False when pyarrow
+        was already loaded, so nothing can keep it out (the hook is then not installed).
+    """
+    if any(isinstance(f, _RefusePyarrow) for f in sys.meta_path):
+        return True
+    if "pyarrow" in sys.modules:
+        return False
+    sys.meta_path.insert(0, _RefusePyarrow())
+    return True
 
 
 @contextlib.contextmanager

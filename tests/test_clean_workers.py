@@ -1,0 +1,123 @@
+"""No pyarrow in a process that runs TensorFlow (issue 11, section 3).
+
+A training worker died with ``[mutex.cc] Mutex corrupt`` -> SIGABRT after its run; TF
+>= 2.20 and pyarrow's native libraries in one process are the reported cause. The
+training path imports no pyarrow, the Ray tasks that run TensorFlow refuse it (Keras
+imports pandas, which would load it), and the driver is the only Parquet writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+TRAINING_MODULES = ["dlpipe.tasks.remote", "dlpipe.tasks.trainers", "dlpipe.tasks.train",
+                    "dlpipe.tasks.text_train", "dlpipe.tasks.image_train", "dlpipe.tasks.fit",
+                    "dlpipe.tasks.tf_setup", "dlpipe.tasks.reports"]
+
+
+def _run(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; its last stdout line is JSON."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_training_modules_import_no_pyarrow():
+    """Importing the training path (what a Ray worker unpickles) loads no pyarrow, no
+    pandas and no TensorFlow."""
+    loaded = _run(
+        "import json, sys\n"
+        + "".join(f"import {m}\n" for m in TRAINING_MODULES)
+        + "print(json.dumps({m: m in sys.modules for m in "
+          "('pyarrow', 'pandas', 'tensorflow')}))")
+    assert loaded == {"pyarrow": False, "pandas": False, "tensorflow": False}
+
+
+def test_keep_pyarrow_out_with_tensorflow_and_pandas():
+    """With the hook, TensorFlow + Keras train and pandas works, and pyarrow stays out
+    (without it, importing TensorFlow loads pyarrow through Keras -> pandas: checked
+    first, so the test shows the hook is what keeps it out)."""
+    without = _run(
+        "import json, sys\n"
+        "from dlpipe.tasks.tf_setup import setup_tensorflow\n"
+        "setup_tensorflow(1, 0)\n"
+        "print(json.dumps({'pyarrow': 'pyarrow' in sys.modules}))")
+    out = _run(
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from dlpipe.tasks.tf_setup import keep_pyarrow_out, setup_tensorflow\n"
+        "first, again = keep_pyarrow_out(), keep_pyarrow_out()\n"
+        "setup_tensorflow(1, 0)\n"
+        "import keras, pandas as pd\n"
+        "m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])\n"
+        "m.compile('sgd', 'mse')\n"
+        "m.fit(np.ones((4, 2)), np.ones(4), verbose=0)\n"
+        "total = int(pd.DataFrame({'a': [1, 2, 3]})['a'].sum())\n"
+        "try:\n"
+        "    import pyarrow.parquet\n"
+        "    refused = ''\n"
+        "except ModuleNotFoundError as e:\n"
+        "    refused = e.name\n"
+        "print(json.dumps({'first': first, 'again': again, 'total': total, 'refused': refused,\n"
+        "                  'pyarrow': [k for k in sys.modules if k.split('.')[0] == 'pyarrow'],\n"
+        "                  'pandas': 'pandas' in sys.modules}))")
+    assert without == {"pyarrow": True}
+    assert out == {"first": True, "again": True, "total": 6, "refused": "pyarrow",
+                   "pyarrow": [], "pandas": True}
+
+
+def test_keep_pyarrow_out_after_pyarrow_is_loaded_says_so():
+    """In a process that already holds pyarrow (a driver) the hook is not installed, so
+    the driver's own Parquet reads keep working."""
+    out = _run(
+        "import json, sys\n"
+        "import pyarrow\n"
+        "from dlpipe.tasks.tf_setup import keep_pyarrow_out\n"
+        "ok = keep_pyarrow_out()\n"
+        "import pyarrow.parquet\n"
+        "print(json.dumps({'ok': ok}))")
+    assert out == {"ok": False}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_training_worker_never_loads_pyarrow():
+    """One tiny weather run through the real task: ``remote.train_model_task``'s body in
+    a Ray worker declared with that task's own options (fresh worker, its runtime_env).
+    The run is ok and, at its end, the worker holds pandas (Keras loaded it) but no
+    pyarrow module (without the hook, Ray's serializers and pandas would load it)."""
+    import ray
+
+    from dlpipe.tasks import remote
+    from dlpipe.tasks.fit import TrainingSpec
+    from dlpipe.tasks.windows import WindowSpec
+
+    def train_and_probe(**kwargs):
+        out = remote.train_model_task._function(**kwargs)  # the task's own body
+        return out["run"]["status"], out["run"]["epochs_run"], sorted(
+            k for k in sys.modules if k.split(".")[0] in ("pyarrow", "pandas")
+            and k.count(".") == 0)
+
+    train_and_probe = ray.remote(**remote.train_model_task._default_options)(train_and_probe)
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(120, 3)).astype(np.float32)
+    meta = {"key": "tiny", "target_column": 0, "mean": [0.0] * 3, "std": [1.0] * 3,
+            "splits": {"train": [[0, 60]], "validation": [[60, 90]], "test": [[90, 120]]}}
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        status, epochs, loaded = ray.get(train_and_probe.remote(
+            pipeline="timeseries", data=data, meta=meta, family="dense", hp={},
+            windows=WindowSpec(lookback=6, step=1, delay=1, batch_size=16),
+            training=TrainingSpec(epochs=1), seed=0, run_id="probe"), timeout=300)
+    finally:
+        ray.shutdown()
+    assert (status, epochs) == ("ok", 1)
+    assert loaded == ["pandas"]
