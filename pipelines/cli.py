@@ -173,12 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     one-line message and exit 130 / 143, nothing printed after it (no worker log, no
     native dump: :func:`dlpipe.pipelines.interrupt.quiet_exit`); everything finished is
     already on disk and a rerun resumes."""
-    from dlpipe.pipelines.interrupt import exit_code, quiet_exit, signal_name
+    from dlpipe.pipelines.interrupt import exit_code, quiet_exit, signal_name, signum_of
 
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", 2)
+        signum = signum_of(exc)
         quiet_exit(exit_code(signum), f"\ninterrupted by {signal_name(signum)}: finished "
                    "runs and trials are kept; run the same command again to resume")
 

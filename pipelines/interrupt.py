@@ -10,6 +10,8 @@ The shell convention is ``128 + signal number``: 130 for SIGINT, 143 for SIGTERM
   signal asks Tune to stop gracefully (Tune's own SIGUSR1 handler: the loop ends, the
   experiment state is saved, the trials are stopped) and is remembered; a second one,
   or one outside the loop, raises :class:`Interrupted` at once.
+* Ray's ``ray.get`` turns any exception raised by a signal handler while it waits into
+  a plain ``KeyboardInterrupt``: :func:`last_signal` tells which signal it was.
 * :func:`quiet_exit` ends the process after the one-line message: the console is closed
   first, so no Ray worker log or native stack dump of a worker being stopped is
   forwarded after it, and the process leaves with ``os._exit`` (no interpreter
@@ -56,7 +58,22 @@ class Interrupted(KeyboardInterrupt):
         return exit_code(self.signum)
 
 
+_received: list[int] = []
+
+
+def last_signal(default: int = signal.SIGINT) -> int:
+    """The last signal the handlers of this module received (``default`` if none)."""
+    return _received[-1] if _received else int(default)
+
+
+def signum_of(exc: BaseException) -> int:
+    """The signal behind a ``KeyboardInterrupt``: its own, else :func:`last_signal`
+    (``ray.get`` re-raises a handler's exception as a plain ``KeyboardInterrupt``)."""
+    return getattr(exc, "signum", None) or last_signal()
+
+
 def _raise(signum, frame):
+    _received.append(int(signum))
     raise Interrupted(signum)
 
 
@@ -86,6 +103,7 @@ class TuneStop:
         self._in_loop = False
 
     def _handler(self, signum, frame):
+        _received.append(int(signum))
         tune_handler = signal.getsignal(signal.SIGUSR1)
         if self.signum is None and self._in_loop and callable(tune_handler):
             self.signum = int(signum)
@@ -146,4 +164,4 @@ def quiet_exit(code: int, message: str | None = None) -> None:
 
 
 __all__ = ["Interrupted", "SIGNALS", "TuneStop", "exit_code", "install_handlers",
-           "quiet_exit", "signal_name"]
+           "last_signal", "quiet_exit", "signal_name", "signum_of"]

@@ -44,7 +44,8 @@ from pathlib import Path
 
 from dlpipe.metrics import get_metric
 from dlpipe.pipelines.config import ConfigError, StudyConfig, sweep_spaces
-from dlpipe.pipelines.interrupt import Interrupted, TuneStop, quiet_exit, signal_name
+from dlpipe.pipelines.interrupt import (Interrupted, TuneStop, exit_code, quiet_exit,
+                                       signal_name, signum_of)
 from dlpipe.tasks import reports
 from dlpipe.tasks.search_space import (SpaceError, decode, is_constant, sweep_space,
                                        warm_start_point)
@@ -666,11 +667,12 @@ def sweep_command(config: str | Path, *, smoke: bool = False, address: str | Non
     except (ConfigError, SweepError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, SweepError) else 2
-    except Interrupted as exc:  # SIGINT/SIGTERM: say what is left, leave quietly
+    except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: say what is left, leave quietly
+        signum = signum_of(exc)
         again = resume_command(config, smoke=smoke, address=address, output_dir=output_dir,
                                num_cpus=num_cpus, num_trials=num_trials)
-        quiet_exit(exc.exit_code, interrupted_message(
-            cfg, exc.signum, again, scored=getattr(exc, "scored", False),
+        quiet_exit(exit_code(signum), interrupted_message(
+            cfg, signum, again, scored=getattr(exc, "scored", False),
             printed=lambda: _print_partial(cfg, print_frame)))
     print_frame(*sweep_summary(sweep_dir))
     print(f"\ntrials:  {sweep_dir / 'reports' / 'trials'}\nplots:   {sweep_dir / 'plots'}\n"
