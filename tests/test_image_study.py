@@ -208,6 +208,8 @@ def test_image_study_end_to_end_smoke_through_local_ray(tmp_path):
     (bad,) = quality["bad_files"]
     assert bad["path"].endswith("cat.3.jpg") and bad["reason"] and bad["size_bytes"] > 0
     assert quality["class_counts"]["train"] == [3, 4]  # cat.3 (train block) skipped
+    assert quality["counts"] == {"bad_files": 1, "rotated": 0, "format_mismatch": 0}
+    assert quality["max_pixels"] == 89_478_485
     assert json.loads(datasets["columns"].iloc[0]) == ["cat", "dog"]
     # two shard tasks computed the 15 features; the gather task read them all back
     assert quality["feature_cache"]["shards"] == 2
