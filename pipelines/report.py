@@ -30,7 +30,9 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
     label = f"val {name}"
     tests = runs["test_metric"].fillna(runs["test_mae_units"])
     is_base = (runs["family"] == "baseline") & (runs["status"] == "ok")
-    base = float(values[is_base].iloc[-1]) if is_base.any() else float("nan")
+    # the baseline of the current settings: the latest written (not the last part name)
+    latest = runs.loc[is_base, "finished_at"].idxmax() if is_base.any() else None
+    base = float(values[latest]) if latest is not None else float("nan")
     frame = pd.DataFrame({
         "family": runs["family"],
         "run_id": runs["run_id"],

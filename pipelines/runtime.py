@@ -5,18 +5,65 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 _STARTED_LOCAL = False
 
 
+class RayStartError(RuntimeError):
+    """Ray could not be started or joined (one line, exit 2)."""
+
+
+def ensure_private_token(path: Path | None = None) -> Path | None:
+    """Create the token file of Ray's token authentication owner-only (mode 600), in an
+    owner-only folder, before Ray writes one with the default umask (Ray 2.60 writes
+    ``~/.ray/auth_token`` mode 644: readable by every local user, and the job API
+    accepts it). An existing token file readable by others is narrowed to 600.
+
+    Nothing is done when ``RAY_AUTH_MODE`` turns token authentication off, or when the
+    token comes from ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``.
+
+    Returns:
+        The token file, or None when none is used.
+    """
+    mode = os.environ.get("RAY_AUTH_MODE", "").lower()
+    if mode and mode != "token":
+        return None
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return None
+    if path is None:
+        if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+            return None
+        path = Path.home() / ".ray" / "auth_token"
+    path = Path(path)
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return path
+    import secrets
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))  # Ray's own tokens: 32 random bytes as hex
+    return path
+
+
 def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Start or join Ray once per process (entry points only, never in a library).
+
+    A local instance's token file is made owner-only first
+    (:func:`ensure_private_token`).
 
     Args:
         address: ``"auto"``, ``"ray://host:10001"`` or ``host:port`` of a running
             cluster; ``None`` uses ``RAY_ADDRESS`` when set, else starts a fresh local
             instance (``address="local"``: never joins a stray Ray on the machine).
         num_cpus: CPUs of the local instance (default: all cores).
+
+    Raises:
+        RayStartError: ``address`` names no running cluster.
     """
     global _STARTED_LOCAL
     import ray
@@ -25,8 +72,16 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except ConnectionError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RayStartError(
+                f"--address {address}: no running Ray cluster could be joined ({first}). "
+                "Start one (`ray start --head`, or `ray up cluster.yaml`) or leave out "
+                "--address for a local run") from None
     else:
+        ensure_private_token()
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                  logging_level=logging.WARNING)
         _STARTED_LOCAL = True

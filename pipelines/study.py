@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dlpipe.metrics import get_metric
+from dlpipe.pipelines.rundir import check_dataset_key, check_same_study
 from dlpipe.tasks import reports
 from dlpipe.tasks.train import failed_run, run_key, stored_run
 
@@ -206,9 +207,11 @@ def run_stages(cfg, prepare_dataset: Callable, write_baseline: Callable, *,
 
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_same_study(run_dir, cfg)  # also for callers that skip the CLI's preflight
     reports.atomic_write_bytes(run_dir / "study.json",
                                json.dumps(asdict(cfg), indent=1, default=str).encode())
     data_ref, meta = prepare_dataset(cfg, run_dir)
+    check_dataset_key(run_dir, meta["key"])
     if check is not None:
         check(cfg, meta)
     baseline = write_baseline(run_dir, cfg, ray.get(data_ref), meta)
