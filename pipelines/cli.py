@@ -17,6 +17,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -34,25 +35,36 @@ def demo_config_path(name: str = "weather") -> Path:
 
 
 def prepare_command(config: str | Path, *, smoke_mode, output_dir: str | None,
-                    address: str | None, num_cpus: int | None):
+                    address: str | None, num_cpus: int | None, run_dir_of=None,
+                    same_study: bool = True):
     """Shared start of the commands that run a study file: load and validate it
     (errors printed, ``None`` returned), apply ``smoke_mode`` (a function of the config,
-    or ``None``) and ``--output-dir``, then start or join Ray."""
+    or ``None``) and ``--output-dir``; with ``run_dir_of`` (config -> folder), check and
+    lock that folder (:func:`dlpipe.pipelines.rundir.preflight`); then start or join
+    Ray. Every check that needs no Ray runs before Ray starts."""
     from dlpipe.pipelines.config import ConfigError, load_study
-    from dlpipe.pipelines.runtime import check_resources, init_ray
+    from dlpipe.pipelines.rundir import RunDirError, preflight
+    from dlpipe.pipelines.runtime import RayStartError, check_resources, init_ray
 
     try:
         cfg = load_study(config)
-    except ConfigError as exc:
+        if smoke_mode is not None:
+            cfg = smoke_mode(cfg)
+        if output_dir:
+            cfg = replace(cfg, output_dir=output_dir)
+        check_offline_settings(cfg)
+        if run_dir_of is not None:
+            preflight(run_dir_of(cfg), cfg, same_study=same_study)
+    except (ConfigError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
-    if smoke_mode is not None:
-        cfg = smoke_mode(cfg)
-    if output_dir:
-        cfg = replace(cfg, output_dir=output_dir)
     if not check_data_source(cfg):
         return None
-    init_ray(address, num_cpus=num_cpus)
+    try:
+        init_ray(address, num_cpus=num_cpus)
+    except RayStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
     try:
         check_resources(cfg.resources.num_cpus, cfg.resources.num_gpus)
     except ValueError as exc:
@@ -77,6 +89,32 @@ def check_data_source(cfg) -> bool:
     return True
 
 
+def check_offline_settings(cfg) -> None:
+    """Settings that need the network, refused before Ray starts when it cannot be had:
+    ``weights: imagenet`` of an image study's conv base with no local weights file.
+
+    Raises:
+        ConfigError: naming the study file and the field.
+    """
+    from dlpipe.pipelines.config import ConfigError
+
+    images = getattr(cfg, "images", None)
+    if images is None or not any(_uses_conv_base(cfg, m) for m in cfg.models):
+        return
+    from dlpipe.models.weights import imagenet_weights_available
+
+    base, weights = images.conv_base, images.weights
+    problem = imagenet_weights_available(base, weights)
+    if problem:
+        raise ConfigError(f"{cfg.source_file}: `images.weights` {weights!r}: {problem}")
+
+
+def _uses_conv_base(cfg, model) -> bool:
+    from dlpipe.pipelines.images import needs_features
+
+    return model.family in ("features_head", "frozen_base") or needs_features(cfg)
+
+
 def run_command(config: str | Path, *, smoke: bool = False, address: str | None = None,
                 output_dir: str | None = None, num_cpus: int | None = None) -> int:
     """Validate a study file, run it on Ray, print the summary and where things are."""
@@ -84,7 +122,8 @@ def run_command(config: str | Path, *, smoke: bool = False, address: str | None 
     from dlpipe.pipelines.study import pipeline_module
 
     cfg = prepare_command(config, smoke_mode=smoke_test if smoke else None,
-                          output_dir=output_dir, address=address, num_cpus=num_cpus)
+                          output_dir=output_dir, address=address, num_cpus=num_cpus,
+                          run_dir_of=lambda c: c.run_dir)
     if cfg is None:
         return 2
     from dlpipe.pipelines.interrupt import install_handlers
@@ -131,7 +170,8 @@ def failed_runs_exit_code(run_dir: Path, started, n_models: int) -> int:
 
 
 def print_frame(frame, title: str) -> None:
-    """Print a DataFrame as a rich table (floats to 4 significant digits)."""
+    """Print a DataFrame as a rich table (floats to 4 significant digits; a missing or
+    undefined value, such as a change against a baseline of 0, as ``n/a``)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -140,9 +180,13 @@ def print_frame(frame, title: str) -> None:
         text = frame[col].dtype == object or str(frame[col].dtype).startswith("string")
         table.add_column(str(col), justify="left" if text else "right")
     for row in frame.itertuples(index=False):
-        table.add_row(*["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+        table.add_row(*["" if v is None else (_number(v) if isinstance(v, float) else str(v))
                         for v in row])
     Console(width=160).print(table)
+
+
+def _number(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4g}"
 
 
 def print_report(run_dir: str | Path) -> None:
