@@ -521,17 +521,21 @@ def make_trainable(cfg: StudyConfig, sweep_dir: Path, data_ref, meta: dict):
     dataset and the :class:`TrialContext`, and the trial's resources."""
     from ray import tune
 
-    from dlpipe.tasks.sweep import sweep_trial
+    from dlpipe.tasks.sweep import hparam_specs, sweep_trial, trial_resources
 
     sweep, res = cfg.sweep, cfg.resources
+    # trials train in a fresh pyarrow-free worker, except under an early-termination
+    # scheduler, which needs per-epoch reports from inside training
+    isolated = sweep.scheduler is None
     ctx = TrialContext(sweep_dir=str(sweep_dir), study=cfg.study, inputs=cfg.inputs,
                        training=cfg.training, seed=cfg.seed if sweep.seed is None
                        else sweep.seed, num_cpus=res.num_cpus,
                        num_gpus=res.num_gpus, report_epochs=sweep.scheduler is not None,
-                       pipeline=cfg.pipeline)
+                       pipeline=cfg.pipeline, isolated=isolated,
+                       hparam_specs=hparam_specs(cfg.pipeline, sweep_spaces(cfg)))
     return tune.with_resources(
         tune.with_parameters(sweep_trial, data=data_ref, meta=meta, ctx=ctx),
-        {"cpu": res.num_cpus, "gpu": res.num_gpus})
+        trial_resources(res.num_cpus, res.num_gpus, isolated))
 
 
 def evaluate_top_k(cfg: StudyConfig, sweep_dir: Path, ok, data_ref, meta: dict) -> list[str]:

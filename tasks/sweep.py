@@ -8,6 +8,18 @@ Otherwise the model is trained (validation only: test data is never used to choo
 saved for the final test evaluation, and its ``runs``/``history``/``predictions`` parts
 are written before the metric is reported. A diverged (NaN/inf) or crashed training
 raises, so Tune and Hyperopt record the trial as failed (case C12).
+
+Clean workers (issue 11, section 3): Ray Tune loads pyarrow into a trial's process
+itself, and TensorFlow >= 2.20 with pyarrow in one process has aborted at exit. So a
+trial (``TrialContext.isolated``) only coordinates and writes: its training runs in the
+fresh training worker that studies use (:func:`dlpipe.tasks.remote.train_model_task`,
+``max_calls=1``, no pyarrow, plain rows back), scheduled in the trial's own placement
+group (an empty head bundle for the trial, one bundle with the run's CPUs/GPUs for the
+task: see :func:`trial_resources`), so it lands on the trial's node and cannot
+deadlock. The trial imports neither TensorFlow nor Keras: the family defaults and
+parameter types that resolve a trial's hyperparameters come in the context
+(``hparam_specs``). A sweep with an early-termination scheduler (ASHA) needs per-epoch
+reports from inside training, so its trials still train in their own process.
 """
 
 from __future__ import annotations
@@ -43,6 +55,66 @@ class TrialContext:
     num_gpus: float = 0
     report_epochs: bool = False  # per-epoch results, for an early-termination scheduler
     pipeline: str = "timeseries"
+    isolated: bool = False  # train in train_model_task (see the module docstring)
+    #: family -> (defaults, parameter types) of the registry, so that a trial resolves
+    #: hyperparameters without importing Keras; None: ask the registry
+    hparam_specs: dict | None = None
+
+
+def trial_resources(num_cpus: float, num_gpus: float, isolated: bool):
+    """The resources of a trial for ``tune.with_resources``.
+
+    Isolated trials: ``PlacementGroupFactory([{}, {"CPU": n, "GPU": g}])``, the trial
+    actor in the empty head bundle (no resources), its training task in the other one
+    (Ray Tune's way to give a trainable resources for the tasks it starts); otherwise the
+    trial itself holds ``{"cpu": n, "gpu": g}``.
+    """
+    if not isolated:
+        return {"cpu": num_cpus, "gpu": num_gpus}
+    from ray.tune import PlacementGroupFactory
+
+    bundle = {"CPU": num_cpus, **({"GPU": num_gpus} if num_gpus else {})}
+    return PlacementGroupFactory([{}, bundle])
+
+
+def resolve_hparams(ctx: TrialContext, family: str, hp: dict) -> dict:
+    """The family defaults overridden by ``hp``, coerced to Python types (what the
+    registry's ``resolved_hparams`` returns), from ``ctx.hparam_specs`` when given."""
+    if ctx.hparam_specs is None or family not in ctx.hparam_specs:
+        from dlpipe.models.registry import resolved_hparams
+
+        return resolved_hparams(family, hp, ctx.pipeline)
+    from dlpipe.models.hparams import coerce_hparams
+
+    defaults, types = ctx.hparam_specs[family]
+    return {**defaults, **coerce_hparams(hp or {}, types, family=family)}
+
+
+def hparam_specs(pipeline: str, families) -> dict:
+    """``{family: (defaults, parameter types)}`` of the registry, for
+    :attr:`TrialContext.hparam_specs` (computed where Keras is already loaded)."""
+    from dlpipe.models.registry import get_family
+
+    return {name: (dict(get_family(name, pipeline).defaults),
+                   dict(get_family(name, pipeline).param_types)) for name in families}
+
+
+def _train_in_worker(ctx: TrialContext, data, **kwargs) -> dict:
+    """Run the training in :func:`dlpipe.tasks.remote.train_model_task` inside the
+    trial's placement group (any bundle: the head one holds no resources) and wait."""
+    import ray
+    from ray.util import get_current_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from dlpipe.tasks.remote import train_model_task
+
+    options = {"num_cpus": ctx.num_cpus, "num_gpus": ctx.num_gpus}
+    group = get_current_placement_group()
+    if group is not None:
+        options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+            group, placement_group_bundle_index=-1)
+    return ray.get(train_model_task.options(**options).remote(
+        ctx.pipeline, data=data, inputs=ctx.inputs, **kwargs))
 
 
 def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
@@ -66,13 +138,13 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     import ray
     from ray import tune
 
-    if isinstance(data, ray.ObjectRef):  # the array stays in the object store once (C14)
-        data = ray.get(data)
-    devices = setup_tensorflow(ctx.num_cpus, ctx.num_gpus)
-    from dlpipe.models.registry import resolved_hparams
+    isolated = ctx.isolated and not ctx.report_epochs
+    if isinstance(data, ray.ObjectRef) and not isolated:
+        data = ray.get(data)  # the array stays in the object store once (C14)
+    devices = [] if isolated else setup_tensorflow(ctx.num_cpus, ctx.num_gpus)
 
     family, hp = decode(config)
-    hp_resolved = resolved_hparams(family, hp, ctx.pipeline)
+    hp_resolved = resolve_hparams(ctx, family, hp)
     run_id = run_key(meta["key"], family, hp_resolved, ctx.inputs, ctx.training, ctx.seed)
     base = {"run_id": run_id, "family": family, "hyperparameters": reports.dumps(hp_resolved),
             "node": socket.gethostname(), "devices": ",".join(devices)}
@@ -95,17 +167,22 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
 
     models_dir = Path(ctx.sweep_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
-    result = train_run(ctx.pipeline, data=data, meta=meta, family=family, hp=hp_resolved,
-                       inputs=ctx.inputs, training=ctx.training, seed=ctx.seed,
-                       run_id=run_id, num_cpus=ctx.num_cpus, num_gpus=ctx.num_gpus,
-                       evaluate_test=False, model_path=str(models_dir / f"{run_id}.keras"),
-                       epoch_hook=hook)
+    run_args = dict(meta=meta, family=family, hp=hp_resolved, training=ctx.training,
+                    seed=ctx.seed, run_id=run_id, num_cpus=ctx.num_cpus,
+                    num_gpus=ctx.num_gpus, evaluate_test=False,
+                    model_path=str(models_dir / f"{run_id}.keras"))
+    if isolated:  # TensorFlow in a fresh worker without pyarrow (module docstring)
+        result = _train_in_worker(ctx, data, **run_args)
+    else:
+        result = train_run(ctx.pipeline, data=data, inputs=ctx.inputs, epoch_hook=hook,
+                           **run_args)
     run = dict(result["run"], pipeline=ctx.pipeline, study=ctx.study, dataset_key=meta["key"],
                finished_at=datetime.now(timezone.utc))
     reports.write_part(ctx.sweep_dir, "history", run_id, result["history"])
     reports.write_part(ctx.sweep_dir, "predictions", run_id, result["predictions"])
     reports.write_part(ctx.sweep_dir, "runs", run_id, [run])
     base["hyperparameters"] = reports.dumps(run["hyperparameters"])
+    base["devices"] = run.get("devices") or base["devices"]
     if run["status"] != "ok":
         raise TrialFailed(f"{run['error']} (family {family}, hp {reports.dumps(hp_resolved)})")
     tune.report({METRIC: run["val_loss"], "val_metric": run["val_metric"],

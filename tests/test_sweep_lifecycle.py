@@ -252,3 +252,38 @@ def test_c18_sigint_after_the_first_trial_exits_130_and_resumes(tmp_path):
     runs = runs[runs["family"] != "baseline"]
     assert np.isfinite(runs["test_mae"].astype(float)).sum() == 2  # complete: top 2 scored
     assert "resuming the sweep" in again.stdout
+
+
+# ---- clean workers (issue 11, section 3): the trial only coordinates -------------------
+
+def test_trial_resources_leave_the_training_bundle_to_the_task():
+    from ray.tune import PlacementGroupFactory
+
+    from dlpipe.tasks.sweep import trial_resources
+
+    assert trial_resources(2, 0.5, False) == {"cpu": 2, "gpu": 0.5}
+    pgf = trial_resources(2, 0.5, True)
+    assert isinstance(pgf, PlacementGroupFactory)
+    assert pgf.head_bundle_is_empty and pgf.bundles == [{"CPU": 2.0, "GPU": 0.5}]
+    assert trial_resources(1, 0, True).bundles == [{"CPU": 1.0}]
+
+
+def test_trial_resolves_hyperparameters_like_the_registry_without_keras():
+    """What the trial computes from the context's specs equals the registry's
+    ``resolved_hparams`` (run keys stay the same), and the trial module and the
+    coercion import no Keras/TensorFlow (checked in a fresh interpreter)."""
+    from dlpipe.models.registry import resolved_hparams
+    from dlpipe.tasks.sweep import TrialContext, hparam_specs, resolve_hparams
+
+    ctx = TrialContext(sweep_dir="x", study="s", inputs=None, training=None, seed=0,
+                       hparam_specs=hparam_specs("timeseries", ["dense", "gru"]))
+    for family, hp in [("dense", {"units": 32.0, "learning_rate": np.float64(0.002)}),
+                       ("gru", {"units": np.int64(16)})]:
+        got = resolve_hparams(ctx, family, hp)
+        assert got == resolved_hparams(family, hp, "timeseries")
+        assert all(type(v) in (int, float, str, bool) for v in got.values())
+    code = ("import sys, dlpipe.tasks.sweep, dlpipe.models.hparams; "
+            "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env())
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
