@@ -227,7 +227,7 @@ def test_image_study_end_to_end_smoke_through_local_ray(tmp_path):
     assert len(reports.read_table(run_dir, "runs")) == 3
 
 
-def test_packaged_image_configs_are_valid(tmp_path):
+def test_packaged_image_configs_are_valid(tmp_path, monkeypatch):
     import yaml
 
     from dlpipe.pipelines.cli import demo_config_path
@@ -236,6 +236,7 @@ def test_packaged_image_configs_are_valid(tmp_path):
     demo = load_study(demo_config_path("images"))
     assert demo.pipeline == "images" and demo.data.path == "demo:digits"
     raw = yaml.safe_load((demo_config_path().parent / "dogs_vs_cats.yaml").read_text())
+    monkeypatch.setenv("HOME", str(tmp_path))  # the shipped config reads ~/data/...
     (tmp_path / "data" / "dogs-vs-cats" / "train").mkdir(parents=True)  # the Kaggle folder
     (tmp_path / "configs").mkdir()
     cfg = parse_study(raw, source="dogs_vs_cats.yaml", base_dir=tmp_path / "configs")

@@ -293,7 +293,7 @@ def test_text_study_end_to_end_smoke_through_local_ray(tmp_path):
     assert len(again) == 3 and again["run_id"].is_unique
 
 
-def test_packaged_text_configs_are_valid(tmp_path):
+def test_packaged_text_configs_are_valid(tmp_path, monkeypatch):
     import yaml
 
     from dlpipe.pipelines.cli import demo_config_path
@@ -302,15 +302,16 @@ def test_packaged_text_configs_are_valid(tmp_path):
     demo = load_study(demo_config_path("text"))
     assert demo.pipeline == "text" and len({m.family for m in demo.models}) >= 5
     folder = demo_config_path().parent
-    write_aclimdb(tmp_path / "aclImdb", per_class=2)
-    glove = tmp_path / "glove.6B.100d.txt"
+    monkeypatch.setenv("HOME", str(tmp_path))  # the shipped configs read ~/data/...
+    write_aclimdb(tmp_path / "data" / "aclImdb", per_class=2)
+    glove = tmp_path / "data" / "glove.6B.100d.txt"
     glove.write_text("the " + " ".join(["0.1"] * 100) + "\n")
     for name in ("imdb.yaml", "imdb_glove.yaml"):
         raw = yaml.safe_load((folder / name).read_text())
         cfg = parse_study(raw, source=name, base_dir=tmp_path)  # real files not shipped
         assert cfg.data.format == "aclimdb" and cfg.split.validation_samples == 10000
     assert cfg.split.training_samples == 200 and cfg.text.maxlen == 100  # book 6.1.3
-    assert cfg.text.glove == str(glove)
+    assert Path(cfg.text.glove).expanduser() == glove
 
 
 def test_conv1d_maxlen_checked_at_validation(tmp_path):
