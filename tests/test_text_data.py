@@ -81,7 +81,8 @@ def test_aclimdb_errors_name_the_folder(tmp_path):
     with pytest.raises(ValueError, match=r"train/neg: the aclImdb class folder `neg` is missing"):
         read_aclimdb(tmp_path, "train")
     (tmp_path / "train" / "neg").mkdir()
-    with pytest.raises(ValueError, match=r"train/neg: the aclImdb class folder holds no review file"):
+    with pytest.raises(ValueError,
+                       match=r"train/neg: the aclImdb class folder holds no review file"):
         read_aclimdb(tmp_path, "train")
 
 
