@@ -290,7 +290,7 @@ def read_class_folders(root: str | Path, *, suffixes: Iterable[str] = (".txt",),
         [names[y] for y in labels], label_variants, where=[str(p) for p in paths],
         source=f"{base}: class folders")
     if merged:
-        names = _class_order(values)
+        names = sorted(set(values))  # folder names keep their sorted-name order
         position = {name: i for i, name in enumerate(names)}
         labels = [position[v] for v in values]
         counts = {name: labels.count(i) for i, name in enumerate(names)}
