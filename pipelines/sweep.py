@@ -655,7 +655,8 @@ def sweep_command(config: str | Path, *, smoke: bool = False, address: str | Non
     from dlpipe.pipelines.cli import prepare_command, print_frame
 
     cfg = prepare_command(config, smoke_mode=smoke_sweep if smoke else None,
-                          output_dir=output_dir, address=address, num_cpus=num_cpus)
+                          output_dir=output_dir, address=address, num_cpus=num_cpus,
+                          run_dir_of=sweep_dir_of, same_study=False)
     if cfg is None:
         return 2
     if num_trials:
