@@ -143,7 +143,7 @@ sweep:
   n_initial_points: 2
   test_top_k: 1
   spaces:
-    dense: {{units: {{quniform: [8, 32, 8]}}}}
+    dense: {{units: {{quniform: [8, 128, 8]}}, learning_rate: {{loguniform: [0.0001, 0.01]}}}}
 """
 
 
