@@ -34,7 +34,7 @@ from __future__ import annotations
 import numbers
 import os
 
-import keras
+from dlpipe.models.lazy_keras import keras
 
 #: Conv bases available by name: lower-case name -> (keras.applications constructor,
 #: keras.applications module holding its `preprocess_input`).

@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 
-import keras
+from dlpipe.models.lazy_keras import keras
 
 from dlpipe.models import images, text, timeseries
 from dlpipe.models.hparams import coerce_hparams

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numbers
 
-import keras
+from dlpipe.models.lazy_keras import keras
 
 
 def build_multihot_dense(input_shape, *, num_classes=1, units=16, learning_rate=1e-3

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numbers
 
-import keras
+from dlpipe.models.lazy_keras import keras
 
 # The layers that shrink the time axis, in order ("conv" = Conv1D, "pool" =
 # MaxPooling1D); the minimum timesteps is derived from them (`_min_timesteps`).
@@ -20,22 +20,43 @@ _CONV1D_STAGES = ("conv", "pool", "conv", "pool", "conv")
 _CONV_GRU_STAGES = ("conv", "pool", "conv")
 
 
-@keras.saving.register_keras_serializable(package="dlpipe")
-class ReverseTime(keras.layers.Layer):
-    """Reverse the time axis of a sequence batch: step `t` becomes step `T - 1 - t`.
+_REVERSE_TIME = None
 
-    Input shape: `(batch, timesteps, features)`; output shape: the same.
-    """
 
-    def call(self, inputs):
-        return keras.ops.flip(inputs, axis=1)
+def reverse_time_layer():
+    """The `ReverseTime` layer class, defined and registered with Keras's serializer
+    (package `dlpipe`) on first use, so that importing this module loads no TensorFlow.
+    Call it before `keras.saving.load_model` of a model that holds the layer."""
+    global _REVERSE_TIME
+    if _REVERSE_TIME is None:
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+        @keras.saving.register_keras_serializable(package="dlpipe")
+        class ReverseTime(keras.layers.Layer):
+            """Reverse the time axis of a sequence batch: step `t` becomes step
+            `T - 1 - t`.
 
-    def get_config(self):
-        # No arguments beyond the base ones (name, dtype, trainable).
-        return super().get_config()
+            Input shape: `(batch, timesteps, features)`; output shape: the same.
+            """
+
+            def call(self, inputs):
+                return keras.ops.flip(inputs, axis=1)
+
+            def compute_output_shape(self, input_shape):
+                return input_shape
+
+            def get_config(self):
+                # No arguments beyond the base ones (name, dtype, trainable).
+                return super().get_config()
+
+        _REVERSE_TIME = ReverseTime
+    return _REVERSE_TIME
+
+
+def __getattr__(name: str):
+    """`from dlpipe.models.timeseries import ReverseTime` (PEP 562)."""
+    if name == "ReverseTime":
+        return reverse_time_layer()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_dense(input_shape, *, units=32, learning_rate=1e-3) -> keras.Model:
@@ -180,7 +201,7 @@ def build_reversed_gru(
         ValueError: If `input_shape` is not two positive ints.
     """
     inputs = keras.Input(shape=_check_input_shape(input_shape), name="window")
-    x = ReverseTime(name="reverse_time")(inputs)  # step t -> step timesteps - 1 - t
+    x = reverse_time_layer()(name="reverse_time")(inputs)  # step t -> step timesteps - 1 - t
     x = keras.layers.GRU(
         units, dropout=dropout, recurrent_dropout=recurrent_dropout, name="gru_1"
     )(x)

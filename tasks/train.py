@@ -185,7 +185,9 @@ def evaluate_saved_model(*, data: np.ndarray, meta: dict, model_path: str,
     setup_tensorflow(num_cpus, num_gpus)
     import keras
 
-    import dlpipe.models.timeseries  # noqa: F401  registers the custom layers
+    from dlpipe.models.timeseries import reverse_time_layer
+
+    reverse_time_layer()  # registers the custom layer before loading
 
     model = keras.saving.load_model(model_path)
     batches = split_batches(data, meta, windows, split, max_batches=max_batches)

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -121,3 +122,38 @@ def test_ray_training_worker_never_loads_pyarrow():
         ray.shutdown()
     assert (status, epochs) == ("ok", 1)
     assert loaded == ["pandas"]
+
+
+def test_driver_validates_every_demo_study_without_tensorflow():
+    """The driver (study validation, the model registry, the CLI) loads no TensorFlow:
+    it is the process that writes Parquet (issue 11, section 3). Keras comes in through
+    `dlpipe.models.lazy_keras` only when a model is built."""
+    code = textwrap.dedent("""
+        import sys
+        from dlpipe.pipelines import cli, study, sweep  # noqa: F401
+        from dlpipe.pipelines.config import load_study, sweep_spaces
+        from dlpipe.models.registry import get_families, resolved_hparams
+        for name in ("weather", "text", "images"):
+            cfg = load_study(cli.demo_config_path(name))
+            sweep_spaces(cfg)
+            for model in cfg.models:
+                resolved_hparams(model.family, model.hp, cfg.pipeline)
+        print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_lazy_keras_reverse_time_layer_round_trips(tmp_path):
+    """`ReverseTime` is defined on first use and still found by `load_model`."""
+    import keras
+
+    from dlpipe.models.timeseries import ReverseTime, build_reversed_gru
+
+    model = build_reversed_gru((6, 2), units=2)
+    assert isinstance(model.get_layer("reverse_time"), ReverseTime)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert type(restored.get_layer("reverse_time")) is ReverseTime
