@@ -373,7 +373,7 @@ def test_cli_checks_the_data_before_ray_starts(tmp_path, monkeypatch, capsys):
 
 # -- the generic CSV example study ---------------------------------------------------------
 
-def test_generic_csv_example_study_loads_and_prepares(tmp_path):
+def test_generic_csv_example_study_loads_and_prepares(tmp_path, monkeypatch):
     """configs/weather_csv.yaml: every key of the generic reader, validated by the
     project's study loader and prepared on a file in the layout it describes."""
     from dlpipe.pipelines.config import load_study
@@ -383,10 +383,13 @@ def test_generic_csv_example_study_loads_and_prepares(tmp_path):
     for key in ("time_column:", "time_format:", "columns:", "max_gap:", "format: csv"):
         assert key in text
     shutil.copy(example, tmp_path / "weather_csv.yaml")
-    write_berlin(tmp_path / "station.csv", rows=600,
+    monkeypatch.setenv("HOME", str(tmp_path))  # the example reads ~/data/station.csv
+    (tmp_path / "data").mkdir()
+    write_berlin(tmp_path / "data" / "station.csv", rows=600,
                  temps=10 + 5 * np.sin(np.arange(600) * 2 * np.pi / 24))
     cfg = load_study(tmp_path / "weather_csv.yaml")
-    assert cfg.data.format == "csv" and cfg.data.path == str(tmp_path / "station.csv")
+    assert cfg.data.format == "csv"
+    assert Path(cfg.data.path).expanduser() == tmp_path / "data" / "station.csv"
     assert cfg.data.time_format == BERLIN_FORMAT and cfg.data.columns == ("temp", "rh")
     check_weather_source(cfg.data)
     prepared = prepare_weather(cfg.data, cfg.split, cfg.windows)
