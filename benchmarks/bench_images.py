@@ -198,7 +198,11 @@ def bench_cache(args, folder, cache_root, macs):
 
     from dlpipe.models.images import build_frozen_base, conv_base
     from dlpipe.tasks.feature_cache import (
-        base_description, base_key, extract_features, list_bases, model_fingerprint,
+        base_description,
+        base_key,
+        extract_features,
+        list_bases,
+        model_fingerprint,
     )
     from dlpipe.tasks.image_data import image_dataset
 
@@ -344,7 +348,7 @@ def bench_ingest(args, folder, root):
 
     def one_pass(ds):
         t0, c0, count = time.perf_counter(), time.process_time(), 0
-        for x, y in ds:
+        for _x, y in ds:
             count += int(y.shape[0])
         return count / (time.perf_counter() - t0), count / (time.process_time() - c0), count
 

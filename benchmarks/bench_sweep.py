@@ -59,7 +59,8 @@ def timing(sweep_dir: Path) -> dict:
     ordered = trials.sort_values("started_at")
     gaps = (ordered["started_at"].iloc[1:].to_numpy()
             - ordered["ended_at"].iloc[:-1].to_numpy()) / np.timedelta64(1, "s")
-    return {"gap_s": float(np.median(gaps)) if len(gaps) else 0.0,"trials": len(trials), "span_s": span, "per_hour": len(trials) / span * 3600,
+    return {"gap_s": float(np.median(gaps)) if len(gaps) else 0.0,
+            "trials": len(trials), "span_s": span, "per_hour": len(trials) / span * 3600,
             "trial_s": float(per_trial.median()),
             "train_s": float(trained["wall_time_s"].median()),
             "overhead_s": float((per_trial - trained["wall_time_s"]).median()),

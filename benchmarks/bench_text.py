@@ -21,7 +21,11 @@ import time
 import numpy as np
 
 from dlpipe.tasks.tokenize import (
-    build_vocabulary, count_words, merge_counts, pad_sequences, texts_to_sequences,
+    build_vocabulary,
+    count_words,
+    merge_counts,
+    pad_sequences,
+    texts_to_sequences,
 )
 
 

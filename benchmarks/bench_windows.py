@@ -37,7 +37,7 @@ def book_generator(data, lookback, delay, min_index, max_index, shuffle=False,
             i += len(rows)
         samples = np.zeros((len(rows), lookback // step, data.shape[-1]))
         targets = np.zeros((len(rows),))
-        for j, row in enumerate(rows):
+        for j, row in enumerate(rows):  # noqa: B007 (the book's generator, verbatim)
             indices = range(rows[j] - lookback, rows[j], step)
             samples[j] = data[indices]
             targets[j] = data[rows[j] + delay][1]

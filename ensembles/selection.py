@@ -22,7 +22,6 @@ from .weighted import (
     check_predictions,
 )
 
-
 _TIE_RTOL = 1e-9  # cross-fitted scores this close (relative) count as a tie
 
 

@@ -6,10 +6,9 @@ import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 
-from dlpipe.models.lazy_keras import keras
-
 from dlpipe.models import images, text, timeseries
 from dlpipe.models.hparams import coerce_hparams
+from dlpipe.models.lazy_keras import keras
 
 
 @dataclasses.dataclass(frozen=True)

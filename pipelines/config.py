@@ -24,7 +24,7 @@ import yaml
 
 from dlpipe.tasks.fit import EarlyStoppingSpec, ReduceLROnPlateauSpec, TrainingSpec
 from dlpipe.tasks.image_prepare import DEMO_PREFIX, ImageDataSpec, ImageSpec
-from dlpipe.tasks.text_prepare import TextDataSpec, TextSplitSpec, TextSpec, resolve_text_path
+from dlpipe.tasks.text_prepare import TextDataSpec, TextSpec, TextSplitSpec, resolve_text_path
 from dlpipe.tasks.weather_data import DataSpec, SplitSpec, resolve_path
 from dlpipe.tasks.windows import WindowSpec
 
@@ -507,8 +507,7 @@ def sweep_spaces(cfg: StudyConfig) -> dict[str, dict]:
     """
     from dlpipe.models.registry import get_families
     from dlpipe.models.spaces import get_spaces
-    from dlpipe.tasks.search_space import (SpaceError, is_leaf, validate_space,
-                                           warm_start_point)
+    from dlpipe.tasks.search_space import SpaceError, is_leaf, validate_space, warm_start_point
 
     known_families, default_spaces = get_families(cfg.pipeline), get_spaces(cfg.pipeline)
     sweep = cfg.sweep

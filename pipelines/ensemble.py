@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the stage itself is imported on use: `dlpipe --help` stays fast

@@ -44,11 +44,16 @@ from pathlib import Path
 
 from dlpipe.metrics import get_metric
 from dlpipe.pipelines.config import ConfigError, StudyConfig, sweep_spaces
-from dlpipe.pipelines.interrupt import (Interrupted, TuneStop, exit_code, quiet_exit,
-                                       signal_name, signum_of)
+from dlpipe.pipelines.interrupt import (
+    Interrupted,
+    TuneStop,
+    exit_code,
+    quiet_exit,
+    signal_name,
+    signum_of,
+)
 from dlpipe.tasks import reports
-from dlpipe.tasks.search_space import (SpaceError, decode, is_constant, sweep_space,
-                                       warm_start_point)
+from dlpipe.tasks.search_space import SpaceError, decode, is_constant, sweep_space, warm_start_point
 from dlpipe.tasks.sweep import METRIC, TrialContext
 
 #: the sweep's objective and its direction (``val_loss``: lower is better)
@@ -292,9 +297,8 @@ def _last_lines(text: str | None, n: int = 3) -> str | None:
 
 
 def _searcher_class():
-    from ray.tune.search.hyperopt import HyperOptSearch
-
     import hyperopt
+    from ray.tune.search.hyperopt import HyperOptSearch
 
     class ConditionalHyperOptSearch(HyperOptSearch):
         """``HyperOptSearch`` whose warm-start points may leave out the labels of

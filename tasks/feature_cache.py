@@ -466,7 +466,10 @@ def extract_features(paths, conv_base, *, size, preprocessing, batch_size=32, la
     import tensorflow as tf
 
     from dlpipe.tasks.image_data import (
-        _check_size, _decode_resize, preprocessing_fn, read_image_header,
+        _check_size,
+        _decode_resize,
+        preprocessing_fn,
+        read_image_header,
     )
 
     paths = [os.fspath(p) for p in paths]

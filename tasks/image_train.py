@@ -31,8 +31,13 @@ import numpy as np
 
 from dlpipe.tasks.fit import TrainingSpec, fit_model, run_row
 from dlpipe.tasks.image_prepare import ImageSpec, base_preprocessing, describe_weights
-from dlpipe.tasks.text_train import baseline_scores, head_classes, score_saved_classifier, \
-    score_text_split, split_index
+from dlpipe.tasks.text_train import (
+    baseline_scores,
+    head_classes,
+    score_saved_classifier,
+    score_text_split,
+    split_index,
+)
 from dlpipe.tasks.tf_setup import setup_tensorflow
 
 FEATURE_FAMILIES = ("features_head",)

@@ -28,7 +28,8 @@ import numpy as np
 # worker exit). Importing this module (run keys, ``dumps``, ``atomic_write_bytes``) is
 # pyarrow-free; ``SCHEMAS`` is built on first use.
 
-__all__ = ["SCHEMAS", "to_python", "dumps", "atomic_write_bytes", "make_table", "write_part",
+__all__ = ["SCHEMAS", "to_python",  # noqa: F822 (SCHEMAS: module __getattr__, below)
+           "dumps", "atomic_write_bytes", "make_table", "write_part",
            "part_exists", "read_part", "read_table", "is_finite"]
 
 

@@ -38,8 +38,15 @@ from pathlib import Path
 import numpy as np
 
 from dlpipe.tasks import reports
-from dlpipe.tasks.tokenize import Vocabulary, build_vocabulary, count_words, merge_counts, \
-    pad_sequences, standardize, texts_to_sequences
+from dlpipe.tasks.tokenize import (
+    Vocabulary,
+    build_vocabulary,
+    count_words,
+    merge_counts,
+    pad_sequences,
+    standardize,
+    texts_to_sequences,
+)
 
 TEXT_FORMATS = ("table", "aclimdb", "folders")
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}

@@ -18,8 +18,8 @@ from dataclasses import asdict
 import numpy as np
 
 from dlpipe.tasks.fit import TrainingSpec, fit_model, run_row
-from dlpipe.tasks.tf_setup import setup_tensorflow
 from dlpipe.tasks.text_prepare import SPLIT_CODES, TextSpec, multi_hot_rows, sequences
+from dlpipe.tasks.tf_setup import setup_tensorflow
 
 MULTI_HOT_FAMILIES = ("multihot_dense",)
 

@@ -17,11 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from dlpipe.tasks import reports
-from dlpipe.tasks.fit import (EarlyStoppingSpec, ReduceLROnPlateauSpec, TrainingSpec,
-                              error_text, fit_model, run_row)
+from dlpipe.tasks.fit import (
+    EarlyStoppingSpec,
+    ReduceLROnPlateauSpec,
+    TrainingSpec,
+    error_text,
+    fit_model,
+    run_row,
+)
 from dlpipe.tasks.tf_setup import setup_tensorflow
 from dlpipe.tasks.windows import WindowBatches, WindowSpec, split_window_rows
-
 
 __all__ = ["EarlyStoppingSpec", "ReduceLROnPlateauSpec", "TrainingSpec", "run_key",
            "stored_run", "train_model", "score_split", "evaluate_saved_model", "failed_run"]

@@ -41,7 +41,11 @@ import pandas as pd
 
 from dlpipe.tasks.time_axis import cut_segments, regularize
 from dlpipe.tasks.windows import (
-    SplitTooShortError, WindowSpec, check_blocks, count_windows, split_window_rows,
+    SplitTooShortError,
+    WindowSpec,
+    check_blocks,
+    count_windows,
+    split_window_rows,
 )
 
 JENA_TIME_COLUMN = "Date Time"

@@ -17,6 +17,7 @@ import pytest
 from dlpipe.tasks.glove import load_glove
 from dlpipe.tasks.text_data import read_aclimdb, read_class_folders, read_text_table
 from dlpipe.tasks.text_prepare import check_glove_report
+
 from image_files import cut, encode, jpeg, pixels, rgba_png, write
 
 #: fragments of messages that come from the libraries, not from dlpipe

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,8 +93,8 @@ def test_gpu_workers_get_gpu_tensorflow_and_head_gets_boto3(config):
 
 def test_token_auth_on_every_node(config):
     mounts = config["file_mounts"]
-    token_remote = [r for r, l in mounts.items()
-                    if l == "~/.ray/auth_token" and r.endswith("/.ray/auth_token")]
+    token_remote = [r for r, local in mounts.items()
+                    if local == "~/.ray/auth_token" and r.endswith("/.ray/auth_token")]
     assert token_remote, "the locally made token must be shipped via file_mounts"
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         start = [c for c in config[key] if "ray start" in c]
@@ -145,8 +144,11 @@ def test_no_credentials_or_token_in_yaml():
 
 def test_token_script_makes_a_private_token(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path)}
-    run = lambda *a: subprocess.run(["bash", str(TOKEN_SCRIPT), *a], env=env, check=True,
-                                    capture_output=True, text=True)
+
+    def run(*a):
+        return subprocess.run(["bash", str(TOKEN_SCRIPT), *a], env=env, check=True,
+                              capture_output=True, text=True)
+
     out = run()
     token = tmp_path / ".ray" / "auth_token"
     value = token.read_text()

@@ -11,9 +11,10 @@ import keras
 import numpy as np
 import pytest
 
-from image_files import image_tree, jpeg, write
 from dlpipe.tasks import feature_cache as fc
 from dlpipe.tasks.image_data import load_image, preprocessing_fn, split_flat_folder
+
+from image_files import image_tree, jpeg, write
 
 SIZE = (16, 16)
 

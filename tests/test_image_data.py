@@ -9,14 +9,34 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from image_files import (
-    cmyk_jpeg, cut, exif_only_jpeg, grayscale_jpeg, image_tree, jpeg, junk_before_eoi,
-    pixels, rgba_png, snapshot, write,
-)
 from dlpipe.tasks.image_data import (
-    SPLIT_MANIFEST, augmentation_layers, folder_datasets, image_bytes_problem,
-    image_dataset, list_image_folder, load_image, preprocessing_fn, preprocessing_id,
-    split_flat_folder, validate_images, write_demo_images, write_flat_folder,
+    SPLIT_MANIFEST,
+    augmentation_layers,
+    folder_datasets,
+    image_bytes_problem,
+    image_dataset,
+    list_image_folder,
+    load_image,
+    preprocessing_fn,
+    preprocessing_id,
+    split_flat_folder,
+    validate_images,
+    write_demo_images,
+    write_flat_folder,
+)
+
+from image_files import (
+    cmyk_jpeg,
+    cut,
+    exif_only_jpeg,
+    grayscale_jpeg,
+    image_tree,
+    jpeg,
+    junk_before_eoi,
+    pixels,
+    rgba_png,
+    snapshot,
+    write,
 )
 
 SIZE = (32, 32)
@@ -75,7 +95,7 @@ def test_c01_training_never_meets_a_bad_file(c01_folder):
     ok, _ = validate_images(folder.paths)
     labels = [folder.labels[folder.paths.index(p)] for p in ok]
     seen = 0
-    for images, y in image_dataset(ok, labels, size=SIZE, batch_size=3, shuffle=True):
+    for _images, y in image_dataset(ok, labels, size=SIZE, batch_size=3, shuffle=True):
         seen += len(y)
     assert seen == 4
 

@@ -9,8 +9,14 @@ import pytest
 from hyperopt.pyll.stochastic import sample
 
 from dlpipe.models.images import (
-    BOOK_FINE_TUNE_LAYERS, WeightsUnavailableError, build_features_head, build_frozen_base,
-    build_small_convnet, build_small_convnet_dropout, conv_base, fine_tune,
+    BOOK_FINE_TUNE_LAYERS,
+    WeightsUnavailableError,
+    build_features_head,
+    build_frozen_base,
+    build_small_convnet,
+    build_small_convnet_dropout,
+    conv_base,
+    fine_tune,
 )
 from dlpipe.models.registry import IMAGE_FAMILIES, build_model, get_family, resolved_hparams
 from dlpipe.models.spaces import IMAGE_SPACES

@@ -13,10 +13,17 @@ from PIL import Image, ImageOps
 
 from dlpipe.tasks import image_data
 from dlpipe.tasks.image_data import (
-    DECODER_VERSION, DEFAULT_MAX_PIXELS, check_images, decode_image, image_dataset,
-    image_header, load_image, read_image_header,
+    DECODER_VERSION,
+    DEFAULT_MAX_PIXELS,
+    check_images,
+    decode_image,
+    image_dataset,
+    image_header,
+    load_image,
+    read_image_header,
 )
 from dlpipe.tasks.image_prepare import ImageDataSpec, ImageSpec, check_classes, prepare_images
+
 from image_files import encode, pixels, write
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)

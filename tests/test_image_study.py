@@ -16,6 +16,7 @@ from dlpipe.pipelines.config import ConfigError, ImageStudyConfig, parse_study
 from dlpipe.tasks import reports
 from dlpipe.tasks.fit import TrainingSpec
 from dlpipe.tasks.image_prepare import SPLIT_CODES, ImageDataSpec, ImageSpec, prepare_images
+
 from image_files import cut, encode, jpeg, pixels, write
 
 BIN = Path(sys.executable).parent
@@ -198,7 +199,8 @@ def test_image_study_end_to_end_smoke_through_local_ray(tmp_path):
     runs = reports.read_table(run_dir, "runs")
     assert sorted(runs["family"]) == ["baseline", "features_head", "small_convnet"]
     assert (runs["status"] == "ok").all() and (runs["metric"] == "accuracy").all()
-    inputs = {r.family: json.loads(r.inputs) for r in runs.itertuples() if isinstance(r.inputs, str)}
+    inputs = {r.family: json.loads(r.inputs) for r in runs.itertuples()
+              if isinstance(r.inputs, str)}
     assert inputs["features_head"]["weights_used"].startswith("none (random initialization")
     assert inputs["small_convnet"]["weights_used"] == "none (trained from scratch)"
     history = reports.read_table(run_dir, "history")

@@ -13,8 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dlpipe.pipelines.job_package import (RUNTIME_ENV_FILE, JobPackageError,
-                                          build_job_package, read_runtime_env)
+from dlpipe.pipelines.job_package import (
+    RUNTIME_ENV_FILE,
+    JobPackageError,
+    build_job_package,
+    read_runtime_env,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

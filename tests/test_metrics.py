@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import jena_like, write_jena
 from dlpipe.metrics import METRICS, canonical_name, check_monitor, get_metric
 from dlpipe.pipelines.config import ConfigError, load_study
+
+from conftest import jena_like, write_jena
 
 BIN = Path(sys.executable).parent
 C16_VAL_ACCURACY = [0.542, 0.492, 0.567, 0.583, 0.575, 0.592]
@@ -110,8 +111,13 @@ def _tiny_classifier():
 
 
 def test_c16_val_accuracy_restores_the_highest_epoch():
-    from dlpipe.tasks.fit import (EarlyStoppingSpec, ReduceLROnPlateauSpec, TrainingSpec,
-                                  callbacks, epoch_recorder)
+    from dlpipe.tasks.fit import (
+        EarlyStoppingSpec,
+        ReduceLROnPlateauSpec,
+        TrainingSpec,
+        callbacks,
+        epoch_recorder,
+    )
 
     training = TrainingSpec(
         epochs=6,

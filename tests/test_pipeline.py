@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import jena_like, write_jena
 from dlpipe.tasks import reports
+
+from conftest import jena_like, write_jena
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 REPO = Path(__file__).resolve().parents[1]

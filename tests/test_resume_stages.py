@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import jena_like, write_jena
 from dlpipe.tasks import reports
+
+from conftest import jena_like, write_jena
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 BIN = Path(sys.executable).parent

@@ -7,15 +7,21 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import jena_like, write_jena
 from dlpipe.pipelines.config import ConfigError, load_study
-from dlpipe.pipelines.rundir import (DriverLock, RunDirError, check_report_parts,
-                                     check_same_study, study_differences, study_record)
+from dlpipe.pipelines.rundir import (
+    DriverLock,
+    RunDirError,
+    check_report_parts,
+    check_same_study,
+    study_differences,
+    study_record,
+)
+
+from conftest import jena_like, write_jena
 
 BIN = Path(sys.executable).parent
 STUDY = """

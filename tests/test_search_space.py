@@ -10,7 +10,12 @@ from hyperopt.pyll.stochastic import sample
 from dlpipe.models.registry import TIMESERIES_FAMILIES, build_model, resolved_hparams
 from dlpipe.models.spaces import TIMESERIES_SPACES
 from dlpipe.tasks.search_space import (
-    SpaceError, decode, flatten_hp, sweep_space, to_hyperopt, validate_space,
+    SpaceError,
+    decode,
+    flatten_hp,
+    sweep_space,
+    to_hyperopt,
+    validate_space,
     warm_start_point,
 )
 

@@ -6,7 +6,10 @@ import pandas as pd
 import pytest
 
 from dlpipe.tasks.text_data import (
-    decode_bytes, read_aclimdb, read_class_folders, read_text_table,
+    decode_bytes,
+    read_aclimdb,
+    read_class_folders,
+    read_text_table,
 )
 from dlpipe.tasks.tokenize import build_vocabulary, count_words, texts_to_sequences, tokenize
 

@@ -8,7 +8,11 @@ import pytest
 from hyperopt.pyll.stochastic import sample
 
 from dlpipe.models.registry import (
-    TEXT_FAMILIES, TIMESERIES_FAMILIES, build_model, get_family, resolved_hparams,
+    TEXT_FAMILIES,
+    TIMESERIES_FAMILIES,
+    build_model,
+    get_family,
+    resolved_hparams,
 )
 from dlpipe.models.spaces import TEXT_SPACES
 from dlpipe.tasks.search_space import decode, sweep_space, validate_space

@@ -8,7 +8,12 @@ import pytest
 
 from dlpipe.tasks.text_data import label_key, read_class_folders, read_text_table
 from dlpipe.tasks.text_prepare import (
-    SPLIT_CODES, TextDataSpec, TextSplitSpec, TextSpec, check_split_classes, prepare_text,
+    SPLIT_CODES,
+    TextDataSpec,
+    TextSpec,
+    TextSplitSpec,
+    check_split_classes,
+    prepare_text,
 )
 
 VARIANTS_CSV = ("text,label\n"

@@ -14,10 +14,19 @@ import pytest
 from dlpipe.pipelines.config import ConfigError, TextStudyConfig, parse_study
 from dlpipe.tasks import reports
 from dlpipe.tasks.fit import TrainingSpec
-from dlpipe.tasks.text_prepare import (SPLIT_CODES, TextDataSpec, TextSplitSpec, TextSpec,
-                                       deduplicate, load_vocabulary, multi_hot_rows,
-                                       prepare_text, resolve_text_path, sequences,
-                                       split_documents)
+from dlpipe.tasks.text_prepare import (
+    SPLIT_CODES,
+    TextDataSpec,
+    TextSpec,
+    TextSplitSpec,
+    deduplicate,
+    load_vocabulary,
+    multi_hot_rows,
+    prepare_text,
+    resolve_text_path,
+    sequences,
+    split_documents,
+)
 from dlpipe.tasks.tokenize import multi_hot
 
 BIN = Path(sys.executable).parent

@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 
 from dlpipe.tasks.tokenize import (
-    OOV, PAD, Vocabulary, build_vocabulary, count_words, merge_counts, multi_hot,
-    pad_sequences, reverse_sequences, standardize, texts_to_sequences, tokenize,
+    OOV,
+    PAD,
+    Vocabulary,
+    build_vocabulary,
+    count_words,
+    merge_counts,
+    multi_hot,
+    pad_sequences,
+    reverse_sequences,
+    standardize,
+    texts_to_sequences,
+    tokenize,
 )
 
 # Hand-counted: the 5 | cat 3, on 3, sat 3 | a 2, mat 2 | dog 1, no 1, zebra 1.

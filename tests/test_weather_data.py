@@ -5,13 +5,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import jena_like, write_jena
 from dlpipe.tasks.weather_data import (
-    JENA_COLUMNS, DataFormatError, DataSpec, SplitSpec, baseline_mae, clean_sentinels,
-    from_dataframe, load_csv, load_jena_csv, load_tmy3, normalize, prepare_weather,
+    JENA_COLUMNS,
+    DataFormatError,
+    DataSpec,
+    SplitSpec,
+    baseline_mae,
+    clean_sentinels,
+    from_dataframe,
+    load_csv,
+    load_jena_csv,
+    load_tmy3,
+    normalize,
+    prepare_weather,
     timestamp_quality,
 )
 from dlpipe.tasks.windows import SplitTooShortError, WindowSpec, window_rows
+
+from conftest import jena_like, write_jena
 
 
 def test_jena_loader_reads_published_layout(jena_csv):

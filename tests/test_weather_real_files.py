@@ -12,13 +12,19 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from conftest import jena_like, write_jena
 from dlpipe.pipelines.weather import dataset_row
 from dlpipe.tasks.weather_data import (
-    JENA_COLUMNS, DataFormatError, DataSpec, SplitSpec, check_weather_source, load_csv,
-    load_jena_csv, prepare_weather,
+    JENA_COLUMNS,
+    DataFormatError,
+    DataSpec,
+    SplitSpec,
+    check_weather_source,
+    load_csv,
+    prepare_weather,
 )
 from dlpipe.tasks.windows import WindowBatches, WindowSpec, split_window_rows
+
+from conftest import jena_like, write_jena
 
 BERLIN_FORMAT = "%Y-%m-%d %H:%M:%S%z"
 UTC_START = datetime(2021, 10, 23, 22, 0, tzinfo=timezone.utc)  # 24 Oct 00:00 in Berlin
