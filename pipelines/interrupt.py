@@ -147,6 +147,10 @@ def quiet_exit(code: int, message: str | None = None) -> None:
     """
     if message:
         print(message, file=sys.stderr)
+    with contextlib.suppress(BaseException):  # os._exit skips atexit: free the run dir
+        from dlpipe.pipelines.rundir import release_all
+
+        release_all()
     sys.stdout.flush()
     sys.stderr.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)

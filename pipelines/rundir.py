@@ -37,6 +37,8 @@ MAY_CHANGE = frozenset({"study", "output_dir", "source_file", "models", "trainin
 
 LOCK_NAME = "driver.lock"
 
+_HELD: list = []  # locks this process holds (released by release_all on a quiet exit)
+
 
 class RunDirError(ValueError):
     """The run directory cannot be used for this study (one line, exit 2)."""
@@ -103,9 +105,9 @@ def check_dataset_key(run_dir: Path, key: str) -> None:
         datasets = reports.read_table(run_dir, "datasets")
     except (OSError, ValueError):
         return
-    if "key" not in datasets or datasets.empty:
+    if "dataset_key" not in datasets or datasets.empty:
         return
-    other = sorted(set(datasets["key"].dropna()) - {key})
+    other = sorted(set(datasets["dataset_key"].dropna()) - {key})
     if other:
         raise RunDirError(
             f"{run_dir} holds runs on dataset {other[-1]}, but the data now gives dataset "
@@ -193,6 +195,7 @@ class DriverLock:
                 json.dump(record, f)
             self.held = True
             atexit.register(self.release)
+            _HELD.append(self)
             return self
         raise RunDirError(f"{self.path}: could not take the driver lock")
 
@@ -233,6 +236,13 @@ class DriverLock:
         self.release()
 
 
+def release_all() -> None:
+    """Release every lock this process holds: for exits that skip ``atexit``
+    (``os._exit`` after a signal, :func:`dlpipe.pipelines.interrupt.quiet_exit`)."""
+    while _HELD:
+        _HELD.pop().release()
+
+
 def preflight(run_dir: Path, cfg, *, same_study: bool = True) -> DriverLock:
     """The checks of a run directory before Ray starts (module docstring, 1-4; a sweep
     directory skips 2: sweeps keep their own fingerprint).
@@ -255,6 +265,6 @@ def preflight(run_dir: Path, cfg, *, same_study: bool = True) -> DriverLock:
     return lock
 
 
-__all__ = ["DriverLock", "MAY_CHANGE", "RunDirError", "check_dataset_key",
+__all__ = ["DriverLock", "MAY_CHANGE", "RunDirError", "check_dataset_key", "release_all",
            "check_report_parts", "check_same_study", "check_writable", "preflight",
            "study_differences", "study_record"]

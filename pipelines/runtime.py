@@ -63,7 +63,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
         num_cpus: CPUs of the local instance (default: all cores).
 
     Raises:
-        RayStartError: ``address`` names no running cluster.
+        RayStartError: ``address`` names no running cluster (an explicit
+            ``host:port`` with nothing listening is refused in seconds).
     """
     global _STARTED_LOCAL
     import ray
@@ -72,6 +73,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
+        check_reachable(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING)
         except ConnectionError as exc:
@@ -85,6 +87,32 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                  logging_level=logging.WARNING)
         _STARTED_LOCAL = True
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when an explicit ``host:port`` (or ``ray://host:port``) address has
+    nothing listening: Ray itself retries such an address for minutes, printing native
+    warnings. ``auto`` and ``local`` are left to Ray.
+
+    Raises:
+        RayStartError: one line naming the address and the connection error.
+    """
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RayStartError(f"--address {address}: expected host:port, ray://host:port or "
+                            "auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RayStartError(
+            f"--address {address}: no Ray cluster answers at {host}:{port} "
+            f"({exc.strerror or exc}). Check the head node's address and port (`ray status` "
+            "on the head), or leave out --address for a local run") from None
 
 
 def check_resources(num_cpus: float, num_gpus: float) -> None:

@@ -341,6 +341,25 @@ def _searcher_class():
     return ConditionalHyperOptSearch
 
 
+class _TuneStopFilter:
+    """Drops Ray Tune's own stop/resume lines: dlpipe prints the outstanding trials and
+    its own resume command (Tune's `Tuner.restore(...)` advice would bypass dlpipe)."""
+
+    PHRASES = ("Stop signal received", "Experiment has been interrupted",
+               "Resume experiment with")
+
+    def filter(self, record) -> bool:
+        return not any(p in str(record.getMessage()) for p in self.PHRASES)
+
+
+def _quiet_tune_stop_messages() -> None:
+    import logging
+
+    logger = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _TuneStopFilter) for f in logger.filters):
+        logger.addFilter(_TuneStopFilter())
+
+
 def run_sweep(cfg: StudyConfig, *, progress: bool = True, score_partial: bool = False,
               stop: TuneStop | None = None) -> Path:
     """Run, resume or extend the study's sweep on the connected Ray; returns the sweep
@@ -365,6 +384,7 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True, score_partial: bool = 
     # Tune's default console output (a config box, a TensorBoard tip for a package we do
     # not install) gives way to the progress lines of TrialRecorder.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    _quiet_tune_stop_messages()
     stop = stop or TuneStop()
 
     sweep = cfg.sweep

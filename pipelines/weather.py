@@ -157,7 +157,7 @@ def print_dataset(meta: dict) -> None:
                    if q.get("duplicates_conflicting") else "")
     print(f"  timestamps: {q.get('duplicates_dropped', q.get('duplicate_timestamps', 0))} "
           f"repeated (first kept, rest dropped){conflicting}, "
-          f"{q.get('missing_timestamps', 0)} missing{order}")
+          f"{q.get('missing_slots', q.get('missing_timestamps', 0))} missing{order}")
     if q.get("gaps"):
         print(f"  gaps: {q['gaps']} ({q['missing_slots']} missing slots): {q['gaps_filled']} "
               f"filled ({q['slots_filled']} slots, max_gap {q['max_gap']}), "

@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -168,9 +169,13 @@ def test_cli_strict_inputs_one_line_exit_2(study, tmp_path):
     assert proc.returncode == 2
     assert "cannot write the run directory" in one_line(proc)
 
-    import psutil
+    def comm(proc: Path) -> str:
+        try:
+            return (proc / "comm").read_text().strip()
+        except OSError:
+            return ""
 
-    if any(p.info["name"] == "gcs_server" for p in psutil.process_iter(["name"])):
+    if any(comm(p) == "gcs_server" for p in Path("/proc").iterdir() if p.name.isdigit()):
         return  # `auto` finds any Ray running on this machine by its processes
     env = dict(os.environ, RAY_TMPDIR=str(tmp_path), TMPDIR=str(tmp_path))
     proc = cli("run", str(study), "--address", "auto", cwd=tmp_path, env=env)
@@ -227,3 +232,55 @@ def test_local_ray_token_file_is_mode_600(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     token = tmp_path / ".ray" / "auth_token"
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
+
+
+def test_changed_data_under_the_same_study_is_refused(tmp_path):
+    """Same study file, other data content: the dataset key changes; the reports of the
+    old key are not mixed with the new ones (found by a fresh-user run)."""
+    from dlpipe.pipelines.rundir import check_dataset_key
+    from dlpipe.tasks import reports
+
+    reports.write_part(tmp_path, "datasets", "key-a", [{"dataset_key": "key-a"}])
+    check_dataset_key(tmp_path, "key-a")  # the same data: fine
+    with pytest.raises(RunDirError, match="holds runs on dataset key-a, but the data now "
+                       "gives dataset key-b"):
+        check_dataset_key(tmp_path, "key-b")
+    check_dataset_key(tmp_path / "empty", "key-b")  # no reports yet: fine
+
+
+def test_explicit_address_with_nothing_listening_fails_in_seconds():
+    import socket
+
+    from dlpipe.pipelines.runtime import RayStartError, check_reachable
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.perf_counter()
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(RayStartError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+            check_reachable(address)
+    assert time.perf_counter() - started < 10
+    with pytest.raises(RayStartError, match="expected host:port"):
+        check_reachable("headnode")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_reachable(f"127.0.0.1:{server.getsockname()[1]}")  # something answers
+
+
+def test_quiet_exit_releases_the_driver_lock(tmp_path):
+    """A run stopped by a signal leaves through os._exit (no atexit): the lock must go
+    with it, or another host would have to delete it by hand."""
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        from dlpipe.pipelines.rundir import DriverLock
+        from dlpipe.pipelines.interrupt import quiet_exit
+        DriverLock(Path({str(tmp_path)!r})).acquire()
+        assert Path({str(tmp_path)!r}, "driver.lock").exists()
+        quiet_exit(130, "interrupted")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert not (tmp_path / "driver.lock").exists()
