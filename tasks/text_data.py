@@ -536,21 +536,17 @@ def _record_lines(text: str, sep: str) -> list[int]:
 def _extra_fields_error(source: Path, text: str, sep: str, exc: Exception) -> str:
     """One line for a table pandas refused: the first line with more fields than the
     header (an unquoted separator inside a cell)."""
-    import csv
+    from dlpipe.tasks.csv_lines import CsvSyntaxError, OverlongRecord, find_csv_problem
 
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
-    try:
-        header = next(reader, [])
-        previous = reader.line_num
-        for record in reader:
-            start, previous = previous + 1, reader.line_num
-            if len(record) > len(header):
-                return (f"{source}: line {start}: column #{len(header) + 1} (after "
-                        f"`{header[-1] if header else ''}`): {len(record)} fields but the "
-                        f"header has {len(header)} (quote cells that hold "
-                        f"{'a tab' if sep == chr(9) else 'a comma'})")
-    except csv.Error as err:
-        return f"{source}: line {reader.line_num}: not valid CSV ({err})"
+    problem = find_csv_problem(io.StringIO(text, newline=""), sep)
+    if isinstance(problem, OverlongRecord):
+        header = problem.header
+        return (f"{source}: line {problem.start_line}: column #{len(header) + 1} (after "
+                f"`{header[-1] if header else ''}`): {len(problem.record)} fields but the "
+                f"header has {len(header)} (quote cells that hold "
+                f"{'a tab' if sep == chr(9) else 'a comma'})")
+    if isinstance(problem, CsvSyntaxError):
+        return f"{source}: line {problem.line}: not valid CSV ({problem.message})"
     return f"{source}: not valid CSV ({_first_line(exc)})"
 
 

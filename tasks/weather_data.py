@@ -318,20 +318,18 @@ def _decode_error(path: Path) -> str:
 
 def _field_count_error(path: Path, exc: Exception) -> str:
     """Message for a line the CSV parser refused: file, line and the extra field."""
-    import csv
+    from dlpipe.tasks.csv_lines import CsvSyntaxError, OverlongRecord, find_csv_problem
 
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next(reader, [])
-            for row in reader:
-                if len(row) > len(header):
-                    return (f"{path}: line {reader.line_num}: {len(row)} fields but the "
-                            f"header has {len(header)}: field {len(header) + 1} "
-                            f"({row[len(header)]!r}) is beyond the last column "
-                            f"`{header[-1] if header else ''}`")
-    except csv.Error as err:
-        return f"{path}: line {reader.line_num}: not valid CSV ({err})"
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        problem = find_csv_problem(f)
+    if isinstance(problem, OverlongRecord):
+        header, row = problem.header, problem.record
+        return (f"{path}: line {problem.end_line}: {len(row)} fields but the "
+                f"header has {len(header)}: field {len(header) + 1} "
+                f"({row[len(header)]!r}) is beyond the last column "
+                f"`{header[-1] if header else ''}`")
+    if isinstance(problem, CsvSyntaxError):
+        return f"{path}: line {problem.line}: not valid CSV ({problem.message})"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"{path}: not valid CSV ({first})"
 
