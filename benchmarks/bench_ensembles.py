@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=200)
     parser.add_argument("--samples", type=int, default=100_000)
-    parser.add_argument(
-        "--loss", nargs="+", default=["mae", "mse"], choices=["mae", "mse"]
-    )
+    parser.add_argument("--loss", nargs="+", default=["mae", "mse"], choices=["mae", "mse"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args(argv)
@@ -90,9 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             "simple average": SimpleAverage(loss=loss),
             "weighted Nelder-Mead": WeightedAverage(loss=loss, method="nelder-mead"),
             "weighted SLSQP": WeightedAverage(loss=loss, method="slsqp"),
-            "greedy selection (50)": GreedyEnsembleSelection(
-                loss=loss, n_iterations=50
-            ),
+            "greedy selection (50)": GreedyEnsembleSelection(loss=loss, n_iterations=50),
         }
         print(f"  {'method':<24}{'fit s':>8}{'loss':>10}{'members used':>14}  notes")
         for name, estimator in methods.items():
@@ -111,10 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{estimator.n_iter_} iterations, "
                     f"converged={estimator.converged_}"
                 )
-            print(
-                f"  {name:<24}{seconds:>8.2f}{estimator.score_:>10.4f}"
-                f"{used:>14}  {notes}"
-            )
+            print(f"  {name:<24}{seconds:>8.2f}{estimator.score_:>10.4f}{used:>14}  {notes}")
 
 
 if __name__ == "__main__":

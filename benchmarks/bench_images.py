@@ -33,8 +33,16 @@ import numpy as np
 
 STUDY_HEADS = 20
 #: (units, dropout, learning rate) of the heads of the study; the first is the book's.
-HEAD_CONFIGS = [(256, 0.5, 2e-5), (256, 0.5, 1e-4), (128, 0.3, 1e-4), (512, 0.5, 5e-5),
-                (64, 0.0, 3e-4), (256, 0.2, 1e-3), (128, 0.5, 3e-5), (512, 0.3, 2e-4)]
+HEAD_CONFIGS = [
+    (256, 0.5, 2e-5),
+    (256, 0.5, 1e-4),
+    (128, 0.3, 1e-4),
+    (512, 0.5, 5e-5),
+    (64, 0.0, 3e-4),
+    (256, 0.2, 1e-3),
+    (128, 0.5, 3e-5),
+    (512, 0.3, 2e-4),
+]
 
 
 # ---------------------------------------------------------------------------- FLOPs
@@ -75,13 +83,17 @@ def _layer_macs(layer, keras) -> int:
     spatial = out_shape[1:] if channels_first else out_shape[:-1]
     positions = int(np.prod(spatial)) if spatial else 1
     if isinstance(layer, keras.layers.SeparableConv2D) or isinstance(
-            layer, keras.layers.SeparableConv1D):
-        return positions * (int(np.prod(layer.depthwise_kernel.shape))
-                            + int(np.prod(layer.pointwise_kernel.shape)))
+        layer, keras.layers.SeparableConv1D
+    ):
+        return positions * (
+            int(np.prod(layer.depthwise_kernel.shape)) + int(np.prod(layer.pointwise_kernel.shape))
+        )
     if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.DepthwiseConv1D)):
         return positions * int(np.prod(layer.kernel.shape))
-    if isinstance(layer, (keras.layers.Conv2DTranspose, keras.layers.Conv1DTranspose,
-                          keras.layers.Conv3DTranspose)):
+    if isinstance(
+        layer,
+        (keras.layers.Conv2DTranspose, keras.layers.Conv1DTranspose, keras.layers.Conv3DTranspose),
+    ):
         raise ValueError(f"transposed convolution {layer.name} is not counted")
     if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):
         # kernel (k_h, k_w, C_in / groups, C_out): one MAC per weight per output position
@@ -124,18 +136,20 @@ def write_jpegs(dst: Path, work: Path, src_size: int, limit: int):
     taken round-robin up to `limit` files. Returns the image folder listing."""
     from PIL import Image
 
-    from dlpipe.tasks.image_data import list_image_folder, scan_flat_folder, write_demo_images
+    from dlpipe.tasks.images.data import list_image_folder, scan_flat_folder, write_demo_images
 
     flat = work / "digits-png"
     write_demo_images(flat, "digits")
     scan = scan_flat_folder(flat)
-    names = sorted((ident, cls, name) for cls, items in scan.by_class.items()
-                   for ident, name in items)[:limit]
+    names = sorted(
+        (ident, cls, name) for cls, items in scan.by_class.items() for ident, name in items
+    )[:limit]
     for _, cls, name in names:
         (dst / cls).mkdir(parents=True, exist_ok=True)
         with Image.open(flat / name) as im:
             im.convert("RGB").resize((src_size, src_size), Image.BILINEAR).save(
-                dst / cls / (Path(name).stem + ".jpg"), format="JPEG", quality=90)
+                dst / cls / (Path(name).stem + ".jpg"), format="JPEG", quality=90
+            )
     return list_image_folder(dst)
 
 
@@ -151,8 +165,9 @@ class CountingBase:
         return self.model(x, training=training)
 
 
-def head_time(features, labels, config, *, epochs, batch_size, steps_per_execution,
-              num_classes, seed):
+def head_time(
+    features, labels, config, *, epochs, batch_size, steps_per_execution, num_classes, seed
+):
     """Seconds to build, compile and train one head on cached features (and its final
     training accuracy)."""
     import keras
@@ -162,11 +177,15 @@ def head_time(features, labels, config, *, epochs, batch_size, steps_per_executi
     units, dropout, lr = config
     keras.utils.set_random_seed(seed)
     t0 = time.perf_counter()
-    model = build_features_head(features.shape[1:], units=units, dropout=dropout,
-                                num_classes=num_classes, learning_rate=lr)
-    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=lr),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  steps_per_execution=steps_per_execution)
+    model = build_features_head(
+        features.shape[1:], units=units, dropout=dropout, num_classes=num_classes, learning_rate=lr
+    )
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(learning_rate=lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )
     history = model.fit(features, labels, epochs=epochs, batch_size=batch_size, verbose=0)
     return time.perf_counter() - t0, history.history["accuracy"][-1]
 
@@ -197,103 +216,160 @@ def bench_cache(args, folder, cache_root, macs):
     import keras
 
     from dlpipe.models.images import build_frozen_base, conv_base
-    from dlpipe.tasks.feature_cache import (
+    from dlpipe.tasks.features.cache import (
         base_description,
         base_key,
         extract_features,
         list_bases,
         model_fingerprint,
     )
-    from dlpipe.tasks.image_data import image_dataset
+    from dlpipe.tasks.images.data import image_dataset
 
     size = (args.size, args.size)
     rng = np.random.default_rng(0)
-    pick = np.sort(rng.permutation(len(folder.paths))[:args.images])
+    pick = np.sort(rng.permutation(len(folder.paths))[: args.images])
     paths = [folder.paths[i] for i in pick]
     labels = folder.labels[pick]
     num_classes = len(folder.class_names)
     n = len(paths)
-    print(f"== 1. heads on cached features vs recomputing the conv base ==\n"
-          f"VGG16 conv base (weights=None), input {args.size}x{args.size}, {n} images "
-          f"({num_classes} classes), preprocessing vgg16, {args.epochs} epochs per head, "
-          f"{STUDY_HEADS} heads in the study; {2 * macs / 1e9:.2f} GFLOP per image")
+    print(
+        f"== 1. heads on cached features vs recomputing the conv base ==\n"
+        f"VGG16 conv base (weights=None), input {args.size}x{args.size}, {n} images "
+        f"({num_classes} classes), preprocessing vgg16, {args.epochs} epochs per head, "
+        f"{STUDY_HEADS} heads in the study; {2 * macs / 1e9:.2f} GFLOP per image"
+    )
 
     keras.utils.set_random_seed(0)
     base = conv_base("vgg16", weights=None, input_shape=(*size, 3))
     fields = ("vgg16", model_fingerprint(base), size, "vgg16")
     key, description = base_key(*fields), base_description(*fields)
     counting = CountingBase(base)
-    build_s, first = timed(extract_features, paths, counting, size=size,
-                           preprocessing="vgg16", batch_size=32, labels=labels,
-                           cache_root=cache_root, base_key=key, description=description)
+    build_s, first = timed(
+        extract_features,
+        paths,
+        counting,
+        size=size,
+        preprocessing="vgg16",
+        batch_size=32,
+        labels=labels,
+        cache_root=cache_root,
+        base_key=key,
+        description=description,
+    )
     info = list_bases(cache_root)[key]
-    print(f"cache build (1 conv-base pass: decode + forward + sha256 keys + store): "
-          f"{build_s:.1f} s = {n / build_s:.1f} images/s = "
-          f"{n * 2 * macs / build_s / 1e9:.0f} GFLOP/s effective; "
-          f"{counting.images} images through the base in {counting.calls} calls; "
-          f"{info['entries']} entries, {info['size_bytes'] / 2**20:.1f} MiB; "
-          f"features {first.features.shape[1:]}")
+    print(
+        f"cache build (1 conv-base pass: decode + forward + sha256 keys + store): "
+        f"{build_s:.1f} s = {n / build_s:.1f} images/s = "
+        f"{n * 2 * macs / build_s / 1e9:.0f} GFLOP/s effective; "
+        f"{counting.images} images through the base in {counting.calls} calls; "
+        f"{info['entries']} entries, {info['size_bytes'] / 2**20:.1f} MiB; "
+        f"features {first.features.shape[1:]}"
+    )
     before = counting.images
-    second_s, second = timed(extract_features, paths, counting, size=size,
-                             preprocessing="vgg16", batch_size=32, labels=labels,
-                             cache_root=cache_root, base_key=key, description=description)
+    second_s, second = timed(
+        extract_features,
+        paths,
+        counting,
+        size=size,
+        preprocessing="vgg16",
+        batch_size=32,
+        labels=labels,
+        cache_root=cache_root,
+        base_key=key,
+        description=description,
+    )
     same = bool(np.array_equal(first.features, second.features))
-    print(f"second run of the same study: {counting.images - before} conv-base forward "
-          f"passes (counted at the base's __call__; extract_features reports "
-          f"forward_images={second.forward_images}), hits {second.hits}/{n}, misses "
-          f"{second.misses}, {second_s:.1f} s (hash + read); features identical: {same}")
+    print(
+        f"second run of the same study: {counting.images - before} conv-base forward "
+        f"passes (counted at the base's __call__; extract_features reports "
+        f"forward_images={second.forward_images}), hits {second.hits}/{n}, misses "
+        f"{second.misses}, {second_s:.1f} s (hash + read); features identical: {same}"
+    )
     features, flabels = first.features, first.labels
 
     # Heads are per-step-overhead bound: batch size and steps_per_execution.
     spe_book = max(1, min(25, -(-n // 20)))
     settings = [(20, 1), (20, spe_book), (128, 1), (128, max(1, min(8, -(-n // 128))))]
-    print(f"\nhead training setting (book head {HEAD_CONFIGS[0]}, {args.epochs} epochs; "
-          f"best of 2, interleaved; build + compile + fit):")
+    print(
+        f"\nhead training setting (book head {HEAD_CONFIGS[0]}, {args.epochs} epochs; "
+        f"best of 2, interleaved; build + compile + fit):"
+    )
     seconds = {s: [] for s in settings}
     accuracy = {s: [] for s in settings}
     for rep in range(2):
         for batch, spe in settings:
-            t, acc = head_time(features, flabels, HEAD_CONFIGS[0], epochs=args.epochs,
-                               batch_size=batch, steps_per_execution=spe,
-                               num_classes=num_classes, seed=rep)
+            t, acc = head_time(
+                features,
+                flabels,
+                HEAD_CONFIGS[0],
+                epochs=args.epochs,
+                batch_size=batch,
+                steps_per_execution=spe,
+                num_classes=num_classes,
+                seed=rep,
+            )
             seconds[(batch, spe)].append(t)
             accuracy[(batch, spe)].append(acc)
     best = {s: min(v) for s, v in seconds.items()}
     for (batch, spe), t in best.items():
         steps = -(-n // batch) * args.epochs
-        print(f"  batch {batch:4d}, steps_per_execution {spe:3d}: {t:6.2f} s per head "
-              f"({steps} steps, {t / steps * 1e3:.2f} ms/step)   "
-              f"{best[settings[0]] / t:5.2f}x vs batch 20 / spe 1; final training accuracy "
-              f"{np.mean(accuracy[(batch, spe)]):.3f}")
+        print(
+            f"  batch {batch:4d}, steps_per_execution {spe:3d}: {t:6.2f} s per head "
+            f"({steps} steps, {t / steps * 1e3:.2f} ms/step)   "
+            f"{best[settings[0]] / t:5.2f}x vs batch 20 / spe 1; final training accuracy "
+            f"{np.mean(accuracy[(batch, spe)]):.3f}"
+        )
     book_setting = min(settings[:2], key=best.get)
     fastest = min(settings, key=best.get)
     batch, spe = fastest
-    print(f"  -> the heads and the ratio below use the fastest: batch {batch}, "
-          f"steps_per_execution {spe} ({best[settings[0]] / best[fastest]:.2f}x batch 20 / "
-          f"spe 1); note a batch > 20 makes fewer updates per epoch than the book's (see "
-          f"the accuracy column); steps_per_execution leaves the updates as they are")
+    print(
+        f"  -> the heads and the ratio below use the fastest: batch {batch}, "
+        f"steps_per_execution {spe} ({best[settings[0]] / best[fastest]:.2f}x batch 20 / "
+        f"spe 1); note a batch > 20 makes fewer updates per epoch than the book's (see "
+        f"the accuracy column); steps_per_execution leaves the updates as they are"
+    )
 
     head_s = []
     for i in range(args.heads):
         config = HEAD_CONFIGS[i % len(HEAD_CONFIGS)]
-        t, acc = head_time(features, flabels, config, epochs=args.epochs, batch_size=batch,
-                           steps_per_execution=spe, num_classes=num_classes, seed=100 + i)
+        t, acc = head_time(
+            features,
+            flabels,
+            config,
+            epochs=args.epochs,
+            batch_size=batch,
+            steps_per_execution=spe,
+            num_classes=num_classes,
+            seed=100 + i,
+        )
         head_s.append(t)
-        print(f"  head {i + 1} (units {config[0]}, dropout {config[1]}, lr {config[2]:g}): "
-              f"{t:5.2f} s, final training accuracy {acc:.3f}")
+        print(
+            f"  head {i + 1} (units {config[0]}, dropout {config[1]}, lr {config[2]:g}): "
+            f"{t:5.2f} s, final training accuracy {acc:.3f}"
+        )
     per_head = statistics.mean(head_s)
-    print(f"  {args.heads} heads trained on cached features: mean {per_head:.2f} s per head "
-          f"(min {min(head_s):.2f}, max {max(head_s):.2f})")
+    print(
+        f"  {args.heads} heads trained on cached features: mean {per_head:.2f} s per head "
+        f"(min {min(head_s):.2f}, max {max(head_s):.2f})"
+    )
 
     # One head that recomputes the frozen base every epoch, measured for 2 epochs.
     units, dropout, lr = HEAD_CONFIGS[0]
     keras.utils.set_random_seed(0)
     t0 = time.perf_counter()
-    model = build_frozen_base((*size, 3), base="vgg16", weights="none", units=units,
-                              dropout=dropout, augment=False, num_classes=num_classes,
-                              learning_rate=lr)
-    ds = image_dataset(paths, labels, size=size, batch_size=20, shuffle=True,
-                       preprocessing="vgg16")  # compute bound: the batch size hardly matters
+    model = build_frozen_base(
+        (*size, 3),
+        base="vgg16",
+        weights="none",
+        units=units,
+        dropout=dropout,
+        augment=False,
+        num_classes=num_classes,
+        learning_rate=lr,
+    )
+    ds = image_dataset(
+        paths, labels, size=size, batch_size=20, shuffle=True, preprocessing="vgg16"
+    )  # compute bound: the batch size hardly matters
     build_model_s = time.perf_counter() - t0
     times = EpochTimes()
     model.fit(ds, epochs=2, verbose=0, callbacks=[times], shuffle=False)  # ds shuffles
@@ -303,48 +379,62 @@ def bench_cache(args, folder, cache_root, macs):
     epoch = min(epoch1, epoch2)
     setup = build_model_s
     per_head_recompute = setup + args.epochs * epoch
-    print(f"\nrecomputing head (frozen VGG16 + the same head, images decoded each epoch, "
-          f"batch 20), measured 1 head x 2 epochs: build {build_model_s:.1f} s, "
-          f"epoch 1 {epoch1:.1f} s (incl. tracing), epoch 2 {epoch2:.1f} s")
-    print(f"  EXTRAPOLATED from those measured times (the faster epoch): 1 head x "
-          f"{args.epochs} epochs = {setup:.1f} + {args.epochs} x {epoch:.1f} = "
-          f"{per_head_recompute:.0f} s")
+    print(
+        f"\nrecomputing head (frozen VGG16 + the same head, images decoded each epoch, "
+        f"batch 20), measured 1 head x 2 epochs: build {build_model_s:.1f} s, "
+        f"epoch 1 {epoch1:.1f} s (incl. tracing), epoch 2 {epoch2:.1f} s"
+    )
+    print(
+        f"  EXTRAPOLATED from those measured times (the faster epoch): 1 head x "
+        f"{args.epochs} epochs = {setup:.1f} + {args.epochs} x {epoch:.1f} = "
+        f"{per_head_recompute:.0f} s"
+    )
 
     cached_total = build_s + STUDY_HEADS * per_head
     recompute_total = STUDY_HEADS * per_head_recompute
     ratio = recompute_total / cached_total
     print(f"\nstudy of {STUDY_HEADS} heads x {args.epochs} epochs on {n} images:")
-    print(f"  cached:     cache build {build_s:.1f} s + {STUDY_HEADS} x {per_head:.2f} s "
-          f"(measured per head) = {cached_total:.0f} s")
-    print(f"  recomputed: {STUDY_HEADS} x {per_head_recompute:.0f} s = {recompute_total:.0f} s "
-          f"(EXTRAPOLATED from the measured 2 epochs of 1 head)")
-    print(f"  per head: {per_head_recompute / per_head:.0f}x; whole study, cache build "
-          f"included: {ratio:.0f}x (target >= 100x: {'met' if ratio >= 100 else 'MISSED'}"
-          f"{'; --quick: fewer epochs, smaller images' if args.quick else ''})")
+    print(
+        f"  cached:     cache build {build_s:.1f} s + {STUDY_HEADS} x {per_head:.2f} s "
+        f"(measured per head) = {cached_total:.0f} s"
+    )
+    print(
+        f"  recomputed: {STUDY_HEADS} x {per_head_recompute:.0f} s = {recompute_total:.0f} s "
+        f"(EXTRAPOLATED from the measured 2 epochs of 1 head)"
+    )
+    print(
+        f"  per head: {per_head_recompute / per_head:.0f}x; whole study, cache build "
+        f"included: {ratio:.0f}x (target >= 100x: {'met' if ratio >= 100 else 'MISSED'}"
+        f"{'; --quick: fewer epochs, smaller images' if args.quick else ''})"
+    )
     book_total = build_s + STUDY_HEADS * per_head * best[book_setting] / best[fastest]
-    print(f"  (with the book's batch 20, spe {book_setting[1]}: mean head time scaled by the "
-          f"measured {best[book_setting] / best[fastest]:.2f}x, "
-          f"{recompute_total / book_total:.0f}x)\n")
+    print(
+        f"  (with the book's batch 20, spe {book_setting[1]}: mean head time scaled by the "
+        f"measured {best[book_setting] / best[fastest]:.2f}x, "
+        f"{recompute_total / book_total:.0f}x)\n"
+    )
     return {"ratio": ratio, "second_forward": counting.images - before}
 
 
 def bench_ingest(args, folder, root):
     import keras
 
-    from dlpipe.tasks.image_data import image_dataset, load_image
+    from dlpipe.tasks.images.data import image_dataset, load_image
 
     size = (args.size, args.size)
     n = len(folder.paths)
-    print(f"== 2. ingest: images/s, decode + resize to {size[0]}x{size[1]} + batch 32 ==\n"
-          f"{n} JPEG files ({args.src_size}x{args.src_size}, {len(folder.class_names)} "
-          f"class folders); dlpipe image_dataset(preprocessing=None) vs "
-          f"keras.utils.image_dataset_from_directory(shuffle=False) (both float32 in "
-          f"[0, 255], bilinear); 1 warm-up pass each, then {args.ingest_reps} full passes "
-          f"each, interleaved")
-    ours = image_dataset(folder.paths, folder.labels, size=size, batch_size=32,
-                         preprocessing=None)
+    print(
+        f"== 2. ingest: images/s, decode + resize to {size[0]}x{size[1]} + batch 32 ==\n"
+        f"{n} JPEG files ({args.src_size}x{args.src_size}, {len(folder.class_names)} "
+        f"class folders); dlpipe image_dataset(preprocessing=None) vs "
+        f"keras.utils.image_dataset_from_directory(shuffle=False) (both float32 in "
+        f"[0, 255], bilinear); 1 warm-up pass each, then {args.ingest_reps} full passes "
+        f"each, interleaved"
+    )
+    ours = image_dataset(folder.paths, folder.labels, size=size, batch_size=32, preprocessing=None)
     theirs = keras.utils.image_dataset_from_directory(
-        root, image_size=size, batch_size=32, shuffle=False, verbose=False)
+        root, image_size=size, batch_size=32, shuffle=False, verbose=False
+    )
 
     def one_pass(ds):
         t0, c0, count = time.perf_counter(), time.process_time(), 0
@@ -365,26 +455,35 @@ def bench_ingest(args, folder, root):
             cpu_rates[name].append(cpu)
     x_k, _ = next(iter(theirs))
     x_k = x_k.numpy()
-    ref = np.stack([load_image(p, size) for p in theirs.file_paths[:len(x_k)]])
+    ref = np.stack([load_image(p, size) for p in theirs.file_paths[: len(x_k)]])
     diff = float(np.abs(ref - x_k).max())
     width = max(map(len, names))
     for name in names:
         r, c = rates[name], cpu_rates[name]
-        print(f"  {name:<{width}}  wall: best {max(r):6.0f} images/s, median "
-              f"{np.median(r):6.0f};  per CPU-second (all threads): median "
-              f"{np.median(c):6.0f}, best {max(c):6.0f}")
+        print(
+            f"  {name:<{width}}  wall: best {max(r):6.0f} images/s, median "
+            f"{np.median(r):6.0f};  per CPU-second (all threads): median "
+            f"{np.median(c):6.0f}, best {max(c):6.0f}"
+        )
     a, b = (rates[k] for k in names)
     ca, cb = (cpu_rates[k] for k in names)
     ratio = float(np.median(ca) / np.median(cb))
     pairs = np.asarray(ca) / np.asarray(cb)  # interleaved passes, one ratio each
-    verdict = ("met" if ratio >= 1 else "parity within the pass-to-pass spread"
-               if pairs.max() >= 1 else "MISSED")
-    print(f"  ratio dlpipe / keras: wall {max(a) / max(b):.2f}x best, "
-          f"{np.median(a) / np.median(b):.2f}x median; images per CPU-second "
-          f"{ratio:.2f}x median, {pairs.min():.2f}-{pairs.max():.2f} over the "
-          f"{len(pairs)} interleaved pairs (the steady measure when other processes take "
-          f"CPUs; target >= 1x: {verdict}); same pixels as keras (max abs diff "
-          f"{diff:.2g})\n")
+    verdict = (
+        "met"
+        if ratio >= 1
+        else "parity within the pass-to-pass spread"
+        if pairs.max() >= 1
+        else "MISSED"
+    )
+    print(
+        f"  ratio dlpipe / keras: wall {max(a) / max(b):.2f}x best, "
+        f"{np.median(a) / np.median(b):.2f}x median; images per CPU-second "
+        f"{ratio:.2f}x median, {pairs.min():.2f}-{pairs.max():.2f} over the "
+        f"{len(pairs)} interleaved pairs (the steady measure when other processes take "
+        f"CPUs; target >= 1x: {verdict}); same pixels as keras (max abs diff "
+        f"{diff:.2g})\n"
+    )
     return ratio
 
 
@@ -396,15 +495,20 @@ def bench_flops(args, macs):
 
     size = args.size
     flop = 2 * macs
-    print(f"== 3. conv base forward GFLOP/s vs a float32 matmul ==\n"
-          f"FLOPs = 2 x multiply-adds, counted from the layer shapes (convolutions; "
-          f"biases, ReLU and pooling not counted): VGG16 conv part at {size}x{size} = "
-          f"{macs / 1e9:.3f} GMAC = {flop / 1e9:.2f} GFLOP per image; batch "
-          f"{args.flops_batch}; best of {args.flops_reps}, interleaved")
+    print(
+        f"== 3. conv base forward GFLOP/s vs a float32 matmul ==\n"
+        f"FLOPs = 2 x multiply-adds, counted from the layer shapes (convolutions; "
+        f"biases, ReLU and pooling not counted): VGG16 conv part at {size}x{size} = "
+        f"{macs / 1e9:.3f} GMAC = {flop / 1e9:.2f} GFLOP per image; batch "
+        f"{args.flops_batch}; best of {args.flops_reps}, interleaved"
+    )
     keras.utils.set_random_seed(0)
     base = conv_base("vgg16", weights=None, input_shape=(size, size, 3))
-    x = np.random.default_rng(0).uniform(-120, 150, (args.flops_batch, size, size, 3)
-                                         ).astype(np.float32)
+    x = (
+        np.random.default_rng(0)
+        .uniform(-120, 150, (args.flops_batch, size, size, 3))
+        .astype(np.float32)
+    )
 
     call = tf.function(lambda t: base(t, training=False))
     xt = tf.constant(x)
@@ -412,8 +516,13 @@ def bench_flops(args, macs):
     a = tf.random.normal((m, m), seed=1)
     b = tf.random.normal((m, m), seed=2)
     an, bn = a.numpy(), b.numpy()
-    fns = [lambda: base.predict_on_batch(x), lambda: base.predict(x, batch_size=len(x), verbose=0),
-           lambda: call(xt).numpy(), lambda: tf.matmul(a, b).numpy(), lambda: an @ bn]
+    fns = [
+        lambda: base.predict_on_batch(x),
+        lambda: base.predict(x, batch_size=len(x), verbose=0),
+        lambda: call(xt).numpy(),
+        lambda: tf.matmul(a, b).numpy(),
+        lambda: an @ bn,
+    ]
     for fn in fns:  # warm-up (tracing, thread pools)
         fn()
     times = [[] for _ in fns]
@@ -421,52 +530,78 @@ def bench_flops(args, macs):
         for fn, t in zip(fns, times):
             t.append(timed(fn)[0])
     on_batch_s, predict_s, call_s, mm_s, np_s = (min(t) for t in times)
-    mm = 2 * m ** 3 / mm_s / 1e9
+    mm = 2 * m**3 / mm_s / 1e9
     rows = [
-        (f"VGG16 predict_on_batch (batch {len(x)})", len(x) * flop / on_batch_s / 1e9,
-         on_batch_s),
+        (f"VGG16 predict_on_batch (batch {len(x)})", len(x) * flop / on_batch_s / 1e9, on_batch_s),
         ("VGG16 predict(x) (whole predict loop)", len(x) * flop / predict_s / 1e9, predict_s),
         ("VGG16 tf.function call", len(x) * flop / call_s / 1e9, call_s),
         (f"tf.matmul {m}x{m} float32 (2n^3 FLOPs)", mm, mm_s),
-        (f"numpy {m}x{m} float32 matmul", 2 * m ** 3 / np_s / 1e9, np_s),
+        (f"numpy {m}x{m} float32 matmul", 2 * m**3 / np_s / 1e9, np_s),
     ]
     width = max(len(r[0]) for r in rows)
     for name, gflops, s in rows:
-        print(f"  {name:<{width}}  {gflops:7.1f} GFLOP/s  ({s * 1e3:7.1f} ms)  "
-              f"{gflops / mm:5.2f} x tf.matmul")
+        print(
+            f"  {name:<{width}}  {gflops:7.1f} GFLOP/s  ({s * 1e3:7.1f} ms)  "
+            f"{gflops / mm:5.2f} x tf.matmul"
+        )
     name, gflops, _ = max(rows[:2], key=lambda r: r[1])
     frac = gflops / mm
-    print(f"  fraction of matmul GFLOP/s, the faster Keras predict path ({name.split(' (')[0]}) "
-          f"/ tf.matmul: {frac:.2f} (target >= 0.8: {'met' if frac >= 0.8 else 'MISSED'}); "
-          f"the other: {min(r[1] for r in rows[:2]) / mm:.2f}\n")
+    print(
+        f"  fraction of matmul GFLOP/s, the faster Keras predict path ({name.split(' (')[0]}) "
+        f"/ tf.matmul: {frac:.2f} (target >= 0.8: {'met' if frac >= 0.8 else 'MISSED'}); "
+        f"the other: {min(r[1] for r in rows[:2]) / mm:.2f}\n"
+    )
     return frac
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller images, fewer images and epochs (~2 min)")
-    parser.add_argument("--size", type=int, default=None,
-                        help="conv base input size (default 150, the study's; quick 96)")
-    parser.add_argument("--images", type=int, default=None,
-                        help="images through the conv base (default 800; quick 300)")
-    parser.add_argument("--files", type=int, default=None,
-                        help="JPEG files for the ingest benchmark (default 1797: all of "
-                             "scikit-learn's digits; quick 800)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller images, fewer images and epochs (~2 min)"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="conv base input size (default 150, the study's; quick 96)",
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="images through the conv base (default 800; quick 300)",
+    )
+    parser.add_argument(
+        "--files",
+        type=int,
+        default=None,
+        help="JPEG files for the ingest benchmark (default 1797: all of "
+        "scikit-learn's digits; quick 800)",
+    )
     parser.add_argument("--src-size", type=int, default=256, help="JPEG side in pixels")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs per head (default 30, the book's; quick 10)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per head (default 30, the book's; quick 10)",
+    )
     parser.add_argument("--heads", type=int, default=5, help="heads actually trained")
     parser.add_argument("--ingest-reps", type=int, default=None)
     parser.add_argument("--flops-batch", type=int, default=None)
     parser.add_argument("--flops-reps", type=int, default=7)
-    parser.add_argument("--keep", default=None,
-                        help="work folder to keep (default: a temporary one, removed)")
+    parser.add_argument(
+        "--keep", default=None, help="work folder to keep (default: a temporary one, removed)"
+    )
     args = parser.parse_args()
     quick = args.quick
-    for name, full, small in (("size", 150, 96), ("images", 800, 300), ("files", 1797, 800),
-                              ("epochs", 30, 10), ("ingest_reps", 5, 3),
-                              ("flops_batch", 32, 16)):
+    for name, full, small in (
+        ("size", 150, 96),
+        ("images", 800, 300),
+        ("files", 1797, 800),
+        ("epochs", 30, 10),
+        ("ingest_reps", 5, 3),
+        ("flops_batch", 32, 16),
+    ):
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -477,9 +612,11 @@ def main():
     from dlpipe.models.images import conv_base
 
     start = time.perf_counter()
-    print(f"bench_images{' --quick' if quick else ''}: {machine()}; TensorFlow "
-          f"{tf.__version__}, Keras {keras.__version__}; {load()} at start (other processes "
-          f"may share these CPUs: best-of timings)\n")
+    print(
+        f"bench_images{' --quick' if quick else ''}: {machine()}; TensorFlow "
+        f"{tf.__version__}, Keras {keras.__version__}; {load()} at start (other processes "
+        f"may share these CPUs: best-of timings)\n"
+    )
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_images-"))
     try:
         root = work / "jpeg"
@@ -489,18 +626,21 @@ def main():
         cache_root = work / "cache"
         if cache_root.exists():
             shutil.rmtree(cache_root)
-        macs = count_macs(conv_base("vgg16", weights=None,
-                                    input_shape=(args.size, args.size, 3)))["total"]
+        macs = count_macs(conv_base("vgg16", weights=None, input_shape=(args.size, args.size, 3)))[
+            "total"
+        ]
         cache = bench_cache(args, folder, cache_root, macs)
         ingest = bench_ingest(args, folder, root)
         frac = bench_flops(args, macs)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"summary: cache study {cache['ratio']:.0f}x at {STUDY_HEADS} heads (target 100x), "
-          f"second run {cache['second_forward']} forward passes; ingest {ingest:.2f}x keras "
-          f"(images per CPU-second; target 1x); VGG16 {frac:.2f} of matmul GFLOP/s (target 0.8); "
-          f"{time.perf_counter() - start:.0f} s in all; {load()} at end")
+    print(
+        f"summary: cache study {cache['ratio']:.0f}x at {STUDY_HEADS} heads (target 100x), "
+        f"second run {cache['second_forward']} forward passes; ingest {ingest:.2f}x keras "
+        f"(images per CPU-second; target 1x); VGG16 {frac:.2f} of matmul GFLOP/s (target 0.8); "
+        f"{time.perf_counter() - start:.0f} s in all; {load()} at end"
+    )
 
 
 if __name__ == "__main__":

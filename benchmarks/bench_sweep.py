@@ -32,23 +32,50 @@ STUDY = {
 }
 
 
-def make_cfg(name: str, out: Path, *, searcher: str, trials: int, concurrent: int, seed: int,
-             epochs: int, max_batches: int, families=("gru",)):
+def make_cfg(
+    name: str,
+    out: Path,
+    *,
+    searcher: str,
+    trials: int,
+    concurrent: int,
+    seed: int,
+    epochs: int,
+    max_batches: int,
+    families=("gru",),
+):
     from dlpipe.pipelines.config import parse_study
 
-    raw = dict(STUDY, study=name, output_dir=str(out), seed=seed,
-               training={"epochs": epochs, "max_batches_per_epoch": max_batches,
-                         "early_stopping": {"enabled": False}},
-               sweep={"families": list(families), "num_trials": trials, "searcher": searcher,
-                      "max_concurrent_trials": concurrent, "n_initial_points": 4,
-                      "test_top_k": 1, "spaces": {"gru": {
-                          "units": {"quniform": [8, 48, 8]},
-                          "learning_rate": {"loguniform": [0.0003, 0.03]}}}})
+    raw = dict(
+        STUDY,
+        study=name,
+        output_dir=str(out),
+        seed=seed,
+        training={
+            "epochs": epochs,
+            "max_batches_per_epoch": max_batches,
+            "early_stopping": {"enabled": False},
+        },
+        sweep={
+            "families": list(families),
+            "num_trials": trials,
+            "searcher": searcher,
+            "max_concurrent_trials": concurrent,
+            "n_initial_points": 4,
+            "test_top_k": 1,
+            "spaces": {
+                "gru": {
+                    "units": {"quniform": [8, 48, 8]},
+                    "learning_rate": {"loguniform": [0.0003, 0.03]},
+                }
+            },
+        },
+    )
     return parse_study(raw, source=name)
 
 
 def timing(sweep_dir: Path) -> dict:
-    from dlpipe.tasks import reports
+    from dlpipe.tasks.reports import tables as reports
 
     trials = reports.read_table(sweep_dir, "trials")
     runs = reports.read_table(sweep_dir, "runs")
@@ -57,14 +84,19 @@ def timing(sweep_dir: Path) -> dict:
     per_trial = (trained["ended_at"] - trained["started_at"]).dt.total_seconds()
     # medians: the first trial of each worker also pays TensorFlow's import (~3 s)
     ordered = trials.sort_values("started_at")
-    gaps = (ordered["started_at"].iloc[1:].to_numpy()
-            - ordered["ended_at"].iloc[:-1].to_numpy()) / np.timedelta64(1, "s")
-    return {"gap_s": float(np.median(gaps)) if len(gaps) else 0.0,
-            "trials": len(trials), "span_s": span, "per_hour": len(trials) / span * 3600,
-            "trial_s": float(per_trial.median()),
-            "train_s": float(trained["wall_time_s"].median()),
-            "overhead_s": float((per_trial - trained["wall_time_s"]).median()),
-            "best": float(trials["val_loss"].min())}
+    gaps = (
+        ordered["started_at"].iloc[1:].to_numpy() - ordered["ended_at"].iloc[:-1].to_numpy()
+    ) / np.timedelta64(1, "s")
+    return {
+        "gap_s": float(np.median(gaps)) if len(gaps) else 0.0,
+        "trials": len(trials),
+        "span_s": span,
+        "per_hour": len(trials) / span * 3600,
+        "trial_s": float(per_trial.median()),
+        "train_s": float(trained["wall_time_s"].median()),
+        "overhead_s": float((per_trial - trained["wall_time_s"]).median()),
+        "best": float(trials["val_loss"].min()),
+    }
 
 
 def searcher_overhead(n: int = 100) -> tuple[float, float]:
@@ -72,11 +104,12 @@ def searcher_overhead(n: int = 100) -> tuple[float, float]:
     from ray.tune.search.hyperopt import HyperOptSearch
 
     from dlpipe.models.spaces import TIMESERIES_SPACES
-    from dlpipe.tasks.search_space import decode, sweep_space, validate_space
+    from dlpipe.tasks.sweep.space import decode, sweep_space, validate_space
 
     spaces = {f: validate_space(TIMESERIES_SPACES[f]) for f in ("gru", "lstm", "conv_gru")}
-    search = HyperOptSearch(sweep_space(spaces), metric="val_loss", mode="min",
-                            n_initial_points=10, random_state_seed=0)
+    search = HyperOptSearch(
+        sweep_space(spaces), metric="val_loss", mode="min", n_initial_points=10, random_state_seed=0
+    )
     times = []
     for i in range(n):
         t0 = time.perf_counter()
@@ -106,50 +139,81 @@ def main():
     try:
         per_c = {}
         for concurrent in (1, 2):
-            cfg = make_cfg(f"thr{concurrent}", out, searcher="random", trials=args.trials,
-                           concurrent=concurrent, seed=7, epochs=args.epochs,
-                           max_batches=args.max_batches)
+            cfg = make_cfg(
+                f"thr{concurrent}",
+                out,
+                searcher="random",
+                trials=args.trials,
+                concurrent=concurrent,
+                seed=7,
+                epochs=args.epochs,
+                max_batches=args.max_batches,
+            )
             per_c[concurrent] = timing(run_sweep(cfg))
         quality = {"tpe": [], "random": []}
         if not args.skip_quality:
             for seed in range(args.seeds):
                 for searcher in ("tpe", "random"):
-                    cfg = make_cfg(f"q-{searcher}-{seed}", out, searcher=searcher,
-                                   trials=args.quality_trials, concurrent=2, seed=100 + seed,
-                                   epochs=args.epochs, max_batches=args.max_batches)
+                    cfg = make_cfg(
+                        f"q-{searcher}-{seed}",
+                        out,
+                        searcher=searcher,
+                        trials=args.quality_trials,
+                        concurrent=2,
+                        seed=100 + seed,
+                        epochs=args.epochs,
+                        max_batches=args.max_batches,
+                    )
                     quality[searcher].append(timing(run_sweep(cfg))["best"])
         mean_s, last_s = searcher_overhead(100)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
-    print("\n=== sweep benchmark (GRU on the TMY3 demo data, "
-          f"{args.epochs} epochs x {args.max_batches} batches per trial) ===")
+    print(
+        "\n=== sweep benchmark (GRU on the TMY3 demo data, "
+        f"{args.epochs} epochs x {args.max_batches} batches per trial) ==="
+    )
     for c, t in per_c.items():
-        print(f"max_concurrent_trials={c}: {t['trials']} trials in {t['span_s']:.1f} s -> "
-              f"{t['per_hour']:.0f} trials/h; median trial {t['trial_s']:.2f} s of which "
-              f"training task {t['train_s']:.2f} s")
+        print(
+            f"max_concurrent_trials={c}: {t['trials']} trials in {t['span_s']:.1f} s -> "
+            f"{t['per_hour']:.0f} trials/h; median trial {t['trial_s']:.2f} s of which "
+            f"training task {t['train_s']:.2f} s"
+        )
     ratio = per_c[2]["per_hour"] / per_c[1]["per_hour"]
-    print(f"throughput 2 vs 1 concurrent: {ratio:.2f}x (target >= 1.5: "
-          f"{'met' if ratio >= 1.5 else 'MISSED'})")
+    print(
+        f"throughput 2 vs 1 concurrent: {ratio:.2f}x (target >= 1.5: "
+        f"{'met' if ratio >= 1.5 else 'MISSED'})"
+    )
     t1 = per_c[1]
     overhead = t1["overhead_s"] + t1["gap_s"]
     share = overhead / (t1["trial_s"] + t1["gap_s"])
-    print(f"orchestration overhead per trial (concurrency 1, medians): {t1['overhead_s']:.3f} s "
-          f"inside the trial + {t1['gap_s']:.3f} s between trials = {overhead:.3f} s, "
-          f"{100 * share:.1f}% of a {t1['train_s']:.1f}-s trial (target <= 5%: "
-          f"{'met' if share <= 0.05 else 'MISSED'})")
-    print("  (TensorFlow's import in each new worker, ~3 s once per worker, is not counted: "
-          "it is paid once per worker, not per trial)")
+    print(
+        f"orchestration overhead per trial (concurrency 1, medians): {t1['overhead_s']:.3f} s "
+        f"inside the trial + {t1['gap_s']:.3f} s between trials = {overhead:.3f} s, "
+        f"{100 * share:.1f}% of a {t1['train_s']:.1f}-s trial (target <= 5%: "
+        f"{'met' if share <= 0.05 else 'MISSED'})"
+    )
+    print(
+        "  (TensorFlow's import in each new worker, ~3 s once per worker, is not counted: "
+        "it is paid once per worker, not per trial)"
+    )
     if quality["tpe"]:
-        print(f"search quality, best validation loss after {args.quality_trials} trials, "
-              f"{args.seeds} seeds:")
+        print(
+            f"search quality, best validation loss after {args.quality_trials} trials, "
+            f"{args.seeds} seeds:"
+        )
         for name, values in quality.items():
-            print(f"  {name:<6} " + ", ".join(f"{v:.4f}" for v in values)
-                  + f"   mean {np.mean(values):.4f}")
+            print(
+                f"  {name:<6} "
+                + ", ".join(f"{v:.4f}" for v in values)
+                + f"   mean {np.mean(values):.4f}"
+            )
         wins = sum(t < r for t, r in zip(quality["tpe"], quality["random"]))
         print(f"  TPE better than random on {wins} of {args.seeds} seeds")
-    print(f"searcher overhead at 100 trials: {1000 * mean_s:.1f} ms/trial on average, "
-          f"{1000 * last_s:.1f} ms/trial over the last 10")
+    print(
+        f"searcher overhead at 100 trials: {1000 * mean_s:.1f} ms/trial on average, "
+        f"{1000 * last_s:.1f} ms/trial over the last 10"
+    )
 
 
 if __name__ == "__main__":

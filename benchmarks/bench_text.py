@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from dlpipe.tasks.tokenize import (
+from dlpipe.tasks.text.tokenize import (
     build_vocabulary,
     count_words,
     merge_counts,
@@ -29,8 +29,9 @@ from dlpipe.tasks.tokenize import (
 )
 
 
-def synthetic_reviews(docs: int, mean_words: int, lexicon: int = 50_000,
-                      seed: int = 0) -> list[str]:
+def synthetic_reviews(
+    docs: int, mean_words: int, lexicon: int = 50_000, seed: int = 0
+) -> list[str]:
     """Seeded review-like documents over a Zipf-distributed synthetic lexicon."""
     rng = np.random.default_rng(seed)
     letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
@@ -48,7 +49,7 @@ def synthetic_reviews(docs: int, mean_words: int, lexicon: int = 50_000,
     out, start = [], 0
     for length in lengths:
         parts, sentence_start = [], True
-        for token, mark in zip(tokens[start:start + length], marks[start:start + length]):
+        for token, mark in zip(tokens[start : start + length], marks[start : start + length]):
             parts.append(token.capitalize() if sentence_start else token)
             sentence_start = mark < 0.08
             if sentence_start:
@@ -63,16 +64,14 @@ def synthetic_reviews(docs: int, mean_words: int, lexicon: int = 50_000,
 def dlpipe_vectorize(texts, max_words, maxlen):
     counts = count_words(texts)
     vocab = build_vocabulary(counts, max_words)
-    x = pad_sequences(texts_to_sequences(texts, vocab), maxlen, padding="post",
-                      truncating="post")
+    x = pad_sequences(texts_to_sequences(texts, vocab), maxlen, padding="post", truncating="post")
     return vocab, x
 
 
 def keras_vectorize(texts, max_words, maxlen, batch_size):
     import keras
 
-    layer = keras.layers.TextVectorization(max_tokens=max_words + 2,
-                                           output_sequence_length=maxlen)
+    layer = keras.layers.TextVectorization(max_tokens=max_words + 2, output_sequence_length=maxlen)
     layer.adapt(texts, batch_size=batch_size)
     x = keras.ops.convert_to_numpy(layer(texts))
     return layer, x
@@ -127,6 +126,7 @@ def ray_counting(texts, repeats):
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+
         @ray.remote(num_cpus=1)
         def count_shard(shard):
             return count_words(shard)
@@ -165,24 +165,33 @@ def main():
     t0 = time.perf_counter()
     texts = synthetic_reviews(args.docs, args.words)
     n_words = sum(len(t.split()) for t in texts)
-    print(f"corpus: {len(texts):,} synthetic reviews, {n_words / len(texts):.0f} words each "
-          f"on average, {sum(map(len, texts)) / 2**20:.1f} MiB of text "
-          f"(generated in {time.perf_counter() - t0:.1f} s); max_words {args.max_words:,}, "
-          f"maxlen {args.maxlen}; best of {args.repeats} runs\n")
+    print(
+        f"corpus: {len(texts):,} synthetic reviews, {n_words / len(texts):.0f} words each "
+        f"on average, {sum(map(len, texts)) / 2**20:.1f} MiB of text "
+        f"(generated in {time.perf_counter() - t0:.1f} s); max_words {args.max_words:,}, "
+        f"maxlen {args.maxlen}; best of {args.repeats} runs\n"
+    )
     print("sample:", texts[0][:150], "...\n")
 
     ours, ours_first, _, (vocab, x_ours) = best_of(
-        args.repeats, dlpipe_vectorize, texts, args.max_words, args.maxlen)
+        args.repeats, dlpipe_vectorize, texts, args.max_words, args.maxlen
+    )
     keras_s, keras_first, _, (layer, x_keras) = best_of(
-        args.repeats, keras_vectorize, texts, args.max_words, args.maxlen,
-        args.keras_batch_size)
-    print(f"dlpipe (standardize + count + vocabulary + sequences + pad)  {ours:6.2f} s "
-          f"(first run {ours_first:.2f} s)  -> {x_ours.shape} {x_ours.dtype}")
-    print(f"keras TextVectorization (adapt + call)                      {keras_s:6.2f} s "
-          f"(first run {keras_first:.2f} s)  -> {x_keras.shape} {x_keras.dtype}")
+        args.repeats, keras_vectorize, texts, args.max_words, args.maxlen, args.keras_batch_size
+    )
+    print(
+        f"dlpipe (standardize + count + vocabulary + sequences + pad)  {ours:6.2f} s "
+        f"(first run {ours_first:.2f} s)  -> {x_ours.shape} {x_ours.dtype}"
+    )
+    print(
+        f"keras TextVectorization (adapt + call)                      {keras_s:6.2f} s "
+        f"(first run {keras_first:.2f} s)  -> {x_keras.shape} {x_keras.dtype}"
+    )
     ratio = keras_s / ours
-    print(f"speed ratio dlpipe / TextVectorization: {ratio:.2f}x "
-          f"(target >= 1x: {'met' if ratio >= 1 else 'MISSED'})\n")
+    print(
+        f"speed ratio dlpipe / TextVectorization: {ratio:.2f}x "
+        f"(target >= 1x: {'met' if ratio >= 1 else 'MISSED'})\n"
+    )
 
     for name, seconds in phases(texts, args.max_words, args.maxlen).items():
         print(f"  dlpipe step {name:<46} {seconds:6.2f} s")
@@ -190,22 +199,33 @@ def main():
     keras_words = [str(w) for w in layer.get_vocabulary()[2:]]
     overlap = len(set(keras_words) & set(vocab.words)) / args.max_words
     br_rank = keras_words.index("br") + 2 if "br" in keras_words else None
-    print(f"vocabulary overlap with TextVectorization: {overlap:.4f} "
-          f"(ties: dlpipe alphabetical, Keras reverse-alphabetical)")
-    print(f"'br' in TextVectorization's vocabulary: {br_rank is not None}"
-          f"{f' (index {br_rank})' if br_rank else ''}; in dlpipe's: {'br' in vocab.words}")
+    print(
+        f"vocabulary overlap with TextVectorization: {overlap:.4f} "
+        f"(ties: dlpipe alphabetical, Keras reverse-alphabetical)"
+    )
+    print(
+        f"'br' in TextVectorization's vocabulary: {br_rank is not None}"
+        f"{f' (index {br_rank})' if br_rank else ''}; in dlpipe's: {'br' in vocab.words}"
+    )
     agreement = token_agreement(x_ours, vocab, x_keras, keras_words)
-    print(f"token agreement with TextVectorization once its 'br' tokens are dropped: "
-          f"{agreement:.4f} (the rest: words tied at the vocabulary's edge)\n")
+    print(
+        f"token agreement with TextVectorization once its 'br' tokens are dropped: "
+        f"{agreement:.4f} (the rest: words tied at the vocabulary's edge)\n"
+    )
 
     one, two, same = ray_counting(texts, args.ray_repeats)
-    print(f"Ray counting, 1 task on 1 worker:          best {one[0]:5.2f} s, "
-          f"median {one[2]:5.2f} s")
-    print(f"Ray counting, 2 shard tasks on 2 workers:  best {two[0]:5.2f} s, "
-          f"median {two[2]:5.2f} s (merge on the driver included)")
-    print(f"shard speedup 1 -> 2 workers: {one[0] / two[0]:.2f}x best, "
-          f"{one[2] / two[2]:.2f}x median (of {args.ray_repeats} runs); "
-          f"merged counts identical: {same}")
+    print(
+        f"Ray counting, 1 task on 1 worker:          best {one[0]:5.2f} s, median {one[2]:5.2f} s"
+    )
+    print(
+        f"Ray counting, 2 shard tasks on 2 workers:  best {two[0]:5.2f} s, "
+        f"median {two[2]:5.2f} s (merge on the driver included)"
+    )
+    print(
+        f"shard speedup 1 -> 2 workers: {one[0] / two[0]:.2f}x best, "
+        f"{one[2] / two[2]:.2f}x median (of {args.ray_repeats} runs); "
+        f"merged counts identical: {same}"
+    )
 
 
 if __name__ == "__main__":

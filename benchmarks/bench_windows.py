@@ -18,11 +18,12 @@ import tracemalloc
 
 import numpy as np
 
-from dlpipe.tasks.windows import WindowBatches, WindowSpec, window_rows
+from dlpipe.tasks.weather.windows import WindowBatches, WindowSpec, window_rows
 
 
-def book_generator(data, lookback, delay, min_index, max_index, shuffle=False,
-                   batch_size=128, step=6):
+def book_generator(
+    data, lookback, delay, min_index, max_index, shuffle=False, batch_size=128, step=6
+):
     """Listing 6.33 of the book, verbatim in logic (float64 output)."""
     if max_index is None:
         max_index = len(data) - delay - 1
@@ -66,15 +67,17 @@ def main():
     spec = WindowSpec(lookback=1440, step=6, delay=144, batch_size=128)
     rows = window_rows(spec, 0, args.rows)
     n = args.batches
-    print(f"data {data.shape} float32 ({data.nbytes / 2**20:.1f} MiB); lookback 1440, step 6, "
-          f"delay 144, batch 128; {len(rows):,} windows; {n} batches per method\n")
+    print(
+        f"data {data.shape} float32 ({data.nbytes / 2**20:.1f} MiB); lookback 1440, step 6, "
+        f"delay 144, batch 128; {len(rows):,} windows; {n} batches per method\n"
+    )
 
     offsets = spec.offsets
 
     def numpy_gather(order):
         b = spec.batch_size
         for i in range(len(order) // b):
-            t = order[i * b:(i + 1) * b]
+            t = order[i * b : (i + 1) * b]
             yield data[t[:, None] + offsets], data[t + spec.delay, 1]
 
     shuffled_rows = np.random.default_rng(1).permutation(rows)
@@ -89,24 +92,32 @@ def main():
     shuffled = WindowBatches(data, rows, spec, target_column=1, shuffle=True, seed=0)
     results["dlpipe, shuffled"], _ = rate(shuffled, n)
     results["book generator (6.33), in order"], x_book = rate(
-        book_generator(data, 1440, 144, 0, None, batch_size=128, step=6), n)
+        book_generator(data, 1440, 144, 0, None, batch_size=128, step=6), n
+    )
     results["book generator (6.33), shuffled"], _ = rate(
-        book_generator(data, 1440, 144, 0, None, shuffle=True, batch_size=128, step=6), n)
+        book_generator(data, 1440, 144, 0, None, shuffle=True, batch_size=128, step=6), n
+    )
 
     import keras
 
     keras_ds = keras.utils.timeseries_dataset_from_array(
-        data[: len(data) - spec.delay], targets=data[spec.lookback - spec.step + spec.delay:, 1],
-        sequence_length=spec.timesteps, sampling_rate=spec.step, batch_size=spec.batch_size,
-        shuffle=False)
+        data[: len(data) - spec.delay],
+        targets=data[spec.lookback - spec.step + spec.delay :, 1],
+        sequence_length=spec.timesteps,
+        sampling_rate=spec.step,
+        batch_size=spec.batch_size,
+        shuffle=False,
+    )
     results["keras timeseries_dataset_from_array"], _ = rate(keras_ds.as_numpy_iterator(), n)
 
     # correctness: dlpipe == slow loop == Keras on the first batches (same convention)
     slow = np.stack([data[[t + o for o in offsets]] for t in rows[:128]])
     first_keras = next(iter(keras_ds.as_numpy_iterator()))
-    identical = bool(np.array_equal(ours.batch(0)[0], slow)
-                     and np.array_equal(first_keras[0], slow)
-                     and np.array_equal(first_keras[1], ours.batch(0)[1][:, 0]))
+    identical = bool(
+        np.array_equal(ours.batch(0)[0], slow)
+        and np.array_equal(first_keras[0], slow)
+        and np.array_equal(first_keras[1], ours.batch(0)[1][:, 0])
+    )
 
     base = results["numpy gather, in order (limit)"]
     width = max(map(len, results))
@@ -115,24 +126,44 @@ def main():
     print()
     checks = [
         ("dlpipe / numpy gather, in order", results["dlpipe, in order"], base, 0.8),
-        ("dlpipe / numpy gather, shuffled", results["dlpipe, shuffled"],
-         results["numpy gather, shuffled (limit)"], 0.8),
-        ("dlpipe / keras, in order", results["dlpipe, in order"],
-         results["keras timeseries_dataset_from_array"], 5.0),
-        ("dlpipe / book generator, in order", results["dlpipe, in order"],
-         results["book generator (6.33), in order"], 2.5),
-        ("dlpipe / book generator, shuffled", results["dlpipe, shuffled"],
-         results["book generator (6.33), shuffled"], 2.5),
+        (
+            "dlpipe / numpy gather, shuffled",
+            results["dlpipe, shuffled"],
+            results["numpy gather, shuffled (limit)"],
+            0.8,
+        ),
+        (
+            "dlpipe / keras, in order",
+            results["dlpipe, in order"],
+            results["keras timeseries_dataset_from_array"],
+            5.0,
+        ),
+        (
+            "dlpipe / book generator, in order",
+            results["dlpipe, in order"],
+            results["book generator (6.33), in order"],
+            2.5,
+        ),
+        (
+            "dlpipe / book generator, shuffled",
+            results["dlpipe, shuffled"],
+            results["book generator (6.33), shuffled"],
+            2.5,
+        ),
     ]
     for name, ours_rate, other, target in checks:
         ratio = ours_rate / other
-        print(f"{name:<36} {ratio:7.2f}  (target >= {target}: "
-              f"{'met' if ratio >= target else 'MISSED'})")
+        print(
+            f"{name:<36} {ratio:7.2f}  (target >= {target}: "
+            f"{'met' if ratio >= target else 'MISSED'})"
+        )
     print(f"output dtype: dlpipe {x_ours.dtype}, book {x_book.dtype}")
-    print(f"peak Python allocations while iterating dlpipe: {peak / 2**20:.1f} MiB "
-          f"(one batch is {x_ours.nbytes / 2**20:.1f} MiB; data {data.nbytes / 2**20:.1f} MiB; "
-          f"materializing all windows would take "
-          f"{len(rows) * x_ours[0].nbytes / 2**30:.1f} GiB)")
+    print(
+        f"peak Python allocations while iterating dlpipe: {peak / 2**20:.1f} MiB "
+        f"(one batch is {x_ours.nbytes / 2**20:.1f} MiB; data {data.nbytes / 2**20:.1f} MiB; "
+        f"materializing all windows would take "
+        f"{len(rows) * x_ours[0].nbytes / 2**30:.1f} GiB)"
+    )
     print(f"windows bit-identical to a slow loop and to Keras: {identical}")
 
 

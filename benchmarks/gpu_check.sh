@@ -87,8 +87,8 @@ import json
 import sys
 from pathlib import Path
 
-from dlpipe.tasks import reports
-from dlpipe.tasks.windows import WindowSpec, split_window_rows
+from dlpipe.tasks.reports.tables import tables as reports
+from dlpipe.tasks.weather.windows import WindowSpec, split_window_rows
 
 (run_dir,) = [p.parents[1] for p in Path(sys.argv[1]).glob("*/reports/runs")]
 study = json.loads((run_dir / "study.json").read_text())

@@ -38,23 +38,35 @@ from pathlib import Path
 
 import numpy as np
 
-DUMP_PATTERNS = ("Mutex corrupt", "SIGABRT", "*** Aborted", "Fatal Python error",
-                 "Check failure stack trace")
+DUMP_PATTERNS = (
+    "Mutex corrupt",
+    "SIGABRT",
+    "*** Aborted",
+    "Fatal Python error",
+    "Check failure stack trace",
+)
 #: a worker log line showing that the process died by a signal (also after its task
 #: returned: the raylet does not log how an idle max_calls=1 worker exited)
-SIGNAL_DEATH = re.compile(r"\*\*\* SIG(ABRT|SEGV|BUS|ILL|FPE) received|"
-                          r"Fatal Python error: (Aborted|Segmentation fault|Bus error)")
+SIGNAL_DEATH = re.compile(
+    r"\*\*\* SIG(ABRT|SEGV|BUS|ILL|FPE) received|"
+    r"Fatal Python error: (Aborted|Segmentation fault|Bus error)"
+)
 
 
 def tiny_weather():
     """A 200-row, 3-feature normalized series and its meta (as prepare_weather returns)."""
     rng = np.random.default_rng(0)
     t = np.arange(200)
-    data = np.stack([np.sin(2 * np.pi * t / 24), np.cos(2 * np.pi * t / 24),
-                     rng.normal(size=200)], axis=1).astype(np.float32)
-    meta = {"key": "stress", "target_column": 0, "mean": [0.0] * 3, "std": [1.0] * 3,
-            "splits": {"train": [[0, 120]], "validation": [[120, 160]],
-                       "test": [[160, 200]]}}
+    data = np.stack(
+        [np.sin(2 * np.pi * t / 24), np.cos(2 * np.pi * t / 24), rng.normal(size=200)], axis=1
+    ).astype(np.float32)
+    meta = {
+        "key": "stress",
+        "target_column": 0,
+        "mean": [0.0] * 3,
+        "std": [1.0] * 3,
+        "splits": {"train": [[0, 120]], "validation": [[120, 160]], "test": [[160, 200]]},
+    }
     return data, meta
 
 
@@ -80,21 +92,27 @@ def run_tasks(n: int, self_check: bool, with_pyarrow: bool = False) -> dict:
     from ray.exceptions import GetTimeoutError, WorkerCrashedError
 
     from dlpipe.tasks import remote
-    from dlpipe.tasks.fit import TrainingSpec
-    from dlpipe.tasks.windows import WindowSpec
+    from dlpipe.tasks.training.fit import TrainingSpec
+    from dlpipe.tasks.weather.windows import WindowSpec
 
     data, meta = tiny_weather()
     data_ref = ray.put(data)
     task = remote.train_model_task.options(max_retries=0)
     if with_pyarrow:  # control run: the workers keep the pyarrow Ray's serializers load
         task = remote.train_model_task.options(
-            max_retries=0, runtime_env={"env_vars": {remote.TF_WORKER_ENV: "0"}})
-    kwargs = dict(pipeline="timeseries", meta=meta, family="dense", hp={"units": 8},
-                  windows=WindowSpec(lookback=12, step=1, delay=3, batch_size=32),
-                  training=TrainingSpec(epochs=2, max_batches_per_epoch=3))
-    refs = [task.remote(data=data_ref, seed=i, run_id=f"stress-{i}", **kwargs)
-            for i in range(n)]
+            max_retries=0, runtime_env={"env_vars": {remote.TF_WORKER_ENV: "0"}}
+        )
+    kwargs = dict(
+        pipeline="timeseries",
+        meta=meta,
+        family="dense",
+        hp={"units": 8},
+        windows=WindowSpec(lookback=12, step=1, delay=3, batch_size=32),
+        training=TrainingSpec(epochs=2, max_batches_per_epoch=3),
+    )
+    refs = [task.remote(data=data_ref, seed=i, run_id=f"stress-{i}", **kwargs) for i in range(n)]
     if self_check:
+
         @ray.remote(max_calls=1, num_cpus=1, max_retries=0)
         def abort_at_exit():
             import atexit
@@ -151,7 +169,7 @@ def run_sweep_check(trials: int, workdir: Path) -> dict:
     """A ``trials``-trial sweep through ``run_sweep``; counts from its trials table."""
     from dlpipe.pipelines.config import load_study
     from dlpipe.pipelines.sweep import run_sweep
-    from dlpipe.tasks import reports
+    from dlpipe.tasks.reports import tables as reports
 
     study = workdir / "stress_sweep.yaml"
     study.write_text(textwrap.dedent(SWEEP_STUDY.format(out=workdir / "out", trials=trials)))
@@ -179,10 +197,12 @@ def run_sweep_check(trials: int, workdir: Path) -> dict:
 def report(title: str, counts: dict, logs_dir: Path, seconds: float) -> bool:
     dumps, signals, examples = scan_logs(logs_dir)
     aborts = counts["aborts"] + signals
-    print(f"{title}: {counts['finished']} of {counts['submitted']} finished in {seconds:.0f} s; "
-          f"aborts {aborts} (crashed tasks {counts['aborts']}, workers killed by a signal "
-          f"{signals}), native dumps {dumps}, lost {counts['lost']}, "
-          f"failed runs {counts['failed']}")
+    print(
+        f"{title}: {counts['finished']} of {counts['submitted']} finished in {seconds:.0f} s; "
+        f"aborts {aborts} (crashed tasks {counts['aborts']}, workers killed by a signal "
+        f"{signals}), native dumps {dumps}, lost {counts['lost']}, "
+        f"failed runs {counts['failed']}"
+    )
     for line in examples:
         print(f"  {line}")
     return aborts == 0 and dumps == 0 and counts["lost"] == 0
@@ -191,22 +211,37 @@ def report(title: str, counts: dict, logs_dir: Path, seconds: float) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=40, help="training tasks (default 40)")
-    parser.add_argument("--num-cpus", type=int, default=2,
-                        help="CPUs of the local Ray (tasks at once; default 2)")
-    parser.add_argument("--sweep", action="store_true",
-                        help="also run a small sweep (Ray Tune trials) with the same counts")
+    parser.add_argument(
+        "--num-cpus", type=int, default=2, help="CPUs of the local Ray (tasks at once; default 2)"
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also run a small sweep (Ray Tune trials) with the same counts",
+    )
     parser.add_argument("--sweep-trials", type=int, default=6)
-    parser.add_argument("--with-pyarrow", action="store_true",
-                        help="control run: training workers keep pyarrow (as before the fix)")
-    parser.add_argument("--self-check", action="store_true",
-                        help="add a task whose worker aborts at exit (counters must see it)")
+    parser.add_argument(
+        "--with-pyarrow",
+        action="store_true",
+        help="control run: training workers keep pyarrow (as before the fix)",
+    )
+    parser.add_argument(
+        "--self-check",
+        action="store_true",
+        help="add a task whose worker aborts at exit (counters must see it)",
+    )
     args = parser.parse_args(argv)
 
     import ray
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False,
-             log_to_driver=False, logging_level="ERROR")
+    ray.init(
+        address="local",
+        num_cpus=args.num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
     logs_dir = Path(ray._private.worker._global_node.get_logs_dir_path())
     print(f"Ray session logs: {logs_dir}")
     ok = True
@@ -215,8 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         counts = run_tasks(args.tasks, args.self_check, args.with_pyarrow)
         time.sleep(3)  # let the last workers exit and flush their logs
         label = ", pyarrow loaded" if args.with_pyarrow else ", no pyarrow"
-        ok &= report(f"training tasks ({args.tasks}, fresh worker each{label})", counts, logs_dir,
-                     time.perf_counter() - started)
+        ok &= report(
+            f"training tasks ({args.tasks}, fresh worker each{label})",
+            counts,
+            logs_dir,
+            time.perf_counter() - started,
+        )
         if args.sweep:
             before = scan_logs(logs_dir)[:2]
             with tempfile.TemporaryDirectory(prefix="dlpipe-stress-") as tmp:
@@ -224,10 +263,16 @@ def main(argv: list[str] | None = None) -> int:
                 counts = run_sweep_check(args.sweep_trials, Path(tmp))
                 time.sleep(3)
                 dumps, signals, _ = scan_logs(logs_dir)
-                print(f"(sweep only: {dumps - before[0]} dump lines, "
-                      f"{signals - before[1]} signal exits)")
-                ok &= report(f"sweep ({args.sweep_trials} Tune trials, run_sweep)", counts,
-                             logs_dir, time.perf_counter() - started)
+                print(
+                    f"(sweep only: {dumps - before[0]} dump lines, "
+                    f"{signals - before[1]} signal exits)"
+                )
+                ok &= report(
+                    f"sweep ({args.sweep_trials} Tune trials, run_sweep)",
+                    counts,
+                    logs_dir,
+                    time.perf_counter() - started,
+                )
     finally:
         ray.shutdown()
     return 0 if ok else 1

@@ -93,8 +93,9 @@ class Metric:
         """``frame`` sorted best first by ``column`` (stable; NaN last), then by the
         columns in ``then`` (ascending) among equal scores."""
         by = [column, *then]
-        return frame.sort_values(by, ascending=[self.ascending] + [True] * len(then),
-                                 na_position="last", kind="stable")
+        return frame.sort_values(
+            by, ascending=[self.ascending] + [True] * len(then), na_position="last", kind="stable"
+        )
 
     def change_vs(self, value, baseline) -> float:
         """``100 * (value / baseline - 1)``: the change against a baseline in percent
@@ -176,10 +177,19 @@ def check_monitor(monitor, logged: Iterable[str], field: str) -> str:
     valid = monitor_names(logged)
     name = canonical_name(monitor) if isinstance(monitor, str) else monitor
     if name not in valid:
-        raise ValueError(f"`{field}` must be one of {valid} (what this study's models "
-                         f"log). Received: {monitor!r}")
+        raise ValueError(
+            f"`{field}` must be one of {valid} (what this study's models "
+            f"log). Received: {monitor!r}"
+        )
     return name
 
 
-__all__ = ["ALIASES", "METRICS", "Metric", "canonical_name", "check_monitor",
-           "get_metric", "monitor_names"]
+__all__ = [
+    "ALIASES",
+    "METRICS",
+    "Metric",
+    "canonical_name",
+    "check_monitor",
+    "get_metric",
+    "monitor_names",
+]

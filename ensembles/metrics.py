@@ -37,9 +37,7 @@ def _check_regression(y_true, y_pred, name: str) -> tuple[np.ndarray, np.ndarray
             f"Received: y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}"
         )
     if y_true.size == 0:
-        raise ValueError(
-            f"`{name}` needs at least 1 sample. Received: y_true.shape={y_true.shape}"
-        )
+        raise ValueError(f"`{name}` needs at least 1 sample. Received: y_true.shape={y_true.shape}")
     return y_true, y_pred
 
 
@@ -50,20 +48,14 @@ def _check_classification(y_true, y_pred, name: str) -> tuple[np.ndarray, np.nda
     """
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred, dtype=np.float64)
-    if (
-        y_true.ndim != 1
-        or y_pred.ndim not in (1, 2)
-        or y_pred.shape[0] != y_true.shape[0]
-    ):
+    if y_true.ndim != 1 or y_pred.ndim not in (1, 2) or y_pred.shape[0] != y_true.shape[0]:
         raise ValueError(
             f"`{name}` expects `y_true` of shape (n_samples,) and `y_pred` of shape "
             "(n_samples,) (binary) or (n_samples, n_classes) (multi-class). "
             f"Received: y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}"
         )
     if y_true.size == 0:
-        raise ValueError(
-            f"`{name}` needs at least 1 sample. Received: y_true.shape={y_true.shape}"
-        )
+        raise ValueError(f"`{name}` needs at least 1 sample. Received: y_true.shape={y_true.shape}")
     if y_pred.ndim == 1:
         y_true = y_true.astype(np.float64)
         if np.any((y_true < 0) | (y_true > 1)):
@@ -190,8 +182,12 @@ def accuracy(y_true, y_pred) -> float:
 
 LOSSES: dict[str, tuple[Callable[[np.ndarray, np.ndarray], float], bool]] = {
     name: (function, get_metric(name).higher_is_better)
-    for name, function in (("mae", mae), ("mse", mse), ("log_loss", log_loss),
-                           ("accuracy", accuracy))
+    for name, function in (
+        ("mae", mae),
+        ("mse", mse),
+        ("log_loss", log_loss),
+        ("accuracy", accuracy),
+    )
 }
 """name -> (function, greater_is_better); the direction comes from the one metric table,
 :data:`dlpipe.metrics.METRICS`."""
@@ -210,7 +206,5 @@ def get_loss(name: str) -> tuple[Callable[[np.ndarray, np.ndarray], float], bool
         ValueError: if ``name`` is not a key of `LOSSES`.
     """
     if not isinstance(name, str) or name not in LOSSES:
-        raise ValueError(
-            f"`loss` must be one of {sorted(LOSSES)}. Received: loss={name!r}"
-        )
+        raise ValueError(f"`loss` must be one of {sorted(LOSSES)}. Received: loss={name!r}")
     return LOSSES[name]

@@ -67,9 +67,7 @@ def default_candidates(loss: str = "mae", random_state: int = 0) -> dict[str, Ca
         "weighted_slsqp": lambda: WeightedAverage(
             loss=loss, method="slsqp", random_state=random_state
         ),
-        "greedy_selection": lambda: GreedyEnsembleSelection(
-            loss=loss, random_state=random_state
-        ),
+        "greedy_selection": lambda: GreedyEnsembleSelection(loss=loss, random_state=random_state),
     }
 
 
@@ -129,11 +127,7 @@ def cross_fit_select(
                 f"`candidates[{name!r}]` must be a factory returning an estimator. "
                 f"Received: {factory!r}"
             )
-    if (
-        not isinstance(n_folds, (int, np.integer))
-        or n_folds < 2
-        or n_folds > n_samples
-    ):
+    if not isinstance(n_folds, (int, np.integer)) or n_folds < 2 or n_folds > n_samples:
         raise ValueError(
             f"`n_folds` must be an integer in [2, n_samples={n_samples}]. "
             f"Received: n_folds={n_folds!r}"
@@ -154,9 +148,7 @@ def cross_fit_select(
     best = min(sign * score for score in scores.values())
     tolerance = _TIE_RTOL * max(abs(best), 1e-300)
     # The first candidate within rounding of the best: list simpler methods first.
-    chosen = next(
-        name for name, score in scores.items() if sign * score <= best + tolerance
-    )
+    chosen = next(name for name, score in scores.items() if sign * score <= best + tolerance)
     estimator = candidates[chosen]().fit(predictions, y_true)
     return CrossFitResult(
         scores=scores,

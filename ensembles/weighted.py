@@ -67,9 +67,7 @@ def check_predictions(predictions, y_true=None, loss: str | None = None):
     else:
         members = [np.asarray(member) for member in predictions]
         if not members:
-            raise ValueError(
-                "`predictions` must hold at least 1 model. Received: 0 members"
-            )
+            raise ValueError("`predictions` must hold at least 1 model. Received: 0 members")
         for index, member in enumerate(members):
             if member.shape != members[0].shape:
                 raise ValueError(
@@ -77,9 +75,7 @@ def check_predictions(predictions, y_true=None, loss: str | None = None):
                     f"member 0 has shape {members[0].shape}. All members must predict "
                     "the same samples."
                 )
-            if y_true is not None and (
-                member.ndim == 0 or member.shape[0] != np.shape(y_true)[0]
-            ):
+            if y_true is not None and (member.ndim == 0 or member.shape[0] != np.shape(y_true)[0]):
                 raise ValueError(
                     f"`predictions` member {index} has shape {member.shape}, which "
                     f"does not match `y_true` of shape {np.shape(y_true)}."
@@ -98,13 +94,11 @@ def check_predictions(predictions, y_true=None, loss: str | None = None):
         )
     if stacked.shape[0] < 1:
         raise ValueError(
-            "`predictions` must hold at least 1 model. "
-            f"Received: shape={stacked.shape}"
+            f"`predictions` must hold at least 1 model. Received: shape={stacked.shape}"
         )
     if stacked.shape[1] < 1:
         raise ValueError(
-            "`predictions` must hold at least 1 sample. "
-            f"Received: shape={stacked.shape}"
+            f"`predictions` must hold at least 1 sample. Received: shape={stacked.shape}"
         )
     finite = np.isfinite(stacked.reshape(stacked.shape[0], -1))
     bad_members = np.flatnonzero(~finite.all(axis=1))
@@ -372,9 +366,7 @@ class _BaseEnsemble:
         loss_function, greater_is_better = get_loss(self.loss)
         predictions, y_true = check_predictions(predictions, y_true, self.loss)
         # Scoring every member validates the targets (labels, ranges) for the loss.
-        member_scores = np.array(
-            [loss_function(y_true, member) for member in predictions]
-        )
+        member_scores = np.array([loss_function(y_true, member) for member in predictions])
         self.n_models_ = predictions.shape[0]
         self.prediction_shape_ = predictions.shape[2:]
         self.member_scores_ = member_scores
@@ -547,14 +539,11 @@ class WeightedAverage(_BaseEnsemble):
             )
         if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
             raise ValueError(
-                "`max_iter` must be an integer >= 1. "
-                f"Received: max_iter={self.max_iter!r}"
+                f"`max_iter` must be an integer >= 1. Received: max_iter={self.max_iter!r}"
             )
         if not (isinstance(self.tol, (int, float)) and self.tol > 0):
             raise ValueError(f"`tol` must be a number > 0. Received: tol={self.tol!r}")
-        predictions, y_true, loss_function, sign = self._validate_fit(
-            predictions, y_true
-        )
+        predictions, y_true, loss_function, sign = self._validate_fit(predictions, y_true)
         n_models = predictions.shape[0]
 
         def exact(weights: np.ndarray) -> float:
@@ -617,11 +606,7 @@ class WeightedAverage(_BaseEnsemble):
             )
             weights = _softmax(result.x)
         else:
-            jac = (
-                (lambda w: objective.gradient(w) / scale)
-                if objective.has_gradient
-                else None
-            )
+            jac = (lambda w: objective.gradient(w) / scale) if objective.has_gradient else None
             result = optimize.minimize(
                 lambda w: objective.value(w) / scale,
                 start,
@@ -677,9 +662,7 @@ class GreedyEnsembleSelection(_BaseEnsemble):
 
     _param_names = ("loss", "n_iterations", "random_state")
 
-    def __init__(
-        self, loss: str = "mae", n_iterations: int = 50, random_state: int = 0
-    ):
+    def __init__(self, loss: str = "mae", n_iterations: int = 50, random_state: int = 0):
         self.loss = loss
         self.n_iterations = n_iterations
         self.random_state = random_state
@@ -698,17 +681,12 @@ class GreedyEnsembleSelection(_BaseEnsemble):
             ValueError: on invalid inputs (see `check_predictions`), loss name or
                 ``n_iterations``.
         """
-        if (
-            not isinstance(self.n_iterations, (int, np.integer))
-            or self.n_iterations < 1
-        ):
+        if not isinstance(self.n_iterations, (int, np.integer)) or self.n_iterations < 1:
             raise ValueError(
                 "`n_iterations` must be an integer >= 1. "
                 f"Received: n_iterations={self.n_iterations!r}"
             )
-        predictions, y_true, loss_function, sign = self._validate_fit(
-            predictions, y_true
-        )
+        predictions, y_true, loss_function, sign = self._validate_fit(predictions, y_true)
         objective = _make_objective(predictions, y_true, self.loss)
         counts = np.zeros(predictions.shape[0], dtype=np.int64)
         selection = np.empty(self.n_iterations, dtype=np.int64)
@@ -723,9 +701,7 @@ class GreedyEnsembleSelection(_BaseEnsemble):
         self.selection_ = selection
         self.loss_history_ = sign * history
         self.n_selected_ = best + 1
-        self.counts_ = np.bincount(
-            selection[: best + 1], minlength=predictions.shape[0]
-        )
+        self.counts_ = np.bincount(selection[: best + 1], minlength=predictions.shape[0])
         self.weights_ = self.counts_ / self.counts_.sum()
         self.score_ = loss_function(y_true, _combine(self.weights_, predictions))
         return self

@@ -70,8 +70,10 @@ def _check_range(key: str, value: object, family: str) -> None:
     elif "dropout" in key and isinstance(value, float) and not 0.0 <= value < 1.0:
         problem = "in [0, 1)"
     if problem:
-        raise ValueError(f"Hyperparameter `{key}` of family `{family}` must be {problem}. "
-                         f"Received: {key}={value!r}")
+        raise ValueError(
+            f"Hyperparameter `{key}` of family `{family}` must be {problem}. "
+            f"Received: {key}={value!r}"
+        )
 
 
 def _coerce_value(value: object, kind: type, *, key: str, family: str) -> object:
@@ -95,6 +97,5 @@ def _coerce_value(value: object, kind: type, *, key: str, family: str) -> object
         if math.isfinite(float(value)):
             return float(value)
     raise ValueError(
-        f"`{key}` of family `{family}` must be {_TYPE_WORDS[kind]}. "
-        f"Received: {key}={value!r}"
+        f"`{key}` of family `{family}` must be {_TYPE_WORDS[kind]}. Received: {key}={value!r}"
     )

@@ -26,7 +26,7 @@ augmentation, as in the book (features are computed once per image).
 
 Pixel scaling is the data pipeline's job (`1/255` for the from-scratch convnets, the
 conv base's own `preprocess_input` for `build_frozen_base`); see
-`dlpipe.tasks.image_data`.
+`dlpipe.tasks.images.data`.
 """
 
 from __future__ import annotations
@@ -117,8 +117,12 @@ def augmentation_block(
     Raises:
         ValueError: If a factor is negative, or `seed` is not an int or None.
     """
-    for key, value in (("rotation", rotation), ("translation", translation),
-                       ("zoom", zoom), ("shear", shear)):
+    for key, value in (
+        ("rotation", rotation),
+        ("translation", translation),
+        ("zoom", zoom),
+        ("shear", shear),
+    ):
         if not isinstance(value, numbers.Real) or value < 0:
             raise ValueError(f"`{key}` must be a number >= 0. Received: {key}={value!r}")
     if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)):
@@ -129,23 +133,43 @@ def augmentation_block(
 
     layers = []
     if rotation:
-        layers.append(keras.layers.RandomRotation(
-            float(rotation), fill_mode="nearest", seed=layer_seed(0), name="random_rotation"))
+        layers.append(
+            keras.layers.RandomRotation(
+                float(rotation), fill_mode="nearest", seed=layer_seed(0), name="random_rotation"
+            )
+        )
     if translation:
-        layers.append(keras.layers.RandomTranslation(
-            float(translation), float(translation), fill_mode="nearest",
-            seed=layer_seed(1), name="random_translation"))
+        layers.append(
+            keras.layers.RandomTranslation(
+                float(translation),
+                float(translation),
+                fill_mode="nearest",
+                seed=layer_seed(1),
+                name="random_translation",
+            )
+        )
     if zoom:
-        layers.append(keras.layers.RandomZoom(
-            float(zoom), float(zoom), fill_mode="nearest", seed=layer_seed(2),
-            name="random_zoom"))
+        layers.append(
+            keras.layers.RandomZoom(
+                float(zoom),
+                float(zoom),
+                fill_mode="nearest",
+                seed=layer_seed(2),
+                name="random_zoom",
+            )
+        )
     if shear:
-        layers.append(keras.layers.RandomShear(
-            float(shear), float(shear), fill_mode="nearest", seed=layer_seed(3),
-            name="random_shear"))
+        layers.append(
+            keras.layers.RandomShear(
+                float(shear),
+                float(shear),
+                fill_mode="nearest",
+                seed=layer_seed(3),
+                name="random_shear",
+            )
+        )
     if horizontal_flip:
-        layers.append(keras.layers.RandomFlip(
-            "horizontal", seed=layer_seed(4), name="random_flip"))
+        layers.append(keras.layers.RandomFlip("horizontal", seed=layer_seed(4), name="random_flip"))
     return keras.Sequential(layers, name=name)
 
 
@@ -193,14 +217,32 @@ def build_small_convnet(
             than 46x46, `dropout` is outside [0, 1) or `num_classes < 1`.
     """
     return _small_convnet(
-        input_shape, filters=filters, units=units, dropout=dropout, batch_norm=batch_norm,
-        separable=separable, augment=augment, num_classes=num_classes,
-        learning_rate=learning_rate, name="small_convnet",
+        input_shape,
+        filters=filters,
+        units=units,
+        dropout=dropout,
+        batch_norm=batch_norm,
+        separable=separable,
+        augment=augment,
+        num_classes=num_classes,
+        learning_rate=learning_rate,
+        name="small_convnet",
     )
 
 
-def _small_convnet(input_shape, *, filters, units, dropout, batch_norm, separable, augment,
-                   num_classes, learning_rate, name) -> keras.Model:
+def _small_convnet(
+    input_shape,
+    *,
+    filters,
+    units,
+    dropout,
+    batch_norm,
+    separable,
+    augment,
+    num_classes,
+    learning_rate,
+    name,
+) -> keras.Model:
     """The layers of `build_small_convnet` and `build_small_convnet_dropout`."""
     shape = _check_image_shape(input_shape)
     needed = _min_size(_SMALL_CONVNET_STAGES)
@@ -225,8 +267,9 @@ def _small_convnet(input_shape, *, filters, units, dropout, batch_norm, separabl
     x = keras.layers.Dense(units, activation="relu", name="dense_1")(x)
     if batch_norm:
         x = keras.layers.BatchNormalization(name="batch_normalization_dense")(x)
-    return _head_and_compile(inputs, x, name=name, num_classes=num_classes,
-                             learning_rate=learning_rate)
+    return _head_and_compile(
+        inputs, x, name=name, num_classes=num_classes, learning_rate=learning_rate
+    )
 
 
 def build_small_convnet_dropout(
@@ -266,9 +309,16 @@ def build_small_convnet_dropout(
         ValueError: As `build_small_convnet`.
     """
     return _small_convnet(
-        input_shape, filters=filters, units=units, dropout=dropout, batch_norm=batch_norm,
-        separable=separable, augment=augment, num_classes=num_classes,
-        learning_rate=learning_rate, name="small_convnet_dropout",
+        input_shape,
+        filters=filters,
+        units=units,
+        dropout=dropout,
+        batch_norm=batch_norm,
+        separable=separable,
+        augment=augment,
+        num_classes=num_classes,
+        learning_rate=learning_rate,
+        name="small_convnet_dropout",
     )
 
 
@@ -311,8 +361,9 @@ def build_features_head(
     x = keras.layers.Dense(units, activation="relu", name="dense_1")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return _head_and_compile(inputs, x, name="features_head", num_classes=num_classes,
-                             learning_rate=learning_rate)
+    return _head_and_compile(
+        inputs, x, name="features_head", num_classes=num_classes, learning_rate=learning_rate
+    )
 
 
 def build_frozen_base(
@@ -361,8 +412,7 @@ def build_frozen_base(
     """
     shape = _check_image_shape(input_shape)
     _check_rate(dropout, "dropout")
-    base_model = conv_base(base, weights=None if weights == "none" else weights,
-                           input_shape=shape)
+    base_model = conv_base(base, weights=None if weights == "none" else weights, input_shape=shape)
     base_model.trainable = False
     inputs = keras.Input(shape=shape, name="image")
     x = augmentation_block()(inputs) if augment else inputs
@@ -371,12 +421,14 @@ def build_frozen_base(
     x = keras.layers.Dense(units, activation="relu", name="dense_1")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return _head_and_compile(inputs, x, name="frozen_base", num_classes=num_classes,
-                             learning_rate=learning_rate)
+    return _head_and_compile(
+        inputs, x, name="frozen_base", num_classes=num_classes, learning_rate=learning_rate
+    )
 
 
-def fine_tune(model: keras.Model, unfreeze=BOOK_FINE_TUNE_LAYERS,
-              learning_rate=1e-5) -> keras.Model:
+def fine_tune(
+    model: keras.Model, unfreeze=BOOK_FINE_TUNE_LAYERS, learning_rate=1e-5
+) -> keras.Model:
     """Unfreeze exactly the named layers of a conv base and recompile (book 5.3.2).
 
     Layers are selected by name, never by index. In the conv base (any nested model
@@ -412,8 +464,9 @@ def fine_tune(model: keras.Model, unfreeze=BOOK_FINE_TUNE_LAYERS,
             f"{list(BOOK_FINE_TUNE_LAYERS)}. Received: unfreeze={unfreeze!r}"
         )
     wanted = set(unfreeze)
-    containers = [model] + [layer for layer in _walk_layers(model)
-                            if isinstance(layer, keras.Model)]
+    containers = [model] + [
+        layer for layer in _walk_layers(model) if isinstance(layer, keras.Model)
+    ]
     plan = []  # (container, the named layers it holds); checked before any change
     for container in containers:
         here = wanted & {layer.name for layer in container.layers}
@@ -421,8 +474,11 @@ def fine_tune(model: keras.Model, unfreeze=BOOK_FINE_TUNE_LAYERS,
             plan.append((container, here))
     missing = sorted(wanted - set().union(*(here for _, here in plan)))
     if missing:
-        known = [layer.name for layer in _walk_layers(model)
-                 if layer.weights and not isinstance(layer, keras.Model)]
+        known = [
+            layer.name
+            for layer in _walk_layers(model)
+            if layer.weights and not isinstance(layer, keras.Model)
+        ]
         raise ValueError(
             f"`unfreeze` names layer(s) {missing} that model `{model.name}` does not "
             f"have. Layers with weights: {known}. Received: unfreeze={list(unfreeze)!r}"
@@ -482,8 +538,7 @@ def conv_base(name, *, weights="imagenet", input_shape=(150, 150, 3)) -> keras.M
             )
         if not resolved.endswith(_WEIGHTS_SUFFIXES):
             raise ValueError(
-                "`weights` file must end with '.h5' or '.keras'. "
-                f"Received: weights={weights!r}"
+                f"`weights` file must end with '.h5' or '.keras'. Received: weights={weights!r}"
             )
     else:
         raise ValueError(
@@ -523,9 +578,7 @@ def _base_name(name) -> str:
     key = str(name).lower() if isinstance(name, str) else name
     key = _BASE_ALIASES.get(key, key)
     if key not in CONV_BASES:
-        raise ValueError(
-            f"`base` must be one of {sorted(CONV_BASES)}. Received: base={name!r}"
-        )
+        raise ValueError(f"`base` must be one of {sorted(CONV_BASES)}. Received: base={name!r}")
     return key
 
 
@@ -547,16 +600,18 @@ def _head_and_compile(inputs, features, *, name, num_classes, learning_rate) -> 
     if num_classes == 1:
         outputs = keras.layers.Dense(1, activation="sigmoid", name="dense_out")(features)
     else:
-        outputs = keras.layers.Dense(num_classes, activation="softmax",
-                                     name="dense_out")(features)
+        outputs = keras.layers.Dense(num_classes, activation="softmax", name="dense_out")(features)
     model = keras.Model(inputs, outputs, name=name)  # (batch, num_classes)
     return _compile(model, num_classes=int(num_classes), learning_rate=learning_rate)
 
 
 def _compile(model, *, num_classes, learning_rate) -> keras.Model:
     loss = "binary_crossentropy" if num_classes == 1 else "sparse_categorical_crossentropy"
-    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
-                  loss=loss, metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
+        loss=loss,
+        metrics=["accuracy"],
+    )
     return model
 
 

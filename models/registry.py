@@ -35,7 +35,8 @@ class ModelFamily:
 def _family(name: str, pipeline: str, build: Callable[..., keras.Model]) -> ModelFamily:
     """Describe `build` from its signature, so defaults cannot drift from the code."""
     params = [
-        p for p in inspect.signature(build).parameters.values()
+        p
+        for p in inspect.signature(build).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     ]
     missing = [p.name for p in params if p.default is inspect.Parameter.empty]
@@ -59,26 +60,53 @@ def _families(module, pipeline: str, names: tuple[str, ...]) -> dict[str, ModelF
     return {name: _family(name, pipeline, getattr(module, f"build_{name}")) for name in names}
 
 
-TIMESERIES_FAMILIES: dict[str, ModelFamily] = _families(timeseries, "timeseries", (
-    "dense", "gru", "gru_dropout", "stacked_gru", "reversed_gru", "bidirectional_gru",
-    "conv1d", "conv_gru", "lstm",
-))
+TIMESERIES_FAMILIES: dict[str, ModelFamily] = _families(
+    timeseries,
+    "timeseries",
+    (
+        "dense",
+        "gru",
+        "gru_dropout",
+        "stacked_gru",
+        "reversed_gru",
+        "bidirectional_gru",
+        "conv1d",
+        "conv_gru",
+        "lstm",
+    ),
+)
 
 #: Text families (book ch. 3.4 and 6.1-6.4). Their builders take `num_classes` as a
 #: keyword hyperparameter (default 1 = binary sigmoid head; >= 3 = softmax), so they
 #: fit the same `build(input_shape, **hp)` protocol; input_shape is `(maxlen,)`, or the
 #: multi-hot width for "multihot_dense".
-TEXT_FAMILIES: dict[str, ModelFamily] = _families(text, "text", (
-    "multihot_dense", "embedding_flatten", "glove_dense", "simple_rnn", "lstm",
-    "bidirectional_lstm", "conv1d",
-))
+TEXT_FAMILIES: dict[str, ModelFamily] = _families(
+    text,
+    "text",
+    (
+        "multihot_dense",
+        "embedding_flatten",
+        "glove_dense",
+        "simple_rnn",
+        "lstm",
+        "bidirectional_lstm",
+        "conv1d",
+    ),
+)
 
 #: Image families (book ch. 5, 7.3.1). input_shape is `(height, width, channels)`, or
 #: the cached feature shape (e.g. `(4, 4, 512)`) for "features_head". Fine-tuning is
 #: the second step of "frozen_base": `dlpipe.models.images.fine_tune(model)`.
-IMAGE_FAMILIES: dict[str, ModelFamily] = _families(images, "images", (
-    "small_convnet", "small_convnet_dropout", "features_head", "frozen_base",
-))
+IMAGE_FAMILIES: dict[str, ModelFamily] = _families(
+    images,
+    "images",
+    (
+        "small_convnet",
+        "small_convnet_dropout",
+        "features_head",
+        "frozen_base",
+    ),
+)
 
 _PIPELINES: dict[str, dict[str, ModelFamily]] = {
     "timeseries": TIMESERIES_FAMILIES,
@@ -96,8 +124,9 @@ LOGGED_METRICS: dict[str, tuple[str, ...]] = {
 what a callback's ``monitor`` may name in a study of that pipeline."""
 
 
-def min_input_length(name: str, hp_resolved: Mapping[str, object],
-                     pipeline: str = "timeseries") -> int | None:
+def min_input_length(
+    name: str, hp_resolved: Mapping[str, object], pipeline: str = "timeseries"
+) -> int | None:
     """Shortest first input dimension the family's conv/pool stack accepts: timesteps of
     a window (timeseries ``conv1d``, ``conv_gru``) or ``maxlen`` (text ``conv1d``);
     None for families without such a limit. Lets a study file be checked before any

@@ -19,7 +19,7 @@ leaf                          meaning                                         va
 
 A nested mapping that is not a leaf is a group whose keys are merged into the
 hyperparameters. The translation to Hyperopt expressions lives in
-:mod:`dlpipe.tasks.search_space`; this module holds data only.
+:mod:`dlpipe.tasks.sweep.space`; this module holds data only.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ _LR = {"loguniform": [1e-4, 1e-2]}
 _RECURRENT = {
     "units": {"quniform": [8, 64, 8]},
     # conditional sub-space: either no dropout at all, or both rates searched
-    "regularization": {"choice": [
-        {"dropout": 0.0, "recurrent_dropout": 0.0},
-        {"dropout": {"uniform": [0.05, 0.4]}, "recurrent_dropout": {"uniform": [0.05, 0.5]}},
-    ]},
+    "regularization": {
+        "choice": [
+            {"dropout": 0.0, "recurrent_dropout": 0.0},
+            {"dropout": {"uniform": [0.05, 0.4]}, "recurrent_dropout": {"uniform": [0.05, 0.5]}},
+        ]
+    },
     "learning_rate": _LR,
 }
 
@@ -107,8 +109,7 @@ IMAGE_SPACES: dict[str, dict] = {
         "filters": {"choice": [16, 32, 64]},
         "units": {"quniform": [128, 512, 128]},
         # conditional sub-space: no Dropout layer, or a searched rate
-        "regularization": {"choice": [{"dropout": 0.0},
-                                      {"dropout": {"uniform": [0.2, 0.6]}}]},
+        "regularization": {"choice": [{"dropout": 0.0}, {"dropout": {"uniform": [0.2, 0.6]}}]},
         "batch_norm": {"choice": [False, True]},
         "separable": {"choice": [False, True]},
         "learning_rate": {"loguniform": [3e-5, 1e-3]},

@@ -1,6 +1,6 @@
 """Text classification model families (Deep Learning with Python, ch. 3.4 and 6.1-6.4).
 
-Inputs come from :mod:`dlpipe.tasks.tokenize`: either multi-hot rows of width
+Inputs come from :mod:`dlpipe.tasks.text.tokenize`: either multi-hot rows of width
 `max_words + 2` (`build_multihot_dense`), or padded int sequences of length `maxlen`
 whose indices are < `vocab_size` (every other family; 0 = padding, 1 = out of
 vocabulary, so `vocab_size = max_words + 2` = 10,002 for the book's 10,000 words).
@@ -20,8 +20,9 @@ import numbers
 from dlpipe.models.lazy_keras import keras
 
 
-def build_multihot_dense(input_shape, *, num_classes=1, units=16, learning_rate=1e-3
-                         ) -> keras.Model:
+def build_multihot_dense(
+    input_shape, *, num_classes=1, units=16, learning_rate=1e-3
+) -> keras.Model:
     """Multi-hot dense: Dense relu, Dense relu, output (book 3.4.3).
 
     Args:
@@ -41,8 +42,9 @@ def build_multihot_dense(input_shape, *, num_classes=1, units=16, learning_rate=
     inputs = keras.Input(shape=_check_input_shape(input_shape), name="multi_hot")
     x = keras.layers.Dense(units, activation="relu", name="dense_1")(inputs)
     x = keras.layers.Dense(units, activation="relu", name="dense_2")(x)
-    return _compile(inputs, x, name="multihot_dense", num_classes=num_classes,
-                    learning_rate=learning_rate)
+    return _compile(
+        inputs, x, name="multihot_dense", num_classes=num_classes, learning_rate=learning_rate
+    )
 
 
 def build_embedding_flatten(
@@ -67,8 +69,9 @@ def build_embedding_flatten(
     """
     inputs, x = _embedded(input_shape, vocab_size, embedding_dim)
     x = keras.layers.Flatten(name="flatten")(x)  # (batch, maxlen * embedding_dim)
-    return _compile(inputs, x, name="embedding_flatten", num_classes=num_classes,
-                    learning_rate=learning_rate)
+    return _compile(
+        inputs, x, name="embedding_flatten", num_classes=num_classes, learning_rate=learning_rate
+    )
 
 
 def build_glove_dense(
@@ -85,7 +88,7 @@ def build_glove_dense(
 
     The builder takes plain values only; the caller loads the vectors after building:
     `model.get_layer("embedding").set_weights([matrix])` with `matrix` of shape
-    `(vocab_size, embedding_dim)` from :func:`dlpipe.tasks.glove.embedding_matrix`.
+    `(vocab_size, embedding_dim)` from :func:`dlpipe.tasks.text.glove.embedding_matrix`.
     Setting weights keeps the layer frozen and needs no recompilation. The book's
     setting: 200 training samples, maxlen 100, glove.6B.100d.
 
@@ -106,16 +109,21 @@ def build_glove_dense(
         ValueError: If `input_shape` is not one positive int, or `num_classes` is 2
             or below 1.
     """
-    inputs, x = _embedded(input_shape, vocab_size, embedding_dim,
-                          trainable=trainable_embedding)
+    inputs, x = _embedded(input_shape, vocab_size, embedding_dim, trainable=trainable_embedding)
     x = keras.layers.Flatten(name="flatten")(x)  # (batch, maxlen * embedding_dim)
     x = keras.layers.Dense(units, activation="relu", name="dense_1")(x)
-    return _compile(inputs, x, name="glove_dense", num_classes=num_classes,
-                    learning_rate=learning_rate)
+    return _compile(
+        inputs, x, name="glove_dense", num_classes=num_classes, learning_rate=learning_rate
+    )
 
 
 def build_simple_rnn(
-    input_shape, *, num_classes=1, vocab_size=10002, embedding_dim=32, units=32,
+    input_shape,
+    *,
+    num_classes=1,
+    vocab_size=10002,
+    embedding_dim=32,
+    units=32,
     learning_rate=1e-3,
 ) -> keras.Model:
     """Embedding, SimpleRNN, output (book 6.2.1, maxlen 500).
@@ -138,12 +146,18 @@ def build_simple_rnn(
     """
     inputs, x = _embedded(input_shape, vocab_size, embedding_dim)
     x = keras.layers.SimpleRNN(units, name="simple_rnn_1")(x)  # (batch, units)
-    return _compile(inputs, x, name="simple_rnn", num_classes=num_classes,
-                    learning_rate=learning_rate)
+    return _compile(
+        inputs, x, name="simple_rnn", num_classes=num_classes, learning_rate=learning_rate
+    )
 
 
 def build_lstm(
-    input_shape, *, num_classes=1, vocab_size=10002, embedding_dim=32, units=32,
+    input_shape,
+    *,
+    num_classes=1,
+    vocab_size=10002,
+    embedding_dim=32,
+    units=32,
     learning_rate=1e-3,
 ) -> keras.Model:
     """Embedding, LSTM, output (book 6.2.3; 10 epochs, batch 128 in the book).
@@ -169,12 +183,16 @@ def build_lstm(
     """
     inputs, x = _embedded(input_shape, vocab_size, embedding_dim)
     x = keras.layers.LSTM(units, name="lstm_1")(x)  # (batch, units)
-    return _compile(inputs, x, name="lstm", num_classes=num_classes,
-                    learning_rate=learning_rate)
+    return _compile(inputs, x, name="lstm", num_classes=num_classes, learning_rate=learning_rate)
 
 
 def build_bidirectional_lstm(
-    input_shape, *, num_classes=1, vocab_size=10002, embedding_dim=32, units=32,
+    input_shape,
+    *,
+    num_classes=1,
+    vocab_size=10002,
+    embedding_dim=32,
+    units=32,
     learning_rate=1e-3,
 ) -> keras.Model:
     """Embedding, Bidirectional LSTM (both states concatenated), output (book 6.3.8).
@@ -198,8 +216,9 @@ def build_bidirectional_lstm(
     inputs, x = _embedded(input_shape, vocab_size, embedding_dim)
     lstm = keras.layers.LSTM(units, name="lstm_1")
     x = keras.layers.Bidirectional(lstm, name="bidirectional_1")(x)  # (batch, 2 * units)
-    return _compile(inputs, x, name="bidirectional_lstm", num_classes=num_classes,
-                    learning_rate=learning_rate)
+    return _compile(
+        inputs, x, name="bidirectional_lstm", num_classes=num_classes, learning_rate=learning_rate
+    )
 
 
 def build_conv1d(
@@ -253,8 +272,7 @@ def build_conv1d(
     x = keras.layers.MaxPooling1D(pool_size, name="max_pooling1d_1")(x)
     x = keras.layers.Conv1D(filters, kernel_size, activation="relu", name="conv1d_2")(x)
     x = keras.layers.GlobalMaxPooling1D(name="global_max_pooling1d")(x)  # (batch, filters)
-    return _compile(inputs, x, name="conv1d", num_classes=num_classes,
-                    learning_rate=learning_rate)
+    return _compile(inputs, x, name="conv1d", num_classes=num_classes, learning_rate=learning_rate)
 
 
 def _embedded(input_shape, vocab_size: int, embedding_dim: int, *, trainable: bool = True):
@@ -265,11 +283,14 @@ def _embedded(input_shape, vocab_size: int, embedding_dim: int, *, trainable: bo
     return inputs, embedding(inputs)
 
 
-def _compile(inputs, features, *, name: str, num_classes: int, learning_rate: float
-             ) -> keras.Model:
+def _compile(inputs, features, *, name: str, num_classes: int, learning_rate: float) -> keras.Model:
     """Add the classification head and compile with RMSprop and accuracy."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
-            or num_classes < 1 or num_classes == 2:
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, numbers.Integral)
+        or num_classes < 1
+        or num_classes == 2
+    ):
         raise ValueError(
             "`num_classes` must be 1 (binary: one sigmoid unit) or at least 3 (softmax). "
             f"For two classes use num_classes=1. Received: num_classes={num_classes!r}"
@@ -278,12 +299,14 @@ def _compile(inputs, features, *, name: str, num_classes: int, learning_rate: fl
         outputs = keras.layers.Dense(1, activation="sigmoid", name="dense_out")(features)
         loss = "binary_crossentropy"
     else:
-        outputs = keras.layers.Dense(num_classes, activation="softmax", name="dense_out")(
-            features)
+        outputs = keras.layers.Dense(num_classes, activation="softmax", name="dense_out")(features)
         loss = "sparse_categorical_crossentropy"
     model = keras.Model(inputs, outputs, name=name)
-    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
-                  loss=loss, metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
+        loss=loss,
+        metrics=["accuracy"],
+    )
     return model
 
 

@@ -100,9 +100,9 @@ def build_gru(
         ValueError: If `input_shape` is not two positive ints.
     """
     inputs = keras.Input(shape=_check_input_shape(input_shape), name="window")
-    x = keras.layers.GRU(
-        units, dropout=dropout, recurrent_dropout=recurrent_dropout, name="gru_1"
-    )(inputs)
+    x = keras.layers.GRU(units, dropout=dropout, recurrent_dropout=recurrent_dropout, name="gru_1")(
+        inputs
+    )
     return _compile(inputs, x, name="gru", learning_rate=learning_rate)
 
 
@@ -128,9 +128,9 @@ def build_gru_dropout(
         ValueError: If `input_shape` is not two positive ints.
     """
     inputs = keras.Input(shape=_check_input_shape(input_shape), name="window")
-    x = keras.layers.GRU(
-        units, dropout=dropout, recurrent_dropout=recurrent_dropout, name="gru_1"
-    )(inputs)
+    x = keras.layers.GRU(units, dropout=dropout, recurrent_dropout=recurrent_dropout, name="gru_1")(
+        inputs
+    )
     return _compile(inputs, x, name="gru_dropout", learning_rate=learning_rate)
 
 
@@ -202,9 +202,9 @@ def build_reversed_gru(
     """
     inputs = keras.Input(shape=_check_input_shape(input_shape), name="window")
     x = reverse_time_layer()(name="reverse_time")(inputs)  # step t -> step timesteps - 1 - t
-    x = keras.layers.GRU(
-        units, dropout=dropout, recurrent_dropout=recurrent_dropout, name="gru_1"
-    )(x)
+    x = keras.layers.GRU(units, dropout=dropout, recurrent_dropout=recurrent_dropout, name="gru_1")(
+        x
+    )
     return _compile(inputs, x, name="reversed_gru", learning_rate=learning_rate)
 
 
@@ -312,9 +312,9 @@ def build_conv_gru(
     x = keras.layers.Conv1D(filters, kernel_size, activation="relu", name="conv1d_1")(inputs)
     x = keras.layers.MaxPooling1D(pool_size, name="max_pooling1d_1")(x)
     x = keras.layers.Conv1D(filters, kernel_size, activation="relu", name="conv1d_2")(x)
-    x = keras.layers.GRU(
-        units, dropout=dropout, recurrent_dropout=recurrent_dropout, name="gru_1"
-    )(x)
+    x = keras.layers.GRU(units, dropout=dropout, recurrent_dropout=recurrent_dropout, name="gru_1")(
+        x
+    )
     return _compile(inputs, x, name="conv_gru", learning_rate=learning_rate)
 
 

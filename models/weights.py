@@ -35,9 +35,11 @@ def imagenet_weights_available(name: str, weights: str, *, resolve=None) -> str 
     folder = keras_weights_dir()
     stem = name.lower().replace("_", "")
     try:
-        cached = [f for f in os.listdir(folder)
-                  if f.lower().replace("_", "").startswith(stem)
-                  and "notop" in f.lower().replace("_", "")]
+        cached = [
+            f
+            for f in os.listdir(folder)
+            if f.lower().replace("_", "").startswith(stem) and "notop" in f.lower().replace("_", "")
+        ]
     except OSError:
         cached = []
     if cached:
@@ -47,8 +49,10 @@ def imagenet_weights_available(name: str, weights: str, *, resolve=None) -> str 
     try:
         (resolve or (lambda host: socket.getaddrinfo(host, 443)))(WEIGHTS_HOST)
     except OSError:
-        return (f"the ImageNet weights of `{name}` are not in {folder} and cannot be "
-                f"downloaded here ({WEIGHTS_HOST} does not resolve: no network). Copy the "
-                "no-top weights file there, give `images.weights` the path of a local "
-                ".h5/.keras weights file, or use `weights: none` (random initialization)")
+        return (
+            f"the ImageNet weights of `{name}` are not in {folder} and cannot be "
+            f"downloaded here ({WEIGHTS_HOST} does not resolve: no network). Copy the "
+            "no-top weights file there, give `images.weights` the path of a local "
+            ".h5/.keras weights file, or use `weights: none` (random initialization)"
+        )
     return None

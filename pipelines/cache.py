@@ -12,7 +12,7 @@ preprocessing, entries, MiB, newest entry's write time). ``prune`` deletes entri
 one base (``--base``, a key or a unique prefix of one), entries written more than
 ``--older-than`` days ago, or, with ``--all``, every entry; ``--dry-run`` only prints
 what would go. Files under ROOT that are not cache entries are never touched (see
-:func:`dlpipe.tasks.feature_cache.prune`).
+:func:`dlpipe.tasks.features.cache.prune`).
 
 Lookups only read entries, so the time shown is when an entry was written (the last
 time a study had to compute it), not when it was last read.
@@ -25,29 +25,46 @@ import sys
 import time
 from pathlib import Path
 
-MIB = 2 ** 20
+MIB = 2**20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``dlpipe cache`` (sub-commands ``list`` and ``prune``)."""
     sub = parser.add_subparsers(dest="cache_command", required=True)
-    p_list = sub.add_parser("list", help="one row per conv base: entries, size, last write",
-                            description="List the conv bases of a feature cache.")
+    p_list = sub.add_parser(
+        "list",
+        help="one row per conv base: entries, size, last write",
+        description="List the conv bases of a feature cache.",
+    )
     p_list.add_argument("root", metavar="ROOT", help="cache root folder")
     p_prune = sub.add_parser(
-        "prune", help="delete entries (of one base, older than N days, or all)",
+        "prune",
+        help="delete entries (of one base, older than N days, or all)",
         description="Delete feature cache entries. Needs --base, --older-than or --all "
-                    "(filters combine). Files that are not cache entries stay.")
+        "(filters combine). Files that are not cache entries stay.",
+    )
     p_prune.add_argument("root", metavar="ROOT", help="cache root folder")
-    p_prune.add_argument("--base", default=None, metavar="KEY",
-                         help="only this conv base (its key from `dlpipe cache list`, or a "
-                              "unique prefix of it)")
-    p_prune.add_argument("--older-than", type=float, default=None, metavar="DAYS",
-                         help="only entries written more than DAYS days ago")
-    p_prune.add_argument("--all", action="store_true",
-                         help="no filter needed: delete every entry (of --base if given)")
-    p_prune.add_argument("--dry-run", action="store_true",
-                         help="print what would be removed, remove nothing")
+    p_prune.add_argument(
+        "--base",
+        default=None,
+        metavar="KEY",
+        help="only this conv base (its key from `dlpipe cache list`, or a unique prefix of it)",
+    )
+    p_prune.add_argument(
+        "--older-than",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="only entries written more than DAYS days ago",
+    )
+    p_prune.add_argument(
+        "--all",
+        action="store_true",
+        help="no filter needed: delete every entry (of --base if given)",
+    )
+    p_prune.add_argument(
+        "--dry-run", action="store_true", help="print what would be removed, remove nothing"
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -56,8 +73,13 @@ def run_from_args(args: argparse.Namespace) -> int:
         root = _check_root(args.root)
         if args.cache_command == "list":
             return list_command(root)
-        return prune_command(root, base=args.base, older_than_days=args.older_than,
-                             all_entries=args.all, dry_run=args.dry_run)
+        return prune_command(
+            root,
+            base=args.base,
+            older_than_days=args.older_than,
+            all_entries=args.all,
+            dry_run=args.dry_run,
+        )
     except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -68,7 +90,7 @@ def list_command(root) -> int:
     import pandas as pd
 
     from dlpipe.pipelines.cli import print_frame
-    from dlpipe.tasks.feature_cache import list_bases
+    from dlpipe.tasks.features.cache import list_bases
 
     bases = list_bases(root)
     if not bases:
@@ -77,43 +99,58 @@ def list_command(root) -> int:
     frame = pd.DataFrame([_base_row(key, info) for key, info in sorted(bases.items())])
     print_frame(frame, f"feature cache {root}")
     total = sum(b["size_bytes"] for b in bases.values())
-    print(f"{len(bases)} conv base(s), {sum(b['entries'] for b in bases.values())} "
-          f"entries, {total / MIB:.2f} MiB")
+    print(
+        f"{len(bases)} conv base(s), {sum(b['entries'] for b in bases.values())} "
+        f"entries, {total / MIB:.2f} MiB"
+    )
     return 0
 
 
-def prune_command(root, *, base=None, older_than_days=None, all_entries=False,
-                  dry_run=False) -> int:
+def prune_command(
+    root, *, base=None, older_than_days=None, all_entries=False, dry_run=False
+) -> int:
     """Delete (or, with ``dry_run``, only list) cache entries; print per base."""
     import pandas as pd
 
     from dlpipe.pipelines.cli import print_frame
-    from dlpipe.tasks.feature_cache import list_bases, prune
+    from dlpipe.tasks.features.cache import list_bases, prune
 
     if base is None and older_than_days is None and not all_entries:
-        raise ValueError("prune needs --base KEY, --older-than DAYS or --all "
-                         "(refusing to delete every entry without --all)")
+        raise ValueError(
+            "prune needs --base KEY, --older-than DAYS or --all "
+            "(refusing to delete every entry without --all)"
+        )
     if older_than_days is not None and not older_than_days >= 0:
         raise ValueError(f"--older-than must be >= 0 days. Received: {older_than_days}")
     bases = list_bases(root)
     key = None if base is None else _resolve_base(base, bases, root)
-    result = prune(root, base_key=key,
-                   older_than_s=None if older_than_days is None else older_than_days * 86400,
-                   dry_run=dry_run)
+    result = prune(
+        root,
+        base_key=key,
+        older_than_s=None if older_than_days is None else older_than_days * 86400,
+        dry_run=dry_run,
+    )
     verb = "would remove" if dry_run else "removed"
     if result["removed"]:
         rows = []
         for k, stats in sorted(result["bases"].items()):
             row = _base_row(k, bases.get(k, {"description": None}))
             before = bases.get(k, {}).get("entries", 0)
-            rows.append({"base key": k, "architecture": row["architecture"],
-                         "files": stats["removed"], "MiB": stats["size_bytes"] / MIB,
-                         "entries before": before,
-                         "entries after": max(before - stats["removed"], 0)})
-        print_frame(pd.DataFrame(rows),
-                    f"{'dry run: ' if dry_run else ''}{verb} from {root}")
-    print(f"{verb} {result['removed']} file(s), {result['size_bytes'] / MIB:.2f} MiB"
-          + (" (dry run: nothing deleted)" if dry_run else ""))
+            rows.append(
+                {
+                    "base key": k,
+                    "architecture": row["architecture"],
+                    "files": stats["removed"],
+                    "MiB": stats["size_bytes"] / MIB,
+                    "entries before": before,
+                    "entries after": max(before - stats["removed"], 0),
+                }
+            )
+        print_frame(pd.DataFrame(rows), f"{'dry run: ' if dry_run else ''}{verb} from {root}")
+    print(
+        f"{verb} {result['removed']} file(s), {result['size_bytes'] / MIB:.2f} MiB"
+        + (" (dry run: nothing deleted)" if dry_run else "")
+    )
     return 0
 
 
@@ -134,8 +171,10 @@ def _resolve_base(base: str, bases: dict, root) -> str:
     known = ", ".join(sorted(bases)) or "none"
     if not matches:
         raise ValueError(f"no conv base {base!r} in cache {root} (bases: {known})")
-    raise ValueError(f"--base {base!r} matches {len(matches)} bases in {root}: "
-                     f"{', '.join(sorted(matches))}; give more characters")
+    raise ValueError(
+        f"--base {base!r} matches {len(matches)} bases in {root}: "
+        f"{', '.join(sorted(matches))}; give more characters"
+    )
 
 
 def _base_row(key: str, info: dict) -> dict:
@@ -149,8 +188,11 @@ def _base_row(key: str, info: dict) -> dict:
         try:
             factor = float(pre.split(":", 1)[1])
             inverse = round(1 / factor)
-            pre = (f"rescale 1/{inverse}" if abs(1 / factor - inverse) < 1e-6 * inverse
-                   else f"rescale {factor:g}")
+            pre = (
+                f"rescale 1/{inverse}"
+                if abs(1 / factor - inverse) < 1e-6 * inverse
+                else f"rescale {factor:g}"
+            )
         except (ValueError, ZeroDivisionError):
             pass
     mtime = info.get("mtime")
@@ -162,6 +204,7 @@ def _base_row(key: str, info: dict) -> dict:
         "preprocessing": pre,
         "entries": int(info.get("entries", 0)),
         "MiB": info.get("size_bytes", 0) / MIB,
-        "last written": "?" if mtime is None else time.strftime(
-            "%Y-%m-%d %H:%M", time.localtime(mtime)),
+        "last written": "?"
+        if mtime is None
+        else time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime)),
     }

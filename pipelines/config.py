@@ -1,9 +1,9 @@
 """Study files: YAML validated into typed, frozen config objects.
 
 A study file maps onto :class:`StudyConfig`; every section is a dataclass of the task
-that uses it (:class:`~dlpipe.tasks.weather_data.DataSpec`,
-:class:`~dlpipe.tasks.weather_data.SplitSpec`, :class:`~dlpipe.tasks.windows.WindowSpec`,
-:class:`~dlpipe.tasks.train.TrainingSpec`). Validation is strict: an unknown key, a
+that uses it (:class:`~dlpipe.tasks.weather.data.DataSpec`,
+:class:`~dlpipe.tasks.weather.data.SplitSpec`, :class:`~dlpipe.tasks.weather.windows.WindowSpec`,
+:class:`~dlpipe.tasks.weather.train.TrainingSpec`). Validation is strict: an unknown key, a
 wrong type, a bad value or a missing data file is a :class:`ConfigError` whose message
 names the file and the dotted field (``demo.yaml: `windows.lookback` must be an
 integer. Received: '10 days'``).
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import yaml
 
-from dlpipe.tasks.fit import EarlyStoppingSpec, ReduceLROnPlateauSpec, TrainingSpec
-from dlpipe.tasks.image_prepare import DEMO_PREFIX, ImageDataSpec, ImageSpec
-from dlpipe.tasks.text_prepare import TextDataSpec, TextSpec, TextSplitSpec, resolve_text_path
-from dlpipe.tasks.weather_data import DataSpec, SplitSpec, resolve_path
-from dlpipe.tasks.windows import WindowSpec
+from dlpipe.tasks.images.prepare import DEMO_PREFIX, ImageDataSpec, ImageSpec
+from dlpipe.tasks.text.prepare import TextDataSpec, TextSpec, TextSplitSpec, resolve_text_path
+from dlpipe.tasks.training.fit import EarlyStoppingSpec, ReduceLROnPlateauSpec, TrainingSpec
+from dlpipe.tasks.weather.data import DataSpec, SplitSpec, resolve_path
+from dlpipe.tasks.weather.windows import WindowSpec
 
 SMOKE_EPOCHS = 2
 SMOKE_BATCHES = 3
@@ -65,18 +65,20 @@ class EnsembleSpec:
 
     def __post_init__(self):
         from dlpipe.ensembles import LOSSES
-        from dlpipe.tasks.ensemble import ALIGN_MODES
+        from dlpipe.tasks.ensembling.members import ALIGN_MODES
 
         if self.loss not in LOSSES:
-            raise ValueError(f"`loss` must be one of {', '.join(LOSSES)}. "
-                             f"Received: loss={self.loss!r}")
-        if isinstance(self.n_folds, bool) or not isinstance(self.n_folds, int) \
-                or self.n_folds < 2:
-            raise ValueError("`n_folds` must be an integer >= 2. "
-                             f"Received: n_folds={self.n_folds!r}")
+            raise ValueError(
+                f"`loss` must be one of {', '.join(LOSSES)}. Received: loss={self.loss!r}"
+            )
+        if isinstance(self.n_folds, bool) or not isinstance(self.n_folds, int) or self.n_folds < 2:
+            raise ValueError(
+                f"`n_folds` must be an integer >= 2. Received: n_folds={self.n_folds!r}"
+            )
         if self.align not in ALIGN_MODES:
-            raise ValueError(f"`align` must be one of {', '.join(ALIGN_MODES)}. "
-                             f"Received: align={self.align!r}")
+            raise ValueError(
+                f"`align` must be one of {', '.join(ALIGN_MODES)}. Received: align={self.align!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,10 @@ class SchedulerSpec:
         if self.type != "asha":
             raise ValueError(f"`type` must be 'asha'. Received: type={self.type!r}")
         if self.grace_period < 1 or self.reduction_factor < 2:
-            raise ValueError("`grace_period` must be >= 1 and `reduction_factor` >= 2. "
-                             f"Received: {self.grace_period}, {self.reduction_factor}")
+            raise ValueError(
+                "`grace_period` must be >= 1 and `reduction_factor` >= 2. "
+                f"Received: {self.grace_period}, {self.reduction_factor}"
+            )
 
 
 @dataclass(frozen=True)
@@ -143,8 +147,9 @@ class SweepSpec:
         if self.max_failures < 0:
             raise ValueError(f"`max_failures` must be >= 0. Received: {self.max_failures}")
         if self.searcher not in ("tpe", "random"):
-            raise ValueError(f"`searcher` must be 'tpe' or 'random'. "
-                             f"Received: searcher={self.searcher!r}")
+            raise ValueError(
+                f"`searcher` must be 'tpe' or 'random'. Received: searcher={self.searcher!r}"
+            )
         for name in ("num_trials", "max_concurrent_trials", "n_initial_points", "test_top_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Received: {getattr(self, name)}")
@@ -256,8 +261,13 @@ STUDY_CLASSES = {"timeseries": StudyConfig, "text": TextStudyConfig, "images": I
 #: fields set by the loader, never by a study file
 _INTERNAL_FIELDS = ("source_file",)
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean",
-               dict: "a mapping"}
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "a boolean",
+    dict: "a mapping",
+}
 
 
 def _convert(tp, value, where: str):
@@ -298,16 +308,17 @@ def _convert(tp, value, where: str):
 def _build(cls, data, where: str):
     if not isinstance(data, dict):
         if not where:
-            raise ConfigError("the study file must be a mapping of sections (study, data, "
-                              f"split, windows, models, ...). Received: {data!r}")
+            raise ConfigError(
+                "the study file must be a mapping of sections (study, data, "
+                f"split, windows, models, ...). Received: {data!r}"
+            )
         raise ConfigError(f"`{where}` must be a mapping. Received: {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _INTERNAL_FIELDS}
     prefix = f"{where}." if where else ""
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"unknown key `{prefix}{unknown[0]}` (known keys: {', '.join(fields)})")
+        raise ConfigError(f"unknown key `{prefix}{unknown[0]}` (known keys: {', '.join(fields)})")
     kwargs = {}
     for name, f in fields.items():
         if name in data:
@@ -336,14 +347,16 @@ def parse_study(raw: dict, *, source: str = "<study>", base_dir: Path | None = N
     try:
         pipeline = raw.get("pipeline", "timeseries") if isinstance(raw, dict) else "timeseries"
         if pipeline not in STUDY_CLASSES:
-            raise ConfigError(f"`pipeline` must be one of {', '.join(STUDY_CLASSES)}. "
-                              f"Received: {pipeline!r}")
+            raise ConfigError(
+                f"`pipeline` must be one of {', '.join(STUDY_CLASSES)}. Received: {pipeline!r}"
+            )
         cfg = _build(STUDY_CLASSES[pipeline], raw, "")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg.study) or ".." in cfg.study:
             raise ConfigError(
                 "`study` must be a plain name (letters, digits, '.', '_', '-'; no path "
                 "separators or '..'): it names the folder <output_dir>/<study>. "
-                f"Received: {cfg.study!r}")
+                f"Received: {cfg.study!r}"
+            )
         if not cfg.models:
             raise ConfigError("`models` must list at least one model")
         data = _resolve_data(cfg, base_dir)
@@ -364,11 +377,20 @@ def _check_monitors(cfg):
     logged = LOGGED_METRICS[cfg.pipeline]
     training = cfg.training
     try:
-        es = replace(training.early_stopping, monitor=check_monitor(
-            training.early_stopping.monitor, logged, "training.early_stopping.monitor"))
-        rl = replace(training.reduce_lr_on_plateau, monitor=check_monitor(
-            training.reduce_lr_on_plateau.monitor, logged,
-            "training.reduce_lr_on_plateau.monitor"))
+        es = replace(
+            training.early_stopping,
+            monitor=check_monitor(
+                training.early_stopping.monitor, logged, "training.early_stopping.monitor"
+            ),
+        )
+        rl = replace(
+            training.reduce_lr_on_plateau,
+            monitor=check_monitor(
+                training.reduce_lr_on_plateau.monitor,
+                logged,
+                "training.reduce_lr_on_plateau.monitor",
+            ),
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return replace(cfg, training=replace(training, early_stopping=es, reduce_lr_on_plateau=rl))
@@ -380,8 +402,11 @@ def _resolve_data(cfg, base_dir: Path | None):
         return _resolve_images(cfg, base_dir)
     data = cfg.data
     packaged = data.path.startswith("pvlib:") or (
-        cfg.pipeline != "timeseries" and ":" in data.path and not Path(data.path).exists()
-        and len(data.path.split(":", 1)[0]) > 1)
+        cfg.pipeline != "timeseries"
+        and ":" in data.path
+        and not Path(data.path).exists()
+        and len(data.path.split(":", 1)[0]) > 1
+    )
     if base_dir is not None and not packaged and not Path(data.path).expanduser().is_absolute():
         data = replace(data, path=str((base_dir / data.path).resolve()))
     try:
@@ -393,8 +418,9 @@ def _resolve_data(cfg, base_dir: Path | None):
         if base_dir is not None and not Path(glove).expanduser().is_absolute():
             glove = str((base_dir / glove).resolve())
         if not Path(glove).expanduser().is_file():
-            raise ConfigError(f"`text.glove`: GloVe file not found: {cfg.text.glove} "
-                              f"(resolved to {glove})")
+            raise ConfigError(
+                f"`text.glove`: GloVe file not found: {cfg.text.glove} (resolved to {glove})"
+            )
         object.__setattr__(cfg, "text", replace(cfg.text, glove=glove))
     return data
 
@@ -404,30 +430,38 @@ def _resolve_images(cfg, base_dir: Path | None):
     time under ``<output_dir>/<study>/artifacts/demo_source``), a local
     ``images.weights`` file and a local ``images.cache_root``, resolved against the
     study file's folder."""
-    from dlpipe.tasks.image_data import DEMO_SOURCES
+    from dlpipe.tasks.images.data import DEMO_SOURCES
 
     def resolve(path: str) -> str:
         p = Path(path).expanduser()
-        return str((base_dir / p).resolve()) if base_dir is not None and not p.is_absolute() \
+        return (
+            str((base_dir / p).resolve())
+            if base_dir is not None and not p.is_absolute()
             else str(p)
+        )
 
     data, images = cfg.data, cfg.images
     if data.path.startswith(DEMO_PREFIX):
-        if data.path[len(DEMO_PREFIX):] not in DEMO_SOURCES:
-            raise ConfigError(f"`data.path`: demo source must be one of "
-                              f"{', '.join(DEMO_PREFIX + k for k in DEMO_SOURCES)}. "
-                              f"Received: {data.path!r}")
+        if data.path[len(DEMO_PREFIX) :] not in DEMO_SOURCES:
+            raise ConfigError(
+                f"`data.path`: demo source must be one of "
+                f"{', '.join(DEMO_PREFIX + k for k in DEMO_SOURCES)}. "
+                f"Received: {data.path!r}"
+            )
     else:
         data = replace(data, path=resolve(data.path))
         if not Path(data.path).is_dir():
-            raise ConfigError(f"`data.path`: image folder not found: {cfg.data.path} "
-                              f"(resolved to {data.path})")
+            raise ConfigError(
+                f"`data.path`: image folder not found: {cfg.data.path} (resolved to {data.path})"
+            )
     if images.weights not in ("imagenet", "none"):
         weights = resolve(images.weights)
         if not Path(weights).is_file():
-            raise ConfigError(f"`images.weights`: weights file not found: {images.weights} "
-                              f"(resolved to {weights}); use 'imagenet', 'none' or a "
-                              ".h5/.keras file")
+            raise ConfigError(
+                f"`images.weights`: weights file not found: {images.weights} "
+                f"(resolved to {weights}); use 'imagenet', 'none' or a "
+                ".h5/.keras file"
+            )
         images = replace(images, weights=weights)
     if images.cache_root and "://" not in images.cache_root:
         images = replace(images, cache_root=resolve(images.cache_root))
@@ -436,7 +470,7 @@ def _resolve_images(cfg, base_dir: Path | None):
 
 
 def _check_models(cfg: StudyConfig) -> None:
-    from dlpipe.tasks.tf_setup import quiet_native_stderr
+    from dlpipe.tasks.training.tf_setup import quiet_native_stderr
 
     with quiet_native_stderr():  # the registry imports Keras; no TF op runs here (C13)
         from dlpipe.models.registry import get_families, resolved_hparams
@@ -446,20 +480,27 @@ def _check_models(cfg: StudyConfig) -> None:
         if model.family not in families:
             raise ConfigError(
                 f"`models[{i}].family` must be one of {', '.join(families)}. "
-                f"Received: {model.family!r}")
+                f"Received: {model.family!r}"
+            )
         if model.step is not None and cfg.pipeline != "timeseries":
             raise ConfigError(f"`models[{i}].step` is for timeseries windows only")
-        if cfg.pipeline == "images" and model.family.startswith("small_convnet") \
-                and min(cfg.images.size) < 46:
-            raise ConfigError(f"`models[{i}]`: family `{model.family}` needs `images.size` "
-                              f">= 46x46 (four conv/pool stages). Received: "
-                              f"{list(cfg.images.size)}")
+        if (
+            cfg.pipeline == "images"
+            and model.family.startswith("small_convnet")
+            and min(cfg.images.size) < 46
+        ):
+            raise ConfigError(
+                f"`models[{i}]`: family `{model.family}` needs `images.size` "
+                f">= 46x46 (four conv/pool stages). Received: "
+                f"{list(cfg.images.size)}"
+            )
         if cfg.pipeline == "text" and model.family == "glove_dense" and not cfg.text.glove:
-            raise ConfigError(f"`models[{i}]`: family `glove_dense` needs `text.glove` (a "
-                              "GloVe text file such as glove.6B.100d.txt)")
-        if cfg.pipeline == "text" and model.family == "glove_dense" \
-                and "embedding_dim" in model.hp:
-            from dlpipe.tasks.glove import infer_dim
+            raise ConfigError(
+                f"`models[{i}]`: family `glove_dense` needs `text.glove` (a "
+                "GloVe text file such as glove.6B.100d.txt)"
+            )
+        if cfg.pipeline == "text" and model.family == "glove_dense" and "embedding_dim" in model.hp:
+            from dlpipe.tasks.text.glove import infer_dim
 
             try:
                 dim = infer_dim(Path(cfg.text.glove))
@@ -469,7 +510,8 @@ def _check_models(cfg: StudyConfig) -> None:
                 raise ConfigError(
                     f"`models[{i}].hp.embedding_dim` is {model.hp['embedding_dim']!r} but "
                     f"the GloVe file {cfg.text.glove} holds {dim}-dimensional vectors; "
-                    "leave it out (it follows the file)")
+                    "leave it out (it follows the file)"
+                )
         try:
             hp = resolved_hparams(model.family, model.hp, cfg.pipeline)
             cfg.model_inputs(model)
@@ -495,7 +537,8 @@ def _check_input_length(cfg, model: ModelSpec, hp: dict, i: int) -> None:
         raise ConfigError(
             f"`models[{i}]`: family `{model.family}` needs {what} >= {needed} for its "
             f"conv/pool stack (kernel_size={hp['kernel_size']}, pool_size="
-            f"{hp['pool_size']}). Received: {have}")
+            f"{hp['pool_size']}). Received: {have}"
+        )
 
 
 def sweep_spaces(cfg: StudyConfig) -> dict[str, dict]:
@@ -507,15 +550,17 @@ def sweep_spaces(cfg: StudyConfig) -> dict[str, dict]:
     """
     from dlpipe.models.registry import get_families
     from dlpipe.models.spaces import get_spaces
-    from dlpipe.tasks.search_space import SpaceError, is_leaf, validate_space, warm_start_point
+    from dlpipe.tasks.sweep.space import SpaceError, is_leaf, validate_space, warm_start_point
 
     known_families, default_spaces = get_families(cfg.pipeline), get_spaces(cfg.pipeline)
     sweep = cfg.sweep
     families = sweep.families or tuple(dict.fromkeys(m.family for m in cfg.models))
     unknown = [f for f in list(families) + list(sweep.spaces) if f not in known_families]
     if unknown:
-        raise ConfigError(f"`sweep.families`/`sweep.spaces`: unknown family `{unknown[0]}` "
-                          f"(known: {', '.join(known_families)})")
+        raise ConfigError(
+            f"`sweep.families`/`sweep.spaces`: unknown family `{unknown[0]}` "
+            f"(known: {', '.join(known_families)})"
+        )
     spaces = {}
     for family in families:
         where = f"sweep.spaces.{family}"
@@ -526,8 +571,10 @@ def sweep_spaces(cfg: StudyConfig) -> dict[str, dict]:
         known = known_families[family].param_types
         for name in _space_names(space, is_leaf):
             if name not in known:
-                raise ConfigError(f"`{where}`: `{name}` is not a hyperparameter of "
-                                  f"`{family}` (known: {', '.join(known)})")
+                raise ConfigError(
+                    f"`{where}`: `{name}` is not a hyperparameter of "
+                    f"`{family}` (known: {', '.join(known)})"
+                )
         spaces[family] = space
     for i, point in enumerate(sweep.warm_start):
         try:
@@ -543,8 +590,7 @@ def _space_names(space: dict, is_leaf) -> set[str]:
     for key, node in space.items():
         if is_leaf(node) and "choice" in node and any(isinstance(o, dict) for o in node["choice"]):
             for option in node["choice"]:
-                names |= _space_names(option, is_leaf) if isinstance(option, dict) \
-                    else {key}
+                names |= _space_names(option, is_leaf) if isinstance(option, dict) else {key}
         elif isinstance(node, dict) and not is_leaf(node):
             names |= _space_names(node, is_leaf)
         else:
@@ -566,8 +612,10 @@ class _StrictLoader(yaml.SafeLoader):
                 continue
             line = key_node.start_mark.line + 1
             if first is not None:
-                raise ConfigError(f"line {line}: duplicated key `{key}` (first given on line "
-                                  f"{first}); a key may appear once in a mapping")
+                raise ConfigError(
+                    f"line {line}: duplicated key `{key}` (first given on line "
+                    f"{first}); a key may appear once in a mapping"
+                )
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
@@ -592,9 +640,12 @@ def read_study_file(path: str | Path):
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = payload[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"{p}: line {line}: not UTF-8 text (byte 0x{payload[exc.start]:02x} "
-                          "at offset " f"{exc.start}); a study file is a UTF-8 YAML file") from None
+        line = payload[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{p}: line {line}: not UTF-8 text (byte 0x{payload[exc.start]:02x} "
+            "at offset "
+            f"{exc.start}); a study file is a UTF-8 YAML file"
+        ) from None
     if "\x00" in text:
         raise ConfigError(f"{p}: is a binary file (NUL bytes), not a YAML study file")
     try:
@@ -619,12 +670,28 @@ def load_study(path: str | Path) -> StudyConfig:
 def smoke_test(cfg: StudyConfig) -> StudyConfig:
     """The same study in smoke mode: at most 2 epochs of at most 3 batches, and every
     evaluated split capped at 3 batches, written under ``<study>-smoke``."""
-    training = replace(cfg.training, epochs=min(cfg.training.epochs, SMOKE_EPOCHS),
-                       max_batches_per_epoch=SMOKE_BATCHES)
+    training = replace(
+        cfg.training,
+        epochs=min(cfg.training.epochs, SMOKE_EPOCHS),
+        max_batches_per_epoch=SMOKE_BATCHES,
+    )
     return replace(cfg, training=training, study=f"{cfg.study}-smoke")
 
 
-__all__ = ["ConfigError", "EnsembleSpec", "SweepSpec", "SchedulerSpec", "ModelSpec",
-           "ResourcesSpec", "StudyCommon", "StudyConfig", "TextStudyConfig", "ImageStudyConfig",
-           "load_study",
-           "parse_study", "smoke_test", "EarlyStoppingSpec", "ReduceLROnPlateauSpec"]
+__all__ = [
+    "ConfigError",
+    "EnsembleSpec",
+    "SweepSpec",
+    "SchedulerSpec",
+    "ModelSpec",
+    "ResourcesSpec",
+    "StudyCommon",
+    "StudyConfig",
+    "TextStudyConfig",
+    "ImageStudyConfig",
+    "load_study",
+    "parse_study",
+    "smoke_test",
+    "EarlyStoppingSpec",
+    "ReduceLROnPlateauSpec",
+]

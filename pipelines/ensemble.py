@@ -4,7 +4,7 @@ Reads the ``runs`` and ``predictions`` reports of one or several finished run
 directories, chooses the ensembling method by cross-fitting on validation data, refits
 it on all validation samples, scores every method once on test, writes the
 ``ensembles`` Parquet report and ``plots/ensemble_weights.png``, and prints the methods
-side by side (see `dlpipe.tasks.ensemble`).
+side by side (see `dlpipe.tasks.ensembling.members`).
 
 ``dlpipe ensemble RUN_DIR [RUN_DIR ...]`` runs it; ``dlpipe run`` ends with it when the
 study file has ``ensemble: {enabled: true}``. Runs as a script too::
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the stage itself is imported on use: `dlpipe --help` stays fast
-    from dlpipe.tasks.ensemble import MemberPredictions
+    from dlpipe.tasks.ensembling.members import MemberPredictions
 
-ALIGN_CHOICES = ("exact", "common")  # = dlpipe.tasks.ensemble.ALIGN_MODES (tested)
+ALIGN_CHOICES = ("exact", "common")  # = dlpipe.tasks.ensembling.members.ALIGN_MODES (tested)
 LOSS_CHOICES = ("mae", "mse", "log_loss", "accuracy")  # = dlpipe.ensembles.LOSSES (tested)
 
 MIN_SHOWN_WEIGHT = 0.001
@@ -32,7 +32,7 @@ MIN_SHOWN_WEIGHT = 0.001
 
 def default_loss(run_dir) -> str:
     """``mae`` for a weather (MAE) study, ``log_loss`` for a classification study."""
-    from dlpipe.tasks import reports
+    from dlpipe.tasks.reports import tables as reports
 
     try:
         metric = reports.read_table(run_dir, "runs")["metric"].dropna()
@@ -41,9 +41,16 @@ def default_loss(run_dir) -> str:
     return "log_loss" if len(metric) and metric.iloc[-1] == "accuracy" else "mae"
 
 
-def run_ensemble(run_dirs, *, out_dir=None, loss: str = "mae", n_folds: int = 5,
-                 align: str = "exact", random_state: int = 0,
-                 progress: bool = True) -> Path:
+def run_ensemble(
+    run_dirs,
+    *,
+    out_dir=None,
+    loss: str = "mae",
+    n_folds: int = 5,
+    align: str = "exact",
+    random_state: int = 0,
+    progress: bool = True,
+) -> Path:
     """Builds, writes and prints the ensembles of the members of ``run_dirs``.
 
     Args:
@@ -66,13 +73,13 @@ def run_ensemble(run_dirs, *, out_dir=None, loss: str = "mae", n_folds: int = 5,
         ValueError: too few members, misaligned members (the message names them), or
             bad settings.
     """
-    from dlpipe.tasks import reports
-    from dlpipe.tasks.ensemble import (
+    from dlpipe.tasks.ensembling.members import (
         build_ensembles,
         ensemble_key,
         load_member_predictions,
         write_ensemble_report,
     )
+    from dlpipe.tasks.reports import tables as reports
 
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
@@ -80,16 +87,19 @@ def run_ensemble(run_dirs, *, out_dir=None, loss: str = "mae", n_folds: int = 5,
     members = load_member_predictions(run_dirs, align=align)
     out = Path(out_dir) if out_dir is not None else run_dirs[0]
     key = ensemble_key(members, loss=loss, n_folds=n_folds, random_state=random_state)
-    paths = [out / "reports" / "ensembles" / f"part-{key}.parquet",
-             out / "plots" / "ensemble_weights.png"]
+    paths = [
+        out / "reports" / "ensembles" / f"part-{key}.parquet",
+        out / "plots" / "ensemble_weights.png",
+    ]
     if all(p.is_file() for p in paths):  # same members, predictions and settings: done
         rows = reports.read_part(out, "ensembles", key)
         if progress:
-            print(f"ensembles {key}: already built from these members and settings "
-                  "(kept, not refitted)")
+            print(
+                f"ensembles {key}: already built from these members and settings "
+                "(kept, not refitted)"
+            )
     else:
-        rows = build_ensembles(members, loss=loss, n_folds=n_folds,
-                               random_state=random_state)
+        rows = build_ensembles(members, loss=loss, n_folds=n_folds, random_state=random_state)
         paths = write_ensemble_report(out, rows, members)
     if progress:
         print_ensembles(rows, members)
@@ -111,8 +121,7 @@ def run_ensemble_stage(run_dir, spec) -> Path | None:
         The run directory, or None when the ensemble could not be built.
     """
     try:
-        return run_ensemble([run_dir], loss=spec.loss, n_folds=spec.n_folds,
-                            align=spec.align)
+        return run_ensemble([run_dir], loss=spec.loss, n_folds=spec.n_folds, align=spec.align)
     except (ValueError, FileNotFoundError) as exc:
         print(f"ensemble skipped: {exc}", file=sys.stderr)
         return None
@@ -122,7 +131,7 @@ def print_ensembles(rows: list[dict], members: "MemberPredictions") -> None:
     """Prints the methods side by side: cross-fitted, validation and test loss.
 
     Args:
-        rows: rows of `dlpipe.tasks.ensemble.build_ensembles`.
+        rows: rows of `dlpipe.tasks.ensembling.members.build_ensembles`.
         members: their members (for the title).
     """
     from rich.console import Console
@@ -135,30 +144,46 @@ def print_ensembles(rows: list[dict], members: "MemberPredictions") -> None:
         index = json.loads(best_single["weights"]).index(1.0)
         best_name = f"{members.families[index]} {members.run_ids[index]}"
     dropped = {k: v for k, v in members.dropped_samples.items() if v}
-    title = (f"ensembles {first['ensemble_id']}: {members.n_members} members, "
-             f"{members.val_targets.size} validation / {members.test_targets.size} test "
-             f"samples, loss {first['loss']}; best single {best_name} val "
-             f"{first['best_single_val']:.4f} test {first['best_single_test']:.4f}; mean "
-             f"pairwise correlation {first['mean_pairwise_correlation']:.3f}"
-             + (f"; samples not shared by all members, left out: {dropped}" if dropped else ""))
+    title = (
+        f"ensembles {first['ensemble_id']}: {members.n_members} members, "
+        f"{members.val_targets.size} validation / {members.test_targets.size} test "
+        f"samples, loss {first['loss']}; best single {best_name} val "
+        f"{first['best_single_val']:.4f} test {first['best_single_test']:.4f}; mean "
+        f"pairwise correlation {first['mean_pairwise_correlation']:.3f}"
+        + (f"; samples not shared by all members, left out: {dropped}" if dropped else "")
+    )
     table = Table(title=title, title_justify="left")
     accuracy = [r.get("val_accuracy") for r in rows]
     with_accuracy = all(a is not None and a == a for a in accuracy)  # classification
-    for name in ("method", "chosen", "cv val", "val", "test", "gap (test-val)",
-                 f"members w>={MIN_SHOWN_WEIGHT}", "val vs best single", "test vs best single"
-                 ) + (("val accuracy", "test accuracy") if with_accuracy else ()):
+    for name in (
+        "method",
+        "chosen",
+        "cv val",
+        "val",
+        "test",
+        "gap (test-val)",
+        f"members w>={MIN_SHOWN_WEIGHT}",
+        "val vs best single",
+        "test vs best single",
+    ) + (("val accuracy", "test accuracy") if with_accuracy else ()):
         table.add_column(name, justify="left" if name in ("method", "chosen") else "right")
     for row in rows:
         weights = json.loads(row["weights"])
         table.add_row(
-            row["method"], "*" if row["chosen"] else "",
-            f"{row['cv_score']:.4f}", f"{row['val_score']:.4f}", f"{row['test_score']:.4f}",
+            row["method"],
+            "*" if row["chosen"] else "",
+            f"{row['cv_score']:.4f}",
+            f"{row['val_score']:.4f}",
+            f"{row['test_score']:.4f}",
             f"{row['val_test_gap']:+.4f}",
             f"{sum(w >= MIN_SHOWN_WEIGHT for w in weights)}/{len(weights)}",
             f"{row['val_score'] - row['best_single_val']:+.4f}",
             f"{row['test_score'] - row['best_single_test']:+.4f}",
-            *((f"{row['val_accuracy']:.4f}", f"{row['test_accuracy']:.4f}")
-              if with_accuracy else ()),
+            *(
+                (f"{row['val_accuracy']:.4f}", f"{row['test_accuracy']:.4f}")
+                if with_accuracy
+                else ()
+            ),
         )
     Console(width=160).print(table)
     if members.skipped:
@@ -166,8 +191,9 @@ def print_ensembles(rows: list[dict], members: "MemberPredictions") -> None:
         for run_id, reason in members.skipped.items():
             by_reason.setdefault(reason, []).append(run_id)
         for reason, run_ids in by_reason.items():
-            shown = ", ".join(run_ids[:3]) + (f" and {len(run_ids) - 3} more"
-                                              if len(run_ids) > 3 else "")
+            shown = ", ".join(run_ids[:3]) + (
+                f" and {len(run_ids) - 3} more" if len(run_ids) > 3 else ""
+            )
             print(f"not used ({len(run_ids)}): {reason}: {shown}")
 
 
@@ -176,36 +202,58 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ensemble.py",
         description="Weighted ensembles (book ch. 7.3.3) of the models of finished run "
-                    "directories.")
+        "directories.",
+    )
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``dlpipe ensemble`` (shared by the CLI and the script)."""
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="run directories of finished studies or sweeps (several are "
-                             "combined)")
-    parser.add_argument("--out-dir", default=None,
-                        help="run directory the ensembles report and plot go to (default: "
-                             "the first RUN_DIR)")
-    parser.add_argument("--loss", default=None, choices=LOSS_CHOICES,
-                        help="loss the weights are fitted and the methods compared with "
-                             "(default: mae for weather studies, log_loss for "
-                             "classification)")
-    parser.add_argument("--n-folds", type=int, default=5,
-                        help="cross-fitting folds on the validation samples (default: 5)")
-    parser.add_argument("--align", default="exact", choices=ALIGN_CHOICES,
-                        help="exact: all members must predict the same sample ids "
-                             "(default); common: use the sample ids all members predict")
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run directories of finished studies or sweeps (several are combined)",
+    )
+    parser.add_argument(
+        "--out-dir",
+        default=None,
+        help="run directory the ensembles report and plot go to (default: the first RUN_DIR)",
+    )
+    parser.add_argument(
+        "--loss",
+        default=None,
+        choices=LOSS_CHOICES,
+        help="loss the weights are fitted and the methods compared with "
+        "(default: mae for weather studies, log_loss for "
+        "classification)",
+    )
+    parser.add_argument(
+        "--n-folds",
+        type=int,
+        default=5,
+        help="cross-fitting folds on the validation samples (default: 5)",
+    )
+    parser.add_argument(
+        "--align",
+        default="exact",
+        choices=ALIGN_CHOICES,
+        help="exact: all members must predict the same sample ids "
+        "(default); common: use the sample ids all members predict",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Runs the stage from parsed arguments; 2 with ``error: ...`` on bad input."""
     try:
-        run_ensemble(args.run_dirs, out_dir=args.out_dir,
-                     loss=args.loss or default_loss(args.run_dirs[0]),
-                     n_folds=args.n_folds, align=args.align)
+        run_ensemble(
+            args.run_dirs,
+            out_dir=args.out_dir,
+            loss=args.loss or default_loss(args.run_dirs[0]),
+            n_folds=args.n_folds,
+            align=args.align,
+        )
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -29,13 +29,13 @@ import sys
 from pathlib import Path
 
 from dlpipe.pipelines import study
-from dlpipe.tasks import reports
+from dlpipe.tasks.reports import tables as reports
 
 PIPELINE = "images"
 
 
 def ray_map(function, args_list):
-    """``starmap`` of :func:`dlpipe.tasks.image_prepare.validate_shard` over Ray tasks
+    """``starmap`` of :func:`dlpipe.tasks.images.prepare.validate_shard` over Ray tasks
     (:func:`dlpipe.tasks.remote.validate_images_task`), results in order."""
     import ray
 
@@ -49,21 +49,25 @@ def ray_features(cfg):
     compute the missing features into the shared cache (each with the study's
     resources, so each gets a GPU when the study asks for one), then one task gathers
     every feature from the cache; the report counts the shards' hits and misses."""
+
     def run(paths, labels, images, root, seed):
         import ray
 
-        from dlpipe.tasks.image_prepare import feature_shards, merge_shard_reports
+        from dlpipe.tasks.images.prepare import feature_shards, merge_shard_reports
         from dlpipe.tasks.remote import image_features_task
 
         res = cfg.resources
         task = image_features_task.options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
         shard_reports = None
         if images.feature_shards > 1:
-            refs = [task.remote(p, y, images, root, seed, res.num_cpus, res.num_gpus)[1]
-                    for p, y in feature_shards(paths, labels, images.feature_shards)]
+            refs = [
+                task.remote(p, y, images, root, seed, res.num_cpus, res.num_gpus)[1]
+                for p, y in feature_shards(paths, labels, images.feature_shards)
+            ]
             shard_reports = ray.get(refs)
-        features, report = ray.get(list(task.remote(paths, labels, images, root, seed,
-                                                     res.num_cpus, res.num_gpus)))
+        features, report = ray.get(
+            list(task.remote(paths, labels, images, root, seed, res.num_cpus, res.num_gpus))
+        )
         if shard_reports is not None:
             report = merge_shard_reports(report, shard_reports)
         return features, report
@@ -73,7 +77,7 @@ def ray_features(cfg):
 
 def needs_features(cfg) -> bool:
     """Whether a configured model (or a swept family) trains on cached features."""
-    from dlpipe.tasks.image_train import FEATURE_FAMILIES
+    from dlpipe.tasks.images.train import FEATURE_FAMILIES
 
     families = {m.family for m in cfg.models} | set(cfg.sweep.families)
     return bool(families & set(FEATURE_FAMILIES))
@@ -94,24 +98,66 @@ def prepare_dataset(cfg, run_dir: Path):
     """
     import ray
 
-    from dlpipe.tasks.image_prepare import prepare_images
+    from dlpipe.tasks.images.prepare import prepare_images
 
-    if cfg.images.weights == "none" and cfg.images.preprocessing == "rescale" and (
-            {m.family for m in cfg.models} & {"features_head", "frozen_base"}):
-        print("warning: a random-initialized conv base (`weights: none`) on x/255 inputs "
-              "gives near-zero features (heads stay at chance); use `preprocessing: base` "
-              "or real weights (`weights: imagenet` or a weights file)", file=sys.stderr)
-    arrays, meta = prepare_images(cfg.data, cfg.images, run_dir, features=needs_features(cfg),
-                                  seed=cfg.seed, map_fn=ray_map, features_fn=ray_features(cfg))
-    reports.write_part(run_dir, "datasets", meta["key"], [{
-        "dataset_key": meta["key"], "source": meta["source"], "rows": meta["images"],
-        "columns": meta["class_names"], "target": "label", "splits": meta["split_counts"],
-        "sentinel_counts": {}, "quality": {
-            **{k: meta[k] for k in ("class_counts", "bad_files", "rotated",
-                                    "format_mismatch", "max_pixels", "split", "demo",
-                                    "feature_cache", "feature_shape", "weights_used")},
-            "counts": {"bad_files": len(meta["bad_files"]), "rotated": len(meta["rotated"]),
-                       "format_mismatch": len(meta["format_mismatch"])}}}])
+    if (
+        cfg.images.weights == "none"
+        and cfg.images.preprocessing == "rescale"
+        and ({m.family for m in cfg.models} & {"features_head", "frozen_base"})
+    ):
+        print(
+            "warning: a random-initialized conv base (`weights: none`) on x/255 inputs "
+            "gives near-zero features (heads stay at chance); use `preprocessing: base` "
+            "or real weights (`weights: imagenet` or a weights file)",
+            file=sys.stderr,
+        )
+    arrays, meta = prepare_images(
+        cfg.data,
+        cfg.images,
+        run_dir,
+        features=needs_features(cfg),
+        seed=cfg.seed,
+        map_fn=ray_map,
+        features_fn=ray_features(cfg),
+    )
+    reports.write_part(
+        run_dir,
+        "datasets",
+        meta["key"],
+        [
+            {
+                "dataset_key": meta["key"],
+                "source": meta["source"],
+                "rows": meta["images"],
+                "columns": meta["class_names"],
+                "target": "label",
+                "splits": meta["split_counts"],
+                "sentinel_counts": {},
+                "quality": {
+                    **{
+                        k: meta[k]
+                        for k in (
+                            "class_counts",
+                            "bad_files",
+                            "rotated",
+                            "format_mismatch",
+                            "max_pixels",
+                            "split",
+                            "demo",
+                            "feature_cache",
+                            "feature_shape",
+                            "weights_used",
+                        )
+                    },
+                    "counts": {
+                        "bad_files": len(meta["bad_files"]),
+                        "rotated": len(meta["rotated"]),
+                        "format_mismatch": len(meta["format_mismatch"]),
+                    },
+                },
+            }
+        ],
+    )
     print_dataset(meta)
     return ray.put(arrays), meta
 
@@ -137,12 +183,17 @@ def run_study(cfg, *, progress: bool = True) -> Path:
 def print_dataset(meta: dict) -> None:
     """A few lines on what was split, validated and cached."""
     split = ", ".join(f"{k} {meta['split_counts'][k]}" for k in ("train", "validation", "test"))
-    print(f"dataset {meta['key']}: {meta['images']} images, {meta['num_classes']} classes "
-          f"{meta['class_names']} from {meta['source']}; splits: {split}")
-    how = ("already split, used as it is" if meta["split"].get("already_split") else
-           f"split {meta['split'].get('mode')} {meta['split'].get('counts')} per class into "
-           f"{meta['split']['root']} ({meta['split'].get('copied', 0)} copied, "
-           f"{meta['split'].get('reused', 0)} reused)")
+    print(
+        f"dataset {meta['key']}: {meta['images']} images, {meta['num_classes']} classes "
+        f"{meta['class_names']} from {meta['source']}; splits: {split}"
+    )
+    how = (
+        "already split, used as it is"
+        if meta["split"].get("already_split")
+        else f"split {meta['split'].get('mode')} {meta['split'].get('counts')} per class into "
+        f"{meta['split']['root']} ({meta['split'].get('copied', 0)} copied, "
+        f"{meta['split'].get('reused', 0)} reused)"
+    )
     print(f"  {how}")
     strays = meta["split"].get("strays") or []
     if strays:
@@ -157,24 +208,34 @@ def print_dataset(meta: dict) -> None:
     if len(bad) > 10:
         print(f"    ... {len(bad) - 10} more in the datasets report (quality.bad_files)")
     rotated = meta.get("rotated") or []
-    print(f"  {len(rotated)} file(s) turned upright by their EXIF orientation"
-          + (f" (e.g. {rotated[0]['path']}: orientation {rotated[0]['orientation']})"
-             if rotated else ""))
+    print(
+        f"  {len(rotated)} file(s) turned upright by their EXIF orientation"
+        + (
+            f" (e.g. {rotated[0]['path']}: orientation {rotated[0]['orientation']})"
+            if rotated
+            else ""
+        )
+    )
     mismatch = meta.get("format_mismatch") or []
     if mismatch:
-        print(f"  {len(mismatch)} file(s) whose bytes are another format than the "
-              "extension says (read by content; rename them at the source):")
+        print(
+            f"  {len(mismatch)} file(s) whose bytes are another format than the "
+            "extension says (read by content; rename them at the source):"
+        )
         for m in mismatch[:5]:
             print(f"    {m['path']}: {m['format'].upper()} bytes named {m['extension']}")
         if len(mismatch) > 5:
-            print(f"    ... {len(mismatch) - 5} more in the datasets report "
-                  "(quality.format_mismatch)")
+            print(
+                f"    ... {len(mismatch) - 5} more in the datasets report (quality.format_mismatch)"
+            )
     cache = meta.get("feature_cache")
     if cache:
-        print(f"  cache: {cache['hits']} hits, {cache['misses']} misses, "
-              f"{cache['forward_images']} conv-base forward passes "
-              f"({cache['base']['architecture']}, weights {meta['weights_used']}; features "
-              f"{tuple(meta['feature_shape'])}; root {cache['root']})")
+        print(
+            f"  cache: {cache['hits']} hits, {cache['misses']} misses, "
+            f"{cache['forward_images']} conv-base forward passes "
+            f"({cache['base']['architecture']}, weights {meta['weights_used']}; features "
+            f"{tuple(meta['feature_shape'])}; root {cache['root']})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,9 +107,12 @@ class TuneStop:
         tune_handler = signal.getsignal(signal.SIGUSR1)
         if self.signum is None and self._in_loop and callable(tune_handler):
             self.signum = int(signum)
-            print(f"\n{signal_name(signum)} received: stopping the sweep (the finished "
-                  "trials are kept; send it again to stop at once)", file=sys.stderr,
-                  flush=True)
+            print(
+                f"\n{signal_name(signum)} received: stopping the sweep (the finished "
+                "trials are kept; send it again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
             tune_handler(signal.SIGUSR1, frame)  # Tune ends its loop and saves its state
             return
         self.signum = self.signum or int(signum)
@@ -125,8 +128,7 @@ class TuneStop:
     def tune_loop(self):
         """Context of one ``Tuner.fit()``: a signal stops Tune gracefully."""
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-        if hasattr(signal, "SIGUSR1") and \
-                threading.current_thread() is threading.main_thread():
+        if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
             # a handler left by an earlier loop would swallow the stop request
             signal.signal(signal.SIGUSR1, signal.SIG_DFL)
         self.install()
@@ -167,5 +169,14 @@ def quiet_exit(code: int, message: str | None = None) -> None:
     os._exit(code)
 
 
-__all__ = ["Interrupted", "SIGNALS", "TuneStop", "exit_code", "install_handlers",
-           "last_signal", "quiet_exit", "signal_name", "signum_of"]
+__all__ = [
+    "Interrupted",
+    "SIGNALS",
+    "TuneStop",
+    "exit_code",
+    "install_handlers",
+    "last_signal",
+    "quiet_exit",
+    "signal_name",
+    "signum_of",
+]

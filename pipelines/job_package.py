@@ -72,11 +72,14 @@ def read_runtime_env(path: str | os.PathLike) -> dict:
         text = Path(path).read_text(encoding="utf-8")
         env = yaml.safe_load(text) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise JobPackageError(f"{path}: cannot read the runtime env: "
-                              f"{getattr(exc, 'strerror', None) or exc}") from None
+        raise JobPackageError(
+            f"{path}: cannot read the runtime env: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     if not isinstance(env, dict):
-        raise JobPackageError(f"{path}: a runtime env must be a mapping "
-                              f"(e.g. `excludes: [...]`). Received: {type(env).__name__}")
+        raise JobPackageError(
+            f"{path}: a runtime env must be a mapping "
+            f"(e.g. `excludes: [...]`). Received: {type(env).__name__}"
+        )
     return env
 
 
@@ -87,7 +90,8 @@ def package_excludes(runtime_env: dict) -> list[str]:
     from ray._private import ray_constants
 
     return ray_constants.get_runtime_env_default_excludes() + list(
-        runtime_env.get("excludes") or [])
+        runtime_env.get("excludes") or []
+    )
 
 
 def _include_gitignore() -> bool:
@@ -115,8 +119,13 @@ def package_entries(working_dir: str | os.PathLike, excludes: list[str]) -> dict
         elif path.is_dir() and next(path.iterdir(), None) is None and path != root:
             entries[path.relative_to(root).as_posix() + "/"] = 0
 
-    packaging._dir_travel(root, [packaging._get_excludes(root, excludes)], handler,
-                          include_gitignore=_include_gitignore(), logger=_QUIET)
+    packaging._dir_travel(
+        root,
+        [packaging._get_excludes(root, excludes)],
+        handler,
+        include_gitignore=_include_gitignore(),
+        logger=_QUIET,
+    )
     return entries
 
 
@@ -124,8 +133,9 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def _too_large(root: Path, size: int, limit: int, entries: dict[str, int],
-               env_file: str) -> JobPackageError:
+def _too_large(
+    root: Path, size: int, limit: int, entries: dict[str, int], env_file: str
+) -> JobPackageError:
     by_top: dict[str, int] = defaultdict(int)
     for name, nbytes in entries.items():
         top, sep, _ = name.partition("/")
@@ -135,13 +145,17 @@ def _too_large(root: Path, size: int, limit: int, entries: dict[str, int],
         f"job package of {root} would be {_mib(size)}, Ray refuses {_mib(limit)} or more "
         f"(largest: {', '.join(f'{k} {_mib(v)}' for k, v in largest)}): keep data "
         f"outside the working dir (point the study's data.path there) or add the folder "
-        f"to `excludes` in {env_file} or to .gitignore")
+        f"to `excludes` in {env_file} or to .gitignore"
+    )
 
 
-def build_job_package(working_dir: str | os.PathLike = ".", *,
-                      runtime_env_file: str | os.PathLike | None = None,
-                      limit: int | None = None,
-                      output_dir: str | os.PathLike | None = None) -> JobPackage:
+def build_job_package(
+    working_dir: str | os.PathLike = ".",
+    *,
+    runtime_env_file: str | os.PathLike | None = None,
+    limit: int | None = None,
+    output_dir: str | os.PathLike | None = None,
+) -> JobPackage:
     """Build ``working_dir``'s job package the way ``ray job submit`` does and check it.
 
     Args:
@@ -182,15 +196,25 @@ def build_job_package(working_dir: str | os.PathLike = ".", *,
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{root.name}-job-package.zip"
         target.unlink(missing_ok=True)
-        packaging.create_package(str(root), target, include_gitignore=_include_gitignore(),
-                                 excludes=excludes, logger=_QUIET)
+        packaging.create_package(
+            str(root),
+            target,
+            include_gitignore=_include_gitignore(),
+            excludes=excludes,
+            logger=_QUIET,
+        )
         with zipfile.ZipFile(target) as zf:
             names = tuple(zf.namelist())
         size = target.stat().st_size
         if size >= limit:
             raise _too_large(root, size, limit, entries, env_name)
-        return JobPackage(path=target if output_dir is not None else None, size=size,
-                          files=len(names), names=names, limit=limit)
+        return JobPackage(
+            path=target if output_dir is not None else None,
+            size=size,
+            files=len(names),
+            names=names,
+            limit=limit,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,19 +223,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dlpipe.pipelines.job_package",
         description="Build the package `ray job submit --working-dir` would upload (Ray's "
-                    "own packager, excludes and .gitignore) and check it against Ray's "
-                    "limit (512 MiB).")
+        "own packager, excludes and .gitignore) and check it against Ray's "
+        "limit (512 MiB).",
+    )
     parser.add_argument("--working-dir", default=".")
-    parser.add_argument("--runtime-env", default=None,
-                        help=f"runtime-env YAML (default: {RUNTIME_ENV_FILE} in the working dir)")
+    parser.add_argument(
+        "--runtime-env",
+        default=None,
+        help=f"runtime-env YAML (default: {RUNTIME_ENV_FILE} in the working dir)",
+    )
     args = parser.parse_args(argv)
     try:
         pkg = build_job_package(args.working_dir, runtime_env_file=args.runtime_env)
     except JobPackageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"job package of {Path(args.working_dir).absolute()}: {pkg.files} files, "
-          f"{_mib(pkg.size)} (Ray's limit {_mib(pkg.limit)})")
+    print(
+        f"job package of {Path(args.working_dir).absolute()}: {pkg.files} files, "
+        f"{_mib(pkg.size)} (Ray's limit {_mib(pkg.limit)})"
+    )
     return 0
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlpipe.tasks import reports
+from dlpipe.tasks.reports import tables as reports
 
 
 def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
@@ -33,23 +33,26 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
     # the baseline of the current settings: the latest written (not the last part name)
     latest = runs.loc[is_base, "finished_at"].idxmax() if is_base.any() else None
     base = float(values[latest]) if latest is not None else float("nan")
-    frame = pd.DataFrame({
-        "family": runs["family"],
-        "run_id": runs["run_id"],
-        label: values,
-        f"test {name}": tests,
-        "vs baseline %": [metric.change_vs(v, base) for v in values],
-        "epochs": runs["epochs_run"],
-        "best": runs["best_epoch"],
-        "params": runs["params"],
-        "wall s": runs["wall_time_s"],
-        "devices": runs["devices"],
-        "status": [s if s == "ok" else f"{s}: {str(e).splitlines()[-1][:60]}"
-                   for s, e in zip(runs["status"], runs["error"])],
-    })
+    frame = pd.DataFrame(
+        {
+            "family": runs["family"],
+            "run_id": runs["run_id"],
+            label: values,
+            f"test {name}": tests,
+            "vs baseline %": [metric.change_vs(v, base) for v in values],
+            "epochs": runs["epochs_run"],
+            "best": runs["best_epoch"],
+            "params": runs["params"],
+            "wall s": runs["wall_time_s"],
+            "devices": runs["devices"],
+            "status": [
+                s if s == "ok" else f"{s}: {str(e).splitlines()[-1][:60]}"
+                for s, e in zip(runs["status"], runs["error"])
+            ],
+        }
+    )
     frame = metric.sort(frame, label).reset_index(drop=True)
     kind = baseline_kind(name)
     what = f"MAE of {target}" if name == "MAE" else name
-    title = (f"{Path(run_dir).name}: {len(runs)} runs, {what} "
-             f"({kind} baseline val {base:.3f})")
+    title = f"{Path(run_dir).name}: {len(runs)} runs, {what} ({kind} baseline val {base:.3f})"
     return frame, title

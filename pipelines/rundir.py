@@ -32,8 +32,9 @@ from pathlib import Path
 #: and how they are trained (each run has its own key), where things go, and the
 #: closing stages. Everything else (pipeline, data, split, windows / text / images,
 #: seed) defines the prepared dataset and must stay the same.
-MAY_CHANGE = frozenset({"study", "output_dir", "source_file", "models", "training",
-                        "resources", "ensemble", "sweep"})
+MAY_CHANGE = frozenset(
+    {"study", "output_dir", "source_file", "models", "training", "resources", "ensemble", "sweep"}
+)
 
 LOCK_NAME = "driver.lock"
 
@@ -65,8 +66,11 @@ def study_differences(stored: dict, current: dict) -> list[str]:
     record lacks (written by an older dlpipe) is not a difference."""
     old = _flatten({k: v for k, v in stored.items() if k not in MAY_CHANGE})
     new = _flatten({k: v for k, v in current.items() if k not in MAY_CHANGE})
-    return [f"{name}: {old[name]!r} -> {new.get(name)!r}" for name in sorted(old)
-            if name in new and old[name] != new[name]]
+    return [
+        f"{name}: {old[name]!r} -> {new.get(name)!r}"
+        for name in sorted(old)
+        if name in new and old[name] != new[name]
+    ]
 
 
 def check_same_study(run_dir: Path, cfg) -> None:
@@ -82,14 +86,16 @@ def check_same_study(run_dir: Path, cfg) -> None:
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise RunDirError(f"{path}: unreadable ({exc}); delete it to reuse the run "
-                          "directory") from None
+        raise RunDirError(
+            f"{path}: unreadable ({exc}); delete it to reuse the run directory"
+        ) from None
     diffs = study_differences(stored, study_record(cfg))
     if diffs:
         raise RunDirError(
             f"{run_dir} holds study {stored.get('study')!r} prepared with other settings "
             f"({'; '.join(diffs)}): its runs and baseline would be mixed with these. Give "
-            "the study a new `study` name, or delete the run directory to start over")
+            "the study a new `study` name, or delete the run directory to start over"
+        )
 
 
 def check_dataset_key(run_dir: Path, key: str) -> None:
@@ -99,7 +105,7 @@ def check_dataset_key(run_dir: Path, key: str) -> None:
     Raises:
         RunDirError: naming the run directory and both keys.
     """
-    from dlpipe.tasks import reports
+    from dlpipe.tasks.reports import tables as reports
 
     try:
         datasets = reports.read_table(run_dir, "datasets")
@@ -112,7 +118,8 @@ def check_dataset_key(run_dir: Path, key: str) -> None:
         raise RunDirError(
             f"{run_dir} holds runs on dataset {other[-1]}, but the data now gives dataset "
             f"{key} (the data file's content or how it is read changed): give the study a "
-            "new `study` name, or delete the run directory to start over")
+            "new `study` name, or delete the run directory to start over"
+        )
 
 
 def check_writable(run_dir: Path, field: str = "output_dir") -> None:
@@ -128,8 +135,9 @@ def check_writable(run_dir: Path, field: str = "output_dir") -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise RunDirError(f"cannot write the run directory {run_dir} (`{field}`): "
-                          f"{exc.strerror or exc}") from None
+        raise RunDirError(
+            f"cannot write the run directory {run_dir} (`{field}`): {exc.strerror or exc}"
+        ) from None
 
 
 def check_report_parts(run_dir: Path) -> None:
@@ -151,7 +159,8 @@ def check_report_parts(run_dir: Path) -> None:
             name = part.name
             raise RunDirError(
                 f"{part}: truncated or corrupt report part ({' '.join(str(exc).split())[:120]}). "
-                f"Delete {root}/*/{name} and run again: that run is trained again") from None
+                f"Delete {root}/*/{name} and run again: that run is trained again"
+            ) from None
 
 
 def _alive(pid: int) -> bool:
@@ -183,8 +192,11 @@ class DriverLock:
         Raises:
             RunDirError: another live driver holds it (one line naming it).
         """
-        record = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -209,12 +221,14 @@ class DriverLock:
             raise RunDirError(
                 f"{self.path.parent} is in use by another dlpipe driver (pid {pid} on "
                 f"{host}, since {holder.get('started', '?')}): wait for it to finish or "
-                "stop it")
+                "stop it"
+            )
         if host and host != socket.gethostname():
             raise RunDirError(
                 f"{self.path.parent} is in use by a dlpipe driver on host {host} (pid "
                 f"{pid}, since {holder.get('started', '?')}); if that driver is gone, "
-                f"delete {self.path}")
+                f"delete {self.path}"
+            )
         self.path.unlink(missing_ok=True)  # stale: its process is gone
 
     def release(self) -> None:
@@ -265,6 +279,16 @@ def preflight(run_dir: Path, cfg, *, same_study: bool = True) -> DriverLock:
     return lock
 
 
-__all__ = ["DriverLock", "MAY_CHANGE", "RunDirError", "check_dataset_key", "release_all",
-           "check_report_parts", "check_same_study", "check_writable", "preflight",
-           "study_differences", "study_record"]
+__all__ = [
+    "DriverLock",
+    "MAY_CHANGE",
+    "RunDirError",
+    "check_dataset_key",
+    "release_all",
+    "check_report_parts",
+    "check_same_study",
+    "check_writable",
+    "preflight",
+    "study_differences",
+    "study_record",
+]

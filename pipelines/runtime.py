@@ -81,11 +81,16 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
             raise RayStartError(
                 f"--address {address}: no running Ray cluster could be joined ({first}). "
                 "Start one (`ray start --head`, or `ray up cluster.yaml`) or leave out "
-                "--address for a local run") from None
+                "--address for a local run"
+            ) from None
     else:
         ensure_private_token()
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                 logging_level=logging.WARNING)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
         _STARTED_LOCAL = True
 
 
@@ -104,15 +109,15 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     target = address.split("://", 1)[-1]
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():
-        raise RayStartError(f"--address {address}: expected host:port, ray://host:port or "
-                            "auto")
+        raise RayStartError(f"--address {address}: expected host:port, ray://host:port or auto")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as exc:
         raise RayStartError(
             f"--address {address}: no Ray cluster answers at {host}:{port} "
             f"({exc.strerror or exc}). Check the head node's address and port (`ray status` "
-            "on the head), or leave out --address for a local run") from None
+            "on the head), or leave out --address for a local run"
+        ) from None
 
 
 def check_resources(num_cpus: float, num_gpus: float) -> None:
@@ -130,15 +135,20 @@ def check_resources(num_cpus: float, num_gpus: float) -> None:
     total = ray.cluster_resources()
     missing = []
     if num_gpus and total.get("GPU", 0) < min(num_gpus, 1):
-        missing.append(f"resources.num_gpus={num_gpus} but the Ray cluster has "
-                       f"{total.get('GPU', 0):g} GPU(s)")
+        missing.append(
+            f"resources.num_gpus={num_gpus} but the Ray cluster has {total.get('GPU', 0):g} GPU(s)"
+        )
     if num_cpus > total.get("CPU", 0):
-        missing.append(f"resources.num_cpus={num_cpus:g} but the Ray cluster has "
-                       f"{total.get('CPU', 0):g} CPU(s)")
+        missing.append(
+            f"resources.num_cpus={num_cpus:g} but the Ray cluster has "
+            f"{total.get('CPU', 0):g} CPU(s)"
+        )
     if not missing:
         return
     text = "; ".join(missing)
     if _STARTED_LOCAL:
-        raise ValueError(f"{text}: no task could ever be scheduled. Lower the request in the "
-                         "study file, or connect to a cluster that has such nodes (--address)")
+        raise ValueError(
+            f"{text}: no task could ever be scheduled. Lower the request in the "
+            "study file, or connect to a cluster that has such nodes (--address)"
+        )
     print(f"warning: {text}; waiting for the cluster to add such nodes", file=sys.stderr)

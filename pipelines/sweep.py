@@ -2,7 +2,7 @@
 Ray Tune (``HyperOptSearch``), each trial a Keras training run.
 
 Flow: prepare the dataset once (Ray task, array to the object store) -> Tune trials
-(:func:`dlpipe.tasks.sweep.sweep_trial`) with the searcher's history -> a ``trials``
+(:func:`dlpipe.tasks.sweep.trial.sweep_trial`) with the searcher's history -> a ``trials``
 report row per trial as it ends, with live progress -> the best ``test_top_k``
 configurations scored once on the test split -> plots.
 
@@ -52,9 +52,9 @@ from dlpipe.pipelines.interrupt import (
     signal_name,
     signum_of,
 )
-from dlpipe.tasks import reports
-from dlpipe.tasks.search_space import SpaceError, decode, is_constant, sweep_space, warm_start_point
-from dlpipe.tasks.sweep import METRIC, TrialContext
+from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.sweep.space import SpaceError, decode, is_constant, sweep_space, warm_start_point
+from dlpipe.tasks.sweep.trial import METRIC, TrialContext
 
 #: the sweep's objective and its direction (``val_loss``: lower is better)
 OBJECTIVE = get_metric(METRIC)
@@ -99,9 +99,15 @@ def _settings(cfg: StudyConfig, *, legacy: bool = False) -> dict:
     """What a stored sweep must agree on (JSON types): everything but :data:`GROWABLE`
     (``legacy``: with them, the fingerprint of sweeps stored before extension existed)."""
     inputs = "windows" if cfg.pipeline == "timeseries" else cfg.pipeline
-    keep = {"data": asdict(cfg.data), "split": asdict(cfg.split),
-            inputs: asdict(cfg.inputs), "training": asdict(cfg.training),
-            "sweep": asdict(cfg.sweep), "seed": cfg.seed, "resources": asdict(cfg.resources)}
+    keep = {
+        "data": asdict(cfg.data),
+        "split": asdict(cfg.split),
+        inputs: asdict(cfg.inputs),
+        "training": asdict(cfg.training),
+        "sweep": asdict(cfg.sweep),
+        "seed": cfg.seed,
+        "resources": asdict(cfg.resources),
+    }
     if not cfg.sweep.max_failures:  # the default: sweeps stored before the field match
         del keep["sweep"]["max_failures"]
     if not legacy:
@@ -140,8 +146,12 @@ def open_stamp(cfg: StudyConfig, sweep_dir: Path) -> dict:
     """
     path = sweep_dir / "sweep.json"
     fingerprint, settings = _fingerprint(cfg), _settings(cfg)
-    stamp = {"fingerprint": fingerprint, "sweep_id": fingerprint, "settings": settings,
-             "segments": []}
+    stamp = {
+        "fingerprint": fingerprint,
+        "sweep_id": fingerprint,
+        "settings": settings,
+        "segments": [],
+    }
     if path.is_file():
         stored = json.loads(path.read_text())
         old = stored.get("study", {}).get("sweep", {})
@@ -153,10 +163,12 @@ def open_stamp(cfg: StudyConfig, sweep_dir: Path) -> dict:
                 + (f" (changed: {', '.join(changed)})" if changed else "")
                 + "; only `sweep.num_trials` and `sweep.time_budget_s` may change on a "
                 "stored sweep: give the study a new `study` name (or delete that folder) "
-                "to start anew")
+                "to start anew"
+            )
         stamp["sweep_id"] = stored.get("sweep_id", stored["fingerprint"])
         stamp["segments"] = stored.get("segments") or [
-            {"name": "tune", "first": 1, "trials": int(old.get("num_trials", 0))}]
+            {"name": "tune", "first": 1, "trials": int(old.get("num_trials", 0))}
+        ]
     stamp["study"] = asdict(cfg)
     write_stamp(sweep_dir, stamp)
     return stamp
@@ -164,8 +176,9 @@ def open_stamp(cfg: StudyConfig, sweep_dir: Path) -> dict:
 
 def write_stamp(sweep_dir: Path, stamp: dict) -> None:
     """Write ``sweep.json`` atomically."""
-    reports.atomic_write_bytes(sweep_dir / "sweep.json", json.dumps(
-        stamp, indent=1, default=str).encode())
+    reports.atomic_write_bytes(
+        sweep_dir / "sweep.json", json.dumps(stamp, indent=1, default=str).encode()
+    )
 
 
 def _legacy_match(cfg: StudyConfig, stored: dict) -> bool:
@@ -186,8 +199,17 @@ class TrialRecorder:
     ``offset``: the number of trials before this Tune experiment (an extension of a
     stored sweep numbers its trials on from there)."""
 
-    def __init__(self, sweep_dir: Path, sweep_id: str, searcher: str, num_trials: int,
-                 warm_starts: int, resources: dict, units: str, offset: int = 0):
+    def __init__(
+        self,
+        sweep_dir: Path,
+        sweep_id: str,
+        searcher: str,
+        num_trials: int,
+        warm_starts: int,
+        resources: dict,
+        units: str,
+        offset: int = 0,
+    ):
         self.sweep_dir, self.sweep_id, self.searcher = str(sweep_dir), sweep_id, searcher
         self.num_trials, self.warm_starts, self.resources = num_trials, warm_starts, resources
         self.units, self.offset = units, offset
@@ -217,10 +239,13 @@ class TrialRecorder:
             def on_trial_recover(self, iteration, trials, trial, **info):
                 # sweep.max_failures: Tune runs the trial again under the same number;
                 # nothing is recorded until its last attempt ends
-                print(f"[trial {recorder.number(trial):>3}/{recorder.num_trials}] retrying "
-                      f"after failure {trial.run_metadata.num_failures} (max_failures "
-                      f"{trial.max_failures}): "
-                      f"{_last_lines(_trial_error_text(trial), 1)}", flush=True)
+                print(
+                    f"[trial {recorder.number(trial):>3}/{recorder.num_trials}] retrying "
+                    f"after failure {trial.run_metadata.num_failures} (max_failures "
+                    f"{trial.max_failures}): "
+                    f"{_last_lines(_trial_error_text(trial), 1)}",
+                    flush=True,
+                )
 
         return _Callback()
 
@@ -245,15 +270,23 @@ class TrialRecorder:
         else:
             status = "reused" if reused_from else "ok"
         row = {
-            "sweep_id": self.sweep_id, "trial": number, "run_id": result.get("run_id"),
-            "family": family, "hyperparameters": hyper, "val_loss": loss,
+            "sweep_id": self.sweep_id,
+            "trial": number,
+            "run_id": result.get("run_id"),
+            "family": family,
+            "hyperparameters": hyper,
+            "val_loss": loss,
             "val_mae_units": result.get("val_mae_units") if not error else None,
             "val_metric": result.get("val_metric") if not error else None,
-            "status": status, "error": _last_lines(error), "searcher": self.searcher,
+            "status": status,
+            "error": _last_lines(error),
+            "searcher": self.searcher,
             "warm_start": number <= self.warm_starts,
             "reused_from": reused_from,
-            "resources": self.resources, "node": result.get("node"),
-            "started_at": self.started.get(trial.trial_id), "ended_at": datetime.now(timezone.utc),
+            "resources": self.resources,
+            "node": result.get("node"),
+            "started_at": self.started.get(trial.trial_id),
+            "ended_at": datetime.now(timezone.utc),
         }
         reports.write_part(self.sweep_dir, "trials", f"{number:05d}", [row])
         if error:
@@ -264,11 +297,18 @@ class TrialRecorder:
                 self.best = loss
         running = sum(t.status == "RUNNING" for t in trials)
         shown = compact_hp(hyper)
-        outcome = f"FAILED: {_last_lines(error, 1)}" if error else f"val_loss {loss:.4f}" + (
-            f" ({status})" if status in ("reused", "stopped") else "")
-        print(f"[trial {number:>3}/{self.num_trials}] {family} {shown} -> {outcome} | done "
-              f"{self.counts['done']}, failed {self.counts['failed']}, running {running}, "
-              f"best {self.best:.4f}", flush=True)
+        outcome = (
+            f"FAILED: {_last_lines(error, 1)}"
+            if error
+            else f"val_loss {loss:.4f}"
+            + (f" ({status})" if status in ("reused", "stopped") else "")
+        )
+        print(
+            f"[trial {number:>3}/{self.num_trials}] {family} {shown} -> {outcome} | done "
+            f"{self.counts['done']}, failed {self.counts['failed']}, running {running}, "
+            f"best {self.best:.4f}",
+            flush=True,
+        )
 
     def _claimed_by_other(self, run_id: str, number: int) -> bool:
         """Whether another trial already recorded ``run_id`` as its own result."""
@@ -331,10 +371,12 @@ def _searcher_class():
                     for label in labels:
                         doc["misc"][key].setdefault(label, [])
             # docs = reversed(warm) + reversed(history): mark the history done
-            for doc, (_, value) in zip(docs[self._n_warm:], reversed(self._history)):
+            for doc, (_, value) in zip(docs[self._n_warm :], reversed(self._history)):
                 doc["state"] = hyperopt.JOB_STATE_DONE
-                doc["result"] = {"loss": self.metric_op * float(value),
-                                 "status": hyperopt.STATUS_OK}
+                doc["result"] = {
+                    "loss": self.metric_op * float(value),
+                    "status": hyperopt.STATUS_OK,
+                }
             self._points_to_evaluate = self._n_warm
             self._hpopt_trials.refresh()
 
@@ -345,8 +387,7 @@ class _TuneStopFilter:
     """Drops Ray Tune's own stop/resume lines: dlpipe prints the outstanding trials and
     its own resume command (Tune's `Tuner.restore(...)` advice would bypass dlpipe)."""
 
-    PHRASES = ("Stop signal received", "Experiment has been interrupted",
-               "Resume experiment with")
+    PHRASES = ("Stop signal received", "Experiment has been interrupted", "Resume experiment with")
 
     def filter(self, record) -> bool:
         return not any(p in str(record.getMessage()) for p in self.PHRASES)
@@ -360,8 +401,13 @@ def _quiet_tune_stop_messages() -> None:
         logger.addFilter(_TuneStopFilter())
 
 
-def run_sweep(cfg: StudyConfig, *, progress: bool = True, score_partial: bool = False,
-              stop: TuneStop | None = None) -> Path:
+def run_sweep(
+    cfg: StudyConfig,
+    *,
+    progress: bool = True,
+    score_partial: bool = False,
+    stop: TuneStop | None = None,
+) -> Path:
     """Run, resume or extend the study's sweep on the connected Ray; returns the sweep
     dir.
 
@@ -397,9 +443,11 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True, score_partial: bool = 
     module.write_baseline(sweep_dir, cfg, ray.get(data_ref), meta)
     spaces = sweep_spaces(cfg)
     if len(spaces) == 1 and is_constant(next(iter(spaces.values()))) and sweep.num_trials > 1:
-        print("warning: the search space holds a single configuration (every range has one "
-              "value); the first trial trains it and the others reuse its result",
-              file=sys.stderr)
+        print(
+            "warning: the search space holds a single configuration (every range has one "
+            "value); the first trial trains it and the others reuse its result",
+            file=sys.stderr,
+        )
     run_trials(cfg, sweep_dir, stamp, spaces, data_ref, meta, stop)
     trials = reports.read_table(sweep_dir, "trials")
     ok = trials[trials["status"].isin(["ok", "reused"])]
@@ -408,7 +456,8 @@ def run_sweep(cfg: StudyConfig, *, progress: bool = True, score_partial: bool = 
             f"no trial of {len(trials)} finished ({trials['status'].value_counts().to_dict()}); "
             f"first error: "
             f"{_last_lines(trials['error'].dropna().iloc[0] if len(trials) else None, 2)} "
-            f"(every error is in {sweep_dir / 'reports' / 'trials'})")
+            f"(every error is in {sweep_dir / 'reports' / 'trials'})"
+        )
     complete = trials["trial"].nunique() >= sweep.num_trials
     scored = not ok.empty and (complete or not stop.signum or score_partial)
     if scored:  # a partial sweep is scored on test only when the user asks
@@ -433,15 +482,16 @@ def outstanding_trials(sweep_dir: Path, num_trials: int) -> list[int]:
     its Tune experiments not recorded, then new numbers after the last one."""
     done = recorded_trials(sweep_dir)
     stamp_path = Path(sweep_dir) / "sweep.json"
-    segments = json.loads(stamp_path.read_text()).get("segments", []) \
-        if stamp_path.is_file() else []
+    segments = (
+        json.loads(stamp_path.read_text()).get("segments", []) if stamp_path.is_file() else []
+    )
     planned = [n for seg in segments for n in range(seg["first"], seg["first"] + seg["trials"])]
     out = [n for n in sorted(set(planned)) if n not in done]
     after = max([*done, *planned], default=0)
     while len(done) + len(out) < num_trials:
         after += 1
         out.append(after)
-    return out[:max(num_trials - len(done), 0)]
+    return out[: max(num_trials - len(done), 0)]
 
 
 def trial_history(sweep_dir: Path, spaces: dict) -> list[tuple[dict, float]]:
@@ -454,20 +504,31 @@ def trial_history(sweep_dir: Path, spaces: dict) -> list[tuple[dict, float]]:
     trials = reports.read_table(sweep_dir, "trials").sort_values("trial")
     history = []
     for row in trials.itertuples():
-        if row.status not in ("ok", "reused", "stopped") or row.val_loss is None \
-                or not math.isfinite(row.val_loss):
+        if (
+            row.status not in ("ok", "reused", "stopped")
+            or row.val_loss is None
+            or not math.isfinite(row.val_loss)
+        ):
             continue
         try:
-            point = warm_start_point(spaces, {"family": row.family,
-                                              **json.loads(row.hyperparameters)})
+            point = warm_start_point(
+                spaces, {"family": row.family, **json.loads(row.hyperparameters)}
+            )
         except (SpaceError, ValueError):
             continue
         history.append((point, float(row.val_loss)))
     return history
 
 
-def run_trials(cfg: StudyConfig, sweep_dir: Path, stamp: dict, spaces: dict, data_ref,
-               meta: dict, stop: TuneStop) -> None:
+def run_trials(
+    cfg: StudyConfig,
+    sweep_dir: Path,
+    stamp: dict,
+    spaces: dict,
+    data_ref,
+    meta: dict,
+    stop: TuneStop,
+) -> None:
     """Run Tune until the sweep holds ``num_trials`` recorded trials: restore its last
     Tune experiment if that one is unfinished, then start one more experiment for the
     trials still missing (numbered on from the last recorded trial; its searcher
@@ -484,11 +545,18 @@ def run_trials(cfg: StudyConfig, sweep_dir: Path, stamp: dict, spaces: dict, dat
         mine = [n for n in done if last["first"] <= n < last["first"] + last["trials"]]
         path = sweep_dir / last["name"]
         if len(mine) < last["trials"] and tune.Tuner.can_restore(str(path)):
-            print(f"resuming the sweep in {sweep_dir}: {len(done)} trial(s) already recorded",
-                  flush=True)
+            print(
+                f"resuming the sweep in {sweep_dir}: {len(done)} trial(s) already recorded",
+                flush=True,
+            )
             with stop.tune_loop():
-                tune.Tuner.restore(str(path), trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False).fit()
+                tune.Tuner.restore(
+                    str(path),
+                    trainable,
+                    resume_unfinished=True,
+                    resume_errored=False,
+                    restart_errored=False,
+                ).fit()
             if stop.signum:
                 return
             done = recorded_trials(sweep_dir)
@@ -498,68 +566,103 @@ def run_trials(cfg: StudyConfig, sweep_dir: Path, stamp: dict, spaces: dict, dat
     first, count = max(done, default=0) + 1, target - len(done)
     name = "tune" if first == 1 else f"tune-from-{first}"
     segments = [s for s in segments if s["name"] != name] + [
-        {"name": name, "first": first, "trials": count}]
+        {"name": name, "first": first, "trials": count}
+    ]
     write_stamp(sweep_dir, dict(stamp, segments=segments))
     history = trial_history(sweep_dir, spaces) if first > 1 else []
     if first > 1:
-        print(f"extending the sweep in {sweep_dir} to {target} trials: trials {first}-"
-              f"{first + count - 1} ({len(done)} recorded, {len(history)} of them given to "
-              f"the searcher)", flush=True)
+        print(
+            f"extending the sweep in {sweep_dir} to {target} trials: trials {first}-"
+            f"{first + count - 1} ({len(done)} recorded, {len(history)} of them given to "
+            f"the searcher)",
+            flush=True,
+        )
     seed = cfg.seed if sweep.seed is None else sweep.seed
     searcher = _searcher_class()(
-        sweep_space(spaces), metric=METRIC, mode=OBJECTIVE.mode, history=history,
+        sweep_space(spaces),
+        metric=METRIC,
+        mode=OBJECTIVE.mode,
+        history=history,
         points_to_evaluate=[warm_start_point(spaces, p) for p in sweep.warm_start]
-        if first == 1 and sweep.warm_start else None,
+        if first == 1 and sweep.warm_start
+        else None,
         n_initial_points=target if sweep.searcher == "random" else sweep.n_initial_points,
         # an extension draws other random numbers than the experiment before it
-        random_state_seed=seed + first - 1)
+        random_state_seed=seed + first - 1,
+    )
     scheduler = None
     if sweep.scheduler is not None:
         from ray.tune.schedulers import ASHAScheduler
 
         scheduler = ASHAScheduler(
-            time_attr="training_iteration", max_t=cfg.training.epochs + 1,
+            time_attr="training_iteration",
+            max_t=cfg.training.epochs + 1,
             grace_period=sweep.scheduler.grace_period,
-            reduction_factor=sweep.scheduler.reduction_factor)
-    recorder = TrialRecorder(sweep_dir, stamp["sweep_id"], sweep.searcher, target,
-                             len(sweep.warm_start), asdict(res), meta.get("target", ""),
-                             offset=first - 1)
+            reduction_factor=sweep.scheduler.reduction_factor,
+        )
+    recorder = TrialRecorder(
+        sweep_dir,
+        stamp["sweep_id"],
+        sweep.searcher,
+        target,
+        len(sweep.warm_start),
+        asdict(res),
+        meta.get("target", ""),
+        offset=first - 1,
+    )
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode=OBJECTIVE.mode, search_alg=searcher, scheduler=scheduler,
-            num_samples=count, max_concurrent_trials=sweep.max_concurrent_trials,
-            time_budget_s=sweep.time_budget_s, reuse_actors=True),
+            metric=METRIC,
+            mode=OBJECTIVE.mode,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=count,
+            max_concurrent_trials=sweep.max_concurrent_trials,
+            time_budget_s=sweep.time_budget_s,
+            reuse_actors=True,
+        ),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(sweep_dir), verbose=0,
+            name=name,
+            storage_path=str(sweep_dir),
+            verbose=0,
             callbacks=[recorder._callback()],
             # a retried trial keeps its number (one `trials` part) and run key
-            failure_config=tune.FailureConfig(max_failures=sweep.max_failures,
-                                              fail_fast=False)))
+            failure_config=tune.FailureConfig(max_failures=sweep.max_failures, fail_fast=False),
+        ),
+    )
     with stop.tune_loop():
         tuner.fit()
 
 
 def make_trainable(cfg: StudyConfig, sweep_dir: Path, data_ref, meta: dict):
-    """The Tune trainable of the sweep: :func:`dlpipe.tasks.sweep.sweep_trial` with the
+    """The Tune trainable of the sweep: :func:`dlpipe.tasks.sweep.trial.sweep_trial` with the
     dataset and the :class:`TrialContext`, and the trial's resources."""
     from ray import tune
 
-    from dlpipe.tasks.sweep import hparam_specs, sweep_trial, trial_resources
+    from dlpipe.tasks.sweep.trial import hparam_specs, sweep_trial, trial_resources
 
     sweep, res = cfg.sweep, cfg.resources
     # trials train in a fresh pyarrow-free worker, except under an early-termination
     # scheduler, which needs per-epoch reports from inside training
     isolated = sweep.scheduler is None
-    ctx = TrialContext(sweep_dir=str(sweep_dir), study=cfg.study, inputs=cfg.inputs,
-                       training=cfg.training, seed=cfg.seed if sweep.seed is None
-                       else sweep.seed, num_cpus=res.num_cpus,
-                       num_gpus=res.num_gpus, report_epochs=sweep.scheduler is not None,
-                       pipeline=cfg.pipeline, isolated=isolated,
-                       hparam_specs=hparam_specs(cfg.pipeline, sweep_spaces(cfg)))
+    ctx = TrialContext(
+        sweep_dir=str(sweep_dir),
+        study=cfg.study,
+        inputs=cfg.inputs,
+        training=cfg.training,
+        seed=cfg.seed if sweep.seed is None else sweep.seed,
+        num_cpus=res.num_cpus,
+        num_gpus=res.num_gpus,
+        report_epochs=sweep.scheduler is not None,
+        pipeline=cfg.pipeline,
+        isolated=isolated,
+        hparam_specs=hparam_specs(cfg.pipeline, sweep_spaces(cfg)),
+    )
     return tune.with_resources(
         tune.with_parameters(sweep_trial, data=data_ref, meta=meta, ctx=ctx),
-        trial_resources(res.num_cpus, res.num_gpus, isolated))
+        trial_resources(res.num_cpus, res.num_gpus, isolated),
+    )
 
 
 def evaluate_top_k(cfg: StudyConfig, sweep_dir: Path, ok, data_ref, meta: dict) -> list[str]:
@@ -576,18 +679,33 @@ def evaluate_top_k(cfg: StudyConfig, sweep_dir: Path, ok, data_ref, meta: dict) 
         if not reports.part_exists(sweep_dir, "runs", run_id):
             continue
         (row,) = reports.read_part(sweep_dir, "runs", run_id)
-        if any(row.get(k) is not None and not math.isnan(row[k])
-               for k in ("test_mae", "test_metric")):
+        if any(
+            row.get(k) is not None and not math.isnan(row[k]) for k in ("test_mae", "test_metric")
+        ):
             continue  # already scored (a resumed sweep)
-        extra = ({} if cfg.pipeline == "timeseries" else
-                 {"batch_size": cfg.training.batch_size, "family": row["family"]})
-        refs[run_id] = (row, evaluate_model_task.options(
-            num_cpus=cfg.resources.num_cpus, num_gpus=cfg.resources.num_gpus).remote(
-            pipeline=cfg.pipeline, data=data_ref, meta=meta,
-            model_path=str(sweep_dir / "models" / f"{run_id}.keras"),
-            inputs=cfg.inputs, run_id=run_id, split="test",
-            max_batches=cfg.training.max_batches_per_epoch,
-            num_cpus=cfg.resources.num_cpus, num_gpus=cfg.resources.num_gpus, **extra))
+        extra = (
+            {}
+            if cfg.pipeline == "timeseries"
+            else {"batch_size": cfg.training.batch_size, "family": row["family"]}
+        )
+        refs[run_id] = (
+            row,
+            evaluate_model_task.options(
+                num_cpus=cfg.resources.num_cpus, num_gpus=cfg.resources.num_gpus
+            ).remote(
+                pipeline=cfg.pipeline,
+                data=data_ref,
+                meta=meta,
+                model_path=str(sweep_dir / "models" / f"{run_id}.keras"),
+                inputs=cfg.inputs,
+                run_id=run_id,
+                split="test",
+                max_batches=cfg.training.max_batches_per_epoch,
+                num_cpus=cfg.resources.num_cpus,
+                num_gpus=cfg.resources.num_gpus,
+                **extra,
+            ),
+        )
     for run_id, (row, ref) in refs.items():
         scored = ray.get(ref)
         reports.write_part(sweep_dir, "predictions", f"{run_id}-test", scored["predictions"])
@@ -607,11 +725,13 @@ def top_k(ok, k: int):
 def write_sweep_plots(sweep_dir: Path) -> list[Path]:
     """Validation loss by trial with the running best, and loss against each numeric
     hyperparameter."""
-    from dlpipe.tasks.plots import plot_hp_effects, plot_trials
+    from dlpipe.tasks.reports.plots import plot_hp_effects, plot_trials
 
     trials = reports.read_table(sweep_dir, "trials")
-    return [plot_trials(trials, sweep_dir / "plots" / "trials.png"),
-            plot_hp_effects(trials, sweep_dir / "plots" / "hyperparameters.png")]
+    return [
+        plot_trials(trials, sweep_dir / "plots" / "trials.png"),
+        plot_hp_effects(trials, sweep_dir / "plots" / "hyperparameters.png"),
+    ]
 
 
 def sweep_summary(sweep_dir: str | Path, top: int = 10):
@@ -629,24 +749,37 @@ def sweep_summary(sweep_dir: str | Path, top: int = 10):
     name = headline(all_runs)[1].display
     label = f"val {name}"
     runs = all_runs.assign(test=all_runs["test_metric"].fillna(all_runs["test_mae_units"]))
-    merged = OBJECTIVE.sort(trials.merge(runs[["run_id", "test", "epochs_run"]],
-                                         on="run_id", how="left"), "val_loss", then=["trial"])
-    frame = pd.DataFrame({
-        "trial": merged["trial"], "family": merged["family"],
-        "hyperparameters": [compact_hp(h) for h in merged["hyperparameters"]],
-        "val_loss": merged["val_loss"],
-        label: merged["val_metric"].fillna(merged["val_mae_units"]),
-        f"test {name}": merged["test"], "epochs": merged["epochs_run"],
-        "status": merged["status"]}).head(top)
+    merged = OBJECTIVE.sort(
+        trials.merge(runs[["run_id", "test", "epochs_run"]], on="run_id", how="left"),
+        "val_loss",
+        then=["trial"],
+    )
+    frame = pd.DataFrame(
+        {
+            "trial": merged["trial"],
+            "family": merged["family"],
+            "hyperparameters": [compact_hp(h) for h in merged["hyperparameters"]],
+            "val_loss": merged["val_loss"],
+            label: merged["val_metric"].fillna(merged["val_mae_units"]),
+            f"test {name}": merged["test"],
+            "epochs": merged["epochs_run"],
+            "status": merged["status"],
+        }
+    ).head(top)
     counts = trials["status"].value_counts().to_dict()
     base = runs[runs["family"] == "baseline"]
     values = headline(base)[0] if len(base) else None
     kind = baseline_kind(name)
-    base_text = (f"{kind} baseline {label} {values.iloc[-1]:.3f} / test "
-                 f"{base['test'].iloc[-1]:.3f}; " if len(base) else "")
+    base_text = (
+        f"{kind} baseline {label} {values.iloc[-1]:.3f} / test {base['test'].iloc[-1]:.3f}; "
+        if len(base)
+        else ""
+    )
     loss_text = "normalized validation MAE" if name == "MAE" else "validation crossentropy"
-    title = (f"{Path(sweep_dir).name}: {len(trials)} trials ({counts}); {base_text}val_loss = "
-             f"{loss_text}; test {name} only for the best K")
+    title = (
+        f"{Path(sweep_dir).name}: {len(trials)} trials ({counts}); {base_text}val_loss = "
+        f"{loss_text}; test {name} only for the best K"
+    )
     return frame.reset_index(drop=True), title
 
 
@@ -655,14 +788,27 @@ def smoke_sweep(cfg: StudyConfig) -> StudyConfig:
     from dlpipe.pipelines.config import smoke_test
 
     cfg = smoke_test(cfg)
-    return replace(cfg, sweep=replace(cfg.sweep, num_trials=min(cfg.sweep.num_trials, 4),
-                                      n_initial_points=min(cfg.sweep.n_initial_points, 4)))
+    return replace(
+        cfg,
+        sweep=replace(
+            cfg.sweep,
+            num_trials=min(cfg.sweep.num_trials, 4),
+            n_initial_points=min(cfg.sweep.n_initial_points, 4),
+        ),
+    )
 
 
-def sweep_command(config: str | Path, *, smoke: bool = False, address: str | None = None,
-                  output_dir: str | None = None, num_cpus: int | None = None,
-                  num_trials: int | None = None, resume: bool = False,
-                  score_partial: bool = False) -> int:
+def sweep_command(
+    config: str | Path,
+    *,
+    smoke: bool = False,
+    address: str | None = None,
+    output_dir: str | None = None,
+    num_cpus: int | None = None,
+    num_trials: int | None = None,
+    resume: bool = False,
+    score_partial: bool = False,
+) -> int:
     """``dlpipe sweep``: validate, run, resume or extend the sweep, print the best trials.
 
     ``resume=True`` insists on an existing sweep (an error when there is none to
@@ -678,16 +824,25 @@ def sweep_command(config: str | Path, *, smoke: bool = False, address: str | Non
     finished; 2 a bad study file, data or setting."""
     from dlpipe.pipelines.cli import prepare_command, print_frame
 
-    cfg = prepare_command(config, smoke_mode=smoke_sweep if smoke else None,
-                          output_dir=output_dir, address=address, num_cpus=num_cpus,
-                          run_dir_of=sweep_dir_of, same_study=False)
+    cfg = prepare_command(
+        config,
+        smoke_mode=smoke_sweep if smoke else None,
+        output_dir=output_dir,
+        address=address,
+        num_cpus=num_cpus,
+        run_dir_of=sweep_dir_of,
+        same_study=False,
+    )
     if cfg is None:
         return 2
     if num_trials:
         cfg = replace(cfg, sweep=replace(cfg.sweep, num_trials=num_trials))
     if resume and not (sweep_dir_of(cfg) / "sweep.json").is_file():
-        print(f"error: --resume: no sweep to resume in {sweep_dir_of(cfg)}; run without "
-              "--resume to start it", file=sys.stderr)
+        print(
+            f"error: --resume: no sweep to resume in {sweep_dir_of(cfg)}; run without "
+            "--resume to start it",
+            file=sys.stderr,
+        )
         return 2
     stop = TuneStop()
     stop.install()  # after ray.init (in prepare_command), which sets its own SIGTERM handler
@@ -698,29 +853,54 @@ def sweep_command(config: str | Path, *, smoke: bool = False, address: str | Non
         return 1 if isinstance(exc, SweepError) else 2
     except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: say what is left, leave quietly
         signum = signum_of(exc)
-        again = resume_command(config, smoke=smoke, address=address, output_dir=output_dir,
-                               num_cpus=num_cpus, num_trials=num_trials)
-        quiet_exit(exit_code(signum), interrupted_message(
-            cfg, signum, again, scored=getattr(exc, "scored", False),
-            printed=lambda: _print_partial(cfg, print_frame)))
+        again = resume_command(
+            config,
+            smoke=smoke,
+            address=address,
+            output_dir=output_dir,
+            num_cpus=num_cpus,
+            num_trials=num_trials,
+        )
+        quiet_exit(
+            exit_code(signum),
+            interrupted_message(
+                cfg,
+                signum,
+                again,
+                scored=getattr(exc, "scored", False),
+                printed=lambda: _print_partial(cfg, print_frame),
+            ),
+        )
     print_frame(*sweep_summary(sweep_dir))
-    print(f"\ntrials:  {sweep_dir / 'reports' / 'trials'}\nplots:   {sweep_dir / 'plots'}\n"
-          f"runs:    {sweep_dir / 'reports' / 'runs'} (history, predictions beside it)")
+    print(
+        f"\ntrials:  {sweep_dir / 'reports' / 'trials'}\nplots:   {sweep_dir / 'plots'}\n"
+        f"runs:    {sweep_dir / 'reports' / 'runs'} (history, predictions beside it)"
+    )
     trials = reports.read_table(sweep_dir, "trials")
     failed = trials[trials["status"] == "failed"].sort_values("trial")
     if len(failed):  # Tune reports trial errors instead of raising them: say which
-        print(f"\nerror: {len(failed)} of {len(trials)} trial(s) failed (the sweep went on; "
-              f"exit code {EXIT_TRIALS_FAILED}):", file=sys.stderr)
+        print(
+            f"\nerror: {len(failed)} of {len(trials)} trial(s) failed (the sweep went on; "
+            f"exit code {EXIT_TRIALS_FAILED}):",
+            file=sys.stderr,
+        )
         for row in failed.itertuples():
-            print(f"  trial {row.trial} ({row.family}): {_last_lines(row.error, 1)}",
-                  file=sys.stderr)
+            print(
+                f"  trial {row.trial} ({row.family}): {_last_lines(row.error, 1)}", file=sys.stderr
+            )
         return EXIT_TRIALS_FAILED
     return 0
 
 
-def resume_command(config: str | Path, *, smoke: bool = False, address: str | None = None,
-                   output_dir: str | None = None, num_cpus: int | None = None,
-                   num_trials: int | None = None) -> str:
+def resume_command(
+    config: str | Path,
+    *,
+    smoke: bool = False,
+    address: str | None = None,
+    output_dir: str | None = None,
+    num_cpus: int | None = None,
+    num_trials: int | None = None,
+) -> str:
     """The shell command that resumes a sweep started with these arguments."""
     args = ["dlpipe", "sweep", str(config), "--resume"]
     if num_trials:
@@ -746,8 +926,9 @@ def _print_partial(cfg: StudyConfig, print_frame) -> None:
             print(f"(no summary: {exc})", file=sys.stderr)
 
 
-def interrupted_message(cfg: StudyConfig, signum: int, again: str, *, scored: bool = False,
-                        printed=None) -> str:
+def interrupted_message(
+    cfg: StudyConfig, signum: int, again: str, *, scored: bool = False, printed=None
+) -> str:
     """What an interrupted sweep tells its user (returned for stderr): how many trials
     finished, which are outstanding, whether the test split was scored, and the
     command that resumes the sweep. ``printed`` (a function) prints to stdout first."""
@@ -756,12 +937,17 @@ def interrupted_message(cfg: StudyConfig, signum: int, again: str, *, scored: bo
     sweep_dir = sweep_dir_of(cfg)
     done = recorded_trials(sweep_dir)
     left = outstanding_trials(sweep_dir, cfg.sweep.num_trials)
-    test = ("the best finished trials were scored on the test split (--score-partial)"
-            if scored else "nothing was scored on the test split (a partial sweep is "
-            "scored only with --score-partial, or when a resumed run completes)")
-    return (f"\ninterrupted by {signal_name(signum)}: {len(done)} of {cfg.sweep.num_trials} "
-            f"trial(s) recorded in {sweep_dir / 'reports' / 'trials'}; outstanding: "
-            f"{_ranges(left) or 'none'}; {test}\nresume with: {again}")
+    test = (
+        "the best finished trials were scored on the test split (--score-partial)"
+        if scored
+        else "nothing was scored on the test split (a partial sweep is "
+        "scored only with --score-partial, or when a resumed run completes)"
+    )
+    return (
+        f"\ninterrupted by {signal_name(signum)}: {len(done)} of {cfg.sweep.num_trials} "
+        f"trial(s) recorded in {sweep_dir / 'reports' / 'trials'}; outstanding: "
+        f"{_ranges(left) or 'none'}; {test}\nresume with: {again}"
+    )
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -782,8 +968,9 @@ def _ranges(numbers: list[int]) -> str:
 def compact_hp(text: str) -> str:
     """``{"learning_rate": 0.00123456, "units": 32}`` -> ``learning_rate=0.00123 units=32``."""
     values = json.loads(text)
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in values.items())
+    return " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

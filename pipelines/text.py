@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dlpipe.pipelines import study
 from dlpipe.pipelines.config import TextStudyConfig
-from dlpipe.tasks import reports
+from dlpipe.tasks.reports import tables as reports
 
 PIPELINE = "text"
 
@@ -51,17 +51,42 @@ def prepare_dataset(cfg: TextStudyConfig, run_dir: Path):
     """
     import ray
 
-    from dlpipe.tasks.text_prepare import prepare_text
+    from dlpipe.tasks.text.prepare import prepare_text
 
-    arrays, meta = prepare_text(cfg.data, cfg.split, cfg.text, run_dir / "artifacts",
-                                map_fn=ray_map)
-    reports.write_part(run_dir, "datasets", meta["key"], [{
-        "dataset_key": meta["key"], "source": meta["source"], "rows": meta["documents"],
-        "columns": meta["class_names"], "target": "label", "splits": meta["split_counts"],
-        "sentinel_counts": {}, "quality": {
-            k: meta[k] for k in ("class_counts", "vocabulary_size", "distinct_train_words",
-                                 "oov_rate", "glove_coverage", "report", "documents_read",
-                                 "vocabulary_path", "warnings") if k in meta}}])
+    arrays, meta = prepare_text(
+        cfg.data, cfg.split, cfg.text, run_dir / "artifacts", map_fn=ray_map
+    )
+    reports.write_part(
+        run_dir,
+        "datasets",
+        meta["key"],
+        [
+            {
+                "dataset_key": meta["key"],
+                "source": meta["source"],
+                "rows": meta["documents"],
+                "columns": meta["class_names"],
+                "target": "label",
+                "splits": meta["split_counts"],
+                "sentinel_counts": {},
+                "quality": {
+                    k: meta[k]
+                    for k in (
+                        "class_counts",
+                        "vocabulary_size",
+                        "distinct_train_words",
+                        "oov_rate",
+                        "glove_coverage",
+                        "report",
+                        "documents_read",
+                        "vocabulary_path",
+                        "warnings",
+                    )
+                    if k in meta
+                },
+            }
+        ],
+    )
     print_dataset(meta)
     return ray.put(arrays), meta
 
@@ -87,38 +112,55 @@ def print_dataset(meta: dict) -> None:
     """A few lines on what was read, split and tokenized."""
     report = meta["report"]
     split = ", ".join(f"{k} {meta['split_counts'][k]}" for k in ("train", "validation", "test"))
-    print(f"dataset {meta['key']}{' (cached)' if meta.get('cached') else ''}: "
-          f"{meta['documents']} documents, classes {meta['class_names']} from "
-          f"{meta['source']}; splits: {split}")
+    print(
+        f"dataset {meta['key']}{' (cached)' if meta.get('cached') else ''}: "
+        f"{meta['documents']} documents, classes {meta['class_names']} from "
+        f"{meta['source']}; splits: {split}"
+    )
     per_class = meta["class_counts"]
-    print("  classes (train/validation/test documents): " + ", ".join(
-        f"{name} {'/'.join(str(per_class[s][i]) for s in ('train', 'validation', 'test'))}"
-        for i, name in enumerate(meta["class_names"])))
+    print(
+        "  classes (train/validation/test documents): "
+        + ", ".join(
+            f"{name} {'/'.join(str(per_class[s][i]) for s in ('train', 'validation', 'test'))}"
+            for i, name in enumerate(meta["class_names"])
+        )
+    )
     trimmed = report.get("labels_trimmed", 0)
     merged = report.get("label_variants_merged") or {}
     if trimmed or merged:
-        spelled = "; ".join(f"{', '.join(repr(v) for v in group)} -> {keep!r}"
-                            for keep, group in merged.items())
-        print(f"  labels: {trimmed} cell(s) trimmed of surrounding spaces"
-              + (f"; spellings merged (data.label_variants: merge): {spelled}" if merged
-                 else ""))
+        spelled = "; ".join(
+            f"{', '.join(repr(v) for v in group)} -> {keep!r}" for keep, group in merged.items()
+        )
+        print(
+            f"  labels: {trimmed} cell(s) trimmed of surrounding spaces"
+            + (f"; spellings merged (data.label_variants: merge): {spelled}" if merged else "")
+        )
     for line in meta.get("warnings") or []:
         print(f"  warning: {line}")
     dropped = report.get("duplicates_dropped", 0) + report.get("conflicting_dropped", 0)
     bad = report.get("invalid_utf8_lines") or report.get("invalid_utf8") or []
-    print(f"  {dropped} repeated documents dropped "
-          f"({report.get('conflicting_dropped', 0)} with conflicting labels); "
-          f"{len(bad)} line(s)/file(s) with invalid UTF-8 (replaced with U+FFFD)")
-    glove = (f"; GloVe coverage {meta['glove_coverage']:.1%}"
-             if meta.get("glove_coverage") is not None else "")
+    print(
+        f"  {dropped} repeated documents dropped "
+        f"({report.get('conflicting_dropped', 0)} with conflicting labels); "
+        f"{len(bad)} line(s)/file(s) with invalid UTF-8 (replaced with U+FFFD)"
+    )
+    glove = (
+        f"; GloVe coverage {meta['glove_coverage']:.1%}"
+        if meta.get("glove_coverage") is not None
+        else ""
+    )
     skipped = report.get("glove", {}).get("skipped") or []
     if skipped:
-        glove += (f"; GloVe: {report['glove']['skipped_count']} malformed line(s) skipped "
-                  f"(first: line {skipped[0]['line']}: {skipped[0]['reason']})")
+        glove += (
+            f"; GloVe: {report['glove']['skipped_count']} malformed line(s) skipped "
+            f"(first: line {skipped[0]['line']}: {skipped[0]['reason']})"
+        )
     words = min(meta["vocabulary_size"] - 2, meta["distinct_train_words"])
-    print(f"  vocabulary: {words} words (max_words {meta['vocabulary_size'] - 2}) of "
-          f"{meta['distinct_train_words']} distinct training words; OOV share "
-          f"{meta['oov_rate']:.1%}{glove}")
+    print(
+        f"  vocabulary: {words} words (max_words {meta['vocabulary_size'] - 2}) of "
+        f"{meta['distinct_train_words']} distinct training words; OOV share "
+        f"{meta['oov_rate']:.1%}{glove}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

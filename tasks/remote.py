@@ -7,7 +7,7 @@ memory is freed when it ends (``.options(num_gpus=...)`` alone does not give tha
 
 No pyarrow in a TensorFlow process (issue 11, section 3): the worker of every task that
 runs TensorFlow (training, evaluation, image validation and features) calls
-:func:`dlpipe.tasks.tf_setup.keep_pyarrow_out` when it imports this module (see
+:func:`dlpipe.tasks.training.tf_setup.keep_pyarrow_out` when it imports this module (see
 ``TF_WORKER_ENV``) and again first thing in the task, so it never loads pyarrow (Ray's
 own serializers and Keras -> pandas would); tasks return plain rows and arrays and the
 driver is the only Parquet writer. A task's ``.options(runtime_env=...)`` must keep
@@ -22,7 +22,7 @@ import os
 
 import ray
 
-from dlpipe.tasks.tf_setup import keep_pyarrow_out
+from dlpipe.tasks.training.tf_setup import keep_pyarrow_out
 
 #: Set in the environment of the workers of the tasks that run TensorFlow (their
 #: ``runtime_env``; Ray starts those tasks in workers of their own). Ray loads pyarrow
@@ -39,12 +39,12 @@ if os.environ.get(TF_WORKER_ENV) == "1":
 
 @ray.remote(num_returns=2, num_cpus=1)
 def prepare_weather_task(spec, split, windows, cache_dir=None):
-    """Ray task: :func:`dlpipe.tasks.weather_data.prepare_weather` -> (data, meta).
+    """Ray task: :func:`dlpipe.tasks.weather.data.prepare_weather` -> (data, meta).
 
     The normalized array goes to the object store once; training tasks receive it by
     reference (zero-copy, read-only: case C14).
     """
-    from dlpipe.tasks import weather_data
+    from dlpipe.tasks.weather import data as weather_data
 
     prepared = weather_data.prepare_weather(spec, split, windows, cache_dir)
     return prepared.data, prepared.meta
@@ -53,8 +53,8 @@ def prepare_weather_task(spec, split, windows, cache_dir=None):
 @ray.remote(num_cpus=1)
 def text_shard_task(function: str, *args):
     """Ray task: one tokenization shard, ``count_words`` or ``encode_shard`` of
-    :mod:`dlpipe.tasks.text_prepare` (names, so the task stays one definition)."""
-    from dlpipe.tasks import text_prepare
+    :mod:`dlpipe.tasks.text.prepare` (names, so the task stays one definition)."""
+    from dlpipe.tasks.text import prepare as text_prepare
 
     return getattr(text_prepare, function)(*args)
 
@@ -62,10 +62,10 @@ def text_shard_task(function: str, *args):
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
 def validate_images_task(paths: list[str], size: tuple[int, int], *args):
     """Ray task: validate one shard of image files in a fresh worker (its TF set-up,
-    C13) -> ``(ok_paths, bad, notes)`` (:func:`dlpipe.tasks.image_prepare.validate_shard`,
+    C13) -> ``(ok_paths, bad, notes)`` (:func:`dlpipe.tasks.images.prepare.validate_shard`,
     ``args``: its ``max_pixels``)."""
     keep_pyarrow_out()
-    from dlpipe.tasks import image_prepare
+    from dlpipe.tasks.images import prepare as image_prepare
 
     return image_prepare.validate_shard(paths, size, *args)
 
@@ -73,20 +73,20 @@ def validate_images_task(paths: list[str], size: tuple[int, int], *args):
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER, num_returns=2)
 def image_features_task(paths, labels, images, root, seed, num_cpus=1, num_gpus=0):
     """Ray task: conv-base features of every split through the feature cache
-    (:func:`dlpipe.tasks.image_prepare.cache_features`) -> ``(features, report)``; set
+    (:func:`dlpipe.tasks.images.prepare.cache_features`) -> ``(features, report)``; set
     ``.options(num_gpus=...)`` to run the conv base on a GPU."""
     keep_pyarrow_out()
-    from dlpipe.tasks import image_prepare
+    from dlpipe.tasks.images import prepare as image_prepare
 
     return image_prepare.cache_features(paths, labels, images, root, seed, num_cpus, num_gpus)
 
 
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
 def train_model_task(pipeline: str = "timeseries", **kwargs):
-    """Ray task: one training run (:func:`dlpipe.tasks.trainers.train_run`) in a fresh
+    """Ray task: one training run (:func:`dlpipe.tasks.training.trainers.train_run`) in a fresh
     worker process. ``windows=`` (weather) is accepted as the ``inputs`` of the run."""
     keep_pyarrow_out()
-    from dlpipe.tasks import trainers
+    from dlpipe.tasks.training import trainers
 
     if "windows" in kwargs:
         kwargs["inputs"] = kwargs.pop("windows")
@@ -95,10 +95,10 @@ def train_model_task(pipeline: str = "timeseries", **kwargs):
 
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
 def evaluate_model_task(pipeline: str = "timeseries", **kwargs):
-    """Ray task: :func:`dlpipe.tasks.trainers.evaluate_run` in a fresh worker ->
+    """Ray task: :func:`dlpipe.tasks.training.trainers.evaluate_run` in a fresh worker ->
     ``{"loss", "metric", "predictions"}``."""
     keep_pyarrow_out()
-    from dlpipe.tasks import trainers
+    from dlpipe.tasks.training import trainers
 
     if "windows" in kwargs:
         kwargs["inputs"] = kwargs.pop("windows")

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from dlpipe.tasks.weather_data import JENA_COLUMNS
+from dlpipe.tasks.weather.data import JENA_COLUMNS
 
 
 def jena_header() -> str:
@@ -24,8 +24,10 @@ def write_jena(path, values, times=None, start=datetime(2009, 1, 1, 0, 10)):
     """
     values = np.asarray(values, dtype=np.float64)
     if times is None:
-        times = [(start + timedelta(minutes=10 * i)).strftime("%d.%m.%Y %H:%M:%S")
-                 for i in range(len(values))]
+        times = [
+            (start + timedelta(minutes=10 * i)).strftime("%d.%m.%Y %H:%M:%S")
+            for i in range(len(values))
+        ]
     lines = [jena_header()]
     for t, row in zip(times, values):
         lines.append(",".join([t] + [f"{v:.2f}" for v in row]))
@@ -68,13 +70,23 @@ def gpu_visible() -> bool:
         _GPU_VISIBLE = False
         smi = shutil.which("nvidia-smi")
         try:
-            listed = smi is not None and "GPU" in subprocess.run(
-                [smi, "-L"], capture_output=True, text=True, timeout=30).stdout
+            listed = (
+                smi is not None
+                and "GPU"
+                in subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
+            )
             if listed:
                 probe = subprocess.run(
-                    [sys.executable, "-c", "import tensorflow as tf; "
-                     "print(len(tf.config.list_physical_devices('GPU')))"],
-                    capture_output=True, text=True, timeout=300)
+                    [
+                        sys.executable,
+                        "-c",
+                        "import tensorflow as tf; "
+                        "print(len(tf.config.list_physical_devices('GPU')))",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
                 last = (probe.stdout.split() or ["0"])[-1]
                 _GPU_VISIBLE = probe.returncode == 0 and last.isdigit() and int(last) > 0
         except (OSError, subprocess.TimeoutExpired):

@@ -16,8 +16,12 @@ def pixels(width=60, height=40, seed=0, channels=3) -> np.ndarray:
     so flips, rotations and zooms change it."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack([xx * 255 / max(width - 1, 1), yy * 255 / max(height - 1, 1),
-                     (xx + 2 * yy) % 256][:channels], axis=-1)
+    base = np.stack(
+        [xx * 255 / max(width - 1, 1), yy * 255 / max(height - 1, 1), (xx + 2 * yy) % 256][
+            :channels
+        ],
+        axis=-1,
+    )
     noisy = base + rng.normal(0, 12, base.shape) + rng.integers(0, 60)
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
@@ -40,7 +44,7 @@ def strip_app0(data: bytes) -> bytes:
     """Remove the JFIF APP0 segment that follows SOI (JFIF is optional in JPEG)."""
     assert data[2:4] == b"\xff\xe0", "no APP0 segment right after SOI"
     length = int.from_bytes(data[4:6], "big")
-    return data[:2] + data[4 + length:]
+    return data[:2] + data[4 + length :]
 
 
 def exif_only_jpeg(seed=1) -> bytes:
@@ -89,8 +93,11 @@ def write(path, data: bytes) -> Path:
 def snapshot(folder) -> dict:
     """{relative path: (bytes, mtime_ns)} of every file under `folder`."""
     folder = Path(folder)
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def image_tree(root, classes, per_class=3, size=(20, 28), fmt="JPEG", seed=0) -> list[str]:

@@ -10,7 +10,8 @@ import keras
 import pytest
 
 _SPEC = importlib.util.spec_from_file_location(
-    "bench_images", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_images.py")
+    "bench_images", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_images.py"
+)
 bench = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bench)
 
@@ -42,13 +43,13 @@ def test_conv_macs_agree_with_keras_parameter_count():
 
 def test_nested_and_depthwise_separable():
     inner_in = keras.Input((8, 8, 4))
-    inner = keras.Model(inner_in, keras.layers.DepthwiseConv2D(3, padding="same",
-                                                               name="dw")(inner_in))
+    inner = keras.Model(
+        inner_in, keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(inner_in)
+    )
     inputs = keras.Input((8, 8, 4))
     outputs = keras.layers.SeparableConv2D(6, 3, name="sep")(inner(inputs))  # (6, 6, 6)
     counted = bench.count_macs(keras.Model(inputs, outputs))
-    assert counted["layers"] == [("dw", 8 * 8 * 3 * 3 * 4),
-                                 ("sep", 6 * 6 * (3 * 3 * 4 + 4 * 6))]
+    assert counted["layers"] == [("dw", 8 * 8 * 3 * 3 * 4), ("sep", 6 * 6 * (3 * 3 * 4 + 4 * 6))]
 
 
 def test_vgg16_at_150_is_13_2_gflop():

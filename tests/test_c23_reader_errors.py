@@ -14,16 +14,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlpipe.tasks.glove import load_glove
-from dlpipe.tasks.text_data import read_aclimdb, read_class_folders, read_text_table
-from dlpipe.tasks.text_prepare import check_glove_report
+from dlpipe.tasks.text.data import read_aclimdb, read_class_folders, read_text_table
+from dlpipe.tasks.text.glove import load_glove
+from dlpipe.tasks.text.prepare import check_glove_report
 
 from image_files import cut, encode, jpeg, pixels, rgba_png, write
 
 #: fragments of messages that come from the libraries, not from dlpipe
-LIBRARY_NOISE = ("Traceback", "pandas", "numpy", "tensorflow", "{{function_node", "[Op:",
-                 "Error tokenizing", "C error", "dtype", "ParserError", "could not convert",
-                 "InvalidArgumentError", "pyarrow")
+LIBRARY_NOISE = (
+    "Traceback",
+    "pandas",
+    "numpy",
+    "tensorflow",
+    "{{function_node",
+    "[Op:",
+    "Error tokenizing",
+    "C error",
+    "dtype",
+    "ParserError",
+    "could not convert",
+    "InvalidArgumentError",
+    "pyarrow",
+)
 
 
 def assert_one_line(message: str, path, *patterns: str) -> None:
@@ -46,17 +58,27 @@ TABLE_CASES = {
     # name: (file content, text column, label column, kwargs, line, column)
     "missing column": ("label,body\npos,fine\n", "text", "label", {}, 1, None),
     "empty text cell": ("label,body\npos,fine\nneg,\n", "body", "label", {}, 3, "body"),
-    "empty label cell": ("label,body\npos,fine\n,no label\n", "body", "label", {}, 3,
-                         "label"),
+    "empty label cell": ("label,body\npos,fine\n,no label\n", "body", "label", {}, 3, "label"),
     "blank label cell": ("label,body\npos,a\n   ,b\n", "body", "label", {}, 3, "label"),
-    "label not in classes": ("label\ttext\n10\ta\n2\tb\n1\tc\n", "text", "label",
-                             {"class_names": ["10", "2"]}, 4, "label"),
+    "label not in classes": (
+        "label\ttext\n10\ta\n2\tb\n1\tc\n",
+        "text",
+        "label",
+        {"class_names": ["10", "2"]},
+        4,
+        "label",
+    ),
     "extra field": ("text,label\nfine,a\nhello, world,b\n", "text", "label", {}, 3, "#3"),
-    "label variants": ("text,label\na,pos\nb,Pos\nc,neg\n", "text", "label", {}, 2,
-                       "label"),
+    "label variants": ("text,label\na,pos\nb,Pos\nc,neg\n", "text", "label", {}, 2, "label"),
     "empty file": ("", "text", "label", {}, 1, None),
-    "invalid utf-8 then empty label": (b"label,text\npos,caf\xe9\n,ok\n", "text", "label",
-                                       {}, 3, "label"),
+    "invalid utf-8 then empty label": (
+        b"label,text\npos,caf\xe9\n,ok\n",
+        "text",
+        "label",
+        {},
+        3,
+        "label",
+    ),
 }
 
 
@@ -69,8 +91,11 @@ def test_c23_table_errors_name_file_line_and_column(tmp_path, name):
         read_text_table(path, text_column, label_column, **kwargs)
     patterns = [rf"line {line}\b"]
     if column is not None:
-        patterns.append(rf"column `{re.escape(column)}`" if not column.startswith("#")
-                        else rf"column {column}\b")
+        patterns.append(
+            rf"column `{re.escape(column)}`"
+            if not column.startswith("#")
+            else rf"column {column}\b"
+        )
     assert_one_line(str(info.value), path, *patterns)
 
 
@@ -106,8 +131,11 @@ GLOVE_LINES = {  # line content -> (line number, field pattern) in the file belo
 
 
 def test_c23_glove_lines_name_line_and_field(tmp_path):
-    path = _write(tmp_path / "g.txt", ("the 0.1 0.2 0.3 0.4\n" + "\n".join(GLOVE_LINES)
-                                       + "\n").encode("utf-8") + b"x\xff 1 2 3 4\n")
+    path = _write(
+        tmp_path / "g.txt",
+        ("the 0.1 0.2 0.3 0.4\n" + "\n".join(GLOVE_LINES) + "\n").encode("utf-8")
+        + b"x\xff 1 2 3 4\n",
+    )
     glove = load_glove(path, dim=4)
     reasons = {item["line"]: item["reason"] for item in glove.report["skipped"]}
     for line, pattern in GLOVE_LINES.values():
@@ -115,8 +143,13 @@ def test_c23_glove_lines_name_line_and_field(tmp_path):
     assert reasons[5].startswith("invalid UTF-8 at byte 1")
     with pytest.raises(ValueError) as info:  # 4 of 5 lines bad: not a GloVe file
         check_glove_report(str(path), glove.report)
-    assert_one_line(str(info.value), path, r"line 2: 3 values after the token, expected 4 "
-                                           r"\(fields 2-5\)", r"4 of 5 lines")
+    assert_one_line(
+        str(info.value),
+        path,
+        r"line 2: 3 values after the token, expected 4 "
+        r"\(fields 2-5\)",
+        r"4 of 5 lines",
+    )
     words = _write(tmp_path / "words.txt", "a\nb\n")
     with pytest.raises(ValueError) as info:
         load_glove(words)
@@ -125,7 +158,7 @@ def test_c23_glove_lines_name_line_and_field(tmp_path):
 
 def test_c23_bad_image_files_are_one_line_each(tmp_path, capsys):
     from dlpipe.pipelines.images import print_dataset
-    from dlpipe.tasks.image_data import check_images, load_image
+    from dlpipe.tasks.images.data import check_images, load_image
 
     files = {
         "empty.jpg": b"",
@@ -136,16 +169,26 @@ def test_c23_bad_image_files_are_one_line_each(tmp_path, capsys):
     }
     paths = {name: write(tmp_path / "c" / name, data) for name, data in files.items()}
     paths["missing.jpg"] = tmp_path / "c" / "missing.jpg"
-    check = check_images(list(paths.values()) + [write(tmp_path / "c" / "ok.png",
-                                                       encode(pixels(), "PNG"))])
+    check = check_images(
+        list(paths.values()) + [write(tmp_path / "c" / "ok.png", encode(pixels(), "PNG"))]
+    )
     assert len(check.bad) == 6 and len(check.ok) == 1
-    meta = {"key": "images-x", "images": 1, "num_classes": 2, "class_names": ["c", "d"],
-            "source": str(tmp_path), "split_counts": {"train": 1, "validation": 0, "test": 0},
-            "split": {"already_split": True, "root": str(tmp_path)}, "bad_files": check.bad,
-            "rotated": [], "format_mismatch": []}
+    meta = {
+        "key": "images-x",
+        "images": 1,
+        "num_classes": 2,
+        "class_names": ["c", "d"],
+        "source": str(tmp_path),
+        "split_counts": {"train": 1, "validation": 0, "test": 0},
+        "split": {"already_split": True, "root": str(tmp_path)},
+        "bad_files": check.bad,
+        "rotated": [],
+        "format_mismatch": [],
+    }
     print_dataset(meta)
-    lines = [line.strip() for line in capsys.readouterr().out.splitlines()
-             if line.startswith("    ")]
+    lines = [
+        line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("    ")
+    ]
     assert len(lines) == 6
     for line, bad in zip(lines, check.bad):
         assert_one_line(line, bad["path"], r"\S")
@@ -157,7 +200,7 @@ def test_c23_bad_image_files_are_one_line_each(tmp_path, capsys):
 
 
 def test_c23_c22_class_errors_name_split_class_and_reason(tmp_path):
-    from dlpipe.tasks.image_prepare import ImageDataSpec, ImageSpec, prepare_images
+    from dlpipe.tasks.images.prepare import ImageDataSpec, ImageSpec, prepare_images
 
     root = tmp_path / "base"
     for split in ("train", "validation", "test"):
@@ -165,12 +208,19 @@ def test_c23_c22_class_errors_name_split_class_and_reason(tmp_path):
             (root / split / cls).mkdir(parents=True)
             if (split, cls) != ("test", "dog"):
                 for i in range(2):
-                    write(root / split / cls / f"{cls}.{i}.png",
-                          encode(np.full((40, 40, 3), 50 + 100 * c + i, np.uint8), "PNG"))
+                    write(
+                        root / split / cls / f"{cls}.{i}.png",
+                        encode(np.full((40, 40, 3), 50 + 100 * c + i, np.uint8), "PNG"),
+                    )
     write(root / "train" / "cat" / "cat.0.png", b"")  # one bad file is fine
     with pytest.raises(ValueError) as info:
-        prepare_images(ImageDataSpec(path=str(root)),
-                       ImageSpec(size=(32, 32), weights="none", validation_shards=1),
-                       tmp_path / "run")
-    assert_one_line(str(info.value), root / "test" / "dog",
-                    r"split `test`, class `dog` has no usable image: empty folder")
+        prepare_images(
+            ImageDataSpec(path=str(root)),
+            ImageSpec(size=(32, 32), weights="none", validation_shards=1),
+            tmp_path / "run",
+        )
+    assert_one_line(
+        str(info.value),
+        root / "test" / "dog",
+        r"split `test`, class `dog` has no usable image: empty folder",
+    )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dlpipe.pipelines.cli import main
-from dlpipe.tasks import feature_cache as fc
+from dlpipe.tasks.features import cache as fc
 
 VGG = fc.base_key("vgg16", "none", (150, 150), "vgg16", keras_version="3.0")
 RESNET = fc.base_key("resnet50", "imagenet", (96, 96), 1 / 255, keras_version="3.0")
@@ -26,13 +26,25 @@ def cache(tmp_path):
     rng = np.random.default_rng(0)
     vgg = {_key(i): rng.random((4, 4, 8), dtype=np.float32) for i in range(3)}
     resnet = {_key(i): rng.random((2, 2, 16), dtype=np.float32) for i in range(10, 12)}
-    fc.store(root, VGG, vgg, description=fc.base_description(
-        "vgg16", "none", (150, 150), "vgg16", keras_version="3.0"))
-    fc.store(root, RESNET, resnet, description=fc.base_description(
-        "resnet50", "imagenet", (96, 96), 1 / 255, keras_version="3.0"))
+    fc.store(
+        root,
+        VGG,
+        vgg,
+        description=fc.base_description("vgg16", "none", (150, 150), "vgg16", keras_version="3.0"),
+    )
+    fc.store(
+        root,
+        RESNET,
+        resnet,
+        description=fc.base_description(
+            "resnet50", "imagenet", (96, 96), 1 / 255, keras_version="3.0"
+        ),
+    )
     (root / "notes.txt").write_text("not an entry")
-    sizes = {VGG: sum(os.path.getsize(fc.entry_path(root, VGG, k)) for k in vgg),
-             RESNET: sum(os.path.getsize(fc.entry_path(root, RESNET, k)) for k in resnet)}
+    sizes = {
+        VGG: sum(os.path.getsize(fc.entry_path(root, VGG, k)) for k in vgg),
+        RESNET: sum(os.path.getsize(fc.entry_path(root, RESNET, k)) for k in resnet),
+    }
     return root, {VGG: vgg, RESNET: resnet}, sizes
 
 
@@ -62,8 +74,7 @@ def test_prune_one_base_keeps_the_other(cache, capsys):
     assert not (root / VGG).exists()
     assert [e["base_key"] for e in fc.list_entries(root)] == [RESNET, RESNET]
     found, missing = fc.lookup(root, RESNET, list(stored[RESNET]))
-    assert missing == [] and all(np.array_equal(found[k], v)
-                                 for k, v in stored[RESNET].items())
+    assert missing == [] and all(np.array_equal(found[k], v) for k, v in stored[RESNET].items())
     assert (root / "notes.txt").read_text() == "not an entry"
 
 

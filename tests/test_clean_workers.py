@@ -17,16 +17,24 @@ import textwrap
 import numpy as np
 import pytest
 
-TRAINING_MODULES = ["dlpipe.tasks.remote", "dlpipe.tasks.trainers", "dlpipe.tasks.train",
-                    "dlpipe.tasks.text_train", "dlpipe.tasks.image_train", "dlpipe.tasks.fit",
-                    "dlpipe.tasks.tf_setup", "dlpipe.tasks.reports"]
+TRAINING_MODULES = [
+    "dlpipe.tasks.remote",
+    "dlpipe.tasks.training.trainers",
+    "dlpipe.tasks.weather.train",
+    "dlpipe.tasks.text.train",
+    "dlpipe.tasks.images.train",
+    "dlpipe.tasks.training.fit",
+    "dlpipe.tasks.training.tf_setup",
+    "dlpipe.tasks.reports.tables",
+]
 
 
 def _run(code: str) -> dict:
     """Run ``code`` in a fresh interpreter; its last stdout line is JSON."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -38,7 +46,8 @@ def test_training_modules_import_no_pyarrow():
         "import json, sys\n"
         + "".join(f"import {m}\n" for m in TRAINING_MODULES)
         + "print(json.dumps({m: m in sys.modules for m in "
-          "('pyarrow', 'pandas', 'tensorflow')}))")
+        "('pyarrow', 'pandas', 'tensorflow')}))"
+    )
     assert loaded == {"pyarrow": False, "pandas": False, "tensorflow": False}
 
 
@@ -48,13 +57,14 @@ def test_keep_pyarrow_out_with_tensorflow_and_pandas():
     first, so the test shows the hook is what keeps it out)."""
     without = _run(
         "import json, sys\n"
-        "from dlpipe.tasks.tf_setup import setup_tensorflow\n"
+        "from dlpipe.tasks.training.tf_setup import setup_tensorflow\n"
         "setup_tensorflow(1, 0)\n"
-        "print(json.dumps({'pyarrow': 'pyarrow' in sys.modules}))")
+        "print(json.dumps({'pyarrow': 'pyarrow' in sys.modules}))"
+    )
     out = _run(
         "import json, sys\n"
         "import numpy as np\n"
-        "from dlpipe.tasks.tf_setup import keep_pyarrow_out, setup_tensorflow\n"
+        "from dlpipe.tasks.training.tf_setup import keep_pyarrow_out, setup_tensorflow\n"
         "first, again = keep_pyarrow_out(), keep_pyarrow_out()\n"
         "setup_tensorflow(1, 0)\n"
         "import keras, pandas as pd\n"
@@ -69,10 +79,17 @@ def test_keep_pyarrow_out_with_tensorflow_and_pandas():
         "    refused = e.name\n"
         "print(json.dumps({'first': first, 'again': again, 'total': total, 'refused': refused,\n"
         "                  'pyarrow': [k for k in sys.modules if k.split('.')[0] == 'pyarrow'],\n"
-        "                  'pandas': 'pandas' in sys.modules}))")
+        "                  'pandas': 'pandas' in sys.modules}))"
+    )
     assert without == {"pyarrow": True}
-    assert out == {"first": True, "again": True, "total": 6, "refused": "pyarrow",
-                   "pyarrow": [], "pandas": True}
+    assert out == {
+        "first": True,
+        "again": True,
+        "total": 6,
+        "refused": "pyarrow",
+        "pyarrow": [],
+        "pandas": True,
+    }
 
 
 def test_keep_pyarrow_out_after_pyarrow_is_loaded_says_so():
@@ -81,10 +98,11 @@ def test_keep_pyarrow_out_after_pyarrow_is_loaded_says_so():
     out = _run(
         "import json, sys\n"
         "import pyarrow\n"
-        "from dlpipe.tasks.tf_setup import keep_pyarrow_out\n"
+        "from dlpipe.tasks.training.tf_setup import keep_pyarrow_out\n"
         "ok = keep_pyarrow_out()\n"
         "import pyarrow.parquet\n"
-        "print(json.dumps({'ok': ok}))")
+        "print(json.dumps({'ok': ok}))"
+    )
     assert out == {"ok": False}
 
 
@@ -98,26 +116,47 @@ def test_ray_training_worker_never_loads_pyarrow():
     import ray
 
     from dlpipe.tasks import remote
-    from dlpipe.tasks.fit import TrainingSpec
-    from dlpipe.tasks.windows import WindowSpec
+    from dlpipe.tasks.training.fit import TrainingSpec
+    from dlpipe.tasks.weather.windows import WindowSpec
 
     def train_and_probe(**kwargs):
         out = remote.train_model_task._function(**kwargs)  # the task's own body
-        return out["run"]["status"], out["run"]["epochs_run"], sorted(
-            k for k in sys.modules if k.split(".")[0] in ("pyarrow", "pandas")
-            and k.count(".") == 0)
+        return (
+            out["run"]["status"],
+            out["run"]["epochs_run"],
+            sorted(
+                k
+                for k in sys.modules
+                if k.split(".")[0] in ("pyarrow", "pandas") and k.count(".") == 0
+            ),
+        )
 
     train_and_probe = ray.remote(**remote.train_model_task._default_options)(train_and_probe)
     rng = np.random.default_rng(0)
     data = rng.normal(size=(120, 3)).astype(np.float32)
-    meta = {"key": "tiny", "target_column": 0, "mean": [0.0] * 3, "std": [1.0] * 3,
-            "splits": {"train": [[0, 60]], "validation": [[60, 90]], "test": [[90, 120]]}}
+    meta = {
+        "key": "tiny",
+        "target_column": 0,
+        "mean": [0.0] * 3,
+        "std": [1.0] * 3,
+        "splits": {"train": [[0, 60]], "validation": [[60, 90]], "test": [[90, 120]]},
+    }
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        status, epochs, loaded = ray.get(train_and_probe.remote(
-            pipeline="timeseries", data=data, meta=meta, family="dense", hp={},
-            windows=WindowSpec(lookback=6, step=1, delay=1, batch_size=16),
-            training=TrainingSpec(epochs=1), seed=0, run_id="probe"), timeout=300)
+        status, epochs, loaded = ray.get(
+            train_and_probe.remote(
+                pipeline="timeseries",
+                data=data,
+                meta=meta,
+                family="dense",
+                hp={},
+                windows=WindowSpec(lookback=6, step=1, delay=1, batch_size=16),
+                training=TrainingSpec(epochs=1),
+                seed=0,
+                run_id="probe",
+            ),
+            timeout=300,
+        )
     finally:
         ray.shutdown()
     assert (status, epochs) == ("ok", 1)
@@ -140,8 +179,9 @@ def test_driver_validates_every_demo_study_without_tensorflow():
                 resolved_hparams(model.family, model.hp, cfg.pipeline)
         print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from dlpipe.tasks import reports
+from dlpipe.tasks.reports import tables as reports
 
 BIN = Path(sys.executable).parent
 
@@ -89,10 +89,15 @@ def placements(names_like: str, kind: str) -> dict[str, str]:
     from ray.util.state import list_actors, list_tasks
 
     if kind == "actor":
-        return {a.actor_id: a.node_id for a in list_actors(limit=1000, detail=True)
-                if names_like in (a.class_name or "")}
-    return {t.task_id: t.node_id for t in list_tasks(
-        filters=[("name", "=", names_like)], limit=1000, detail=True)}
+        return {
+            a.actor_id: a.node_id
+            for a in list_actors(limit=1000, detail=True)
+            if names_like in (a.class_name or "")
+        }
+    return {
+        t.task_id: t.node_id
+        for t in list_tasks(filters=[("name", "=", names_like)], limit=1000, detail=True)
+    }
 
 
 def wait_for(fn, timeout=30):
@@ -111,8 +116,15 @@ def test_gpu_trials_run_only_on_the_gpu_node(cluster, tmp_path):
     sim, gpu_node = cluster
     path = write_study(tmp_path, "gpu", trials=3, concurrent=2)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.run(sweep_cmd(path, sim.address), check=False, cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        sweep_cmd(path, sim.address),
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     sweep_dir = tmp_path / "out" / "gpu-sweep"
     trials = reports.read_table(sweep_dir, "trials")
@@ -136,18 +148,25 @@ def lose_gpu_node_mid_sweep(sim, gpu_node, tmp_path, name, max_failures=None):
     """Run a 4-trial sweep (one trial at a time) and remove the GPU node as trial 2
     starts, then add a replacement; returns ``(exit code, driver log, replacement)``."""
     # longer trials (a few seconds each), so that the node goes while trial 2 runs
-    path = write_study(tmp_path, name, trials=4, concurrent=1, batches=60,
-                       max_failures=max_failures)
+    path = write_study(
+        tmp_path, name, trials=4, concurrent=1, batches=60, max_failures=max_failures
+    )
     sweep_dir = tmp_path / "out" / f"{name}-sweep"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     log = tmp_path / "driver.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(sweep_cmd(path, sim.address), cwd=tmp_path, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            sweep_cmd(path, sim.address),
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         trials_dir = sweep_dir / "reports" / "trials"
         deadline = time.time() + 180
-        while time.time() < deadline and not list(trials_dir.glob("part-*")) \
-                and proc.poll() is None:
+        while (
+            time.time() < deadline and not list(trials_dir.glob("part-*")) and proc.poll() is None
+        ):
             time.sleep(0.2)
         assert proc.poll() is None, log.read_text()[-3000:]
         # trial 2 starts as trial 1 is recorded: remove its node now
@@ -192,8 +211,9 @@ def test_gpu_node_lost_mid_sweep_still_ends_with_the_requested_trials(cluster, t
 @pytest.mark.ray
 def test_node_lost_with_max_failures_retries_the_trial_under_its_number(cluster, tmp_path):
     sim, gpu_node = cluster
-    rc, text, replacement = lose_gpu_node_mid_sweep(sim, gpu_node, tmp_path, "retry",
-                                                    max_failures=1)
+    rc, text, replacement = lose_gpu_node_mid_sweep(
+        sim, gpu_node, tmp_path, "retry", max_failures=1
+    )
     assert rc == 0, text[-3000:]
     sweep_dir = tmp_path / "out" / "retry-sweep"
     trials = reports.read_table(sweep_dir, "trials")
@@ -221,7 +241,7 @@ def test_node_lost_with_max_failures_retries_the_trial_under_its_number(cluster,
 def test_fake_gpu_only_with_the_opt_in(monkeypatch):
     """Without ``DLPIPE_ALLOW_FAKE_GPU=1`` a GPU request TF cannot serve stays an error
     (C13); with it, the device is recorded as ``fake-GPU``."""
-    from dlpipe.tasks.tf_setup import DeviceError, setup_tensorflow
+    from dlpipe.tasks.training.tf_setup import DeviceError, setup_tensorflow
 
     for key in ("TF_CPP_MIN_LOG_LEVEL", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         monkeypatch.setenv(key, os.environ.get(key, "2" if "LOG" in key else "1"))

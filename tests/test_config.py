@@ -36,20 +36,32 @@ def test_valid_study_loads_typed(tmp_path, jena_csv):
     assert smoke.study == "s1-smoke"
 
 
-@pytest.mark.parametrize("edit, message", [
-    (("windows: {lookback: 60,", "windows: {lookbak: 60,"),
-     r"study.yaml: unknown key `windows.lookbak` \(known keys: lookback"),
-    (("lookback: 60", "lookback: '10 days'"),
-     r"`windows.lookback` must be an integer. Received: '10 days'"),
-    (("step: 6, delay", "step: 7, delay"), r"`windows`: `lookback` must be a multiple of `step`"),
-    (("units: 16", "units: 16.5"), r"`models\[0\]`: .*`units`.*16.5"),
-    (("family: gru,", "family: transformer,"), r"`models\[0\].family` must be one of dense"),
-    (("study: s1\n", ""), r"missing required key `study`"),
-    (("{format: jena, path:", "{format: jena, paht:"), r"unknown key `data.paht`"),
-    (("{format: jena,", "{format: jenna,"), r"`data`: `format` must be one of jena, tmy3, csv"),
-    (("validation_fraction: 0.25", "validation_fraction: true"),
-     r"`split.validation_fraction` must be a number"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            ("windows: {lookback: 60,", "windows: {lookbak: 60,"),
+            r"study.yaml: unknown key `windows.lookbak` \(known keys: lookback",
+        ),
+        (
+            ("lookback: 60", "lookback: '10 days'"),
+            r"`windows.lookback` must be an integer. Received: '10 days'",
+        ),
+        (
+            ("step: 6, delay", "step: 7, delay"),
+            r"`windows`: `lookback` must be a multiple of `step`",
+        ),
+        (("units: 16", "units: 16.5"), r"`models\[0\]`: .*`units`.*16.5"),
+        (("family: gru,", "family: transformer,"), r"`models\[0\].family` must be one of dense"),
+        (("study: s1\n", ""), r"missing required key `study`"),
+        (("{format: jena, path:", "{format: jena, paht:"), r"unknown key `data.paht`"),
+        (("{format: jena,", "{format: jenna,"), r"`data`: `format` must be one of jena, tmy3, csv"),
+        (
+            ("validation_fraction: 0.25", "validation_fraction: true"),
+            r"`split.validation_fraction` must be a number",
+        ),
+    ],
+)
 def test_bad_study_names_the_field(tmp_path, jena_csv, edit, message):
     text = textwrap.dedent(BASE)
     assert edit[0] in text
@@ -123,8 +135,11 @@ def test_conv_stack_input_length_checked_before_training(tmp_path, jena_csv):
     assert min_input_length("conv1d", resolved_hparams("conv1d", {})) == 61
     raw["windows"] = {"lookback": 120, "step": 2, "delay": 12}  # 60 timesteps
     raw["models"] = [{"family": "conv1d"}]
-    with pytest.raises(ConfigError, match=r"`models\[0\]`: family `conv1d` needs window "
-                                          r"timesteps .* >= 61 .*Received: 60"):
+    with pytest.raises(
+        ConfigError,
+        match=r"`models\[0\]`: family `conv1d` needs window "
+        r"timesteps .* >= 61 .*Received: 60",
+    ):
         parse_study(raw, source="s.yaml")
     raw["windows"]["lookback"] = 122  # 61 timesteps: accepted
     assert parse_study(raw, source="s.yaml").models[0].family == "conv1d"

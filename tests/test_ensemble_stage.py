@@ -16,17 +16,22 @@ from dlpipe.ensembles import WeightedAverage
 from dlpipe.pipelines import cli
 from dlpipe.pipelines.config import ConfigError, EnsembleSpec, load_study
 from dlpipe.pipelines.ensemble import run_ensemble, run_ensemble_stage
-from dlpipe.tasks import reports
-from dlpipe.tasks.ensemble import (
+from dlpipe.tasks.ensembling.members import (
     build_ensembles,
     load_member_predictions,
     write_ensemble_report,
 )
+from dlpipe.tasks.reports import tables as reports
 
 N_VAL, N_TEST = 120, 80
 VAL_START, TEST_START = 1000, 2000
-METHODS = ["best_single", "simple_average", "weighted_nelder_mead", "weighted_slsqp",
-           "greedy_selection"]
+METHODS = [
+    "best_single",
+    "simple_average",
+    "weighted_nelder_mead",
+    "weighted_slsqp",
+    "greedy_selection",
+]
 
 
 def _targets(n, phase=0.0):
@@ -42,28 +47,57 @@ def _known_members(n, phase=0.0):
     return np.stack([y + 1.0, y - 3.0, y + z]), y
 
 
-def write_run(run_dir, run_id, family, val, test, *, val_ids=None, test_ids=None,
-              val_y=None, test_y=None, status="ok", seed=0):
+def write_run(
+    run_dir,
+    run_id,
+    family,
+    val,
+    test,
+    *,
+    val_ids=None,
+    test_ids=None,
+    val_y=None,
+    test_y=None,
+    status="ok",
+    seed=0,
+):
     """One member: a `runs` row and its `predictions` rows, rows written shuffled."""
     val_ids = np.arange(VAL_START, VAL_START + len(val)) if val_ids is None else val_ids
     test_ids = np.arange(TEST_START, TEST_START + len(test)) if test_ids is None else test_ids
     val_y = _targets(len(val)) if val_y is None else val_y
     test_y = _targets(len(test), 1.0) if test_y is None else test_y
-    rows = [{"run_id": run_id, "split": split, "sample_index": int(i), "prediction": p,
-             "target": y}
-            for split, ids, preds, ys in (("validation", val_ids, val, val_y),
-                                          ("test", test_ids, test, test_y))
-            for i, p, y in zip(ids, preds, ys)]
+    rows = [
+        {"run_id": run_id, "split": split, "sample_index": int(i), "prediction": p, "target": y}
+        for split, ids, preds, ys in (
+            ("validation", val_ids, val, val_y),
+            ("test", test_ids, test, test_y),
+        )
+        for i, p, y in zip(ids, preds, ys)
+    ]
     order = np.random.default_rng(seed).permutation(len(rows))  # row order is not the key
     reports.write_part(run_dir, "predictions", run_id, [rows[k] for k in order])
-    reports.write_part(run_dir, "runs", run_id, [{
-        "run_id": run_id, "family": family, "status": status,
-        "val_mae_units": float(np.mean(np.abs(np.asarray(val) - val_y)))}])
+    reports.write_part(
+        run_dir,
+        "runs",
+        run_id,
+        [
+            {
+                "run_id": run_id,
+                "family": family,
+                "status": status,
+                "val_mae_units": float(np.mean(np.abs(np.asarray(val) - val_y))),
+            }
+        ],
+    )
 
 
 def write_baseline(run_dir):
-    reports.write_part(run_dir, "runs", "baseline-x", [{
-        "run_id": "baseline-x", "family": "baseline", "status": "ok", "val_mae_units": 2.0}])
+    reports.write_part(
+        run_dir,
+        "runs",
+        "baseline-x",
+        [{"run_id": "baseline-x", "family": "baseline", "status": "ok", "val_mae_units": 2.0}],
+    )
 
 
 @pytest.fixture
@@ -75,8 +109,12 @@ def study_dir(tmp_path):
     for j, family in enumerate(["gru", "lstm", "conv1d"]):
         write_run(run_dir, f"{family}-{j}", family, val[j], test[j], seed=j)
     write_baseline(run_dir)
-    reports.write_part(run_dir, "runs", "dense-bad", [{
-        "run_id": "dense-bad", "family": "dense", "status": "failed", "error": "diverged"}])
+    reports.write_part(
+        run_dir,
+        "runs",
+        "dense-bad",
+        [{"run_id": "dense-bad", "family": "dense", "status": "failed", "error": "diverged"}],
+    )
     return run_dir
 
 
@@ -96,8 +134,7 @@ def test_members_align_by_sample_index_whatever_the_row_order(study_dir):
     np.testing.assert_array_equal(members.test_predictions, test[order])
     np.testing.assert_array_equal(members.val_targets, y_val)
     np.testing.assert_array_equal(members.test_targets, y_test)
-    np.testing.assert_array_equal(members.val_sample_index,
-                                  np.arange(VAL_START, VAL_START + N_VAL))
+    np.testing.assert_array_equal(members.val_sample_index, np.arange(VAL_START, VAL_START + N_VAL))
     assert members.val_predictions.shape == (3, N_VAL)
     assert members.skipped == {"dense-bad": "status failed"}  # baseline: not listed
     assert members.dropped_samples == {"validation": 0, "test": 0}
@@ -119,8 +156,15 @@ def test_mismatched_sample_ids_name_the_groups_of_members(study_dir):
     val, _ = _known_members(N_VAL)
     test, _ = _known_members(N_TEST, 1.0)
     # another window step: the first window ends one row later
-    write_run(study_dir, "conv_gru-9", "conv_gru", val[0][1:], test[0],
-              val_ids=np.arange(VAL_START + 1, VAL_START + N_VAL), val_y=_targets(N_VAL)[1:])
+    write_run(
+        study_dir,
+        "conv_gru-9",
+        "conv_gru",
+        val[0][1:],
+        test[0],
+        val_ids=np.arange(VAL_START + 1, VAL_START + N_VAL),
+        val_y=_targets(N_VAL)[1:],
+    )
     with pytest.raises(ValueError) as info:
         load_member_predictions([study_dir])
     message = str(info.value)
@@ -141,10 +185,12 @@ def test_mismatched_sample_ids_name_the_groups_of_members(study_dir):
 def test_length_mismatch_in_test_names_the_member(study_dir):
     val, _ = _known_members(N_VAL)
     test, _ = _known_members(N_TEST, 1.0)
-    write_run(study_dir, "short-7", "gru", val[0], test[0][:-5],
-              test_y=_targets(N_TEST, 1.0)[:-5])
-    with pytest.raises(ValueError, match=r"(?s)group 2 \(1 member\(s\): short-7\).*"
-                                         r"test 75 samples.*lacks 5 test id\(s\)"):
+    write_run(study_dir, "short-7", "gru", val[0], test[0][:-5], test_y=_targets(N_TEST, 1.0)[:-5])
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)group 2 \(1 member\(s\): short-7\).*"
+        r"test 75 samples.*lacks 5 test id\(s\)",
+    ):
         load_member_predictions([study_dir])
 
 
@@ -152,8 +198,11 @@ def test_members_with_other_targets_are_an_error(study_dir):
     val, _ = _known_members(N_VAL)
     test, _ = _known_members(N_TEST, 1.0)
     write_run(study_dir, "other-8", "gru", val[0], test[0], val_y=_targets(N_VAL) + 0.5)
-    with pytest.raises(ValueError, match=r"different validation targets.*other-8 differ "
-                                         r"from conv1d-2"):
+    with pytest.raises(
+        ValueError,
+        match=r"different validation targets.*other-8 differ "
+        r"from conv1d-2",
+    ):
         load_member_predictions([study_dir])
 
 
@@ -174,8 +223,11 @@ def test_bad_inputs_are_clear_errors(tmp_path, study_dir):
     ids = np.arange(VAL_START, VAL_START + N_VAL)
     ids[5] = ids[4]
     write_run(study_dir, "dup-1", "gru", val[0], test[0], val_ids=ids)
-    with pytest.raises(ValueError, match=r"member dup-1 has duplicate `sample_index`.*"
-                                         rf"\(e.g. {VAL_START + 4}\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"member dup-1 has duplicate `sample_index`.*"
+        rf"\(e.g. {VAL_START + 4}\)",
+    ):
         load_member_predictions([study_dir])
 
 
@@ -207,23 +259,24 @@ def test_test_scores_come_once_from_the_weights_refit_on_validation(study_dir):
     members = load_member_predictions([study_dir])
     rows = {row["method"]: row for row in build_ensembles(members, loss="mae")}
     slsqp = rows["weighted_slsqp"]
-    refit = WeightedAverage(loss="mae", method="slsqp").fit(members.val_predictions,
-                                                           members.val_targets)
+    refit = WeightedAverage(loss="mae", method="slsqp").fit(
+        members.val_predictions, members.val_targets
+    )
     weights = np.array(json.loads(slsqp["weights"]))
     np.testing.assert_allclose(weights, refit.weights_, atol=1e-12)
     by_hand = np.mean(np.abs(weights @ members.test_predictions - members.test_targets))
     assert slsqp["test_score"] == pytest.approx(by_hand, rel=1e-12)
     simple = rows["simple_average"]
     assert simple["test_score"] == pytest.approx(
-        np.mean(np.abs(members.test_predictions.mean(axis=0) - members.test_targets)))
+        np.mean(np.abs(members.test_predictions.mean(axis=0) - members.test_targets))
+    )
 
 
 def test_test_split_decides_nothing(study_dir):
     members = load_member_predictions([study_dir])
     rows = build_ensembles(members)
     noisy = np.random.default_rng(0).normal(0, 50, members.test_predictions.shape)
-    garbled = dataclasses.replace(members,
-                                  test_predictions=members.test_predictions + noisy)
+    garbled = dataclasses.replace(members, test_predictions=members.test_predictions + noisy)
     rows_garbled = build_ensembles(garbled)
     for row, other in zip(rows, rows_garbled):
         assert row["chosen"] == other["chosen"]
@@ -237,12 +290,16 @@ def test_build_is_deterministic_and_validates(study_dir):
     members = load_member_predictions([study_dir])
     first, second = build_ensembles(members), build_ensembles(members)
     for a, b in zip(first, second):
-        assert {k: v for k, v in a.items() if k != "created_at"} == \
-            {k: v for k, v in b.items() if k != "created_at"}
+        assert {k: v for k, v in a.items() if k != "created_at"} == {
+            k: v for k, v in b.items() if k != "created_at"
+        }
     with pytest.raises(ValueError, match=r"`loss` must be one of"):
         build_ensembles(members, loss="huber")
-    with pytest.raises(ValueError, match=r"`n_folds` must be an integer in \[2, "
-                                         rf"n_samples={N_VAL}\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"`n_folds` must be an integer in \[2, "
+        rf"n_samples={N_VAL}\]",
+    ):
         build_ensembles(members, n_folds=1)
 
 
@@ -269,8 +326,7 @@ def test_report_round_trips_through_parquet(study_dir):
         assert json.loads(row.sources) == [str(study_dir)]
     assert table["val_score"].dtype == np.float64
     with pytest.raises(ValueError, match="share one `ensemble_id`"):
-        write_ensemble_report(study_dir, rows + [dict(rows[0], ensemble_id="other")],
-                              members)
+        write_ensemble_report(study_dir, rows + [dict(rows[0], ensemble_id="other")], members)
 
 
 def test_run_ensemble_writes_to_out_dir(study_dir, tmp_path, capsys):
@@ -300,20 +356,40 @@ def test_cli_ensemble_prints_methods_and_exits_2_on_bad_input(study_dir, tmp_pat
 
     val, _ = _known_members(N_VAL)
     test, _ = _known_members(N_TEST, 1.0)
-    write_run(study_dir, "conv_gru-9", "conv_gru", val[0][1:], test[0],
-              val_ids=np.arange(VAL_START + 1, VAL_START + N_VAL), val_y=_targets(N_VAL)[1:])
+    write_run(
+        study_dir,
+        "conv_gru-9",
+        "conv_gru",
+        val[0][1:],
+        test[0],
+        val_ids=np.arange(VAL_START + 1, VAL_START + N_VAL),
+        val_y=_targets(N_VAL)[1:],
+    )
     assert cli.main(["ensemble", str(study_dir)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: members have different sample ids") and "conv_gru-9" in err
-    assert cli.main(["ensemble", str(study_dir), "--align", "common", "--loss", "mse",
-                     "--out-dir", str(tmp_path / "o")]) == 0
+    assert (
+        cli.main(
+            [
+                "ensemble",
+                str(study_dir),
+                "--align",
+                "common",
+                "--loss",
+                "mse",
+                "--out-dir",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     assert set(reports.read_table(tmp_path / "o", "ensembles")["loss"]) == {"mse"}
 
 
 def test_cli_choices_match_the_stage():
     from dlpipe.ensembles import LOSSES
     from dlpipe.pipelines.ensemble import ALIGN_CHOICES, LOSS_CHOICES
-    from dlpipe.tasks.ensemble import ALIGN_MODES
+    from dlpipe.tasks.ensembling.members import ALIGN_MODES
 
     assert ALIGN_CHOICES == ALIGN_MODES and set(LOSS_CHOICES) == set(LOSSES)
 
@@ -347,8 +423,11 @@ def _study(tmp_path, jena_csv, extra=""):
 
 def test_ensemble_section_defaults_off_and_validates(tmp_path, jena_csv):
     assert load_study(_study(tmp_path, jena_csv)).ensemble == EnsembleSpec(enabled=False)
-    cfg = load_study(_study(tmp_path, jena_csv,
-                            "ensemble: {enabled: true, loss: mse, n_folds: 3, align: common}\n"))
+    cfg = load_study(
+        _study(
+            tmp_path, jena_csv, "ensemble: {enabled: true, loss: mse, n_folds: 3, align: common}\n"
+        )
+    )
     assert cfg.ensemble == EnsembleSpec(enabled=True, loss="mse", n_folds=3, align="common")
     for section, message in [
         ("ensemble: {enabled: yes-please}", r"`ensemble.enabled` must be a boolean"),
@@ -380,12 +459,23 @@ def test_study_stage_reports_a_failure_without_raising(tmp_path, study_dir, caps
 def test_sweep_trials_without_test_predictions_are_left_out(study_dir):
     # a sweep scores only its best K on test: the other trials have validation rows only
     val, _ = _known_members(N_VAL)
-    rows = [{"run_id": "trial-9", "split": "validation", "sample_index": VAL_START + i,
-             "prediction": float(p), "target": float(y)}
-            for i, (p, y) in enumerate(zip(val[0], _targets(N_VAL)))]
+    rows = [
+        {
+            "run_id": "trial-9",
+            "split": "validation",
+            "sample_index": VAL_START + i,
+            "prediction": float(p),
+            "target": float(y),
+        }
+        for i, (p, y) in enumerate(zip(val[0], _targets(N_VAL)))
+    ]
     reports.write_part(study_dir, "predictions", "trial-9", rows)
-    reports.write_part(study_dir, "runs", "trial-9", [{
-        "run_id": "trial-9", "family": "gru", "status": "ok", "val_mae_units": 1.0}])
+    reports.write_part(
+        study_dir,
+        "runs",
+        "trial-9",
+        [{"run_id": "trial-9", "family": "gru", "status": "ok", "val_mae_units": 1.0}],
+    )
     members = load_member_predictions([study_dir])
     assert "trial-9" not in members.run_ids and len(members.run_ids) == 3
     assert "no test predictions" in members.skipped["trial-9"]
@@ -394,7 +484,7 @@ def test_sweep_trials_without_test_predictions_are_left_out(study_dir):
 def test_classification_rows_report_accuracy_of_the_combined_probabilities():
     import json
 
-    from dlpipe.tasks.ensemble import MemberPredictions, build_ensembles
+    from dlpipe.tasks.ensembling.members import MemberPredictions, build_ensembles
 
     rng = np.random.default_rng(0)
     n, k = 60, 3
@@ -406,12 +496,15 @@ def test_classification_rows_report_accuracy_of_the_combined_probabilities():
         return p / p.sum(axis=1, keepdims=True)
 
     members = MemberPredictions(
-        run_ids=("a", "b"), families=("lstm", "conv1d"),
+        run_ids=("a", "b"),
+        families=("lstm", "conv1d"),
         val_predictions=np.stack([member(y_val, 1.0), member(y_val, 0.3)]),
         val_targets=y_val.astype(float),
         test_predictions=np.stack([member(y_test, 1.0), member(y_test, 0.3)]),
         test_targets=y_test.astype(float),
-        val_sample_index=np.arange(n), test_sample_index=np.arange(n))
+        val_sample_index=np.arange(n),
+        test_sample_index=np.arange(n),
+    )
     rows = {r["method"]: r for r in build_ensembles(members, loss="log_loss", n_folds=3)}
     average = rows["simple_average"]
     assert json.loads(average["weights"]) == [0.5, 0.5]
@@ -421,9 +514,18 @@ def test_classification_rows_report_accuracy_of_the_combined_probabilities():
     mean = members.test_predictions.mean(axis=0)
     assert average["test_accuracy"] == pytest.approx(np.mean(mean.argmax(axis=1) == y_test))
     # regression losses have no accuracy
-    regression = build_ensembles(MemberPredictions(
-        run_ids=("a", "b"), families=("gru", "lstm"),
-        val_predictions=rng.normal(size=(2, n)), val_targets=rng.normal(size=n),
-        test_predictions=rng.normal(size=(2, n)), test_targets=rng.normal(size=n),
-        val_sample_index=np.arange(n), test_sample_index=np.arange(n)), loss="mae", n_folds=3)
+    regression = build_ensembles(
+        MemberPredictions(
+            run_ids=("a", "b"),
+            families=("gru", "lstm"),
+            val_predictions=rng.normal(size=(2, n)),
+            val_targets=rng.normal(size=n),
+            test_predictions=rng.normal(size=(2, n)),
+            test_targets=rng.normal(size=n),
+            val_sample_index=np.arange(n),
+            test_sample_index=np.arange(n),
+        ),
+        loss="mae",
+        n_folds=3,
+    )
     assert all(r["val_accuracy"] is None for r in regression)  # NaN once written

@@ -63,9 +63,7 @@ def _complementary_members(n_samples=N_SAMPLES):
 
 ALL_ESTIMATORS = [
     pytest.param(lambda loss: SimpleAverage(loss=loss), id="simple"),
-    pytest.param(
-        lambda loss: WeightedAverage(loss=loss, method="nelder-mead"), id="nm"
-    ),
+    pytest.param(lambda loss: WeightedAverage(loss=loss, method="nelder-mead"), id="nm"),
     pytest.param(lambda loss: WeightedAverage(loss=loss, method="slsqp"), id="slsqp"),
     pytest.param(lambda loss: GreedyEnsembleSelection(loss=loss), id="greedy"),
 ]
@@ -165,7 +163,8 @@ def test_fast_objectives_match_the_losses():
         mse(y_true, combined), rel=1e-10
     )
     assert _MAEObjective(predictions, y_true, "mae").value(weights) == pytest.approx(
-        mae(y_true, combined), rel=1e-5  # float32 working copy
+        mae(y_true, combined),
+        rel=1e-5,  # float32 working copy
     )
 
 
@@ -218,9 +217,7 @@ def test_weights_on_the_simplex(make, loss):
     assert estimator.weights_.shape == (6,)
     assert np.all(estimator.weights_ >= 0.0)
     assert abs(estimator.weights_.sum() - 1.0) < 1e-9
-    np.testing.assert_allclose(
-        estimator.predict(predictions), estimator.weights_ @ predictions
-    )
+    np.testing.assert_allclose(estimator.predict(predictions), estimator.weights_ @ predictions)
     assert estimator.score_ == pytest.approx(
         LOSSES[loss][0](y_true, estimator.predict(predictions))
     )
@@ -352,9 +349,7 @@ def test_cross_fit_select_picks_a_weighted_method_and_refits():
     predictions, y_true = _complementary_members()
     noise = np.random.default_rng(2).normal(0, 0.1, size=y_true.shape)
     candidates = default_candidates(loss="mae")
-    result = cross_fit_select(
-        predictions, y_true + noise, candidates, n_folds=4, loss="mae"
-    )
+    result = cross_fit_select(predictions, y_true + noise, candidates, n_folds=4, loss="mae")
     assert isinstance(result, CrossFitResult)
     assert list(result.scores) == [
         "simple_average",

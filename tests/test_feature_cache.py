@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from dlpipe.tasks import feature_cache as fc
-from dlpipe.tasks.image_data import load_image, preprocessing_fn, split_flat_folder
+from dlpipe.tasks.features import cache as fc
+from dlpipe.tasks.images.data import load_image, preprocessing_fn, split_flat_folder
 
 from image_files import image_tree, jpeg, write
 
@@ -46,9 +46,16 @@ BASE = fc.base_key("vgg16", "imagenet", (150, 150), "vgg16")
 
 def test_features_labels_paths_aligned_batch_4_shuffled(tmp_path, tiny_base):
     paths = image_tree(tmp_path / "train", ["cat", "dog"], per_class=5, size=SIZE)
-    out = fc.extract_features(paths, tiny_base, size=SIZE, preprocessing=1 / 255,
-                              batch_size=4, shuffle=True, seed=5,
-                              cache_root=tmp_path / "cache")
+    out = fc.extract_features(
+        paths,
+        tiny_base,
+        size=SIZE,
+        preprocessing=1 / 255,
+        batch_size=4,
+        shuffle=True,
+        seed=5,
+        cache_root=tmp_path / "cache",
+    )
     assert out.features.shape == (10, 4, 4, 4) and out.features.dtype == np.float32
     assert out.labels.dtype == np.int32
     assert sorted(out.order.tolist()) == list(range(10))
@@ -60,9 +67,16 @@ def test_features_labels_paths_aligned_batch_4_shuffled(tmp_path, tiny_base):
         assert label == (0 if "/cat/" in path else 1)  # sorted folder names
         np.testing.assert_allclose(feature, _expected(tiny_base, path), rtol=1e-5, atol=1e-6)
     # the same call again comes entirely from the cache, same order and values
-    again = fc.extract_features(paths, tiny_base, size=SIZE, preprocessing=1 / 255,
-                                batch_size=4, shuffle=True, seed=5,
-                                cache_root=tmp_path / "cache")
+    again = fc.extract_features(
+        paths,
+        tiny_base,
+        size=SIZE,
+        preprocessing=1 / 255,
+        batch_size=4,
+        shuffle=True,
+        seed=5,
+        cache_root=tmp_path / "cache",
+    )
     assert (again.hits, again.forward_images, again.forward_batches) == (10, 0, 0)
     assert again.paths == out.paths
     np.testing.assert_array_equal(again.features, out.features)
@@ -70,18 +84,28 @@ def test_features_labels_paths_aligned_batch_4_shuffled(tmp_path, tiny_base):
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 4, 7, 64])
-def test_alignment_any_batch_size_with_duplicates_and_partial_cache(tmp_path, tiny_base,
-                                                                    batch_size):
+def test_alignment_any_batch_size_with_duplicates_and_partial_cache(
+    tmp_path, tiny_base, batch_size
+):
     paths = image_tree(tmp_path / "d", ["a", "b"], per_class=5, size=SIZE)
     dup = write(tmp_path / "d" / "b" / "copy_of_a0.jpg", open(paths[0], "rb").read())
     paths.append(str(dup))
     labels = list(range(len(paths)))  # a distinct label per row
     cache = tmp_path / "cache"
-    fc.extract_features(paths[:3], tiny_base, size=SIZE, preprocessing=1 / 255,
-                        cache_root=cache)  # part of it cached beforehand
-    out = fc.extract_features(paths, tiny_base, size=SIZE, preprocessing=1 / 255,
-                              labels=labels, batch_size=batch_size, shuffle=True, seed=1,
-                              cache_root=cache)
+    fc.extract_features(
+        paths[:3], tiny_base, size=SIZE, preprocessing=1 / 255, cache_root=cache
+    )  # part of it cached beforehand
+    out = fc.extract_features(
+        paths,
+        tiny_base,
+        size=SIZE,
+        preprocessing=1 / 255,
+        labels=labels,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=1,
+        cache_root=cache,
+    )
     assert out.hits == 4  # 3 cached + the byte-identical copy of paths[0]
     assert out.forward_images == 7  # 11 rows - 4 already known
     for feature, label, path in zip(out.features, out.labels, out.paths):
@@ -117,22 +141,34 @@ def test_image_key_is_content_only(tmp_path):
 
 
 def test_base_key_changes_when_and_only_when_a_field_changes(tmp_path):
-    fields = dict(architecture="vgg16", weights_id="imagenet", input_size=(150, 150),
-                  preprocessing="vgg16", keras_version="3.15.1")
+    fields = dict(
+        architecture="vgg16",
+        weights_id="imagenet",
+        input_size=(150, 150),
+        preprocessing="vgg16",
+        keras_version="3.15.1",
+    )
     key = fc.base_key(**fields)
     assert fc.base_key(**fields) == key and len(key) == 32
     assert fc.base_key(**{**fields, "architecture": "VGG16"}) == key  # same base
     assert fc.base_key(**{**fields, "input_size": [150, 150]}) == key
     assert fc.base_key(**{**fields, "preprocessing": "VGG16"}) == key
-    changes = {"architecture": "vgg19", "weights_id": "none", "input_size": (160, 160),
-               "preprocessing": 1 / 255, "keras_version": "3.16.0"}
+    changes = {
+        "architecture": "vgg19",
+        "weights_id": "none",
+        "input_size": (160, 160),
+        "preprocessing": 1 / 255,
+        "keras_version": "3.16.0",
+    }
     keys = {name: fc.base_key(**{**fields, name: value}) for name, value in changes.items()}
     assert len(set(keys.values()) | {key}) == len(changes) + 1
     assert fc.base_key(**fields, extra={"layer": "block4_pool"}) != key
     assert fc.base_key(**{**fields, "keras_version": None}) == fc.base_key(
-        **{**fields, "keras_version": keras.__version__})
-    assert fc.base_key("b", "none", (8, 8), 1 / 255) == fc.base_key("b", "none", (8, 8),
-                                                                    "rescale:0.00392156862745098")
+        **{**fields, "keras_version": keras.__version__}
+    )
+    assert fc.base_key("b", "none", (8, 8), 1 / 255) == fc.base_key(
+        "b", "none", (8, 8), "rescale:0.00392156862745098"
+    )
 
 
 def test_weights_id_hashes_local_files(tmp_path):
@@ -168,23 +204,26 @@ def test_resplit_reuses_every_feature(tmp_path, tiny_base):
     cache = tmp_path / "cache"
     first = split_flat_folder(flat, tmp_path / "split_a", counts)
     paths_a = [str(p) for p in sorted((tmp_path / "split_a").rglob("*.jpg"))]
-    run1 = fc.extract_features(paths_a, tiny_base, size=SIZE, preprocessing=1 / 255,
-                               batch_size=4, cache_root=cache)
+    run1 = fc.extract_features(
+        paths_a, tiny_base, size=SIZE, preprocessing=1 / 255, batch_size=4, cache_root=cache
+    )
     assert run1.forward_images == 12 and run1.hits == 0
     # another split (shuffled) into another folder: the same images, other paths
     second = split_flat_folder(flat, tmp_path / "split_b", counts, mode="shuffle", seed=9)
     assert second.files != first.files
     paths_b = [str(p) for p in sorted((tmp_path / "split_b").rglob("*.jpg"))]
-    run2 = fc.extract_features(paths_b, tiny_base, size=SIZE, preprocessing=1 / 255,
-                               batch_size=4, cache_root=cache)
+    run2 = fc.extract_features(
+        paths_b, tiny_base, size=SIZE, preprocessing=1 / 255, batch_size=4, cache_root=cache
+    )
     assert (run2.forward_images, run2.forward_batches) == (0, 0)  # 0 conv-base passes
     assert (run2.hits, run2.misses) == (12, 0)
     by_key = dict(zip(run1.image_keys, run1.features))
     for key, feature in zip(run2.image_keys, run2.features):
         np.testing.assert_array_equal(feature, by_key[key])
     # another input size is another base: nothing reused
-    other = fc.extract_features(paths_b[:2], tiny_base, size=(20, 20), preprocessing=1 / 255,
-                                cache_root=cache)
+    other = fc.extract_features(
+        paths_b[:2], tiny_base, size=(20, 20), preprocessing=1 / 255, cache_root=cache
+    )
     assert other.hits == 0 and other.base_key != run2.base_key
     assert len(fc.list_bases(cache)) == 2
 
@@ -205,10 +244,8 @@ def test_store_lookup_roundtrip_and_torn_entry(tmp_path):
         f.truncate(20)
     assert fc.lookup(tmp_path, BASE, [_key(1)]) == ({}, [_key(1)])
     assert fc.store(tmp_path, BASE, {_key(1): feats[_key(1)]}, overwrite=True) == 1
-    np.testing.assert_array_equal(fc.lookup(tmp_path, BASE, [_key(1)])[0][_key(1)],
-                                  feats[_key(1)])
-    assert fc.entry_path(tmp_path, BASE, _key(1)).endswith(
-        f"/{BASE}/00/{_key(1)}.npy")
+    np.testing.assert_array_equal(fc.lookup(tmp_path, BASE, [_key(1)])[0][_key(1)], feats[_key(1)])
+    assert fc.entry_path(tmp_path, BASE, _key(1)).endswith(f"/{BASE}/00/{_key(1)}.npy")
 
 
 @pytest.mark.parametrize("key", ["../../etc/passwd", "ABC", "0" * 63, 5])
@@ -242,8 +279,10 @@ def test_concurrent_writers_of_one_key_processes(tmp_path):
     value = np.arange(4096, dtype=np.float32).reshape(8, 8, 64)
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
-        jobs = [pool.submit(fc.store, str(tmp_path), BASE, {_key(7): value}, overwrite=True)
-                for _ in range(6)]
+        jobs = [
+            pool.submit(fc.store, str(tmp_path), BASE, {_key(7): value}, overwrite=True)
+            for _ in range(6)
+        ]
         assert [job.result() for job in jobs] == [1] * 6
     files = [p for p in (tmp_path / BASE).rglob("*") if p.is_file()]
     assert [p.name for p in files] == [f"{_key(7)}.npy"]
@@ -255,8 +294,12 @@ def test_concurrent_writers_of_one_key_processes(tmp_path):
 
 def test_list_and_prune(tmp_path):
     other = fc.base_key("resnet50", "imagenet", (150, 150), "resnet50")
-    fc.store(tmp_path, BASE, {_key(i): np.zeros(4, np.float32) for i in range(3)},
-             description={"architecture": "vgg16"})
+    fc.store(
+        tmp_path,
+        BASE,
+        {_key(i): np.zeros(4, np.float32) for i in range(3)},
+        description={"architecture": "vgg16"},
+    )
     fc.store(tmp_path, other, {_key(i): np.ones(4, np.float32) for i in range(2)})
     write(tmp_path / "README.txt", b"not an entry")
     old = fc.entry_path(tmp_path, BASE, _key(0))
@@ -266,11 +309,11 @@ def test_list_and_prune(tmp_path):
 
     entries = fc.list_entries(tmp_path)
     assert [(e["base_key"], e["image_key"]) for e in entries] == sorted(
-        [(BASE, _key(i)) for i in range(3)] + [(other, _key(i)) for i in range(2)])
+        [(BASE, _key(i)) for i in range(3)] + [(other, _key(i)) for i in range(2)]
+    )
     assert all(e["size_bytes"] > 0 for e in entries)
     bases = fc.list_bases(tmp_path)
-    assert bases[BASE]["entries"] == 3 and bases[BASE]["description"] == {
-        "architecture": "vgg16"}
+    assert bases[BASE]["entries"] == 3 and bases[BASE]["description"] == {"architecture": "vgg16"}
     assert bases[other]["description"] is None
 
     assert fc.prune(tmp_path, older_than_s=3600, now=10_000)["removed"] == 2  # entry + tmp

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from dlpipe.tasks.glove import embedding_matrix, load_glove
-from dlpipe.tasks.tokenize import Vocabulary, build_vocabulary, count_words
+from dlpipe.tasks.text.glove import embedding_matrix, load_glove
+from dlpipe.tasks.text.tokenize import Vocabulary, build_vocabulary, count_words
 
 DOTS = ".\u00a0.\u00a0."  # dots separated by non-breaking spaces (glove.840B has these)
 C06_LINES = [
@@ -96,6 +96,9 @@ def test_errors(tmp_path, c06_file):
         load_glove(c06_file, dim=0)
     words_only = tmp_path / "words.txt"
     words_only.write_text("a\nb\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"words\.txt: lines 1-100: cannot infer the GloVe "
-                                         r"dimension.*Pass `dim`"):
+    with pytest.raises(
+        ValueError,
+        match=r"words\.txt: lines 1-100: cannot infer the GloVe "
+        r"dimension.*Pass `dim`",
+    ):
         load_glove(words_only)

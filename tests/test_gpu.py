@@ -40,15 +40,26 @@ def local_ray():
 
 
 def tiny_dataset(rows=400, seed=0):
-    from dlpipe.tasks.weather_data import normalize
+    from dlpipe.tasks.weather.data import normalize
 
     rng = np.random.default_rng(seed)
     t = np.arange(rows)
-    raw = np.stack([np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.1, rows),
-                    np.cos(2 * np.pi * t / 24), rng.normal(size=rows)], axis=1)
+    raw = np.stack(
+        [
+            np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.1, rows),
+            np.cos(2 * np.pi * t / 24),
+            rng.normal(size=rows),
+        ],
+        axis=1,
+    )
     data, mean, std = normalize(raw, [(0, 200)])
-    meta = {"key": "tiny", "target_column": 0, "mean": mean.tolist(), "std": std.tolist(),
-            "splits": {"train": [[0, 200]], "validation": [[200, 300]], "test": [[300, 400]]}}
+    meta = {
+        "key": "tiny",
+        "target_column": 0,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "splits": {"train": [[0, 200]], "validation": [[200, 300]], "test": [[300, 400]]},
+    }
     return data, meta
 
 
@@ -57,15 +68,19 @@ def probe(num_gpus: float, barrier_dir: str | None = None, name: str = "") -> di
     ``barrier_dir``, it also waits (up to 60 s) until its twin has started too."""
     import ray
 
-    from dlpipe.tasks.tf_setup import setup_tensorflow
+    from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
     devices = setup_tensorflow(1, num_gpus)
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    out = {"devices": devices, "gpus": len(gpus), "ray_gpu_ids": ray.get_gpu_ids(),
-           "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
-           "memory_growth": [tf.config.experimental.get_memory_growth(g) for g in gpus]}
+    out = {
+        "devices": devices,
+        "gpus": len(gpus),
+        "ray_gpu_ids": ray.get_gpu_ids(),
+        "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "memory_growth": [tf.config.experimental.get_memory_growth(g) for g in gpus],
+    }
     if gpus:
         with tf.device("/GPU:0"):
             out["op_device"] = tf.matmul(tf.ones((64, 64)), tf.ones((64, 64))).device
@@ -84,14 +99,22 @@ def remote_probe(ray, num_gpus: float):
 
 def test_training_task_with_one_gpu_trains_on_it(local_ray):
     from dlpipe.tasks.remote import train_model_task
-    from dlpipe.tasks.train import TrainingSpec
-    from dlpipe.tasks.windows import WindowSpec
+    from dlpipe.tasks.weather.train import TrainingSpec
+    from dlpipe.tasks.weather.windows import WindowSpec
 
     data, meta = tiny_dataset()
     ref = train_model_task.options(num_cpus=1, num_gpus=1).remote(
-        data=data, meta=meta, family="gru", hp={"units": 8},
+        data=data,
+        meta=meta,
+        family="gru",
+        hp={"units": 8},
         windows=WindowSpec(lookback=24, step=2, delay=6, batch_size=16),
-        training=TrainingSpec(epochs=2), seed=1, run_id="gpu-run", num_cpus=1, num_gpus=1)
+        training=TrainingSpec(epochs=2),
+        seed=1,
+        run_id="gpu-run",
+        num_cpus=1,
+        num_gpus=1,
+    )
     run = local_ray.get(ref, timeout=300)["run"]
     assert run["status"] == "ok", run["error"]
     assert "GPU:0" in run["devices"].split(","), run["devices"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dlpipe.tasks.image_data import (
+from dlpipe.tasks.images.data import (
     SPLIT_MANIFEST,
     augmentation_layers,
     folder_datasets,
@@ -65,8 +65,7 @@ def test_c01_bad_files_listed_with_reason_and_size_and_skipped(c01_folder):
     assert len(folder.paths) == 8  # stock listing: every file, bad ones included
     ok, bad = validate_images(folder.paths, size=SIZE)
 
-    assert [p.rsplit("/", 1)[1] for p in ok] == ["cat.0.jpg", "cat.3.jpg",
-                                                 "dog.0.jpg", "dog.3.jpg"]
+    assert [p.rsplit("/", 1)[1] for p in ok] == ["cat.0.jpg", "cat.3.jpg", "dog.0.jpg", "dog.3.jpg"]
     assert len(bad) == 4
     by_name = {b["path"].rsplit("/", 1)[1]: b for b in bad}
     assert set(by_name) == {"cat.1.jpg", "cat.2.jpg", "dog.1.jpg", "dog.2.jpg"}
@@ -118,15 +117,24 @@ def c02_files(tmp_path):
 def test_c02_header_sniffing_would_be_wrong(c02_files):
     # the popular cleanup keeps a file iff b"JFIF" is in its first 10 bytes
     keeps = {name: b"JFIF" in path.read_bytes()[:10] for name, path in c02_files.items()}
-    assert keeps == {"exif.jpg": False, "cmyk.jpg": False, "gray.jpg": False,
-                     "rgba.png": False, "truncated.jpg": True}
+    assert keeps == {
+        "exif.jpg": False,
+        "cmyk.jpg": False,
+        "gray.jpg": False,
+        "rgba.png": False,
+        "truncated.jpg": True,
+    }
 
 
 def test_c02_validity_is_decided_by_decoding(c02_files):
     before = snapshot(next(iter(c02_files.values())).parent)
     ok, bad = validate_images(list(c02_files.values()), size=SIZE)
-    assert sorted(p.rsplit("/", 1)[1] for p in ok) == ["cmyk.jpg", "exif.jpg",
-                                                       "gray.jpg", "rgba.png"]
+    assert sorted(p.rsplit("/", 1)[1] for p in ok) == [
+        "cmyk.jpg",
+        "exif.jpg",
+        "gray.jpg",
+        "rgba.png",
+    ]
     assert [b["path"] for b in bad] == [str(c02_files["truncated.jpg"])]
     assert "truncated JPEG" in bad[0]["reason"]
     assert bad[0]["size_bytes"] == c02_files["truncated.jpg"].stat().st_size
@@ -261,12 +269,15 @@ def test_split_resumes_and_book_class_dirs(tmp_path):
     assert folder.labels.tolist() == [0] * 4 + [1] * 4
 
 
-@pytest.mark.parametrize("counts, message", [
-    ({"train": -1}, r"`counts\['train'\]` must be an integer >= 0"),
-    ({"train": 2.5}, r"must be an integer"),
-    ({"../x": 1}, r"plain folder names"),
-    ({}, r"non-empty mapping"),
-])
+@pytest.mark.parametrize(
+    "counts, message",
+    [
+        ({"train": -1}, r"`counts\['train'\]` must be an integer >= 0"),
+        ({"train": 2.5}, r"must be an integer"),
+        ({"../x": 1}, r"plain folder names"),
+        ({}, r"non-empty mapping"),
+    ],
+)
 def test_split_bad_counts(tmp_path, counts, message):
     with pytest.raises(ValueError, match=message):
         split_flat_folder(_flat_folder(tmp_path / "flat"), tmp_path / "s", counts)
@@ -274,8 +285,7 @@ def test_split_bad_counts(tmp_path, counts, message):
 
 def test_split_bad_mode_and_missing_src(tmp_path):
     with pytest.raises(ValueError, match=r"`mode` must be one of .*Received: mode='random'"):
-        split_flat_folder(_flat_folder(tmp_path / "flat"), tmp_path / "s", COUNTS,
-                          mode="random")
+        split_flat_folder(_flat_folder(tmp_path / "flat"), tmp_path / "s", COUNTS, mode="random")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         split_flat_folder(tmp_path / "nowhere", tmp_path / "s", COUNTS)
 
@@ -323,8 +333,16 @@ def test_augmentation_only_on_training_split(tmp_path):
 def test_image_dataset_with_paths_keeps_alignment_when_shuffled(tmp_path):
     paths = image_tree(tmp_path, ["a", "b"], per_class=5)
     labels = [0] * 5 + [1] * 5
-    ds = image_dataset(paths, labels, size=(16, 16), batch_size=4, shuffle=True, seed=2,
-                       with_paths=True, preprocessing=None)
+    ds = image_dataset(
+        paths,
+        labels,
+        size=(16, 16),
+        batch_size=4,
+        shuffle=True,
+        seed=2,
+        with_paths=True,
+        preprocessing=None,
+    )
     seen = []
     for x, y, p in ds:
         for image, label, path in zip(x.numpy(), y.numpy(), p.numpy()):
@@ -361,25 +379,29 @@ def test_preprocessing_ids_and_functions():
         preprocessing_id("alexnet")
     x = np.full((1, 2, 2, 3), 100.0, dtype="float32")
     vgg = keras.ops.convert_to_numpy(preprocessing_fn("vgg16")(x))
-    np.testing.assert_allclose(vgg[0, 0, 0], [100 - 103.939, 100 - 116.779, 100 - 123.68],
-                               rtol=1e-5)  # caffe mode: BGR, ImageNet means
+    np.testing.assert_allclose(
+        vgg[0, 0, 0], [100 - 103.939, 100 - 116.779, 100 - 123.68], rtol=1e-5
+    )  # caffe mode: BGR, ImageNet means
     mobilenet = keras.ops.convert_to_numpy(preprocessing_fn("mobilenet_v2")(x))
     np.testing.assert_allclose(mobilenet, 100 / 127.5 - 1, rtol=1e-6)
 
 
 def test_image_dataset_vgg16_preprocessing_in_pipeline(tmp_path):
     paths = image_tree(tmp_path, ["a"], per_class=2)
-    (x, _), = list(image_dataset(paths, [0, 0], size=(16, 16), preprocessing="vgg16"))
+    ((x, _),) = list(image_dataset(paths, [0, 0], size=(16, 16), preprocessing="vgg16"))
     raw = np.stack([load_image(p, (16, 16)) for p in paths])
     expected = keras.ops.convert_to_numpy(keras.applications.vgg16.preprocess_input(raw))
     np.testing.assert_allclose(x.numpy(), expected, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"labels": [0]}, r"one label per path\. Received: 1 labels for 2 paths"),
-    ({"size": (0, 5)}, r"`size` must be \(height, width\)"),
-    ({"batch_size": 0}, r"`batch_size` must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"labels": [0]}, r"one label per path\. Received: 1 labels for 2 paths"),
+        ({"size": (0, 5)}, r"`size` must be \(height, width\)"),
+        ({"batch_size": 0}, r"`batch_size` must be a positive integer"),
+    ],
+)
 def test_image_dataset_bad_arguments(tmp_path, kwargs, message):
     args = {"paths": ["a.jpg", "b.jpg"], "labels": [0, 1], **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -394,10 +416,12 @@ def test_write_flat_folder_feeds_the_split(tmp_path):
     images = rng.integers(0, 256, (12, 8, 8), dtype=np.uint8)
     labels = np.array([0, 1] * 6)
     written = write_flat_folder(tmp_path / "flat", images, labels, ["face", "nonface"])
-    assert written[:3] == [str(tmp_path / "flat" / n)
-                           for n in ("face.0.png", "nonface.0.png", "face.1.png")]
-    report = split_flat_folder(tmp_path / "flat", tmp_path / "split",
-                               {"train": 4, "validation": 1, "test": 1})
+    assert written[:3] == [
+        str(tmp_path / "flat" / n) for n in ("face.0.png", "nonface.0.png", "face.1.png")
+    ]
+    report = split_flat_folder(
+        tmp_path / "flat", tmp_path / "split", {"train": 4, "validation": 1, "test": 1}
+    )
     ok, bad = validate_images(list_image_folder(report.split_dir("train")).paths)
     assert len(ok) == 8 and not bad
     np.testing.assert_array_equal(load_image(written[0], (8, 8))[..., 0], images[0])
@@ -405,10 +429,13 @@ def test_write_flat_folder_feeds_the_split(tmp_path):
         write_flat_folder(tmp_path / "x", images.astype("float32"), labels, ["a", "b"])
 
 
-@pytest.mark.parametrize("source, package, counts", [
-    ("digits", "sklearn", {"digit3": 183, "digit8": 174}),
-    ("lfw_subset", "skimage", {"face": 100, "nonface": 100}),
-])
+@pytest.mark.parametrize(
+    "source, package, counts",
+    [
+        ("digits", "sklearn", {"digit3": 183, "digit8": 174}),
+        ("lfw_subset", "skimage", {"face": 100, "nonface": 100}),
+    ],
+)
 def test_write_demo_images(tmp_path, source, package, counts):
     pytest.importorskip(package)
     info = write_demo_images(tmp_path / "flat", source, classes=list(counts))

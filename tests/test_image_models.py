@@ -20,7 +20,7 @@ from dlpipe.models.images import (
 )
 from dlpipe.models.registry import IMAGE_FAMILIES, build_model, get_family, resolved_hparams
 from dlpipe.models.spaces import IMAGE_SPACES
-from dlpipe.tasks.search_space import decode, sweep_space, validate_space
+from dlpipe.tasks.sweep.space import decode, sweep_space, validate_space
 
 SMALL = (48, 48, 3)
 
@@ -62,17 +62,24 @@ def test_in_model_augmentation_is_inactive_at_inference():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(block(x, training=False)), x)
 
 
-@pytest.mark.parametrize("builder, shape, kwargs, out", [
-    (build_small_convnet, SMALL, {}, (2, 1)),
-    (build_small_convnet, (50, 46, 1), {"num_classes": 5}, (2, 5)),
-    (build_small_convnet, SMALL, {"batch_norm": True, "separable": True}, (2, 1)),
-    (build_small_convnet_dropout, SMALL, {"num_classes": 3}, (2, 3)),
-    (build_features_head, (4, 4, 512), {}, (2, 1)),
-    (build_features_head, (2048,), {"num_classes": 10}, (2, 10)),
-    (build_frozen_base, SMALL, {"weights": "none"}, (2, 1)),
-    (build_frozen_base, (64, 64, 3), {"weights": "none", "base": "mobilenet_v2",
-                                      "num_classes": 4}, (2, 4)),
-])
+@pytest.mark.parametrize(
+    "builder, shape, kwargs, out",
+    [
+        (build_small_convnet, SMALL, {}, (2, 1)),
+        (build_small_convnet, (50, 46, 1), {"num_classes": 5}, (2, 5)),
+        (build_small_convnet, SMALL, {"batch_norm": True, "separable": True}, (2, 1)),
+        (build_small_convnet_dropout, SMALL, {"num_classes": 3}, (2, 3)),
+        (build_features_head, (4, 4, 512), {}, (2, 1)),
+        (build_features_head, (2048,), {"num_classes": 10}, (2, 10)),
+        (build_frozen_base, SMALL, {"weights": "none"}, (2, 1)),
+        (
+            build_frozen_base,
+            (64, 64, 3),
+            {"weights": "none", "base": "mobilenet_v2", "num_classes": 4},
+            (2, 4),
+        ),
+    ],
+)
 def test_builder_output_shapes(builder, shape, kwargs, out):
     model = builder(shape, **kwargs)
     y = _forward(model, shape)
@@ -106,11 +113,14 @@ def test_small_convnet_minimum_size():
         build_small_convnet((45, 46, 3))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"input_shape": (48, 48)}, r"`input_shape` must be a tuple of three positive"),
-    ({"input_shape": SMALL, "dropout": 1.0}, r"`dropout` must be in \[0, 1\)"),
-    ({"input_shape": SMALL, "num_classes": 0}, r"`num_classes` must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"input_shape": (48, 48)}, r"`input_shape` must be a tuple of three positive"),
+        ({"input_shape": SMALL, "dropout": 1.0}, r"`dropout` must be in \[0, 1\)"),
+        ({"input_shape": SMALL, "num_classes": 0}, r"`num_classes` must be a positive integer"),
+    ],
+)
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         build_small_convnet(**kwargs)
@@ -128,7 +138,11 @@ def test_frozen_base_trains_only_the_head(frozen_vgg16):
     base = frozen_vgg16.get_layer("vgg16")
     assert not base.trainable and not any(layer.trainable for layer in base.layers)
     assert [w.path for w in frozen_vgg16.trainable_weights] == [
-        "dense_1/kernel", "dense_1/bias", "dense_out/kernel", "dense_out/bias"]
+        "dense_1/kernel",
+        "dense_1/bias",
+        "dense_out/kernel",
+        "dense_out/bias",
+    ]
 
 
 def test_fine_tune_unfreezes_exactly_the_named_layers(frozen_vgg16):
@@ -142,9 +156,17 @@ def test_fine_tune_unfreezes_exactly_the_named_layers(frozen_vgg16):
     assert below and not any(base.get_layer(n).trainable for n in below)
     assert not base.get_layer("block5_pool").trainable
     assert [w.path for w in model.trainable_weights] == [
-        "block5_conv1/kernel", "block5_conv1/bias", "block5_conv2/kernel",
-        "block5_conv2/bias", "block5_conv3/kernel", "block5_conv3/bias",
-        "dense_1/kernel", "dense_1/bias", "dense_out/kernel", "dense_out/bias"]
+        "block5_conv1/kernel",
+        "block5_conv1/bias",
+        "block5_conv2/kernel",
+        "block5_conv2/bias",
+        "block5_conv3/kernel",
+        "block5_conv3/bias",
+        "dense_1/kernel",
+        "dense_1/bias",
+        "dense_out/kernel",
+        "dense_out/bias",
+    ]
     lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     assert np.isclose(lr, 1e-5) and model.loss == "binary_crossentropy"
     # a narrower second call re-freezes what is no longer named
@@ -157,15 +179,23 @@ def test_fine_tune_selects_by_name_on_a_flat_model():
     base.trainable = False
     fine_tune(base, unfreeze=["block4_conv3", "block5_conv1"])
     assert {layer.name for layer in base.layers if layer.trainable} == {
-        "block4_conv3", "block5_conv1"}
+        "block4_conv3",
+        "block5_conv1",
+    }
 
 
-@pytest.mark.parametrize("unfreeze, message", [
-    (["block5_conv1", "block9_conv1"], r"\['block9_conv1'\] that model `frozen_base`.*"
-                                       r"'block5_conv3'"),
-    ("block5_conv1", r"`unfreeze` must be a non-empty list"),
-    ([], r"`unfreeze` must be a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "unfreeze, message",
+    [
+        (
+            ["block5_conv1", "block9_conv1"],
+            r"\['block9_conv1'\] that model `frozen_base`.*"
+            r"'block5_conv3'",
+        ),
+        ("block5_conv1", r"`unfreeze` must be a non-empty list"),
+        ([], r"`unfreeze` must be a non-empty list"),
+    ],
+)
 def test_fine_tune_bad_names_raise_and_change_nothing(frozen_vgg16, unfreeze, message):
     with pytest.raises(ValueError, match=message):
         fine_tune(frozen_vgg16, unfreeze=unfreeze)
@@ -205,13 +235,16 @@ def test_conv_base_imagenet_download_failure_says_to_pass_a_file(monkeypatch):
         conv_base("vgg16", weights="imagenet", input_shape=SMALL)
 
 
-@pytest.mark.parametrize("name, shape, out", [
-    ("vgg19", (48, 48, 3), (None, 1, 1, 512)),
-    ("ResNet50", (64, 64, 3), (None, 2, 2, 2048)),
-    ("InceptionV3", (75, 75, 3), (None, 1, 1, 2048)),
-    ("xception", (71, 71, 3), (None, 3, 3, 2048)),
-    ("MobileNetV2", (64, 64, 3), (None, 2, 2, 1280)),
-])
+@pytest.mark.parametrize(
+    "name, shape, out",
+    [
+        ("vgg19", (48, 48, 3), (None, 1, 1, 512)),
+        ("ResNet50", (64, 64, 3), (None, 2, 2, 2048)),
+        ("InceptionV3", (75, 75, 3), (None, 1, 1, 2048)),
+        ("xception", (71, 71, 3), (None, 3, 3, 2048)),
+        ("MobileNetV2", (64, 64, 3), (None, 2, 2, 1280)),
+    ],
+)
 def test_conv_bases_by_name(name, shape, out):
     assert conv_base(name, weights=None, input_shape=shape).output_shape == out
 
@@ -225,8 +258,12 @@ def test_conv_base_unknown_name():
 
 
 def test_registry_lists_the_image_families():
-    assert set(IMAGE_FAMILIES) == {"small_convnet", "small_convnet_dropout",
-                                   "features_head", "frozen_base"}
+    assert set(IMAGE_FAMILIES) == {
+        "small_convnet",
+        "small_convnet_dropout",
+        "features_head",
+        "frozen_base",
+    }
     family = get_family("small_convnet", "images")
     assert family.pipeline == "images" and family.defaults["learning_rate"] == 1e-4
     assert family.param_types["batch_norm"] is bool
@@ -239,8 +276,12 @@ def test_every_image_family_ships_a_default_space():
     assert set(IMAGE_SPACES) == set(IMAGE_FAMILIES)
 
 
-INPUTS = {"small_convnet": SMALL, "small_convnet_dropout": SMALL,
-          "features_head": (2, 2, 32), "frozen_base": SMALL}
+INPUTS = {
+    "small_convnet": SMALL,
+    "small_convnet_dropout": SMALL,
+    "features_head": (2, 2, 32),
+    "frozen_base": SMALL,
+}
 
 
 @pytest.mark.parametrize("family", sorted(IMAGE_SPACES))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from dlpipe.tasks import image_data
-from dlpipe.tasks.image_data import (
+from dlpipe.tasks.images import data as image_data
+from dlpipe.tasks.images.data import (
     DECODER_VERSION,
     DEFAULT_MAX_PIXELS,
     check_images,
@@ -22,7 +22,7 @@ from dlpipe.tasks.image_data import (
     load_image,
     read_image_header,
 )
-from dlpipe.tasks.image_prepare import ImageDataSpec, ImageSpec, check_classes, prepare_images
+from dlpipe.tasks.images.prepare import ImageDataSpec, ImageSpec, check_classes, prepare_images
 
 from image_files import encode, pixels, write
 
@@ -56,12 +56,11 @@ def test_c21_exif_orientation_6_decoded_upright_everywhere(tmp_path):
     load_image, the tf.data training pipeline and the feature-extraction pipeline."""
     import keras
 
-    from dlpipe.tasks.feature_cache import extract_features
+    from dlpipe.tasks.features.cache import extract_features
 
     data = halves_jpeg(6)
     header = image_header(data)
-    assert (header.format, header.width, header.height, header.orientation) == (
-        "jpeg", 64, 32, 6)
+    assert (header.format, header.width, header.height, header.orientation) == ("jpeg", 64, 32, 6)
     # Pillow's viewer-side answer, the reference
     upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
     assert upright.size == (32, 64)  # PIL: (width, height)
@@ -76,12 +75,12 @@ def test_c21_exif_orientation_6_decoded_upright_everywhere(tmp_path):
     check = check_images([path], size=(64, 32))
     assert check.ok == [str(path)] and check.bad == []
     assert check.rotated == [{"path": str(path), "orientation": 6}]
-    (batch, labels), = list(image_dataset([path], [0], size=(64, 32), batch_size=1,
-                                          preprocessing=None))
+    ((batch, labels),) = list(
+        image_dataset([path], [0], size=(64, 32), batch_size=1, preprocessing=None)
+    )
     assert_red_on_top(batch.numpy()[0])
     identity = keras.Sequential([keras.Input((64, 32, 3)), keras.layers.Identity()])
-    result = extract_features([path], identity, size=(64, 32), preprocessing=None,
-                              labels=[0])
+    result = extract_features([path], identity, size=(64, 32), preprocessing=None, labels=[0])
     assert_red_on_top(result.features[0])
 
 
@@ -96,13 +95,12 @@ def test_every_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
     assert read_image_header(write(tmp_path / "x.png", data)).orientation == orientation
     np.testing.assert_array_equal(decode_image(data, orientation).numpy(), expected)
     h, w = expected.shape[:2]
-    (batch, _), = list(image_dataset([tmp_path / "x.png"], [0], size=(h, w),
-                                     preprocessing=None))
+    ((batch, _),) = list(image_dataset([tmp_path / "x.png"], [0], size=(h, w), preprocessing=None))
     np.testing.assert_array_equal(batch.numpy()[0], expected.astype(np.float32))
 
 
 def test_c21_feature_cache_key_changes_with_the_decoder(monkeypatch):
-    from dlpipe.tasks import feature_cache as fc
+    from dlpipe.tasks.features import cache as fc
 
     args = ("vgg16", "imagenet", (150, 150), 1 / 255, "3.0.0")
     assert DECODER_VERSION == 2
@@ -116,16 +114,17 @@ def test_c21_feature_cache_key_changes_with_the_decoder(monkeypatch):
 def huge_png(width=20000, height=20000) -> bytes:
     """A valid 1-bit grayscale PNG declaring width x height pixels, all black: about
     50 MB of rows that zlib squeezes to a few tens of KB."""
+
     def chunk(kind, body):
-        return (len(body).to_bytes(4, "big") + kind + body
-                + zlib.crc32(kind + body).to_bytes(4, "big"))
+        return (
+            len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+        )
 
     row = b"\x00" * (1 + (width + 7) // 8)  # filter byte 0 + packed bits
     compressor = zlib.compressobj(9)
     idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
     ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-            + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def test_header_pixel_limit_refuses_before_decoding(tmp_path, monkeypatch):
@@ -139,19 +138,25 @@ def test_header_pixel_limit_refuses_before_decoding(tmp_path, monkeypatch):
     small = write(tmp_path / "c" / "small.png", encode(pixels(60, 40), "PNG"))
     decoded = []
     real = image_data.decode_image
-    monkeypatch.setattr(image_data, "decode_image",
-                        lambda d, o=1: decoded.append(len(d)) or real(d, o))
+    monkeypatch.setattr(
+        image_data, "decode_image", lambda d, o=1: decoded.append(len(d)) or real(d, o)
+    )
     start = time.perf_counter()
     check = check_images([bomb, small])
     assert time.perf_counter() - start < 5
     assert check.ok == [str(small)] and decoded == [len(small.read_bytes())]
     (bad,) = check.bad
     assert bad["path"] == str(bomb) and bad["size_bytes"] == len(data)
-    assert bad["reason"] == ("header declares 20000 x 20000 = 400,000,000 pixels, above "
-                             "the limit of 89,478,485 (images.max_pixels); not decoded")
+    assert bad["reason"] == (
+        "header declares 20000 x 20000 = 400,000,000 pixels, above "
+        "the limit of 89,478,485 (images.max_pixels); not decoded"
+    )
     # a configured limit: 60 x 40 = 2,400 pixels
-    assert check_images([small], max_pixels=2399).bad[0]["reason"].startswith(
-        "header declares 60 x 40 = 2,400 pixels, above the limit of 2,399")
+    assert (
+        check_images([small], max_pixels=2399)
+        .bad[0]["reason"]
+        .startswith("header declares 60 x 40 = 2,400 pixels, above the limit of 2,399")
+    )
     assert check_images([small], max_pixels=2400).ok == [str(small)]
     with pytest.raises(ValueError, match="`max_pixels` must be >= 1"):
         ImageSpec(max_pixels=0)
@@ -163,17 +168,26 @@ def test_header_size_agrees_with_pillow(fmt):
     header = image_header(data)
     with Image.open(io.BytesIO(data)) as im:
         assert (header.width, header.height) == im.size == (37, 23)
-    assert header.format == {"JPEG": "jpeg", "PNG": "png", "GIF": "gif", "BMP": "bmp",
-                             "WEBP": "webp"}[fmt]
+    assert (
+        header.format
+        == {"JPEG": "jpeg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp"}[fmt]
+    )
     assert header.orientation == 1
 
 
 def test_content_vs_extension_loads_and_is_listed(tmp_path):
     array = pixels(24, 16, seed=9)
-    files = {name: write(tmp_path / "c" / name, encode(array, fmt))
-             for name, fmt in (("png.jpg", "PNG"), ("bmp.jpg", "BMP"), ("gif.jpeg", "GIF"),
-                               ("jpeg.png", "JPEG"), ("true.jpg", "JPEG"),
-                               ("true.png", "PNG"))}
+    files = {
+        name: write(tmp_path / "c" / name, encode(array, fmt))
+        for name, fmt in (
+            ("png.jpg", "PNG"),
+            ("bmp.jpg", "BMP"),
+            ("gif.jpeg", "GIF"),
+            ("jpeg.png", "JPEG"),
+            ("true.jpg", "JPEG"),
+            ("true.png", "PNG"),
+        )
+    }
     check = check_images(list(files.values()))
     assert check.bad == [] and len(check.ok) == 6
     assert check.format_mismatch == [
@@ -214,10 +228,11 @@ def test_c22_empty_class_folder_in_a_split_is_an_error_before_validation(tmp_pat
         raise AssertionError("validation must not run")
 
     with pytest.raises(ValueError) as info:
-        prepare_images(ImageDataSpec(path=str(root)), SMALL, tmp_path / "run",
-                       map_fn=no_validation)
-    assert str(info.value) == (f"{root}/validation/cat: split `validation`, class `cat` "
-                               "has no usable image: empty folder (no jpg, jpeg or png file)")
+        prepare_images(ImageDataSpec(path=str(root)), SMALL, tmp_path / "run", map_fn=no_validation)
+    assert str(info.value) == (
+        f"{root}/validation/cat: split `validation`, class `cat` "
+        "has no usable image: empty folder (no jpg, jpeg or png file)"
+    )
 
 
 def test_c22_class_folder_whose_every_file_is_bad_is_an_error(tmp_path):
@@ -228,20 +243,31 @@ def test_c22_class_folder_whose_every_file_is_bad_is_an_error(tmp_path):
         prepare_images(ImageDataSpec(path=str(root)), SMALL, tmp_path / "run")
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith(f"{root}/validation/cat: split `validation`, class `cat` has "
-                              "no usable image: all 2 files bad (first: cat.0.jpg: not an "
-                              "image: unknown format")
+    assert message.startswith(
+        f"{root}/validation/cat: split `validation`, class `cat` has "
+        "no usable image: all 2 files bad (first: cat.0.jpg: not an "
+        "image: unknown format"
+    )
 
 
 def test_training_split_with_one_image_per_class_cannot_teach(tmp_path):
     root = split_tree(tmp_path / "base", per_class=1)
-    with pytest.raises(ValueError, match=r"base/train: the training split has as many "
-                                         r"classes as images \(2: every class seen once\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"base/train: the training split has as many "
+        r"classes as images \(2: every class seen once\)",
+    ):
         prepare_images(ImageDataSpec(path=str(root)), SMALL, tmp_path / "run")
     # the rule itself: 2 classes, 3 training images is fine
-    rows = [("train", "a", 0), ("train", "b", 0), ("train", "c", 1),
-            ("validation", "d", 0), ("validation", "e", 1), ("test", "f", 0),
-            ("test", "g", 1)]
+    rows = [
+        ("train", "a", 0),
+        ("train", "b", 0),
+        ("train", "c", 1),
+        ("validation", "d", 0),
+        ("validation", "e", 1),
+        ("test", "f", 0),
+        ("test", "g", 1),
+    ]
     check_classes(["x", "y"], rows)
 
 
@@ -250,16 +276,19 @@ def test_prepare_counts_rotated_and_mismatched_files_and_prints_them(tmp_path, c
 
     root = split_tree(tmp_path / "base")
     rotated = write(root / "train" / "cat" / "cat.9.jpg", halves_jpeg(6))
-    misnamed = write(root / "train" / "dog" / "dog.9.jpg",
-                     encode(np.full((40, 40, 3), 200, np.uint8), "PNG"))
+    misnamed = write(
+        root / "train" / "dog" / "dog.9.jpg", encode(np.full((40, 40, 3), 200, np.uint8), "PNG")
+    )
     arrays, meta = prepare_images(ImageDataSpec(path=str(root)), SMALL, tmp_path / "run")
     assert meta["rotated"] == [{"path": str(rotated), "orientation": 6}]
-    assert meta["format_mismatch"] == [{"path": str(misnamed), "extension": ".jpg",
-                                        "format": "png"}]
+    assert meta["format_mismatch"] == [
+        {"path": str(misnamed), "extension": ".jpg", "format": "png"}
+    ]
     assert meta["max_pixels"] == DEFAULT_MAX_PIXELS and meta["bad_files"] == []
     assert meta["split_counts"] == {"train": 6, "validation": 4, "test": 4}
     print_dataset(meta)
     out = capsys.readouterr().out
-    assert (f"1 file(s) turned upright by their EXIF orientation (e.g. {rotated}: "
-            "orientation 6)") in out
+    assert (
+        f"1 file(s) turned upright by their EXIF orientation (e.g. {rotated}: orientation 6)"
+    ) in out
     assert f"{misnamed}: PNG bytes named .jpg" in out

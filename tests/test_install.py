@@ -44,8 +44,7 @@ def test_lock_pins_every_requirement_with_hashes():
     the lock at a version inside pyproject.toml's bounds, and every pin carries hashes."""
     pins = read_lock()
     assert len(pins) > 50
-    assert all(hashes for _, hashes in pins.values()), \
-        [n for n, (_, h) in pins.items() if not h]
+    assert all(hashes for _, hashes in pins.values()), [n for n, (_, h) in pins.items() if not h]
     extras = project()["optional-dependencies"]
     for text in project()["dependencies"] + extras["test"] + extras["demo"]:
         req = Requirement(text)
@@ -80,8 +79,9 @@ def test_demo_data_packages_only_in_the_demo_extra():
     installed packages' own metadata)."""
     base = project()["dependencies"]
     assert not {canonicalize_name(Requirement(r).name) for r in base} & DEMO_DATA
-    assert {canonicalize_name(Requirement(r).name)
-            for r in project()["optional-dependencies"]["demo"]} == DEMO_DATA
+    assert {
+        canonicalize_name(Requirement(r).name) for r in project()["optional-dependencies"]["demo"]
+    } == DEMO_DATA
     reached = _closure(base)
     assert {"tensorflow", "ray", "pyarrow", "numpy"} <= reached  # the walk does walk
     assert not reached & DEMO_DATA, reached & DEMO_DATA
@@ -102,14 +102,15 @@ def test_installed_versions_are_the_locked_ones():
 
 def _local_sources() -> list[str]:
     """The local paths pip is configured with (find-links, file:// indexes)."""
-    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60
+    ).stdout
     sources = []
     for line in out.splitlines():
         key, _, value = line.partition("=")
         if key.split(".")[-1] in ("find-links", "extra-index-url", "index-url"):
             for item in value.strip("'\"").split():
-                path = item[len("file://"):] if item.startswith("file://") else item
+                path = item[len("file://") :] if item.startswith("file://") else item
                 if path.startswith("/") and Path(path).is_dir():
                     sources.append(path)
     return sources
@@ -129,8 +130,9 @@ def test_lock_hashes_cover_the_configured_local_mirror():
         for name, (version, hashes) in pins.items():
             page = source / name / "index.html"
             if page.is_file():
-                for fname, digest in re.findall(r'href="([^"#]+)#sha256=([0-9a-f]{64})"',
-                                                page.read_text()):
+                for fname, digest in re.findall(
+                    r'href="([^"#]+)#sha256=([0-9a-f]{64})"', page.read_text()
+                ):
                     parts = Path(fname).name.split("-")
                     if canonicalize_name(parts[0]) == name and parts[1] == version:
                         checked += 1
@@ -154,11 +156,16 @@ def test_make_reinstalls_when_the_lock_changes(tmp_path):
     (venv / "bin" / ".installed").touch()
     run = ["make", "-n", "-C", str(ROOT), f"VENV={venv}", "install"]
     fresh = subprocess.run(run, capture_output=True, text=True, timeout=60)
-    stale = subprocess.run(run[:2] + ["-W", "requirements/lock-py311.txt"] + run[2:],
-                           capture_output=True, text=True, timeout=60)
+    stale = subprocess.run(
+        run[:2] + ["-W", "requirements/lock-py311.txt"] + run[2:],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "pip install" not in fresh.stdout, fresh.stdout
     lines = [line for line in stale.stdout.splitlines() if "pip install" in line]
     assert lines == [
         f"{venv}/bin/python -m pip install --require-hashes --no-deps -r "
         "requirements/lock-py311.txt",
-        f"{venv}/bin/python -m pip install --no-deps --no-build-isolation -e '.[test,demo]'"]
+        f"{venv}/bin/python -m pip install --no-deps --no-build-isolation -e '.[test,demo]'",
+    ]

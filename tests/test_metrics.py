@@ -76,8 +76,11 @@ def test_c17_aliases_and_unknown_names():
     with pytest.raises(ValueError, match="unknown metric 'val_f1'"):
         get_metric("val_f1")
     assert check_monitor("val_acc", ("loss", "accuracy"), "f") == "val_accuracy"
-    with pytest.raises(ValueError, match=r"`training.early_stopping.monitor` must be one of "
-                       r"\['val_loss', 'loss'\].*Received: 'val_auc'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`training.early_stopping.monitor` must be one of "
+        r"\['val_loss', 'loss'\].*Received: 'val_auc'",
+    ):
         check_monitor("val_auc", ("loss",), "training.early_stopping.monitor")
 
 
@@ -105,13 +108,16 @@ def _tiny_classifier():
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1),
-                  loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.1),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
     return model
 
 
 def test_c16_val_accuracy_restores_the_highest_epoch():
-    from dlpipe.tasks.fit import (
+    from dlpipe.tasks.training.fit import (
         EarlyStoppingSpec,
         ReduceLROnPlateauSpec,
         TrainingSpec,
@@ -122,15 +128,24 @@ def test_c16_val_accuracy_restores_the_highest_epoch():
     training = TrainingSpec(
         epochs=6,
         early_stopping=EarlyStoppingSpec(monitor="val_accuracy", patience=10),
-        reduce_lr_on_plateau=ReduceLROnPlateauSpec(monitor="val_accuracy", patience=1,
-                                                   factor=0.5, min_lr=1e-6))
+        reduce_lr_on_plateau=ReduceLROnPlateauSpec(
+            monitor="val_accuracy", patience=1, factor=0.5, min_lr=1e-6
+        ),
+    )
     model = _tiny_classifier()
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 3)).astype("float32"), (rng.random(32) > 0.5).astype("float32")
     scripted = _Scripted(C16_VAL_ACCURACY)
     recorder = epoch_recorder("c16", training.early_stopping)
-    model.fit(x, y, validation_data=(x, y), epochs=6, batch_size=8, verbose=0,
-              callbacks=[scripted, *callbacks(training, recorder)])
+    model.fit(
+        x,
+        y,
+        validation_data=(x, y),
+        epochs=6,
+        batch_size=8,
+        verbose=0,
+        callbacks=[scripted, *callbacks(training, recorder)],
+    )
     recorder.restore_best(model)
 
     assert len(recorder.rows) == 6  # patience 10 > 6 epochs: never stopped
@@ -145,7 +160,7 @@ def test_c16_val_accuracy_restores_the_highest_epoch():
 
 
 def test_c16_val_loss_keeps_the_lowest_epoch():
-    from dlpipe.tasks.fit import EarlyStoppingSpec, epoch_recorder
+    from dlpipe.tasks.training.fit import EarlyStoppingSpec, epoch_recorder
 
     recorder = epoch_recorder("c16", EarlyStoppingSpec(monitor="val_loss"))
     recorder.set_model(_tiny_classifier())
@@ -158,7 +173,8 @@ def test_c16_val_loss_keeps_the_lowest_epoch():
 def _weather_study(tmp_path, training: str) -> Path:
     write_jena(tmp_path / "jena.csv", jena_like(600, seed=1))
     path = tmp_path / "study.yaml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         study: c17
         output_dir: out
         data: {{format: jena, path: jena.csv}}
@@ -167,18 +183,25 @@ def _weather_study(tmp_path, training: str) -> Path:
         training: {training}
         models:
           - {{family: dense, hp: {{units: 4}}}}
-    """))
+    """)
+    )
     return path
 
 
-@pytest.mark.parametrize("training, field", [
-    ("{early_stopping: {monitor: val_auc}}", "training.early_stopping.monitor"),
-    ("{reduce_lr_on_plateau: {monitor: val_acc}}", "training.reduce_lr_on_plateau.monitor"),
-])
+@pytest.mark.parametrize(
+    "training, field",
+    [
+        ("{early_stopping: {monitor: val_auc}}", "training.early_stopping.monitor"),
+        ("{reduce_lr_on_plateau: {monitor: val_acc}}", "training.reduce_lr_on_plateau.monitor"),
+    ],
+)
 def test_c17_unknown_monitor_is_refused_at_load(tmp_path, training, field):
     path = _weather_study(tmp_path, training)
-    with pytest.raises(ConfigError, match=rf"study.yaml: `{field}` must be one of "
-                       r"\['val_loss', 'loss'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"study.yaml: `{field}` must be one of "
+        r"\['val_loss', 'loss'\]",
+    ):
         load_study(path)
 
 
@@ -187,14 +210,16 @@ def test_c17_val_acc_is_an_alias_in_a_text_study(tmp_path):
 
     write_aclimdb(tmp_path / "aclImdb", per_class=2)
     path = tmp_path / "text.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         study: c17-text
         pipeline: text
         data: {format: aclimdb, path: aclImdb}
         training: {early_stopping: {monitor: val_acc}}
         models:
           - {family: multihot_dense, hp: {units: 8}}
-    """))
+    """)
+    )
     cfg = load_study(path)
     assert cfg.training.early_stopping.monitor == "val_accuracy"
     assert cfg.training.reduce_lr_on_plateau.monitor == "val_loss"
@@ -202,8 +227,13 @@ def test_c17_val_acc_is_an_alias_in_a_text_study(tmp_path):
 
 def test_c17_cli_exits_2_before_ray_starts(tmp_path):
     path = _weather_study(tmp_path, "{early_stopping: {monitor: val_auc}}")
-    proc = subprocess.run([str(BIN / "dlpipe"), "run", str(path)], capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [str(BIN / "dlpipe"), "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr

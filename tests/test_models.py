@@ -57,8 +57,7 @@ EXPECTED_PARAMS = {
     "bidirectional_gru": 2 * _gru_params(F, 32) + _head(2 * 32),
     "lstm": _lstm_params(F, 32) + _head(32),
     "conv1d": _conv_params(5, F, 32) + 2 * _conv_params(5, 32, 32) + _head(32),
-    "conv_gru": _conv_params(5, F, 32) + _conv_params(5, 32, 32)
-    + _gru_params(32, 32) + _head(32),
+    "conv_gru": _conv_params(5, F, 32) + _conv_params(5, 32, 32) + _gru_params(32, 32) + _head(32),
 }
 
 
@@ -81,7 +80,10 @@ def test_family_builds_from_defaults_and_maps_batch_to_one_value(name):
 
 def test_defaults_follow_the_book_and_the_builder_signature():
     assert TIMESERIES_FAMILIES["gru_dropout"].defaults == {
-        "units": 32, "dropout": 0.2, "recurrent_dropout": 0.2, "learning_rate": 1e-3,
+        "units": 32,
+        "dropout": 0.2,
+        "recurrent_dropout": 0.2,
+        "learning_rate": 1e-3,
     }
     stacked = TIMESERIES_FAMILIES["stacked_gru"]
     assert (stacked.defaults["units"], stacked.defaults["units_2"]) == (32, 64)
@@ -132,8 +134,9 @@ def test_conv_family_minimum_timesteps_builds_and_one_fewer_raises(name, hp, min
         build_model(name, (minimum - 1, F), hp)
 
 
-@pytest.mark.parametrize("bad", [(120,), (120, 14, 1), (0, 14), (120, -1), (120.0, 14),
-                                 (True, 14), "120x14", None])
+@pytest.mark.parametrize(
+    "bad", [(120,), (120, 14, 1), (0, 14), (120, -1), (120.0, 14), (True, 14), "120x14", None]
+)
 def test_bad_input_shape_raises(bad):
     with pytest.raises(ValueError, match=r"`input_shape` must be .*Received: input_shape="):
         build_model("gru", bad)
@@ -175,8 +178,12 @@ PARAM_TYPES = {"units": int, "rate": float, "activation": str, "batch_norm": boo
 
 def test_c09_coerce_returns_plain_python_types():
     out = coerce_hparams(
-        {"units": np.int32(8), "rate": 1, "activation": np.str_("relu"),
-         "batch_norm": np.bool_(True)},
+        {
+            "units": np.int32(8),
+            "rate": 1,
+            "activation": np.str_("relu"),
+            "batch_norm": np.bool_(True),
+        },
         PARAM_TYPES,
         family="demo",
     )
@@ -187,9 +194,17 @@ def test_c09_coerce_returns_plain_python_types():
 @pytest.mark.parametrize(
     "key, value",
     [
-        ("units", "abc"), ("units", True), ("units", float("inf")), ("units", None),
-        ("rate", float("nan")), ("rate", np.float32("inf")), ("rate", "0.1"), ("rate", False),
-        ("activation", 1), ("batch_norm", 1), ("batch_norm", "true"),
+        ("units", "abc"),
+        ("units", True),
+        ("units", float("inf")),
+        ("units", None),
+        ("rate", float("nan")),
+        ("rate", np.float32("inf")),
+        ("rate", "0.1"),
+        ("rate", False),
+        ("activation", 1),
+        ("batch_norm", 1),
+        ("batch_norm", "true"),
     ],
     ids=repr,
 )
@@ -207,13 +222,16 @@ def test_get_family_unknown_name_raises_listing_known_families():
         get_family("gru", pipeline="vision")
 
 
-@pytest.mark.parametrize("hp, message", [
-    ({"units": -3}, "`units` of family `gru` must be a positive integer"),
-    ({"units": 0}, "`units` of family `gru` must be a positive integer"),
-    ({"learning_rate": 0.0}, "`learning_rate` of family `gru` must be > 0"),
-    ({"dropout": 1.0}, r"`dropout` of family `gru` must be in \[0, 1\)"),
-    ({"recurrent_dropout": -0.1}, r"`recurrent_dropout` of family `gru` must be in"),
-])
+@pytest.mark.parametrize(
+    "hp, message",
+    [
+        ({"units": -3}, "`units` of family `gru` must be a positive integer"),
+        ({"units": 0}, "`units` of family `gru` must be a positive integer"),
+        ({"learning_rate": 0.0}, "`learning_rate` of family `gru` must be > 0"),
+        ({"dropout": 1.0}, r"`dropout` of family `gru` must be in \[0, 1\)"),
+        ({"recurrent_dropout": -0.1}, r"`recurrent_dropout` of family `gru` must be in"),
+    ],
+)
 def test_out_of_range_hyperparameters_are_rejected_before_building(hp, message):
     from dlpipe.models.registry import resolved_hparams
 

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from dlpipe.tasks import reports
+from dlpipe.tasks.reports import tables as reports
 
 
 @pytest.fixture
@@ -25,8 +25,12 @@ def test_report_part_mode_follows_umask(tmp_path, umask, mask, mode):
     """A part file written under umask ``mask`` has mode 0o666 & ~mask (what ``open()``
     gives a plot); no temporary file is left beside it."""
     umask(mask)
-    path = reports.write_part(tmp_path / "run", "history", "r1",
-                              [{"run_id": "r1", "epoch": 1, "loss": 0.5, "val_loss": 0.6}])
+    path = reports.write_part(
+        tmp_path / "run",
+        "history",
+        "r1",
+        [{"run_id": "r1", "epoch": 1, "loss": 0.5, "val_loss": 0.6}],
+    )
     plain = tmp_path / "plain.png"
     plain.write_bytes(b"x")  # what matplotlib's savefig does: open(path, "wb")
     assert stat.S_IMODE(path.stat().st_mode) == mode == 0o666 & ~mask

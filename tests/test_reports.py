@@ -7,17 +7,26 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from dlpipe.tasks import reports
-from dlpipe.tasks.plots import smooth_curve
+from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.reports.plots import smooth_curve
 
 
 def test_c15_mixed_rows_in_two_parts_read_back_together(tmp_path):
     # the case's two trial rows, as runs of one dataset written in two part files
-    first = {"run_id": "t1", "hyperparameters": {"units": 64, "params": {}}, "val_mae": None,
-             "status": "failed", "error": "diverged"}
-    second = {"run_id": "t2", "hyperparameters": {"units": "auto",
-                                                  "params": {"units": 32.0, "dropout": 0.5}},
-              "val_mae": 0.3, "status": "ok", "seed": np.int64(7)}
+    first = {
+        "run_id": "t1",
+        "hyperparameters": {"units": 64, "params": {}},
+        "val_mae": None,
+        "status": "failed",
+        "error": "diverged",
+    }
+    second = {
+        "run_id": "t2",
+        "hyperparameters": {"units": "auto", "params": {"units": 32.0, "dropout": 0.5}},
+        "val_mae": 0.3,
+        "status": "ok",
+        "seed": np.int64(7),
+    }
     reports.write_part(tmp_path, "runs", "t1", [first])
     reports.write_part(tmp_path, "runs", "t2", [second])
     # independent readers: pandas and pyarrow over the whole folder
@@ -31,8 +40,9 @@ def test_c15_mixed_rows_in_two_parts_read_back_together(tmp_path):
         assert hp[0] == {"params": {}, "units": 64} and isinstance(hp[0]["units"], int)
         assert hp[1]["units"] == "auto" and hp[1]["params"] == {"dropout": 0.5, "units": 32.0}
     # sorted keys: the JSON text is canonical
-    assert via_pandas["hyperparameters"].iloc[1].index('"params"') < \
-        via_pandas["hyperparameters"].iloc[1].index('"units"')
+    assert via_pandas["hyperparameters"].iloc[1].index('"params"') < via_pandas[
+        "hyperparameters"
+    ].iloc[1].index('"units"')
     assert via_pandas["seed"].iloc[1] == 7
 
 

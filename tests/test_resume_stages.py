@@ -11,12 +11,12 @@ training), so a ``sitecustomize`` module on ``PYTHONPATH`` (inherited by the loc
 Ray's workers) wraps the plain stage functions as their modules are imported and
 appends one line per call to ``$DLPIPE_TEST_COUNT_DIR/<stage>.log``:
 
-* ``prepare``: :func:`dlpipe.tasks.weather_data.prepare_weather` (the Ray task ran)
-* ``load``: :func:`dlpipe.tasks.weather_data.load_series` (the dataset was really
+* ``prepare``: :func:`dlpipe.tasks.weather.data.prepare_weather` (the Ray task ran)
+* ``load``: :func:`dlpipe.tasks.weather.data.load_series` (the dataset was really
   computed: a cache miss of ``artifacts/dataset-<key>.npz``)
-* ``baseline``: :func:`dlpipe.tasks.weather_data.baseline_mae` (baseline computed)
-* ``train``: :func:`dlpipe.tasks.train.train_model` (one line per run key trained)
-* ``ensemble``: :func:`dlpipe.tasks.ensemble.build_ensembles`
+* ``baseline``: :func:`dlpipe.tasks.weather.data.baseline_mae` (baseline computed)
+* ``train``: :func:`dlpipe.tasks.weather.train.train_model` (one line per run key trained)
+* ``ensemble``: :func:`dlpipe.tasks.ensembling.members.build_ensembles`
 """
 
 import os
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from dlpipe.tasks import reports
+from dlpipe.tasks.reports import tables as reports
 
 from conftest import jena_like, write_jena
 
@@ -45,10 +45,10 @@ import time
 
 COUNT_DIR = os.environ.get("DLPIPE_TEST_COUNT_DIR")
 STAGES = {
-    "dlpipe.tasks.weather_data": {"prepare_weather": "prepare", "load_series": "load",
+    "dlpipe.tasks.weather.data": {"prepare_weather": "prepare", "load_series": "load",
                                   "baseline_mae": "baseline"},
-    "dlpipe.tasks.train": {"train_model": "train"},
-    "dlpipe.tasks.ensemble": {"build_ensembles": "ensemble"},
+    "dlpipe.tasks.weather.train": {"train_model": "train"},
+    "dlpipe.tasks.ensembling.members": {"build_ensembles": "ensemble"},
 }
 
 
@@ -125,8 +125,10 @@ STUDY = """
 
 def counts(count_dir: Path) -> dict[str, list[str]]:
     """``{stage: [run_id or "-", ...]}`` of the calls logged in ``count_dir``."""
-    return {p.stem: [line.split()[0] for line in p.read_text().splitlines()]
-            for p in count_dir.glob("*.log")}
+    return {
+        p.stem: [line.split()[0] for line in p.read_text().splitlines()]
+        for p in count_dir.glob("*.log")
+    }
 
 
 @pytest.fixture
@@ -142,25 +144,37 @@ def study(tmp_path):
 def env_for(study: Path, count_dir: Path) -> dict:
     count_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(study / "hook"),
-                                                        env.get("PYTHONPATH")])),
-               DLPIPE_TEST_COUNT_DIR=str(count_dir), DLPIPE_TEST_HANG_FAMILY="gru")
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(study / "hook"), env.get("PYTHONPATH")])),
+        DLPIPE_TEST_COUNT_DIR=str(count_dir),
+        DLPIPE_TEST_HANG_FAMILY="gru",
+    )
     return env
 
 
 def run_study(study: Path, count_dir: Path) -> dict[str, list[str]]:
     env = env_for(study, count_dir)
     (count_dir / "hung").touch()  # reruns: never hang again
-    proc = subprocess.run([str(BIN / "dlpipe"), "run", "study.yaml"], cwd=study, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(BIN / "dlpipe"), "run", "study.yaml"],
+        cwd=study,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return counts(count_dir)
 
 
 def assert_no_duplicate_rows(run_dir: Path) -> None:
-    keys = {"runs": ["run_id"], "history": ["run_id", "epoch"],
-            "predictions": ["run_id", "split", "sample_index"], "datasets": ["dataset_key"],
-            "ensembles": ["ensemble_id", "method"]}
+    keys = {
+        "runs": ["run_id"],
+        "history": ["run_id", "epoch"],
+        "predictions": ["run_id", "split", "sample_index"],
+        "datasets": ["dataset_key"],
+        "ensembles": ["ensemble_id", "method"],
+    }
     for table, key in keys.items():
         frame = reports.read_table(run_dir, table)
         assert len(frame), table
@@ -172,15 +186,25 @@ def test_killed_study_rerun_skips_finished_stages(study):
     runs_dir = run_dir / "reports" / "runs"
     first = study / "count-1"
     env = env_for(study, first)
-    proc = subprocess.Popen([str(BIN / "dlpipe"), "run", "study.yaml"], cwd=study, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "dlpipe"), "run", "study.yaml"],
+        cwd=study,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         # killed once the dense run is written while the GRU training hangs
         deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None and not (
+        while (
+            time.time() < deadline
+            and proc.poll() is None
+            and not (
                 (first / "hung").exists()
-                and len([p for p in runs_dir.glob("part-dense-*.parquet")]) == 1):
+                and len([p for p in runs_dir.glob("part-dense-*.parquet")]) == 1
+            )
+        ):
             time.sleep(0.2)
         assert proc.poll() is None, "the study ended before it could be killed"
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
@@ -192,8 +216,9 @@ def test_killed_study_rerun_skips_finished_stages(study):
     assert len(killed["train"]) == 2 and "ensemble" not in killed
     dense_id, gru_id = killed["train"]
     assert dense_id.startswith("dense-") and gru_id.startswith("gru-")
-    assert sorted(p.name for p in runs_dir.glob("part-*.parquet") if "baseline" not in p.name) \
-        == [f"part-{dense_id}.parquet"]
+    assert sorted(p.name for p in runs_dir.glob("part-*.parquet") if "baseline" not in p.name) == [
+        f"part-{dense_id}.parquet"
+    ]
     dense_part = runs_dir / f"part-{dense_id}.parquet"
     cache = sorted((run_dir / "artifacts").glob("dataset-*.npz"))
     assert len(cache) == 1

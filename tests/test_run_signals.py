@@ -74,8 +74,15 @@ models: [{family: dense}]
 """
 
 #: what must not reach the console after a signal
-DUMPS = ("Traceback", "*** SIG", "Fatal Python error", "Mutex", "PC: @", "core dumped",
-         "Check failure stack trace")
+DUMPS = (
+    "Traceback",
+    "*** SIG",
+    "Fatal Python error",
+    "Mutex",
+    "PC: @",
+    "core dumped",
+    "Check failure stack trace",
+)
 
 
 @pytest.mark.slow
@@ -85,12 +92,17 @@ def test_run_stopped_by_a_signal_exits_130_or_143_with_one_line(tmp_path, signum
     path = tmp_path / "sig.yaml"
     path.write_text(textwrap.dedent(STUDY))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([str(BIN / "dlpipe"), "run", str(path)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "dlpipe"), "run", str(path)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     runs = tmp_path / "out" / "sig" / "reports" / "runs"
     deadline = time.time() + 300
-    while time.time() < deadline and not list(runs.glob("part-baseline*")) \
-            and proc.poll() is None:
+    while time.time() < deadline and not list(runs.glob("part-baseline*")) and proc.poll() is None:
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()
     time.sleep(8)  # the training task has started (50 epochs: far from done)

@@ -47,8 +47,14 @@ def study(tmp_path):
 def cli(*args, cwd, env=None, timeout=120):
     env = dict(os.environ if env is None else env)
     env.pop("RAY_ADDRESS", None)
-    return subprocess.run([str(BIN / "dlpipe"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env)
+    return subprocess.run(
+        [str(BIN / "dlpipe"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def one_line(proc) -> str:
@@ -59,14 +65,24 @@ def one_line(proc) -> str:
 
 
 def test_study_differences_lists_dataset_fields_only():
-    stored = {"study": "a", "data": {"path": "x.csv", "format": "jena"},
-              "split": {"train_fraction": 0.5}, "models": [{"family": "gru"}],
-              "training": {"epochs": 20}}
-    current = {"study": "a", "data": {"path": "y.csv", "format": "jena", "new_key": 1},
-               "split": {"train_fraction": 0.6}, "models": [{"family": "gru"}, {"family": "lstm"}],
-               "training": {"epochs": 5}}
+    stored = {
+        "study": "a",
+        "data": {"path": "x.csv", "format": "jena"},
+        "split": {"train_fraction": 0.5},
+        "models": [{"family": "gru"}],
+        "training": {"epochs": 20},
+    }
+    current = {
+        "study": "a",
+        "data": {"path": "y.csv", "format": "jena", "new_key": 1},
+        "split": {"train_fraction": 0.6},
+        "models": [{"family": "gru"}, {"family": "lstm"}],
+        "training": {"epochs": 5},
+    }
     assert study_differences(stored, current) == [
-        "data.path: 'x.csv' -> 'y.csv'", "split.train_fraction: 0.5 -> 0.6"]
+        "data.path: 'x.csv' -> 'y.csv'",
+        "split.train_fraction: 0.5 -> 0.6",
+    ]
 
 
 def test_changed_study_refused_with_its_fields_added_models_allowed(study):
@@ -76,8 +92,11 @@ def test_changed_study_refused_with_its_fields_added_models_allowed(study):
     more = study.read_text() + "  - {family: gru, hp: {units: 4}}\n"
     study.write_text(more)
     check_same_study(cfg.run_dir, load_study(study))  # a model added: allowed
-    study.write_text(more.replace("lookback: 12", "lookback: 18").replace(
-        "train_fraction: 0.5", "train_fraction: 0.6"))
+    study.write_text(
+        more.replace("lookback: 12", "lookback: 18").replace(
+            "train_fraction: 0.5", "train_fraction: 0.6"
+        )
+    )
     with pytest.raises(RunDirError) as err:
         check_same_study(cfg.run_dir, load_study(study))
     text = str(err.value)
@@ -98,7 +117,11 @@ def test_changed_study_cli_exit_2_one_line(study, tmp_path):
 
 def test_second_driver_refused_while_the_first_runs(study, tmp_path):
     run_dir = load_study(study).run_dir
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from dlpipe.pipelines.rundir import DriverLock
         from pathlib import Path
@@ -106,7 +129,11 @@ def test_second_driver_refused_while_the_first_runs(study, tmp_path):
         DriverLock(Path({str(run_dir)!r})).acquire()
         print("held", flush=True)
         time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         proc = cli("run", str(study), cwd=tmp_path)
@@ -126,11 +153,14 @@ def test_second_driver_refused_while_the_first_runs(study, tmp_path):
 
 
 def test_truncated_report_part_is_named(tmp_path):
-    from dlpipe.tasks import reports
+    from dlpipe.tasks.reports import tables as reports
 
-    part = reports.write_part(tmp_path, "history", "run-1", [
-        {"run_id": "run-1", "epoch": 1, "loss": 0.5, "val_loss": 0.6, "lr": 1e-3,
-         "seconds": 1.0}])
+    part = reports.write_part(
+        tmp_path,
+        "history",
+        "run-1",
+        [{"run_id": "run-1", "epoch": 1, "loss": 0.5, "val_loss": 0.6, "lr": 1e-3, "seconds": 1.0}],
+    )
     check_report_parts(tmp_path)  # whole: fine
     part.write_bytes(part.read_bytes()[:-20])
     with pytest.raises(RunDirError) as err:
@@ -140,18 +170,23 @@ def test_truncated_report_part_is_named(tmp_path):
 
 
 def test_duplicate_yaml_key_names_both_lines(study):
-    study.write_text(study.read_text().replace(
-        "study: one\n", "study: one\nseed: 1\nseed: 2\n"))
-    with pytest.raises(ConfigError, match=r"study.yaml: line 4: duplicated key `seed` \(first "
-                       r"given on line 3\)"):
+    study.write_text(study.read_text().replace("study: one\n", "study: one\nseed: 1\nseed: 2\n"))
+    with pytest.raises(
+        ConfigError,
+        match=r"study.yaml: line 4: duplicated key `seed` \(first "
+        r"given on line 3\)",
+    ):
         load_study(study)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8 text"),
-    (b"study: caf\xe9\n", "line 1: not UTF-8 text (byte 0xe9"),
-    (b"study: x\x00\n", "is a binary file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8 text"),
+        (b"study: caf\xe9\n", "line 1: not UTF-8 text (byte 0xe9"),
+        (b"study: x\x00\n", "is a binary file"),
+    ],
+)
 def test_binary_or_non_utf8_study_file(tmp_path, content, message):
     path = tmp_path / "s.yaml"
     path.write_bytes(content)
@@ -223,12 +258,22 @@ def test_local_ray_token_file_is_mode_600(tmp_path):
     env = dict(os.environ, HOME=str(tmp_path), RAY_TMPDIR=short)
     env.pop("RAY_ADDRESS", None)
     env.pop("RAY_AUTH_MODE", None)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import ray
         from dlpipe.pipelines.runtime import init_ray
         init_ray(num_cpus=1)
         ray.shutdown()
-    """)], env=env, capture_output=True, text=True, timeout=180)
+    """),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     token = tmp_path / ".ray" / "auth_token"
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
@@ -238,12 +283,13 @@ def test_changed_data_under_the_same_study_is_refused(tmp_path):
     """Same study file, other data content: the dataset key changes; the reports of the
     old key are not mixed with the new ones (found by a fresh-user run)."""
     from dlpipe.pipelines.rundir import check_dataset_key
-    from dlpipe.tasks import reports
+    from dlpipe.tasks.reports import tables as reports
 
     reports.write_part(tmp_path, "datasets", "key-a", [{"dataset_key": "key-a"}])
     check_dataset_key(tmp_path, "key-a")  # the same data: fine
-    with pytest.raises(RunDirError, match="holds runs on dataset key-a, but the data now "
-                       "gives dataset key-b"):
+    with pytest.raises(
+        RunDirError, match="holds runs on dataset key-a, but the data now gives dataset key-b"
+    ):
         check_dataset_key(tmp_path, "key-b")
     check_dataset_key(tmp_path / "empty", "key-b")  # no reports yet: fine
 
@@ -280,7 +326,6 @@ def test_quiet_exit_releases_the_driver_lock(tmp_path):
         assert Path({str(tmp_path)!r}, "driver.lock").exists()
         quiet_exit(130, "interrupted")
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 130, proc.stderr
     assert not (tmp_path / "driver.lock").exists()

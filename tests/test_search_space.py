@@ -9,7 +9,7 @@ from hyperopt.pyll.stochastic import sample
 
 from dlpipe.models.registry import TIMESERIES_FAMILIES, build_model, resolved_hparams
 from dlpipe.models.spaces import TIMESERIES_SPACES
-from dlpipe.tasks.search_space import (
+from dlpipe.tasks.sweep.space import (
     SpaceError,
     decode,
     flatten_hp,
@@ -43,8 +43,10 @@ def test_default_space_samples_build_models(family):
 
 
 def test_c09_quniform_and_numpy_choice_reach_layers_as_int():
-    space = {"units": hp.quniform("units", 16, 64, 16),
-             "filters": hp.choice("filters", np.arange(16, 65, 16))}
+    space = {
+        "units": hp.quniform("units", 16, 64, 16),
+        "filters": hp.choice("filters", np.arange(16, 65, 16)),
+    }
     point = sample(space, rng=np.random.default_rng(0))
     assert isinstance(point["units"], float)  # what Hyperopt hands over: 32.0
     assert isinstance(point["filters"], np.integer)  # numpy.int64
@@ -61,37 +63,53 @@ def test_c10_choice_gives_values_not_indices():
     space = validate_space({"units": {"choice": [200, 512, 1000]}})
     expr = sweep_space({"dense": space})
     trials = Trials()
-    best = fmin(lambda c: abs(decode(c)[1]["units"] - 512), expr, algo=tpe.suggest,
-                max_evals=15, trials=trials, rstate=np.random.default_rng(0),
-                show_progressbar=False)
+    best = fmin(
+        lambda c: abs(decode(c)[1]["units"] - 512),
+        expr,
+        algo=tpe.suggest,
+        max_evals=15,
+        trials=trials,
+        rstate=np.random.default_rng(0),
+        show_progressbar=False,
+    )
     assert best == {"dense/units": 1}  # fmin returns the index...
     assert decode(space_eval(expr, best))[1] == {"units": 512}  # ...we report the value
 
 
 def test_c12_one_value_ranges_become_constants():
-    space = validate_space({"a": {"randint": [1, 2]}, "b": {"uniform": [0.5, 0.5]},
-                            "c": {"choice": [7]}, "d": {"quniform": [32, 32, 16]},
-                            "e": {"normal": [1.0, 0]}, "f": {"uniform": [0, 1]}})
+    space = validate_space(
+        {
+            "a": {"randint": [1, 2]},
+            "b": {"uniform": [0.5, 0.5]},
+            "c": {"choice": [7]},
+            "d": {"quniform": [32, 32, 16]},
+            "e": {"normal": [1.0, 0]},
+            "f": {"uniform": [0, 1]},
+        }
+    )
     assert space == {"a": 1, "b": 0.5, "c": 7, "d": 32, "e": 1.0, "f": {"uniform": [0, 1]}}
     point = sample(to_hyperopt(space, "x"), rng=np.random.default_rng(0))
     assert point["a"] == 1 and 0 <= point["f"] <= 1
-    from dlpipe.tasks.search_space import is_constant
+    from dlpipe.tasks.sweep.space import is_constant
 
     assert not is_constant(space)
     assert is_constant(validate_space({"units": {"randint": [1, 2]}, "g": {"lr": 0.1}}))
 
 
-@pytest.mark.parametrize("space, message", [
-    ({"u": {"uniform": [1]}}, r"`s.u.uniform` takes 2 numbers"),
-    ({"u": {"uniform": [2, 1]}}, r"low <= high"),
-    ({"u": {"loguniform": [0, 1]}}, r"bounds must be > 0"),
-    ({"u": {"quniform": [1, 5, 0]}}, r"step q must be > 0"),
-    ({"u": {"randint": [1.5, 3]}}, r"integers"),
-    ({"u": {"choice": []}}, r"non-empty list"),
-    ({"u": {"unifrom": [0, 1]}}, r"unknown distribution `unifrom`"),
-    ({"u": [1, 2]}, r"wrapped in a distribution"),
-    ({"u": {"uniform": ["a", 1]}}, r"finite numbers"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ({"u": {"uniform": [1]}}, r"`s.u.uniform` takes 2 numbers"),
+        ({"u": {"uniform": [2, 1]}}, r"low <= high"),
+        ({"u": {"loguniform": [0, 1]}}, r"bounds must be > 0"),
+        ({"u": {"quniform": [1, 5, 0]}}, r"step q must be > 0"),
+        ({"u": {"randint": [1.5, 3]}}, r"integers"),
+        ({"u": {"choice": []}}, r"non-empty list"),
+        ({"u": {"unifrom": [0, 1]}}, r"unknown distribution `unifrom`"),
+        ({"u": [1, 2]}, r"wrapped in a distribution"),
+        ({"u": {"uniform": ["a", 1]}}, r"finite numbers"),
+    ],
+)
 def test_bad_spaces_name_the_entry(space, message):
     with pytest.raises(SpaceError, match=message):
         validate_space(space, "s")
@@ -113,18 +131,51 @@ def test_conditional_subspace_and_labels():
 
 
 def test_warm_start_point_labels_and_indices():
-    spaces = {"gru": validate_space(TIMESERIES_SPACES["gru"]),
-              "conv1d": validate_space(TIMESERIES_SPACES["conv1d"])}
-    point = warm_start_point(spaces, {"family": "conv1d", "filters": 32, "kernel_size": 5,
-                                      "pool_size": 3, "learning_rate": 1e-3})
-    assert point == {"family": 1, "conv1d/filters": 32, "conv1d/kernel_size": 1,
-                     "conv1d/pool_size": 1, "conv1d/learning_rate": 1e-3}
-    gru = warm_start_point(spaces, {"family": "gru", "units": 32, "dropout": 0.0,
-                                    "recurrent_dropout": 0.0, "learning_rate": 1e-3})
+    spaces = {
+        "gru": validate_space(TIMESERIES_SPACES["gru"]),
+        "conv1d": validate_space(TIMESERIES_SPACES["conv1d"]),
+    }
+    point = warm_start_point(
+        spaces,
+        {
+            "family": "conv1d",
+            "filters": 32,
+            "kernel_size": 5,
+            "pool_size": 3,
+            "learning_rate": 1e-3,
+        },
+    )
+    assert point == {
+        "family": 1,
+        "conv1d/filters": 32,
+        "conv1d/kernel_size": 1,
+        "conv1d/pool_size": 1,
+        "conv1d/learning_rate": 1e-3,
+    }
+    gru = warm_start_point(
+        spaces,
+        {
+            "family": "gru",
+            "units": 32,
+            "dropout": 0.0,
+            "recurrent_dropout": 0.0,
+            "learning_rate": 1e-3,
+        },
+    )
     assert gru["gru/regularization"] == 0  # the no-dropout option
     with pytest.raises(SpaceError, match="must give `units`"):
-        warm_start_point(spaces, {"family": "gru", "dropout": 0.0, "recurrent_dropout": 0.0,
-                                  "learning_rate": 1e-3})
+        warm_start_point(
+            spaces,
+            {"family": "gru", "dropout": 0.0, "recurrent_dropout": 0.0, "learning_rate": 1e-3},
+        )
     with pytest.raises(SpaceError, match="not one of"):
-        warm_start_point(spaces, {"family": "conv1d", "filters": 32, "kernel_size": 4,
-                                  "pool_size": 3, "learning_rate": 1e-3})
+        warm_start_point(
+            spaces,
+            {
+                "family": "conv1d",
+                "filters": 32,
+                "kernel_size": 4,
+                "pool_size": 3,
+                "learning_rate": 1e-3,
+            },
+        )

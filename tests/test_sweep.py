@@ -17,8 +17,8 @@ import pytest
 
 from dlpipe.models.spaces import TIMESERIES_SPACES
 from dlpipe.pipelines.sweep import TrialRecorder
-from dlpipe.tasks import reports
-from dlpipe.tasks.search_space import decode, sweep_space, validate_space
+from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.sweep.space import decode, sweep_space, validate_space
 
 BIN = Path(sys.executable).parent
 
@@ -26,10 +26,17 @@ BIN = Path(sys.executable).parent
 def proposals(seed, n, searcher="tpe"):
     from ray.tune.search.hyperopt import HyperOptSearch
 
-    spaces = {"gru": validate_space(TIMESERIES_SPACES["gru"]),
-              "conv1d": validate_space(TIMESERIES_SPACES["conv1d"])}
-    search = HyperOptSearch(sweep_space(spaces), metric="val_loss", mode="min",
-                            n_initial_points=n, random_state_seed=seed)
+    spaces = {
+        "gru": validate_space(TIMESERIES_SPACES["gru"]),
+        "conv1d": validate_space(TIMESERIES_SPACES["conv1d"]),
+    }
+    search = HyperOptSearch(
+        sweep_space(spaces),
+        metric="val_loss",
+        mode="min",
+        n_initial_points=n,
+        random_state_seed=seed,
+    )
     out = []
     for i in range(n):
         family, hp = decode(search.suggest(f"t{i}"))
@@ -45,8 +52,13 @@ def test_c11_int_seed_same_first_configurations():
 
 
 def fake_trial(number, config, result, status="TERMINATED"):
-    return SimpleNamespace(experiment_tag=f"{number}_x", trial_id=f"id{number}", config=config,
-                           last_result=result, status=status)
+    return SimpleNamespace(
+        experiment_tag=f"{number}_x",
+        trial_id=f"id{number}",
+        config=config,
+        last_result=result,
+        status=status,
+    )
 
 
 def test_c12_nan_and_errors_are_failed_trials_with_their_text(tmp_path):
@@ -57,8 +69,11 @@ def test_c12_nan_and_errors_are_failed_trials_with_their_text(tmp_path):
     rec.record(fake_trial(1, config, dict(base, val_loss=float("nan"))), trials, error=None)
     rec.record(fake_trial(2, config, dict(base, val_loss=1.0, run_id="r2")), trials, error=None)
     rec.record(fake_trial(3, config, {}), trials, error="Traceback...\nValueError: boom 3")
-    rec.record(fake_trial(4, config, dict(base, val_loss=0.5, run_id="r2",
-                                          reused_from="r2")), trials, error=None)
+    rec.record(
+        fake_trial(4, config, dict(base, val_loss=0.5, run_id="r2", reused_from="r2")),
+        trials,
+        error=None,
+    )
     t = reports.read_table(tmp_path, "trials").set_index("trial")
     assert list(t["status"]) == ["failed", "ok", "failed", "reused"]
     assert t.loc[1, "error"] == "non-finite validation loss" and math.isnan(t.loc[1, "val_loss"])
@@ -77,8 +92,12 @@ def test_sweep_command_exits_3_naming_the_failed_trials(tmp_path, monkeypatch, c
 
     rec = TrialRecorder(tmp_path, "s", "tpe", 3, 0, {"num_cpus": 1}, "degC")
     config = {"model": {"family": "dense", "hp": {"units": 32.0}}}
-    base = {"run_id": "r1", "hyperparameters": '{"units": 32}', "val_mae_units": 1.0,
-            "val_loss": 0.5}
+    base = {
+        "run_id": "r1",
+        "hyperparameters": '{"units": 32}',
+        "val_mae_units": 1.0,
+        "val_loss": 0.5,
+    }
     rec.record(fake_trial(1, config, base), [], error=None)
     rec.record(fake_trial(2, config, dict(base, run_id="r2")), [], error=None)
     cfg = SimpleNamespace(sweep=SimpleNamespace(num_trials=3))
@@ -89,8 +108,11 @@ def test_sweep_command_exits_3_naming_the_failed_trials(tmp_path, monkeypatch, c
     assert sweep_mod.sweep_command("study.yaml") == 0
     assert "failed" not in capsys.readouterr().err
 
-    rec.record(fake_trial(3, config, {}), [],
-               error="Traceback (most recent call last):\n...\nValueError: boom in trial 3")
+    rec.record(
+        fake_trial(3, config, {}),
+        [],
+        error="Traceback (most recent call last):\n...\nValueError: boom in trial 3",
+    )
     assert sweep_mod.sweep_command("study.yaml") == sweep_mod.EXIT_TRIALS_FAILED == 3
     out, err = capsys.readouterr()
     assert "trials:" in out  # the report locations come first
@@ -120,18 +142,28 @@ sweep:
 """
 
 
-def write_study(tmp_path, name, families="[dense, conv1d]", trials=4, concurrent=2,
-                warm="[]"):
+def write_study(tmp_path, name, families="[dense, conv1d]", trials=4, concurrent=2, warm="[]"):
     path = tmp_path / f"{name}.yaml"
-    path.write_text(textwrap.dedent(STUDY.format(name=name, families=families, trials=trials,
-                                                 concurrent=concurrent, warm=warm)))
+    path.write_text(
+        textwrap.dedent(
+            STUDY.format(
+                name=name, families=families, trials=trials, concurrent=concurrent, warm=warm
+            )
+        )
+    )
     return path
 
 
 def sweep(path, *args, check=True):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.run([str(BIN / "dlpipe"), "sweep", str(path), *args], cwd=path.parent,
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(BIN / "dlpipe"), "sweep", str(path), *args],
+        cwd=path.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -141,8 +173,7 @@ def sweep(path, *args, check=True):
 @pytest.mark.ray
 def test_sweep_smoke_failed_trials_best_and_test_top_k(tmp_path):
     # warm start 1 cannot build (24 timesteps < the 61 conv1d needs): a failed trial
-    warm = ("[{family: conv1d, filters: 8}, "
-            "{family: dense, units: 16, learning_rate: 0.001}]")
+    warm = "[{family: conv1d, filters: 8}, {family: dense, units: 16, learning_rate: 0.001}]"
     proc = sweep(write_study(tmp_path, "sw", warm=warm), check=False)
     # a failed trial: every report and plot written, then exit 3 naming it
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -162,7 +193,8 @@ def test_sweep_smoke_failed_trials_best_and_test_top_k(tmp_path):
     for run_id in ok["run_id"]:
         assert runs.loc[run_id, "status"] == "ok"
         assert runs.loc[run_id, "val_mae"] == pytest.approx(
-            trials[trials["run_id"] == run_id]["val_loss"].iloc[0])
+            trials[trials["run_id"] == run_id]["val_loss"].iloc[0]
+        )
     # test scored only for the best K = 2 distinct configurations, chosen on validation
     best = ok.sort_values("val_loss").drop_duplicates("run_id")["run_id"].head(2)
     scored = runs[np.isfinite(runs["test_mae"])].index
@@ -171,8 +203,7 @@ def test_sweep_smoke_failed_trials_best_and_test_top_k(tmp_path):
     assert set(preds[preds["split"] == "test"]["run_id"]) == set(best)
     assert "[trial" in proc.stdout and "best" in proc.stdout  # live progress lines
     n_failed = (trials["status"] == "failed").sum()  # conv1d proposals fail too
-    assert (f"error: {n_failed} of 4 trial(s) failed (the sweep went on; exit code 3)"
-            in proc.stderr)
+    assert f"error: {n_failed} of 4 trial(s) failed (the sweep went on; exit code 3)" in proc.stderr
     assert "trial 1 (conv1d):" in proc.stderr and "timesteps" in proc.stderr
     for png in ("trials.png", "hyperparameters.png"):
         assert (sweep_dir / "plots" / png).stat().st_size > 5000
@@ -193,9 +224,14 @@ def test_killed_driver_resumes_without_training_twice(tmp_path):
     path = write_study(tmp_path, "rs", families="[dense]", trials=6, concurrent=1)
     sweep_dir = tmp_path / "out" / "rs-sweep"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([str(BIN / "dlpipe"), "sweep", str(path)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "dlpipe"), "sweep", str(path)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     trials_dir = sweep_dir / "reports" / "trials"
     deadline = time.time() + 300
     while time.time() < deadline and len(list(trials_dir.glob("part-*"))) < 2:
@@ -203,16 +239,20 @@ def test_killed_driver_resumes_without_training_twice(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
     proc.wait()
     runs_dir = sweep_dir / "reports" / "runs"
-    before = {p.name: reports.read_part(sweep_dir, "runs", p.stem[5:])[0]["finished_at"]
-              for p in runs_dir.glob("part-*.parquet")}
+    before = {
+        p.name: reports.read_part(sweep_dir, "runs", p.stem[5:])[0]["finished_at"]
+        for p in runs_dir.glob("part-*.parquet")
+    }
     assert 2 <= len(before) < 6
 
     sweep(path, "--resume")  # also automatic: the sweep directory exists
     trials = reports.read_table(sweep_dir, "trials")
     assert sorted(trials["trial"]) == [1, 2, 3, 4, 5, 6]  # exactly num_trials, distinct
     assert (trials["status"] != "failed").all()
-    after = {p.name: reports.read_part(sweep_dir, "runs", p.stem[5:])[0]["finished_at"]
-             for p in runs_dir.glob("part-*.parquet")}
+    after = {
+        p.name: reports.read_part(sweep_dir, "runs", p.stem[5:])[0]["finished_at"]
+        for p in runs_dir.glob("part-*.parquet")
+    }
     for name, finished in before.items():  # finished runs kept, none trained twice
         assert after[name] == finished
     assert set(trials["run_id"]) == {n[5:-8] for n in after if not n.startswith("part-baseline")}
@@ -222,8 +262,10 @@ def test_killed_driver_resumes_without_training_twice(tmp_path):
 @pytest.mark.ray
 def test_asha_scheduler_on_top_of_early_stopping(tmp_path):
     path = write_study(tmp_path, "asha", families="[dense]", trials=4, concurrent=2)
-    text = path.read_text().replace("training: {epochs: 2, max_batches_per_epoch: 3}",
-                                    "training: {epochs: 4, max_batches_per_epoch: 3}")
+    text = path.read_text().replace(
+        "training: {epochs: 2, max_batches_per_epoch: 3}",
+        "training: {epochs: 4, max_batches_per_epoch: 3}",
+    )
     path.write_text(text + "  scheduler: {type: asha, grace_period: 1, reduction_factor: 2}\n")
     sweep(path)
     sweep_dir = tmp_path / "out" / "asha-sweep"

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from dlpipe.pipelines import sweep as sweep_mod
-from dlpipe.tasks import reports
+from dlpipe.tasks.reports import tables as reports
 
 BIN = Path(sys.executable).parent
 
@@ -54,14 +54,21 @@ def env():
 
 
 def dlpipe(args, cwd, check=True):
-    proc = subprocess.run([str(BIN / "dlpipe"), *args], cwd=cwd, env=env(),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(BIN / "dlpipe"), *args],
+        cwd=cwd,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
 # ---- without Ray --------------------------------------------------------------------
+
 
 def load(tmp_path, trials=3):
     from dlpipe.pipelines.config import load_study
@@ -80,14 +87,15 @@ def test_c18_fingerprint_ignores_only_trial_count_and_time_budget(tmp_path):
     sweep_dir.mkdir()
     stamp = sweep_mod.open_stamp(cfg, sweep_dir)
     assert stamp["segments"] == [] and stamp["sweep_id"] == sweep_mod._fingerprint(cfg)
-    sweep_mod.write_stamp(sweep_dir, dict(stamp, segments=[
-        {"name": "tune", "first": 1, "trials": 3}]))
+    sweep_mod.write_stamp(
+        sweep_dir, dict(stamp, segments=[{"name": "tune", "first": 1, "trials": 3}])
+    )
     again = sweep_mod.open_stamp(grown, sweep_dir)  # accepted, segments kept
     assert again["segments"] == [{"name": "tune", "first": 1, "trials": 3}]
-    assert json.loads((sweep_dir / "sweep.json").read_text())["study"]["sweep"][
-        "num_trials"] == 6
-    changed = replace(cfg, training=replace(cfg.training, epochs=5),
-                      sweep=replace(cfg.sweep, test_top_k=1))
+    assert json.loads((sweep_dir / "sweep.json").read_text())["study"]["sweep"]["num_trials"] == 6
+    changed = replace(
+        cfg, training=replace(cfg.training, epochs=5), sweep=replace(cfg.sweep, test_top_k=1)
+    )
     with pytest.raises(sweep_mod.ConfigError) as err:
         sweep_mod.open_stamp(changed, sweep_dir)
     assert "(changed: sweep.test_top_k, training.epochs)" in str(err.value)
@@ -101,10 +109,12 @@ def test_c18_sweep_stored_by_an_older_version_still_matches(tmp_path):
     sweep_dir = tmp_path / "old"
     sweep_dir.mkdir()
     legacy = sweep_mod._fingerprint(cfg, legacy=True)
-    (sweep_dir / "sweep.json").write_text(json.dumps(
-        {"fingerprint": legacy, "study": {"sweep": {"num_trials": 3, "time_budget_s": None}}}))
-    stamp = sweep_mod.open_stamp(replace(cfg, sweep=replace(cfg.sweep, num_trials=8)),
-                                 sweep_dir)
+    (sweep_dir / "sweep.json").write_text(
+        json.dumps(
+            {"fingerprint": legacy, "study": {"sweep": {"num_trials": 3, "time_budget_s": None}}}
+        )
+    )
+    stamp = sweep_mod.open_stamp(replace(cfg, sweep=replace(cfg.sweep, num_trials=8)), sweep_dir)
     assert stamp["sweep_id"] == legacy
     assert stamp["segments"] == [{"name": "tune", "first": 1, "trials": 3}]
 
@@ -112,9 +122,15 @@ def test_c18_sweep_stored_by_an_older_version_still_matches(tmp_path):
 def test_c18_outstanding_trials_and_their_names(tmp_path):
     for n in (1, 2, 4):
         reports.write_part(tmp_path, "trials", f"{n:05d}", [{"trial": n, "status": "ok"}])
-    sweep_mod.write_stamp(tmp_path, {"segments": [{"name": "tune", "first": 1, "trials": 4},
-                                                  {"name": "tune-from-5", "first": 5,
-                                                   "trials": 2}]})
+    sweep_mod.write_stamp(
+        tmp_path,
+        {
+            "segments": [
+                {"name": "tune", "first": 1, "trials": 4},
+                {"name": "tune-from-5", "first": 5, "trials": 2},
+            ]
+        },
+    )
     assert sweep_mod.recorded_trials(tmp_path) == {1, 2, 4}
     assert sweep_mod.outstanding_trials(tmp_path, 6) == [3, 5, 6]
     assert sweep_mod.outstanding_trials(tmp_path, 8) == [3, 5, 6, 7, 8]
@@ -125,40 +141,57 @@ def test_c18_outstanding_trials_and_their_names(tmp_path):
 def test_c18_searcher_starts_from_the_history_and_proposes_warm_starts_first():
     """The extension's searcher holds the earlier results as finished Hyperopt trials
     (TPE models them; they are never proposed again) and proposes warm starts first."""
-    from dlpipe.tasks.search_space import decode, sweep_space, validate_space
+    from dlpipe.tasks.sweep.space import decode, sweep_space, validate_space
 
-    spaces = {"dense": validate_space({"units": {"quniform": [8, 64, 8]},
-                                       "learning_rate": {"loguniform": [1e-4, 1e-2]}})}
-    history = [({"dense/units": 16.0, "dense/learning_rate": 0.001}, 0.9),
-               ({"dense/units": 48.0, "dense/learning_rate": 0.005}, 0.3)]
+    spaces = {
+        "dense": validate_space(
+            {"units": {"quniform": [8, 64, 8]}, "learning_rate": {"loguniform": [1e-4, 1e-2]}}
+        )
+    }
+    history = [
+        ({"dense/units": 16.0, "dense/learning_rate": 0.001}, 0.9),
+        ({"dense/units": 48.0, "dense/learning_rate": 0.005}, 0.3),
+    ]
     warm = [{"dense/units": 32.0, "dense/learning_rate": 0.002}]
     search = sweep_mod._searcher_class()(
-        sweep_space(spaces), metric="val_loss", mode="min", history=history,
-        points_to_evaluate=warm, n_initial_points=1, random_state_seed=0)
+        sweep_space(spaces),
+        metric="val_loss",
+        mode="min",
+        history=history,
+        points_to_evaluate=warm,
+        n_initial_points=1,
+        random_state_seed=0,
+    )
     done = [t for t in search._hpopt_trials.trials if t["result"].get("status") == "ok"]
     assert sorted(t["result"]["loss"] for t in done) == [0.3, 0.9]
     assert sorted(t["misc"]["vals"]["dense/units"][0] for t in done) == [16.0, 48.0]
     assert decode(search.suggest("a"))[1] == {"units": 32.0, "learning_rate": 0.002}
     proposed = decode(search.suggest("b"))[1]  # TPE now, not a history point
-    assert (proposed["units"], proposed["learning_rate"]) not in [(16.0, 0.001),
-                                                                  (48.0, 0.005)]
+    assert (proposed["units"], proposed["learning_rate"]) not in [(16.0, 0.001), (48.0, 0.005)]
     assert len(search._hpopt_trials.trials) == 4
     # a maximized objective would enter Hyperopt negated (the metric table's mode)
-    up = sweep_mod._searcher_class()(sweep_space(spaces), metric="val_accuracy",
-                                     mode="max", history=history[:1], random_state_seed=0)
+    up = sweep_mod._searcher_class()(
+        sweep_space(spaces),
+        metric="val_accuracy",
+        mode="max",
+        history=history[:1],
+        random_state_seed=0,
+    )
     assert up._hpopt_trials.trials[0]["result"]["loss"] == -0.9
 
 
 def test_c18_top_k_and_summary_order_follow_the_metric_table(tmp_path):
     import pandas as pd
 
-    ok = pd.DataFrame({"trial": [1, 2, 3, 4], "run_id": ["a", "b", "b", "c"],
-                       "val_loss": [0.5, 0.2, 0.2, np.nan]})
+    ok = pd.DataFrame(
+        {"trial": [1, 2, 3, 4], "run_id": ["a", "b", "b", "c"], "val_loss": [0.5, 0.2, 0.2, np.nan]}
+    )
     assert list(sweep_mod.top_k(ok, 2)["trial"]) == [2, 1]  # b once (trial 2), then a
     assert sweep_mod.OBJECTIVE.mode == "min"
 
 
 # ---- through local Ray ----------------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.ray
@@ -168,8 +201,10 @@ def test_c18_finished_3_trial_sweep_extended_to_6(tmp_path):
     dlpipe(["sweep", str(path)], tmp_path)
     first = reports.read_table(sweep_dir, "trials").set_index("trial").sort_index()
     assert list(first.index) == [1, 2, 3]
-    parts = {n: (sweep_dir / "reports" / "trials" / f"part-{n:05d}.parquet").stat().st_mtime_ns
-             for n in (1, 2, 3)}
+    parts = {
+        n: (sweep_dir / "reports" / "trials" / f"part-{n:05d}.parquet").stat().st_mtime_ns
+        for n in (1, 2, 3)
+    }
 
     proc = dlpipe(["sweep", str(path), "--num-trials", "6"], tmp_path)
     assert "extending the sweep" in proc.stdout and "trials 4-6" in proc.stdout
@@ -179,14 +214,17 @@ def test_c18_finished_3_trial_sweep_extended_to_6(tmp_path):
     # the first 3 unchanged: numbers, run keys, values (their parts not rewritten)
     assert trials.loc[[1, 2, 3], cols].equals(first[cols])
     for n, mtime in parts.items():
-        assert (sweep_dir / "reports" / "trials" / f"part-{n:05d}.parquet"
-                ).stat().st_mtime_ns == mtime
+        assert (
+            sweep_dir / "reports" / "trials" / f"part-{n:05d}.parquet"
+        ).stat().st_mtime_ns == mtime
     assert trials.loc[[4, 5, 6], "run_id"].notna().all()
     assert (trials["status"] != "failed").all()
     assert trials["sweep_id"].nunique() == 1
     stamp = json.loads((sweep_dir / "sweep.json").read_text())
-    assert stamp["segments"] == [{"name": "tune", "first": 1, "trials": 3},
-                                 {"name": "tune-from-4", "first": 4, "trials": 3}]
+    assert stamp["segments"] == [
+        {"name": "tune", "first": 1, "trials": 3},
+        {"name": "tune-from-4", "first": 4, "trials": 3},
+    ]
     # the searcher of the extension started from the 3 earlier results
     assert "3 recorded, 3 of them given to the searcher" in proc.stdout
     # the test split scored for the best 2 of all 6 (chosen on validation); the test
@@ -214,12 +252,16 @@ def test_c18_sigint_after_the_first_trial_exits_130_and_resumes(tmp_path):
     path = write_study(tmp_path, "stop", trials=3, batches=150)
     sweep_dir = tmp_path / "out" / "stop-sweep"
     trials_dir = sweep_dir / "reports" / "trials"
-    proc = subprocess.Popen([str(BIN / "dlpipe"), "sweep", str(path)], cwd=tmp_path,
-                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "dlpipe"), "sweep", str(path)],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 400
-    while time.time() < deadline and not list(trials_dir.glob("part-*")) \
-            and proc.poll() is None:
+    while time.time() < deadline and not list(trials_dir.glob("part-*")) and proc.poll() is None:
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
@@ -237,10 +279,14 @@ def test_c18_sigint_after_the_first_trial_exits_130_and_resumes(tmp_path):
     runs = runs[runs["family"] != "baseline"]  # the baseline is always scored
     assert len(runs) >= 1 and not np.isfinite(runs["test_mae"].astype(float)).any()
     assert not (sweep_dir / "reports" / "predictions").is_dir() or "test" not in set(
-        reports.read_table(sweep_dir, "predictions")["split"])
+        reports.read_table(sweep_dir, "predictions")["split"]
+    )
     assert "Traceback" not in err and "*** SIG" not in err
-    (command,) = [line.split("resume with: ", 1)[1] for line in err.splitlines()
-                  if line.startswith("resume with: ")]
+    (command,) = [
+        line.split("resume with: ", 1)[1]
+        for line in err.splitlines()
+        if line.startswith("resume with: ")
+    ]
     args = shlex.split(command)
     assert args[:2] == ["dlpipe", "sweep"] and "--resume" in args
 
@@ -256,10 +302,11 @@ def test_c18_sigint_after_the_first_trial_exits_130_and_resumes(tmp_path):
 
 # ---- clean workers (issue 11, section 3): the trial only coordinates -------------------
 
+
 def test_trial_resources_leave_the_training_bundle_to_the_task():
     from ray.tune import PlacementGroupFactory
 
-    from dlpipe.tasks.sweep import trial_resources
+    from dlpipe.tasks.sweep.trial import trial_resources
 
     assert trial_resources(2, 0.5, False) == {"cpu": 2, "gpu": 0.5}
     pgf = trial_resources(2, 0.5, True)
@@ -273,17 +320,28 @@ def test_trial_resolves_hyperparameters_like_the_registry_without_keras():
     ``resolved_hparams`` (run keys stay the same), and the trial module and the
     coercion import no Keras/TensorFlow (checked in a fresh interpreter)."""
     from dlpipe.models.registry import resolved_hparams
-    from dlpipe.tasks.sweep import TrialContext, hparam_specs, resolve_hparams
+    from dlpipe.tasks.sweep.trial import TrialContext, hparam_specs, resolve_hparams
 
-    ctx = TrialContext(sweep_dir="x", study="s", inputs=None, training=None, seed=0,
-                       hparam_specs=hparam_specs("timeseries", ["dense", "gru"]))
-    for family, hp in [("dense", {"units": 32.0, "learning_rate": np.float64(0.002)}),
-                       ("gru", {"units": np.int64(16)})]:
+    ctx = TrialContext(
+        sweep_dir="x",
+        study="s",
+        inputs=None,
+        training=None,
+        seed=0,
+        hparam_specs=hparam_specs("timeseries", ["dense", "gru"]),
+    )
+    for family, hp in [
+        ("dense", {"units": 32.0, "learning_rate": np.float64(0.002)}),
+        ("gru", {"units": np.int64(16)}),
+    ]:
         got = resolve_hparams(ctx, family, hp)
         assert got == resolved_hparams(family, hp, "timeseries")
         assert all(type(v) in (int, float, str, bool) for v in got.values())
-    code = ("import sys, dlpipe.tasks.sweep, dlpipe.models.hparams; "
-            "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, env=env())
+    code = (
+        "import sys, dlpipe.tasks.sweep.trial, dlpipe.models.hparams; "
+        "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env()
+    )
     assert out.stdout.strip() == "[]", out.stderr[-2000:]

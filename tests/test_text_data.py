@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlpipe.tasks.text_data import (
+from dlpipe.tasks.text.data import (
     decode_bytes,
     read_aclimdb,
     read_class_folders,
     read_text_table,
 )
-from dlpipe.tasks.tokenize import build_vocabulary, count_words, texts_to_sequences, tokenize
+from dlpipe.tasks.text.tokenize import build_vocabulary, count_words, texts_to_sequences, tokenize
 
 
 def _write(path, content):
@@ -84,8 +84,9 @@ def test_aclimdb_errors_name_the_folder(tmp_path):
     with pytest.raises(ValueError, match=r"train/neg: the aclImdb class folder `neg` is missing"):
         read_aclimdb(tmp_path, "train")
     (tmp_path / "train" / "neg").mkdir()
-    with pytest.raises(ValueError,
-                       match=r"train/neg: the aclImdb class folder holds no review file"):
+    with pytest.raises(
+        ValueError, match=r"train/neg: the aclImdb class folder holds no review file"
+    ):
         read_aclimdb(tmp_path, "train")
 
 
@@ -163,8 +164,9 @@ def test_class_folders_errors(tmp_path):
 
 
 def test_csv_table_labels_sorted_and_rows_named(tmp_path):
-    path = _write(tmp_path / "t.csv",
-                  "sentiment,text\npositive,Good\nnegative,NA\nneutral,\"So, so\"\n")
+    path = _write(
+        tmp_path / "t.csv", 'sentiment,text\npositive,Good\nnegative,NA\nneutral,"So, so"\n'
+    )
     corpus = read_text_table(path, "text", "sentiment")
     assert corpus.class_names == ["negative", "neutral", "positive"]
     assert corpus.labels.tolist() == [2, 0, 1]
@@ -178,8 +180,11 @@ def test_table_numeric_labels_sort_as_numbers_and_fixed_order(tmp_path):
     assert read_text_table(path, "text", "label").class_names == ["1", "2", "10"]
     corpus = read_text_table(path, "text", "label", class_names=[10, 2, 1])
     assert corpus.labels.tolist() == [0, 1, 2]
-    with pytest.raises(ValueError, match=r"t\.tsv: line 4: column `label`: label '1' is "
-                                         r"not in `classes` \['10', '2'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"t\.tsv: line 4: column `label`: label '1' is "
+        r"not in `classes` \['10', '2'\]",
+    ):
         read_text_table(path, "text", "label", class_names=["10", "2"])
 
 

@@ -15,7 +15,7 @@ from dlpipe.models.registry import (
     resolved_hparams,
 )
 from dlpipe.models.spaces import TEXT_SPACES
-from dlpipe.tasks.search_space import decode, sweep_space, validate_space
+from dlpipe.tasks.sweep.space import decode, sweep_space, validate_space
 
 MAXLEN, WIDTH, VOCAB = 50, 102, 10002  # sequence length, multi-hot width, default vocab_size
 FAMILIES = sorted(TEXT_FAMILIES)
@@ -37,8 +37,15 @@ def _forward(model, x):
 
 
 def test_registry_lists_the_book_text_families():
-    assert set(TEXT_FAMILIES) == {"multihot_dense", "embedding_flatten", "glove_dense",
-                                  "simple_rnn", "lstm", "bidirectional_lstm", "conv1d"}
+    assert set(TEXT_FAMILIES) == {
+        "multihot_dense",
+        "embedding_flatten",
+        "glove_dense",
+        "simple_rnn",
+        "lstm",
+        "bidirectional_lstm",
+        "conv1d",
+    }
     for family in TEXT_FAMILIES.values():
         assert family.pipeline == "text" and family.description
         assert family.defaults["num_classes"] == 1
@@ -78,14 +85,16 @@ def test_param_counts_follow_the_formulas():
     # with the 2 reserved rows: 10,002 * 8 + 161
     model = build_model("embedding_flatten", (20,), pipeline="text")
     assert model.count_params() == 10002 * 8 + 20 * 8 + 1
-    model = build_model("embedding_flatten", (20,), {"vocab_size": 102, "num_classes": 3},
-                        pipeline="text")
+    model = build_model(
+        "embedding_flatten", (20,), {"vocab_size": 102, "num_classes": 3}, pipeline="text"
+    )
     assert model.count_params() == 102 * 8 + (20 * 8) * 3 + 3
 
 
 def test_glove_embedding_is_frozen_and_holds_the_set_weights():
-    model = build_model("glove_dense", (MAXLEN,), {"vocab_size": 30, "embedding_dim": 4},
-                        pipeline="text")
+    model = build_model(
+        "glove_dense", (MAXLEN,), {"vocab_size": 30, "embedding_dim": 4}, pipeline="text"
+    )
     embedding = model.get_layer("embedding")
     assert embedding.trainable is False and embedding.trainable_weights == []
     matrix = np.random.default_rng(0).normal(size=(30, 4)).astype("float32")
@@ -96,8 +105,9 @@ def test_glove_embedding_is_frozen_and_holds_the_set_weights():
     model.train_on_batch(x, y)
     np.testing.assert_array_equal(embedding.get_weights()[0], matrix)  # unchanged
     assert not np.array_equal(model.get_layer("dense_1").get_weights()[0], before)
-    trainable = build_model("glove_dense", (MAXLEN,), {"trainable_embedding": True},
-                            pipeline="text")
+    trainable = build_model(
+        "glove_dense", (MAXLEN,), {"trainable_embedding": True}, pipeline="text"
+    )
     assert trainable.get_layer("embedding").trainable is True
 
 
@@ -116,10 +126,13 @@ def test_conv1d_minimum_maxlen():
         build_model("conv1d", (40,), pipeline="text")
 
 
-@pytest.mark.parametrize("num_classes, message", [
-    (2, r"For two classes use num_classes=1\. Received: num_classes=2"),
-    (0, r"`num_classes` of family `lstm` must be a positive integer\. Received: num_classes=0"),
-])
+@pytest.mark.parametrize(
+    "num_classes, message",
+    [
+        (2, r"For two classes use num_classes=1\. Received: num_classes=2"),
+        (0, r"`num_classes` of family `lstm` must be a positive integer\. Received: num_classes=0"),
+    ],
+)
 def test_num_classes_two_or_zero_raises(num_classes, message):
     with pytest.raises(ValueError, match=message):
         build_model("lstm", (MAXLEN,), {"num_classes": num_classes}, pipeline="text")
@@ -132,8 +145,11 @@ def test_bad_input_shape_raises(bad):
 
 
 def test_c09_hyperopt_values_reach_text_layers_as_python_types():
-    resolved = resolved_hparams("lstm", {"units": 48.0, "num_classes": np.int64(3),
-                                         "embedding_dim": np.float32(16)}, pipeline="text")
+    resolved = resolved_hparams(
+        "lstm",
+        {"units": 48.0, "num_classes": np.int64(3), "embedding_dim": np.float32(16)},
+        pipeline="text",
+    )
     assert (resolved["units"], resolved["num_classes"], resolved["embedding_dim"]) == (48, 3, 16)
     assert all(type(resolved[k]) is int for k in ("units", "num_classes", "embedding_dim"))
     with pytest.raises(ValueError, match=r"`units` of family `lstm` must be an integer"):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dlpipe.tasks.time_axis import cut_segments, regularize
+from dlpipe.tasks.weather.time_axis import cut_segments, regularize
 
 
 def hours(*h):
@@ -38,8 +38,9 @@ def test_sort_keep_first_fill_and_cut_hand_worked():
 
 
 def test_irregular_step_is_cut_never_filled():
-    t = np.datetime64("2021-01-01T00:00", "ns") + np.array([0, 10, 20, 25, 30, 40]) \
-        * np.timedelta64(1, "m")
+    t = np.datetime64("2021-01-01T00:00", "ns") + np.array(
+        [0, 10, 20, 25, 30, 40]
+    ) * np.timedelta64(1, "m")
     r = regularize(t, np.zeros((6, 1)), max_gap=10)
     assert r.counts["period_s"] == 600.0 and r.counts["irregular_steps"] == 2
     np.testing.assert_array_equal(r.breaks, [3, 4])  # 20 -> 25 and 25 -> 30
@@ -48,7 +49,12 @@ def test_irregular_step_is_cut_never_filled():
 
 def test_cut_segments():
     assert cut_segments([(0, 10), (10, 20)], [5, 10, 15, 19]) == [
-        [0, 5], [5, 10], [10, 15], [15, 19], [19, 20]]
+        [0, 5],
+        [5, 10],
+        [10, 15],
+        [15, 19],
+        [19, 20],
+    ]
     assert cut_segments([(0, 10)], []) == [[0, 10]]
     with pytest.raises(ValueError, match="max_gap"):
         regularize(hours(0, 1), np.zeros((2, 1)), max_gap=-1)

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from dlpipe.tasks.tokenize import (
+from dlpipe.tasks.text.tokenize import (
     OOV,
     PAD,
     Vocabulary,
@@ -31,16 +31,19 @@ TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("raw, tokens", [
-    ("Great film.<br /><br />Loved it", ["great", "film", "loved", "it"]),
-    ("one<br/>two<br>three<BR />four< br / >five", ["one", "two", "three", "four", "five"]),
-    ("Don't stop—it’s ‘fine’", ["dont", "stop", "its", "fine"]),
-    ("snake_case, e-mail & 3.14", ["snake", "case", "e", "mail", "3", "14"]),
-    ("Café CAFÉ cafe\u0301", ["café", "café", "café"]),  # NFC: e + combining accent
-    ("caf\ufffd\x00end", ["caf", "end"]),
-    ("", []),
-    ("  \t\n ", []),
-])
+@pytest.mark.parametrize(
+    "raw, tokens",
+    [
+        ("Great film.<br /><br />Loved it", ["great", "film", "loved", "it"]),
+        ("one<br/>two<br>three<BR />four< br / >five", ["one", "two", "three", "four", "five"]),
+        ("Don't stop—it’s ‘fine’", ["dont", "stop", "its", "fine"]),
+        ("snake_case, e-mail & 3.14", ["snake", "case", "e", "mail", "3", "14"]),
+        ("Café CAFÉ cafe\u0301", ["café", "café", "café"]),  # NFC: e + combining accent
+        ("caf\ufffd\x00end", ["caf", "end"]),
+        ("", []),
+        ("  \t\n ", []),
+    ],
+)
 def test_c05_standardize_and_tokenize(raw, tokens):
     assert tokenize(raw) == tokens
     assert standardize(raw).split() == tokens
@@ -48,8 +51,9 @@ def test_c05_standardize_and_tokenize(raw, tokens):
 
 def test_count_words_and_merge_of_shards_equal_whole():
     counts = count_words(TEXTS)
-    assert counts == Counter({"the": 5, "cat": 3, "sat": 3, "on": 3, "mat": 2, "a": 2,
-                              "dog": 1, "no": 1, "zebra": 1})
+    assert counts == Counter(
+        {"the": 5, "cat": 3, "sat": 3, "on": 3, "mat": 2, "a": 2, "dog": 1, "no": 1, "zebra": 1}
+    )
     shards = [count_words(TEXTS[:1]), count_words(TEXTS[1:])]
     assert merge_counts(shards) == counts
 
@@ -101,8 +105,10 @@ def test_fast_path_equals_python_path_on_tricky_mixed_shards():
     pieces = ["<br />", "<BR/>", "<br>", "< br / >", "don't", "café", "\x1f", "’", "é"]
     texts = []
     for _ in range(300):
-        parts = [rng.choice(pieces) if rng.random() < 0.15 else rng.choice(alphabet)
-                 for _ in range(rng.randint(0, 40))]
+        parts = [
+            rng.choice(pieces) if rng.random() < 0.15 else rng.choice(alphabet)
+            for _ in range(rng.randint(0, 40))
+        ]
         texts.append("".join(parts))
     texts += ["", "   ", "only ascii here", "\x1f"]
     expected = Counter()
@@ -115,12 +121,15 @@ def test_fast_path_equals_python_path_on_tricky_mixed_shards():
         assert seq.tolist() == [vocab.lookup(w) for w in tokenize(text)], repr(text)
 
 
-@pytest.mark.parametrize("padding, truncating, expected", [
-    ("pre", "pre", [[0, 0, 0, 5, 6], [3, 4, 5, 6, 7], [0, 0, 0, 0, 0]]),
-    ("post", "pre", [[5, 6, 0, 0, 0], [3, 4, 5, 6, 7], [0, 0, 0, 0, 0]]),
-    ("pre", "post", [[0, 0, 0, 5, 6], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]]),
-    ("post", "post", [[5, 6, 0, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]]),
-])
+@pytest.mark.parametrize(
+    "padding, truncating, expected",
+    [
+        ("pre", "pre", [[0, 0, 0, 5, 6], [3, 4, 5, 6, 7], [0, 0, 0, 0, 0]]),
+        ("post", "pre", [[5, 6, 0, 0, 0], [3, 4, 5, 6, 7], [0, 0, 0, 0, 0]]),
+        ("pre", "post", [[0, 0, 0, 5, 6], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]]),
+        ("post", "post", [[5, 6, 0, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]]),
+    ],
+)
 def test_pad_sequences_sides(padding, truncating, expected):
     sequences = [[5, 6], [1, 2, 3, 4, 5, 6, 7], []]
     out = pad_sequences(sequences, 5, padding=padding, truncating=truncating)
@@ -132,19 +141,23 @@ def test_pad_sequences_default_is_pre_like_keras():
     from keras.utils import pad_sequences as keras_pad
 
     sequences = [[5, 6], [1, 2, 3, 4, 5, 6, 7], [], [9]]
-    np.testing.assert_array_equal(pad_sequences(sequences, 4),
-                                  keras_pad(sequences, maxlen=4))
+    np.testing.assert_array_equal(pad_sequences(sequences, 4), keras_pad(sequences, maxlen=4))
     np.testing.assert_array_equal(pad_sequences(np.array([[1, 2, 3]]), 2), [[2, 3]])
     assert pad_sequences([], 3).shape == (0, 3)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"maxlen": 0}, r"`maxlen` must be a positive integer\. Received: maxlen=0"),
-    ({"maxlen": 2.0}, r"Received: maxlen=2\.0"),
-    ({"maxlen": 2, "padding": "left"},
-     r'`padding` must be "pre" or "post"\. Received: padding=\'left\''),
-    ({"maxlen": 2, "truncating": None}, r"`truncating` must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"maxlen": 0}, r"`maxlen` must be a positive integer\. Received: maxlen=0"),
+        ({"maxlen": 2.0}, r"Received: maxlen=2\.0"),
+        (
+            {"maxlen": 2, "padding": "left"},
+            r'`padding` must be "pre" or "post"\. Received: padding=\'left\'',
+        ),
+        ({"maxlen": 2, "truncating": None}, r"`truncating` must be"),
+    ],
+)
 def test_pad_sequences_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         pad_sequences([[1]], **kwargs)
@@ -180,8 +193,10 @@ def test_vocabulary_json_round_trip_and_errors():
     restored = Vocabulary.from_json(vocab.to_json())
     assert restored == vocab and restored.index == vocab.index
     text = "The café cat"
-    assert texts_to_sequences([text], restored)[0].tolist() == \
-        texts_to_sequences([text], vocab)[0].tolist()
+    assert (
+        texts_to_sequences([text], restored)[0].tolist()
+        == texts_to_sequences([text], vocab)[0].tolist()
+    )
     with pytest.raises(ValueError, match="does not parse"):
         Vocabulary.from_json("{")
     with pytest.raises(ValueError, match="Not a dlpipe vocabulary"):
@@ -190,12 +205,15 @@ def test_vocabulary_json_round_trip_and_errors():
         Vocabulary.from_json('{"format": "dlpipe.vocabulary", "version": 2}')
 
 
-@pytest.mark.parametrize("words, max_words, message", [
-    (("a", "b"), 1, r"at most `max_words` words\. Received: 2 words with max_words=1"),
-    (("a", "a"), 5, r"must be distinct\. Repeated: \['a'\]"),
-    (("a b",), 5, r"without whitespace"),
-    (("a",), 0, r"`max_words` must be a positive integer\. Received: max_words=0"),
-])
+@pytest.mark.parametrize(
+    "words, max_words, message",
+    [
+        (("a", "b"), 1, r"at most `max_words` words\. Received: 2 words with max_words=1"),
+        (("a", "a"), 5, r"must be distinct\. Repeated: \['a'\]"),
+        (("a b",), 5, r"without whitespace"),
+        (("a",), 0, r"`max_words` must be a positive integer\. Received: max_words=0"),
+    ],
+)
 def test_vocabulary_validation(words, max_words, message):
     with pytest.raises(ValueError, match=message):
         Vocabulary(words, max_words)
@@ -215,8 +233,11 @@ def test_sequences_match_keras_text_vectorization_where_counts_differ():
     import keras
 
     # every word has a different count (7, 6, ..., 1), so both tie rules agree
-    corpus = ["alpha " * 7 + "beta " * 6, "gamma " * 5 + "Delta, " * 4,
-              "epsilon " * 3 + "zeta " * 2 + "eta"]
+    corpus = [
+        "alpha " * 7 + "beta " * 6,
+        "gamma " * 5 + "Delta, " * 4,
+        "epsilon " * 3 + "zeta " * 2 + "eta",
+    ]
     counts = count_words(corpus)
     assert sorted(counts.values()) == [1, 2, 3, 4, 5, 6, 7]
     vocab = build_vocabulary(counts, 5)
@@ -224,8 +245,7 @@ def test_sequences_match_keras_text_vectorization_where_counts_differ():
     layer.adapt(corpus)
     assert [str(w) for w in layer.get_vocabulary()] == ["", "[UNK]"] + list(vocab.words)
     new_text = ["beta omega alpha zeta delta", "alpha " * 8, ""]
-    ours = pad_sequences(texts_to_sequences(new_text, vocab), 6, padding="post",
-                         truncating="post")
+    ours = pad_sequences(texts_to_sequences(new_text, vocab), 6, padding="post", truncating="post")
     theirs = keras.ops.convert_to_numpy(layer(new_text))
     np.testing.assert_array_equal(ours, theirs)
 

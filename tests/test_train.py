@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from dlpipe.tasks.tf_setup import DeviceError, setup_tensorflow
-from dlpipe.tasks.train import TrainingSpec, failed_run, train_model
-from dlpipe.tasks.weather_data import normalize
-from dlpipe.tasks.windows import WindowSpec
+from dlpipe.tasks.training.tf_setup import DeviceError, setup_tensorflow
+from dlpipe.tasks.weather.data import normalize
+from dlpipe.tasks.weather.train import TrainingSpec, failed_run, train_model
+from dlpipe.tasks.weather.windows import WindowSpec
 
 
 def tiny_dataset(rows=400, seed=0):
@@ -18,8 +18,13 @@ def tiny_dataset(rows=400, seed=0):
     temp = np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.1, rows)
     raw = np.stack([temp, np.cos(2 * np.pi * t / 24), rng.normal(size=rows)], axis=1)
     data, mean, std = normalize(raw, [(0, 200)])
-    meta = {"key": "tiny", "target_column": 0, "mean": mean.tolist(), "std": std.tolist(),
-            "splits": {"train": [[0, 200]], "validation": [[200, 300]], "test": [[300, 400]]}}
+    meta = {
+        "key": "tiny",
+        "target_column": 0,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "splits": {"train": [[0, 200]], "validation": [[200, 300]], "test": [[300, 400]]},
+    }
     data.setflags(write=False)  # as Ray hands it to a task (C14)
     return data, meta
 
@@ -28,9 +33,18 @@ def test_train_model_returns_consistent_rows():
     data, meta = tiny_dataset()
     before = data.copy()
     windows = WindowSpec(lookback=24, step=2, delay=6, batch_size=16)
-    out = train_model(data=data, meta=meta, family="gru", hp={"units": np.int64(8)},
-                      windows=windows, training=TrainingSpec(epochs=2), seed=1,
-                      run_id="r1", num_cpus=1, num_gpus=0)
+    out = train_model(
+        data=data,
+        meta=meta,
+        family="gru",
+        hp={"units": np.int64(8)},
+        windows=windows,
+        training=TrainingSpec(epochs=2),
+        seed=1,
+        run_id="r1",
+        num_cpus=1,
+        num_gpus=0,
+    )
     np.testing.assert_array_equal(data, before)  # C14: the read-only input is untouched
     run = out["run"]
     assert run["status"] == "ok" and run["epochs_run"] == 2
@@ -57,8 +71,16 @@ def test_train_model_returns_consistent_rows():
 def test_same_seed_same_result():
     data, meta = tiny_dataset()
     windows = WindowSpec(lookback=12, step=1, delay=3, batch_size=32)
-    kwargs = dict(data=data, meta=meta, family="dense", hp={}, windows=windows,
-                  training=TrainingSpec(epochs=1), seed=3, run_id="r")
+    kwargs = dict(
+        data=data,
+        meta=meta,
+        family="dense",
+        hp={},
+        windows=windows,
+        training=TrainingSpec(epochs=1),
+        seed=3,
+        run_id="r",
+    )
     a, b = train_model(**kwargs), train_model(**kwargs)
     assert a["run"]["val_mae"] == pytest.approx(b["run"]["val_mae"], rel=1e-6)
 
@@ -74,8 +96,15 @@ def test_c13_task_asking_for_a_gpu_without_one_fails_clearly():
 
 
 def test_failed_run_row_keeps_error_text():
-    row = failed_run("r9", "gru", {"units": 8}, 1, WindowSpec(10, 2, 3),
-                     ValueError("boom at layer gru_1"), {"num_cpus": 1})
+    row = failed_run(
+        "r9",
+        "gru",
+        {"units": 8},
+        1,
+        WindowSpec(10, 2, 3),
+        ValueError("boom at layer gru_1"),
+        {"num_cpus": 1},
+    )
     assert row["run"]["status"] == "failed"
     assert "ValueError: boom at layer gru_1" in row["run"]["error"]
     assert json.dumps(row["run"]["hyperparameters"]) == '{"units": 8}'

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlpipe.tasks.weather_data import (
+from dlpipe.tasks.weather.data import (
     JENA_COLUMNS,
     DataFormatError,
     DataSpec,
@@ -20,7 +20,7 @@ from dlpipe.tasks.weather_data import (
     prepare_weather,
     timestamp_quality,
 )
-from dlpipe.tasks.windows import SplitTooShortError, WindowSpec, window_rows
+from dlpipe.tasks.weather.windows import SplitTooShortError, WindowSpec, window_rows
 
 from conftest import jena_like, write_jena
 
@@ -46,8 +46,9 @@ def test_jena_bad_timestamp_names_line(tmp_path):
 
 def test_jena_month_first_date_is_rejected(tmp_path):
     # 13 cannot be a month: a month-first file fails instead of being misread
-    path = write_jena(tmp_path / "j.csv", jena_like(2),
-                      times=["01.12.2009 00:10:00", "12.13.2009 00:20:00"])
+    path = write_jena(
+        tmp_path / "j.csv", jena_like(2), times=["01.12.2009 00:10:00", "12.13.2009 00:20:00"]
+    )
     with pytest.raises(DataFormatError, match="line 3"):
         load_jena_csv(str(path))
 
@@ -76,17 +77,27 @@ def test_missing_file_names_path(tmp_path):
 
 
 def test_duplicate_and_missing_timestamps_counted(tmp_path):
-    times = ["01.01.2009 00:10:00", "01.01.2009 00:20:00", "01.01.2009 00:20:00",
-             "01.01.2009 00:50:00", "01.01.2009 01:00:00"]
+    times = [
+        "01.01.2009 00:10:00",
+        "01.01.2009 00:20:00",
+        "01.01.2009 00:20:00",
+        "01.01.2009 00:50:00",
+        "01.01.2009 01:00:00",
+    ]
     s = load_jena_csv(str(write_jena(tmp_path / "j.csv", jena_like(5), times=times)))
     # one zero step (duplicate), and 00:20 -> 00:50 leaves 00:30 and 00:40 empty
-    assert s.quality == {"period_s": 600.0, "duplicate_timestamps": 1,
-                         "missing_timestamps": 2, "backward_steps": 0}
+    assert s.quality == {
+        "period_s": 600.0,
+        "duplicate_timestamps": 1,
+        "missing_timestamps": 2,
+        "backward_steps": 0,
+    }
 
 
 def test_timestamp_quality_backward_step():
-    t = np.array(["2020-01-01T00", "2020-01-01T01", "2020-01-01T00", "2020-01-01T01"],
-                 dtype="datetime64[ns]")
+    t = np.array(
+        ["2020-01-01T00", "2020-01-01T01", "2020-01-01T00", "2020-01-01T01"], dtype="datetime64[ns]"
+    )
     assert timestamp_quality(t)["backward_steps"] == 1
 
 
@@ -157,7 +168,10 @@ def test_baseline_mae_hand_worked():
 
 def test_split_bounds():
     assert SplitSpec(train_fraction=0.5, validation_fraction=0.25).bounds(8) == {
-        "train": [(0, 4)], "validation": [(4, 6)], "test": [(6, 8)]}
+        "train": [(0, 4)],
+        "validation": [(4, 6)],
+        "test": [(6, 8)],
+    }
     # the book's Jena split, by end rows
     b = SplitSpec(train_end=200_000, validation_end=300_000).bounds(420_551)
     assert b["validation"] == [(200_000, 300_000)] and b["test"] == [(300_000, 420_551)]
@@ -168,8 +182,11 @@ def test_split_bounds():
 def test_blocked_split_covers_every_block():
     # 2 blocks of 10 rows, each 60/20/20
     b = SplitSpec(train_fraction=0.6, validation_fraction=0.2, blocks=2).bounds(20)
-    assert b == {"train": [(0, 6), (10, 16)], "validation": [(6, 8), (16, 18)],
-                 "test": [(8, 10), (18, 20)]}
+    assert b == {
+        "train": [(0, 6), (10, 16)],
+        "validation": [(6, 8), (16, 18)],
+        "test": [(8, 10), (18, 20)],
+    }
     covered = sorted(r for segs in b.values() for a, z in segs for r in range(a, z))
     assert covered == list(range(20))  # a partition of the rows
 
@@ -185,22 +202,34 @@ def test_blocked_split_statistics_and_windows(tmp_path):
     np.testing.assert_allclose(prepared.meta["mean"][1], train_rows.mean())
     np.testing.assert_allclose(prepared.meta["std"][1], train_rows.std())
     assert prepared.meta["splits"]["validation"] == [[10, 15], [30, 35]]
-    from dlpipe.tasks.windows import split_window_rows
+    from dlpipe.tasks.weather.windows import split_window_rows
 
-    rows = split_window_rows(WindowSpec(lookback=2, step=1, delay=1),
-                             prepared.meta["splits"]["validation"], split="validation")
+    rows = split_window_rows(
+        WindowSpec(lookback=2, step=1, delay=1),
+        prepared.meta["splits"]["validation"],
+        split="validation",
+    )
     # per segment t from start + 1 to stop - 2: 11..13 and 31..33, never across blocks
     np.testing.assert_array_equal(rows, [11, 12, 13, 31, 32, 33])
-    from dlpipe.tasks.windows import check_blocks
+    from dlpipe.tasks.weather.windows import check_blocks
 
     with pytest.raises(SplitTooShortError, match=r"split `validation` \(block 1 of 2\) has 5"):
-        check_blocks(WindowSpec(lookback=4, step=1, delay=2),
-                     prepared.meta["blocks"]["validation"], split="validation")
+        check_blocks(
+            WindowSpec(lookback=4, step=1, delay=2),
+            prepared.meta["blocks"]["validation"],
+            split="validation",
+        )
     # the windows of a split made of segments: none fits -> the longest is named
-    with pytest.raises(SplitTooShortError, match=r"split `validation` has no window.*longest "
-                       r"\(segment 1 of 2\) has 5 rows but one window needs 6 rows"):
-        split_window_rows(WindowSpec(lookback=4, step=1, delay=2),
-                          prepared.meta["splits"]["validation"], split="validation")
+    with pytest.raises(
+        SplitTooShortError,
+        match=r"split `validation` has no window.*longest "
+        r"\(segment 1 of 2\) has 5 rows but one window needs 6 rows",
+    ):
+        split_window_rows(
+            WindowSpec(lookback=4, step=1, delay=2),
+            prepared.meta["splits"]["validation"],
+            split="validation",
+        )
     with pytest.raises(ValueError, match="either"):
         SplitSpec(train_fraction=0.5, train_end=10).bounds(100)
     with pytest.raises(ValueError, match="sum < 1"):
@@ -209,22 +238,34 @@ def test_blocked_split_statistics_and_windows(tmp_path):
 
 def test_generic_csv_and_dataframe(tmp_path):
     path = tmp_path / "w.csv"
-    path.write_text("when,temp,wind\n2021-03-01 00:00,1.5,3\n2021-03-01 01:00,2.5,-9999\n"
-                    "2021-03-01 03:00,3.5,5\n")
-    s = load_csv(str(path), time_column="when", time_format="%Y-%m-%d %H:%M",
-                 columns=["temp", "wind"], target="temp")
+    path.write_text(
+        "when,temp,wind\n2021-03-01 00:00,1.5,3\n2021-03-01 01:00,2.5,-9999\n"
+        "2021-03-01 03:00,3.5,5\n"
+    )
+    s = load_csv(
+        str(path),
+        time_column="when",
+        time_format="%Y-%m-%d %H:%M",
+        columns=["temp", "wind"],
+        target="temp",
+    )
     np.testing.assert_allclose(s.values[:, 0], [1.5, 2.5, 3.5])
     assert s.quality["missing_timestamps"] == 1
-    frame = pd.DataFrame({"when": pd.date_range("2021-01-01", periods=3, freq="h"),
-                          "temp": [1.0, 2.0, 3.0]})
-    s2 = from_dataframe(frame, time_column="when", time_format="", columns=["temp"],
-                        target="temp")
+    frame = pd.DataFrame(
+        {"when": pd.date_range("2021-01-01", periods=3, freq="h"), "temp": [1.0, 2.0, 3.0]}
+    )
+    s2 = from_dataframe(frame, time_column="when", time_format="", columns=["temp"], target="temp")
     np.testing.assert_allclose(s2.values[:, 0], [1.0, 2.0, 3.0])
     with pytest.raises(DataFormatError, match="line 3"):
         bad = tmp_path / "bad.csv"
         bad.write_text("when,temp\n2021-03-01 00:00,1\n01/03/2021 01:00,2\n")
-        load_csv(str(bad), time_column="when", time_format="%Y-%m-%d %H:%M",
-                 columns=["temp"], target="temp")
+        load_csv(
+            str(bad),
+            time_column="when",
+            time_format="%Y-%m-%d %H:%M",
+            columns=["temp"],
+            target="temp",
+        )
 
 
 def test_tmy3_loader_on_pvlib_file():
@@ -239,7 +280,7 @@ def test_tmy3_loader_on_pvlib_file():
     # independent check of the first temperature: the third line of the raw file
     import pvlib
 
-    raw = (pvlib.__path__[0] + "/data/723170TYA.CSV")
+    raw = pvlib.__path__[0] + "/data/723170TYA.CSV"
     with open(raw) as f:
         header = f.readlines()[1].split(",")
     with open(raw) as f:
@@ -253,11 +294,14 @@ def test_prepare_weather_caches_and_checks_splits(tmp_path, jena_csv):
     windows = WindowSpec(lookback=60, step=6, delay=12)
     first = prepare_weather(spec, split, windows, cache_dir=str(tmp_path / "cache"))
     assert first.data.dtype == np.float32 and first.data.shape == (3000, 14)
-    assert first.meta["splits"] == {"train": [[0, 1500]], "validation": [[1500, 2250]],
-                                    "test": [[2250, 3000]]}
-    np.testing.assert_allclose(first.meta["mean"],
-                               pd.read_csv(jena_csv).iloc[:1500, 1:].mean().to_numpy(),
-                               rtol=1e-9)
+    assert first.meta["splits"] == {
+        "train": [[0, 1500]],
+        "validation": [[1500, 2250]],
+        "test": [[2250, 3000]],
+    }
+    np.testing.assert_allclose(
+        first.meta["mean"], pd.read_csv(jena_csv).iloc[:1500, 1:].mean().to_numpy(), rtol=1e-9
+    )
     cached = list((tmp_path / "cache").glob("dataset-*.npz"))
     assert len(cached) == 1
     again = prepare_weather(spec, split, windows, cache_dir=str(tmp_path / "cache"))
@@ -269,5 +313,8 @@ def test_c08_prepare_rejects_short_split(tmp_path):
     path = write_jena(tmp_path / "short.csv", jena_like(100))
     spec = DataSpec(format="jena", path=str(path))
     with pytest.raises(SplitTooShortError, match=r"split `train` has 50 rows.*1579 rows"):
-        prepare_weather(spec, SplitSpec(train_fraction=0.5, validation_fraction=0.25),
-                        WindowSpec(lookback=1440, step=6, delay=144))
+        prepare_weather(
+            spec,
+            SplitSpec(train_fraction=0.5, validation_fraction=0.25),
+            WindowSpec(lookback=1440, step=6, delay=144),
+        )

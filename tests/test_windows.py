@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dlpipe.tasks.windows import SplitTooShortError, WindowBatches, WindowSpec, window_rows
+from dlpipe.tasks.weather.windows import SplitTooShortError, WindowBatches, WindowSpec, window_rows
 
 
 def row_index_data(rows=60, features=3):
@@ -21,7 +21,7 @@ def test_target_convention_on_row_index_data():
     x, y = WindowBatches(data, rows, spec, target_column=1).batch(0)
     assert x.dtype == np.float32 and y.dtype == np.float32
     assert x.shape == (4, 3, 3) and y.shape == (4, 1)
-    np.testing.assert_array_equal(x[0, :, 0], [0, 2, 4])    # oldest first, newest = t
+    np.testing.assert_array_equal(x[0, :, 0], [0, 2, 4])  # oldest first, newest = t
     np.testing.assert_array_equal(x[1, :, 2], [1, 3, 5])
     np.testing.assert_array_equal(y[:, 0], [7, 8, 9, 10])  # t + delay
     # the last input row and the target are exactly `delay` rows apart
@@ -85,8 +85,7 @@ def test_read_only_input_is_not_modified_c14():
     data = row_index_data(100, 2)
     data.setflags(write=False)  # as an array coming back from Ray's object store
     spec = WindowSpec(lookback=8, step=2, delay=4, batch_size=8)
-    batches = WindowBatches(data, window_rows(spec, 0, 100), spec, target_column=0,
-                            shuffle=True)
+    batches = WindowBatches(data, window_rows(spec, 0, 100), spec, target_column=0, shuffle=True)
     x, _ = batches.batch(0)
     x += 1  # batches are fresh buffers, safe to change
     np.testing.assert_array_equal(data[:, 0], np.arange(100))
@@ -105,12 +104,15 @@ def test_c08_split_too_short_names_split_rows_present_and_needed():
         window_rows(spec, 0, spec.rows_needed - 1)
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(lookback=0, step=1, delay=1), "lookback"),
-    (dict(lookback=10, step=3, delay=1), "multiple"),
-    (dict(lookback=10, step=2, delay=-1), "delay"),
-    (dict(lookback=10, step=2, delay=1, batch_size=2.5), "batch_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(lookback=0, step=1, delay=1), "lookback"),
+        (dict(lookback=10, step=3, delay=1), "multiple"),
+        (dict(lookback=10, step=2, delay=-1), "delay"),
+        (dict(lookback=10, step=2, delay=1, batch_size=2.5), "batch_size"),
+    ],
+)
 def test_bad_window_spec(kwargs, field):
     with pytest.raises(ValueError, match=field):
         WindowSpec(**kwargs)
@@ -118,7 +120,7 @@ def test_bad_window_spec(kwargs, field):
 
 def test_split_window_rows_skips_short_segments_and_counts():
     """Segments cut at gaps in time: a short one yields no window, none crosses a cut."""
-    from dlpipe.tasks.windows import check_blocks, count_windows, split_window_rows
+    from dlpipe.tasks.weather.windows import check_blocks, count_windows, split_window_rows
 
     spec = WindowSpec(lookback=4, step=2, delay=1)  # one window needs 4 - 2 + 1 + 1 = 4 rows
     # rows 0-9 | 10-12 (3 rows, too short) | 13-19
@@ -137,7 +139,7 @@ def test_split_window_rows_skips_short_segments_and_counts():
 
 def test_window_gather_speed_unchanged_by_segments():
     """The same gather serves cut segments: batches are bit-identical to the row loop."""
-    from dlpipe.tasks.windows import split_window_rows
+    from dlpipe.tasks.weather.windows import split_window_rows
 
     rng = np.random.default_rng(1)
     data = rng.normal(size=(300, 4)).astype(np.float32)

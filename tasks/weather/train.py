@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe.tasks import reports
-from dlpipe.tasks.fit import (
+from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.training.fit import (
     EarlyStoppingSpec,
     ReduceLROnPlateauSpec,
     TrainingSpec,
@@ -25,15 +25,25 @@ from dlpipe.tasks.fit import (
     fit_model,
     run_row,
 )
-from dlpipe.tasks.tf_setup import setup_tensorflow
-from dlpipe.tasks.windows import WindowBatches, WindowSpec, split_window_rows
+from dlpipe.tasks.training.tf_setup import setup_tensorflow
+from dlpipe.tasks.weather.windows import WindowBatches, WindowSpec, split_window_rows
 
-__all__ = ["EarlyStoppingSpec", "ReduceLROnPlateauSpec", "TrainingSpec", "run_key",
-           "stored_run", "train_model", "score_split", "evaluate_saved_model", "failed_run"]
+__all__ = [
+    "EarlyStoppingSpec",
+    "ReduceLROnPlateauSpec",
+    "TrainingSpec",
+    "run_key",
+    "stored_run",
+    "train_model",
+    "score_split",
+    "evaluate_saved_model",
+    "failed_run",
+]
 
 
-def run_key(dataset_key: str, family: str, hp_resolved: dict, windows, training: TrainingSpec,
-            seed: int) -> str:
+def run_key(
+    dataset_key: str, family: str, hp_resolved: dict, windows, training: TrainingSpec, seed: int
+) -> str:
     """Key of a training run from everything that determines its result.
 
     ``windows`` is the input geometry: a :class:`WindowSpec` (weather), or any frozen
@@ -43,8 +53,14 @@ def run_key(dataset_key: str, family: str, hp_resolved: dict, windows, training:
     for name, default in (("batch_size", 32), ("steps_per_execution", 1)):
         if train.get(name) == default:  # keys of runs stored before these settings existed
             train.pop(name)
-    payload = {"dataset": dataset_key, "family": family, "hp": hp_resolved,
-               "windows": geometry, "training": train, "seed": seed}
+    payload = {
+        "dataset": dataset_key,
+        "family": family,
+        "hp": hp_resolved,
+        "windows": geometry,
+        "training": train,
+        "seed": seed,
+    }
     return f"{family}-{hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]}"
 
 
@@ -54,8 +70,9 @@ def stored_run(run_dir: str | Path, run_id: str) -> dict | None:
         return None
     import pyarrow.parquet as pq
 
-    row = pq.read_table(Path(run_dir) / "reports" / "runs" / f"part-{run_id}.parquet"
-                        ).to_pylist()[0]
+    row = pq.read_table(Path(run_dir) / "reports" / "runs" / f"part-{run_id}.parquet").to_pylist()[
+        0
+    ]
     return row if row["status"] == "ok" else None
 
 
@@ -80,18 +97,45 @@ def _py_dataset(batches: WindowBatches):
     return WindowDataset()
 
 
-def split_batches(data, meta: dict, spec: WindowSpec, split: str, *, shuffle: bool = False,
-                  seed: int = 0, max_batches: int | None = None) -> WindowBatches:
-    """Windows of one split of a prepared dataset (see :mod:`dlpipe.tasks.weather_data`)."""
+def split_batches(
+    data,
+    meta: dict,
+    spec: WindowSpec,
+    split: str,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    max_batches: int | None = None,
+) -> WindowBatches:
+    """Windows of one split of a prepared dataset (see :mod:`dlpipe.tasks.weather.data`)."""
     rows = split_window_rows(spec, meta["splits"][split], split=split)
-    return WindowBatches(data, rows, spec, target_column=meta["target_column"],
-                         shuffle=shuffle, seed=seed, max_batches=max_batches)
+    return WindowBatches(
+        data,
+        rows,
+        spec,
+        target_column=meta["target_column"],
+        shuffle=shuffle,
+        seed=seed,
+        max_batches=max_batches,
+    )
 
 
-def train_model(*, data: np.ndarray, meta: dict, family: str, hp: dict, windows: WindowSpec,
-                training: TrainingSpec, seed: int, run_id: str, num_cpus: float = 1,
-                num_gpus: float = 0, evaluate_test: bool = True, model_path: str | None = None,
-                epoch_hook: Callable[[int, dict], None] | None = None) -> dict:
+def train_model(
+    *,
+    data: np.ndarray,
+    meta: dict,
+    family: str,
+    hp: dict,
+    windows: WindowSpec,
+    training: TrainingSpec,
+    seed: int,
+    run_id: str,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    evaluate_test: bool = True,
+    model_path: str | None = None,
+    epoch_hook: Callable[[int, dict], None] | None = None,
+) -> dict:
     """Train one model of ``family`` on windows of ``data`` and score it.
 
     Args:
@@ -115,7 +159,7 @@ def train_model(*, data: np.ndarray, meta: dict, family: str, hp: dict, windows:
 
     Returns:
         ``{"run": row, "history": rows, "predictions": rows}`` in the report schemas of
-        :mod:`dlpipe.tasks.reports`. MAE is given in normalized units (``val_mae``) and
+        :mod:`dlpipe.tasks.reports.tables`. MAE is given in normalized units (``val_mae``) and
         in the target's units (``val_mae_units``: normalized MAE x the target's train
         std). ``status`` is ``"failed"`` with ``error`` set when the loss diverged.
 
@@ -137,8 +181,14 @@ def train_model(*, data: np.ndarray, meta: dict, family: str, hp: dict, windows:
     hp_resolved = resolved_hparams(family, hp)
     model = build_model(family, (windows.timesteps, data.shape[1]), hp_resolved)
 
-    recorder = fit_model(model, _py_dataset(train), _py_dataset(val), training=training,
-                         run_id=run_id, epoch_hook=epoch_hook)
+    recorder = fit_model(
+        model,
+        _py_dataset(train),
+        _py_dataset(val),
+        training=training,
+        run_id=run_id,
+        epoch_hook=epoch_hook,
+    )
     if model_path:
         model.save(model_path)
 
@@ -148,16 +198,37 @@ def train_model(*, data: np.ndarray, meta: dict, family: str, hp: dict, windows:
         scores["test"], test_rows = score_split(model, test, "test", run_id, meta)
         predictions += test_rows
     std = float(meta["std"][meta["target_column"]])
-    run = run_row(run_id=run_id, family=family, hp_resolved=hp_resolved, seed=seed,
-                  model=model, recorder=recorder, metric="mae",
-                  scores={"val_loss": scores["validation"], "test_loss": scores["test"],
-                          "val_metric": scores["validation"] * std,
-                          "test_metric": scores["test"] * std},
-                  started=started, num_cpus=num_cpus, num_gpus=num_gpus, devices=devices)
-    run.update({"lookback": windows.lookback, "step": windows.step, "delay": windows.delay,
-                "val_mae": scores["validation"], "test_mae": scores["test"],
-                "val_mae_units": scores["validation"] * std,
-                "test_mae_units": scores["test"] * std, "inputs": asdict(windows)})
+    run = run_row(
+        run_id=run_id,
+        family=family,
+        hp_resolved=hp_resolved,
+        seed=seed,
+        model=model,
+        recorder=recorder,
+        metric="mae",
+        scores={
+            "val_loss": scores["validation"],
+            "test_loss": scores["test"],
+            "val_metric": scores["validation"] * std,
+            "test_metric": scores["test"] * std,
+        },
+        started=started,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        devices=devices,
+    )
+    run.update(
+        {
+            "lookback": windows.lookback,
+            "step": windows.step,
+            "delay": windows.delay,
+            "val_mae": scores["validation"],
+            "test_mae": scores["test"],
+            "val_mae_units": scores["validation"] * std,
+            "test_mae_units": scores["test"] * std,
+            "inputs": asdict(windows),
+        }
+    )
     return {"run": run, "history": recorder.rows, "predictions": predictions}
 
 
@@ -172,16 +243,31 @@ def score_split(model, batches: WindowBatches, split: str, run_id: str, meta: di
     mean = float(meta["mean"][meta["target_column"]])
     pred = model.predict(_py_dataset(batches), verbose=0).reshape(-1).astype(np.float64)
     true = batches.targets().astype(np.float64)
-    rows = [{"run_id": run_id, "split": split, "sample_index": int(r),
-             "prediction": p * std + mean, "target": y * std + mean}
-            for r, p, y in zip(batches.rows + batches.spec.delay, pred, true)]
+    rows = [
+        {
+            "run_id": run_id,
+            "split": split,
+            "sample_index": int(r),
+            "prediction": p * std + mean,
+            "target": y * std + mean,
+        }
+        for r, p, y in zip(batches.rows + batches.spec.delay, pred, true)
+    ]
     return float(np.mean(np.abs(pred - true))), rows
 
 
-def evaluate_saved_model(*, data: np.ndarray, meta: dict, model_path: str,
-                         windows: WindowSpec, run_id: str, split: str = "test",
-                         max_batches: int | None = None, num_cpus: float = 1,
-                         num_gpus: float = 0) -> dict:
+def evaluate_saved_model(
+    *,
+    data: np.ndarray,
+    meta: dict,
+    model_path: str,
+    windows: WindowSpec,
+    run_id: str,
+    split: str = "test",
+    max_batches: int | None = None,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+) -> dict:
     """Score a saved model once on one split (the sweep's final test evaluation).
 
     Returns:
@@ -201,14 +287,28 @@ def evaluate_saved_model(*, data: np.ndarray, meta: dict, model_path: str,
     return {"mae": mae, "mae_units": mae * std, "predictions": rows}
 
 
-def failed_run(run_id: str, family: str, hp: dict, seed: int, windows,
-               error: BaseException | str, resources: dict) -> dict:
+def failed_run(
+    run_id: str,
+    family: str,
+    hp: dict,
+    seed: int,
+    windows,
+    error: BaseException | str,
+    resources: dict,
+) -> dict:
     """Report rows for a run that raised: status ``failed``, the error text, NaN metrics.
 
     ``windows`` is the run's input geometry (a :class:`WindowSpec` fills the weather
     columns; any other dataclass goes to ``inputs`` only), or None."""
-    run = {"run_id": run_id, "family": family, "hyperparameters": hp, "seed": seed,
-           "status": "failed", "error": error_text(error), "resources": resources}
+    run = {
+        "run_id": run_id,
+        "family": family,
+        "hyperparameters": hp,
+        "seed": seed,
+        "status": "failed",
+        "error": error_text(error),
+        "resources": resources,
+    }
     if isinstance(windows, WindowSpec):
         run.update(lookback=windows.lookback, step=windows.step, delay=windows.delay)
     if windows is not None:

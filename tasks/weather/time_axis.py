@@ -1,6 +1,6 @@
 """Time-axis repair of a series meant to be regular: order, repeated stamps, gaps.
 
-Plain numpy, no files: :mod:`dlpipe.tasks.weather_data` calls :func:`regularize` after a
+Plain numpy, no files: :mod:`dlpipe.tasks.weather.data` calls :func:`regularize` after a
 reader has parsed the times and before the sentinel policy runs. The rules (README,
 "Weather data: time axis"):
 
@@ -88,10 +88,19 @@ def regularize(times: np.ndarray, values: np.ndarray, *, max_gap: int = 0) -> Re
         same = (a == b) | (np.isnan(a) & np.isnan(b))
         conflicting = int(np.count_nonzero(~same.all(axis=1)))
         t, values = t[keep], values[keep]
-    counts = {"rows_out_of_order": moved, "duplicates_dropped": int(len(dropped)),
-              "duplicates_conflicting": conflicting, "period_s": float("nan"), "gaps": 0,
-              "missing_slots": 0, "gaps_filled": 0, "slots_filled": 0, "gaps_cut": 0,
-              "irregular_steps": 0, "max_gap": int(max_gap)}
+    counts = {
+        "rows_out_of_order": moved,
+        "duplicates_dropped": int(len(dropped)),
+        "duplicates_conflicting": conflicting,
+        "period_s": float("nan"),
+        "gaps": 0,
+        "missing_slots": 0,
+        "gaps_filled": 0,
+        "slots_filled": 0,
+        "gaps_cut": 0,
+        "irregular_steps": 0,
+        "max_gap": int(max_gap),
+    }
     if len(t) < 2:
         return RegularSeries(t.astype("datetime64[ns]"), values, np.empty(0, np.int64), counts)
     d = np.diff(t)
@@ -103,9 +112,15 @@ def regularize(times: np.ndarray, values: np.ndarray, *, max_gap: int = 0) -> Re
     fill = gap & (k - 1 <= max_gap)
     cut = (gap & ~fill) | ~whole
     extra = np.where(fill, k - 1, 0)
-    counts.update(period_s=period / 1e9, gaps=int(gap.sum()), missing_slots=int((k - 1)[gap].sum()),
-                  gaps_filled=int(fill.sum()), slots_filled=int(extra.sum()),
-                  gaps_cut=int((gap & ~fill).sum()), irregular_steps=int((~whole).sum()))
+    counts.update(
+        period_s=period / 1e9,
+        gaps=int(gap.sum()),
+        missing_slots=int((k - 1)[gap].sum()),
+        gaps_filled=int(fill.sum()),
+        slots_filled=int(extra.sum()),
+        gaps_cut=int((gap & ~fill).sum()),
+        irregular_steps=int((~whole).sum()),
+    )
     pos = np.arange(len(t), dtype=np.int64)
     pos[1:] += np.cumsum(extra)
     if extra.any():

@@ -49,9 +49,7 @@ class WindowSpec:
         for name in ("lookback", "step", "delay", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(
-                    f"`{name}` must be a positive integer. Received: {name}={value!r}"
-                )
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
         if self.lookback % self.step:
             raise ValueError(
                 "`lookback` must be a multiple of `step`. "
@@ -78,8 +76,9 @@ class SplitTooShortError(ValueError):
     """A split has fewer rows than one window needs (shared case C08)."""
 
 
-def window_rows(spec: WindowSpec, start: int, stop: int, *, split: str = "split",
-                block: str = "") -> np.ndarray:
+def window_rows(
+    spec: WindowSpec, start: int, stop: int, *, split: str = "split", block: str = ""
+) -> np.ndarray:
     """Last-input rows ``t`` of every window that fits inside rows ``[start, stop)``.
 
     Args:
@@ -113,8 +112,8 @@ def split_window_rows(spec: WindowSpec, segments, *, split: str = "split") -> np
     """Last-input rows of every window of a split made of one or more segments.
 
     A segment is a run of consecutive, equally spaced rows: a block of a blocked split
-    (:class:`dlpipe.tasks.weather_data.SplitSpec`), or the part of one between two
-    gaps in time (:func:`dlpipe.tasks.time_axis.cut_segments`). No window crosses a
+    (:class:`dlpipe.tasks.weather.data.SplitSpec`), or the part of one between two
+    gaps in time (:func:`dlpipe.tasks.weather.time_axis.cut_segments`). No window crosses a
     segment boundary. A segment shorter than one window yields none (a short run
     between gaps); the split as a whole must yield at least one (case C08). The
     per-block rule of a blocked split is :func:`check_blocks`.
@@ -132,10 +131,13 @@ def split_window_rows(spec: WindowSpec, segments, *, split: str = "split") -> np
             is named as a split, several by their number and the longest one's rows.
     """
     if len(segments) == 1:
-        (start, stop), = segments
+        ((start, stop),) = segments
         return window_rows(spec, start, stop, split=split)
-    parts = [window_rows(spec, start, stop, split=split)
-             for start, stop in segments if stop - start >= spec.rows_needed]
+    parts = [
+        window_rows(spec, start, stop, split=split)
+        for start, stop in segments
+        if stop - start >= spec.rows_needed
+    ]
     if not parts:
         lengths = [stop - start for start, stop in segments] or [0]
         longest = int(np.argmax(lengths))

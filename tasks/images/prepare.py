@@ -7,7 +7,7 @@ as one task per shard of files (``map_fn``) and the feature stage as one task
 steps:
 
 1. Source: a folder, or ``demo:<source>`` (``demo:digits``): the real images embedded
-   in a registry package (:func:`dlpipe.tasks.image_data.write_demo_images`), written
+   in a registry package (:func:`dlpipe.tasks.images.data.write_demo_images`), written
    once as a flat Kaggle-named folder under ``<run_dir>/artifacts/demo_source``, so the
    demo takes the same code path as users' photos.
 2. Split (case C03, book listing 5.9 generalized): a flat ``<class>.<id>.<ext>`` folder
@@ -23,7 +23,7 @@ steps:
    in a split (an empty folder, or all its files bad: C22) is an error naming the
    split, the class and why, as is a training split with one image per class.
 4. Features (only when a model is ``features_head``): the conv base's output for every
-   kept image, read from or written to the feature cache (:mod:`dlpipe.tasks.feature_cache`),
+   kept image, read from or written to the feature cache (:mod:`dlpipe.tasks.features.cache`),
    with hits, misses and conv-base forward passes per split.
 
 Prepared arrays (rows grouped by split, then class, then id)::
@@ -45,16 +45,24 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe.tasks import reports
-from dlpipe.tasks.image_data import BOOK_COUNTS, DEFAULT_MAX_PIXELS, SPLITS
+from dlpipe.tasks.images.data import BOOK_COUNTS, DEFAULT_MAX_PIXELS, SPLITS
+from dlpipe.tasks.reports import tables as reports
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 PREPARE_VERSION = 2  # 2: EXIF orientation applied, rotated/mismatched files listed
 DEMO_PREFIX = "demo:"
 PREPROCESSING = ("rescale", "base")
 #: conv base names accepted by :func:`dlpipe.models.images.conv_base` (no Keras import here)
-CONV_BASE_NAMES = ("vgg16", "vgg19", "resnet50", "inception_v3", "inceptionv3", "xception",
-                   "mobilenet_v2", "mobilenetv2")
+CONV_BASE_NAMES = (
+    "vgg16",
+    "vgg19",
+    "resnet50",
+    "inception_v3",
+    "inceptionv3",
+    "xception",
+    "mobilenet_v2",
+    "mobilenetv2",
+)
 #: the VGG16 layers the book unfreezes (book 5.3.2), = models.images.BOOK_FINE_TUNE_LAYERS
 BOOK_FINE_TUNE_LAYERS = ("block5_conv1", "block5_conv2", "block5_conv3")
 
@@ -86,10 +94,12 @@ class ImageDataSpec:
         if self.mode not in ("contiguous", "shuffle"):
             raise ValueError(f"`mode` must be 'contiguous' or 'shuffle'. Received: {self.mode!r}")
         if list(self.counts) != list(SPLITS) or any(
-                isinstance(v, bool) or not isinstance(v, int) or v < 1
-                for v in self.counts.values()):
-            raise ValueError("`counts` must map train, validation, test (in that order) to "
-                             f"integers >= 1. Received: {self.counts!r}")
+            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.counts.values()
+        ):
+            raise ValueError(
+                "`counts` must map train, validation, test (in that order) to "
+                f"integers >= 1. Received: {self.counts!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -137,32 +147,37 @@ class ImageSpec:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self):
-        if len(self.size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 32
-                                      for v in self.size):
-            raise ValueError(f"`size` must be [height, width], integers >= 32. "
-                             f"Received: {list(self.size)}")
+        if len(self.size) != 2 or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 32 for v in self.size
+        ):
+            raise ValueError(
+                f"`size` must be [height, width], integers >= 32. Received: {list(self.size)}"
+            )
         object.__setattr__(self, "size", tuple(self.size))
         if self.preprocessing not in PREPROCESSING:
-            raise ValueError(f"`preprocessing` must be 'rescale' or 'base'. "
-                             f"Received: {self.preprocessing!r}")
+            raise ValueError(
+                f"`preprocessing` must be 'rescale' or 'base'. Received: {self.preprocessing!r}"
+            )
         if self.conv_base.lower() not in CONV_BASE_NAMES:
-            raise ValueError(f"`conv_base` must be one of {', '.join(CONV_BASE_NAMES)}. "
-                             f"Received: {self.conv_base!r}")
+            raise ValueError(
+                f"`conv_base` must be one of {', '.join(CONV_BASE_NAMES)}. "
+                f"Received: {self.conv_base!r}"
+            )
         if not self.weights:
             raise ValueError("`weights` must be 'imagenet', 'none' or a weights file path")
         if not self.fine_tune_layers:
             raise ValueError("`fine_tune_layers` must name at least one layer")
         if not self.fine_tune_learning_rate > 0:
-            raise ValueError(f"`fine_tune_learning_rate` must be > 0. "
-                             f"Received: {self.fine_tune_learning_rate}")
-        for name in ("validation_shards", "feature_shards", "feature_batch_size",
-                     "max_pixels"):
+            raise ValueError(
+                f"`fine_tune_learning_rate` must be > 0. Received: {self.fine_tune_learning_rate}"
+            )
+        for name in ("validation_shards", "feature_shards", "feature_batch_size", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Received: {getattr(self, name)}")
 
 
 def base_preprocessing(images: ImageSpec):
-    """The conv base families' preprocessing as :mod:`dlpipe.tasks.image_data` takes it:
+    """The conv base families' preprocessing as :mod:`dlpipe.tasks.images.data` takes it:
     ``1/255`` or the base's name (its ``preprocess_input``)."""
     return 1 / 255 if images.preprocessing == "rescale" else images.conv_base.lower()
 
@@ -188,9 +203,9 @@ def resolve_source(data: ImageDataSpec, run_dir: str | Path) -> tuple[Path, dict
         ValueError, ImportError: unknown demo source / its package is not installed.
     """
     if data.path.startswith(DEMO_PREFIX):
-        from dlpipe.tasks.image_data import write_demo_images
+        from dlpipe.tasks.images.data import write_demo_images
 
-        source = data.path[len(DEMO_PREFIX):]
+        source = data.path[len(DEMO_PREFIX) :]
         folder = Path(run_dir) / "artifacts" / "demo_source" / source
         marker = folder / "demo.json"
         if marker.is_file():
@@ -217,24 +232,32 @@ def split_step(data: ImageDataSpec, source: Path, run_dir: str | Path) -> tuple[
 
     Returns:
         ``(base folder with train/validation/test, report)``; report = the
-        :class:`~dlpipe.tasks.image_data.SplitReport` without its file lists (``found``,
+        :class:`~dlpipe.tasks.images.data.SplitReport` without its file lists (``found``,
         ``unused``, ``strays``, ``copied``, ``reused``), or ``{"already_split": True}``.
 
     Raises:
         ValueError: no ``<class>.<id>.<ext>`` file, a class with too few files, ...
-            (:func:`~dlpipe.tasks.image_data.split_flat_folder`).
+            (:func:`~dlpipe.tasks.images.data.split_flat_folder`).
     """
     if (source / "train").is_dir():
         return source, {"already_split": True, "dst": str(source)}
-    from dlpipe.tasks.image_data import scan_flat_folder, split_flat_folder
+    from dlpipe.tasks.images.data import scan_flat_folder, split_flat_folder
 
     classes = sorted(scan_flat_folder(source).by_class)
     if len(classes) == 1:  # before anything is copied, naming the user's folder
-        raise ValueError(f"{source}: image studies need at least 2 classes. Found only "
-                         f"`{classes[0]}` (files named <class>.<id>.<ext>)")
+        raise ValueError(
+            f"{source}: image studies need at least 2 classes. Found only "
+            f"`{classes[0]}` (files named <class>.<id>.<ext>)"
+        )
     dst = Path(run_dir) / "artifacts" / "split" / split_key(data)
-    report = split_flat_folder(source, dst, dict(data.counts), mode=data.mode,
-                               seed=data.seed, class_dirs=dict(data.class_dirs) or None)
+    report = split_flat_folder(
+        source,
+        dst,
+        dict(data.counts),
+        mode=data.mode,
+        seed=data.seed,
+        class_dirs=dict(data.class_dirs) or None,
+    )
     out = {k: v for k, v in report.to_dict().items() if k != "files"}
     return dst, {"already_split": False, **out}
 
@@ -246,14 +269,16 @@ def list_splits(root: Path) -> tuple[list[str], list[tuple[str, str, int]]]:
         FileNotFoundError: a split folder is missing.
         ValueError: the splits have different class folders, or fewer than 2 classes.
     """
-    from dlpipe.tasks.image_data import list_image_folder
+    from dlpipe.tasks.images.data import list_image_folder
 
     names, rows = None, []
     for split in SPLITS:
         folder = list_image_folder(root / split)
         if names is not None and folder.class_names != names:
-            raise ValueError(f"split `{split}` has class folders {folder.class_names}, "
-                             f"`train` has {names} (under {root})")
+            raise ValueError(
+                f"split `{split}` has class folders {folder.class_names}, "
+                f"`train` has {names} (under {root})"
+            )
         names = folder.class_names
         rows += [(split, p, int(y)) for p, y in zip(folder.paths, folder.labels)]
     if len(names) < 2:
@@ -267,26 +292,30 @@ def shards(items: list, num_shards: int) -> list[list]:
     return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def validate_shard(paths: list[str], size: tuple[int, int],
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[str], list[dict], dict]:
-    """One validation shard: :func:`dlpipe.tasks.image_data.check_images` after the
+def validate_shard(
+    paths: list[str], size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[list[str], list[dict], dict]:
+    """One validation shard: :func:`dlpipe.tasks.images.data.check_images` after the
     process's TensorFlow set-up (C13).
 
     Returns:
         ``(ok_paths, bad, notes)``; notes = ``{"rotated": [{"path", "orientation"}],
         "format_mismatch": [{"path", "extension", "format"}]}`` of the good files.
     """
-    from dlpipe.tasks.image_data import check_images
-    from dlpipe.tasks.tf_setup import setup_tensorflow
+    from dlpipe.tasks.images.data import check_images
+    from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
     setup_tensorflow(1, 0)
     check = check_images(paths, size=size, max_pixels=max_pixels)
-    return check.ok, check.bad, {"rotated": check.rotated,
-                                 "format_mismatch": check.format_mismatch}
+    return check.ok, check.bad, {"rotated": check.rotated, "format_mismatch": check.format_mismatch}
 
 
-def check_classes(class_names: list[str], rows: list[tuple[str, str, int]],
-                  bad: list[dict] | None = None, root: Path | None = None) -> None:
+def check_classes(
+    class_names: list[str],
+    rows: list[tuple[str, str, int]],
+    bad: list[dict] | None = None,
+    root: Path | None = None,
+) -> None:
     """Refuse a class with no usable image in a split (case C22) and a training split
     with as many classes as images (every class seen once: nothing to learn from).
 
@@ -314,34 +343,45 @@ def check_classes(class_names: list[str], rows: list[tuple[str, str, int]],
             if kept.get((split, label), 0):
                 continue
             files = bad_by.get((split, cls), [])
-            why = (f"all {len(files)} files bad (first: {Path(files[0]['path']).name}: "
-                   f"{files[0]['reason']})" if files else
-                   "empty folder (no jpg, jpeg or png file)")
+            why = (
+                f"all {len(files)} files bad (first: {Path(files[0]['path']).name}: "
+                f"{files[0]['reason']})"
+                if files
+                else "empty folder (no jpg, jpeg or png file)"
+            )
             folder = Path(root) / split / cls if root is not None else Path(split) / cls
-            problems.append(f"{folder}: split `{split}`, class `{cls}` has no usable "
-                            f"image: {why}")
+            problems.append(f"{folder}: split `{split}`, class `{cls}` has no usable image: {why}")
     if problems:
         raise ValueError("; ".join(problems))
     train = sum(n for (split, _), n in kept.items() if split == "train")
     if train and train == len(class_names):
-        raise ValueError(f"{Path(root) / 'train' if root is not None else 'train'}: the "
-                         f"training split has as many classes as images ({train}: every "
-                         "class seen once), a model cannot learn from it")
+        raise ValueError(
+            f"{Path(root) / 'train' if root is not None else 'train'}: the "
+            f"training split has as many classes as images ({train}: every "
+            "class seen once), a model cannot learn from it"
+        )
 
 
 def dataset_key(data: ImageDataSpec, images: ImageSpec, root: Path, paths: list[str]) -> str:
     """Key of a prepared image dataset: split settings, image settings, and the kept
     files (path under the split folder, size, mtime)."""
-    stamp = [(os.path.relpath(p, root), os.stat(p).st_size, int(os.stat(p).st_mtime))
-             for p in paths]
-    payload = {"v": PREPARE_VERSION, "data": asdict(data), "images": asdict(images),
-               "files": stamp}
+    stamp = [
+        (os.path.relpath(p, root), os.stat(p).st_size, int(os.stat(p).st_mtime)) for p in paths
+    ]
+    payload = {"v": PREPARE_VERSION, "data": asdict(data), "images": asdict(images), "files": stamp}
     return "images-" + hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]
 
 
-def prepare_images(data: ImageDataSpec, images: ImageSpec, run_dir: str | Path, *,
-                   features: bool = False, seed: int = 42, map_fn: Callable = starmap,
-                   features_fn: Callable | None = None) -> tuple[dict, dict]:
+def prepare_images(
+    data: ImageDataSpec,
+    images: ImageSpec,
+    run_dir: str | Path,
+    *,
+    features: bool = False,
+    seed: int = 42,
+    map_fn: Callable = starmap,
+    features_fn: Callable | None = None,
+) -> tuple[dict, dict]:
     """Split, validate (sharded) and, with ``features``, extract features.
 
     Args:
@@ -372,38 +412,62 @@ def prepare_images(data: ImageDataSpec, images: ImageSpec, run_dir: str | Path, 
     root, split_report = split_step(data, source, run_dir)
     class_names, rows = list_splits(root)
     check_classes(class_names, rows, root=root)  # empty class folders: before validation
-    parts = list(map_fn(validate_shard, [(s, tuple(images.size), images.max_pixels)
-                                         for s in shards([p for _, p, _ in rows],
-                                                         images.validation_shards)]))
+    parts = list(
+        map_fn(
+            validate_shard,
+            [
+                (s, tuple(images.size), images.max_pixels)
+                for s in shards([p for _, p, _ in rows], images.validation_shards)
+            ],
+        )
+    )
     ok = {p for part in parts for p in part[0]}
     bad = [b for part in parts for b in part[1]]
     rotated = [r for part in parts for r in part[2]["rotated"]]
     mismatch = [m for part in parts for m in part[2]["format_mismatch"]]
     kept = [(s, p, y) for s, p, y in rows if p in ok]
     check_classes(class_names, kept, bad, root)  # C22: every file of a class bad
-    arrays = {"paths": np.asarray([p for _, p, _ in kept], dtype=str),
-              "labels": np.asarray([y for _, _, y in kept], np.int64),
-              "split": np.asarray([SPLIT_CODES[s] for s, _, _ in kept], np.int8)}
+    arrays = {
+        "paths": np.asarray([p for _, p, _ in kept], dtype=str),
+        "labels": np.asarray([y for _, _, y in kept], np.int64),
+        "split": np.asarray([SPLIT_CODES[s] for s, _, _ in kept], np.int8),
+    }
     counts = {s: int((arrays["split"] == c).sum()) for s, c in SPLIT_CODES.items()}
-    meta = {"key": dataset_key(data, images, root, [p for _, p, _ in kept]),
-            "source": str(source) if not demo else f"{data.path} ({demo['package']})",
-            "images": int(len(kept)), "class_names": class_names,
-            "num_classes": len(class_names), "split_counts": counts,
-            "class_counts": {s: np.bincount(arrays["labels"][arrays["split"] == c],
-                                            minlength=len(class_names)).tolist()
-                             for s, c in SPLIT_CODES.items()},
-            "bad_files": bad, "rotated": rotated, "format_mismatch": mismatch,
-            "max_pixels": images.max_pixels,
-            "split": {**split_report, "root": str(root)}, "demo": demo,
-            "feature_cache": None, "feature_shape": None, "weights_used": None}
+    meta = {
+        "key": dataset_key(data, images, root, [p for _, p, _ in kept]),
+        "source": str(source) if not demo else f"{data.path} ({demo['package']})",
+        "images": int(len(kept)),
+        "class_names": class_names,
+        "num_classes": len(class_names),
+        "split_counts": counts,
+        "class_counts": {
+            s: np.bincount(
+                arrays["labels"][arrays["split"] == c], minlength=len(class_names)
+            ).tolist()
+            for s, c in SPLIT_CODES.items()
+        },
+        "bad_files": bad,
+        "rotated": rotated,
+        "format_mismatch": mismatch,
+        "max_pixels": images.max_pixels,
+        "split": {**split_report, "root": str(root)},
+        "demo": demo,
+        "feature_cache": None,
+        "feature_shape": None,
+        "weights_used": None,
+    }
     if features:
         paths = {s: arrays["paths"][arrays["split"] == c].tolist() for s, c in SPLIT_CODES.items()}
         labels = {s: arrays["labels"][arrays["split"] == c] for s, c in SPLIT_CODES.items()}
         feats, report = (features_fn or cache_features)(
-            paths, labels, images, cache_root(images, run_dir), seed)
+            paths, labels, images, cache_root(images, run_dir), seed
+        )
         arrays["features"] = feats
-        meta.update(feature_cache=report, feature_shape=list(feats.shape[1:]),
-                    weights_used=report["weights_used"])
+        meta.update(
+            feature_cache=report,
+            feature_shape=list(feats.shape[1:]),
+            weights_used=report["weights_used"],
+        )
     return arrays, meta
 
 
@@ -412,8 +476,15 @@ def cache_root(images: ImageSpec, run_dir: str | Path) -> str:
     return images.cache_root or str(Path(run_dir).resolve() / "feature_cache")
 
 
-def cache_features(paths: dict, labels: dict, images: ImageSpec, root: str, seed: int = 42,
-                   num_cpus: float = 1, num_gpus: float = 0) -> tuple[np.ndarray, dict]:
+def cache_features(
+    paths: dict,
+    labels: dict,
+    images: ImageSpec,
+    root: str,
+    seed: int = 42,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+) -> tuple[np.ndarray, dict]:
     """Conv-base features of every split's images through the cache (book 5.3.1, fast
     feature extraction; issue 5's cache).
 
@@ -439,13 +510,13 @@ def cache_features(paths: dict, labels: dict, images: ImageSpec, root: str, seed
         WeightsUnavailableError: ``imagenet`` weights could not be downloaded.
         ValueError: bad weights file, input size too small for the base.
     """
-    from dlpipe.tasks.tf_setup import setup_tensorflow
+    from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
     setup_tensorflow(num_cpus, num_gpus)
     import keras
 
     from dlpipe.models.images import conv_base
-    from dlpipe.tasks import feature_cache as fc
+    from dlpipe.tasks.features import cache as fc
 
     keras.utils.set_random_seed(seed)
     weights = None if images.weights == "none" else images.weights
@@ -461,19 +532,34 @@ def cache_features(paths: dict, labels: dict, images: ImageSpec, root: str, seed
             splits[split] = {"hits": 0, "misses": 0, "forward_images": 0}
             continue
         result = fc.extract_features(
-            paths[split], base, size=tuple(images.size), preprocessing=pre,
-            batch_size=images.feature_batch_size, labels=labels[split], cache_root=local_root,
-            base_key=key, description=description, filesystem=filesystem)
+            paths[split],
+            base,
+            size=tuple(images.size),
+            preprocessing=pre,
+            batch_size=images.feature_batch_size,
+            labels=labels[split],
+            cache_root=local_root,
+            base_key=key,
+            description=description,
+            filesystem=filesystem,
+        )
         if result.paths != list(paths[split]):
             raise RuntimeError("feature rows are not aligned with the input paths")
         out.append(result.features)
-        splits[split] = {"hits": result.hits, "misses": result.misses,
-                         "forward_images": result.forward_images}
-    totals = {k: sum(s[k] for s in splits.values()) for k in ("hits", "misses",
-                                                              "forward_images")}
-    return np.concatenate(out), {"root": root, "base_key": key, "base": description,
-                                 "weights_used": describe_weights(images, identity),
-                                 "splits": splits, **totals}
+        splits[split] = {
+            "hits": result.hits,
+            "misses": result.misses,
+            "forward_images": result.forward_images,
+        }
+    totals = {k: sum(s[k] for s in splits.values()) for k in ("hits", "misses", "forward_images")}
+    return np.concatenate(out), {
+        "root": root,
+        "base_key": key,
+        "base": description,
+        "weights_used": describe_weights(images, identity),
+        "splits": splits,
+        **totals,
+    }
 
 
 def feature_shards(paths: dict, labels: dict, num_shards: int) -> list[tuple[dict, dict]]:
@@ -483,18 +569,26 @@ def feature_shards(paths: dict, labels: dict, num_shards: int) -> list[tuple[dic
     out = []
     for chunk in shards(flat, num_shards):
         index = {split: [i for s, i in chunk if s == split] for split in SPLITS}
-        out.append(({s: [paths[s][i] for i in index[s]] for s in SPLITS},
-                    {s: np.asarray(labels[s])[index[s]] for s in SPLITS}))
+        out.append(
+            (
+                {s: [paths[s][i] for i in index[s]] for s in SPLITS},
+                {s: np.asarray(labels[s])[index[s]] for s in SPLITS},
+            )
+        )
     return out
 
 
 def merge_shard_reports(final: dict, shard_reports: list[dict]) -> dict:
     """The gather task's report with hits/misses/forward passes of the shard tasks (the
     gather itself only reads the cache the shards filled)."""
-    splits = {split: {k: sum(r["splits"][split][k] for r in shard_reports)
-                      for k in ("hits", "misses", "forward_images")} for split in SPLITS}
-    totals = {k: sum(s[k] for s in splits.values()) for k in ("hits", "misses",
-                                                              "forward_images")}
+    splits = {
+        split: {
+            k: sum(r["splits"][split][k] for r in shard_reports)
+            for k in ("hits", "misses", "forward_images")
+        }
+        for split in SPLITS
+    }
+    totals = {k: sum(s[k] for s in splits.values()) for k in ("hits", "misses", "forward_images")}
     return {**final, "splits": splits, **totals, "shards": len(shard_reports)}
 
 

@@ -1,6 +1,6 @@
 """One entry point for every pipeline's training and evaluation functions.
 
-Ray tasks (:mod:`dlpipe.tasks.remote`) and sweep trials (:mod:`dlpipe.tasks.sweep`) call
+Ray tasks (:mod:`dlpipe.tasks.remote`) and sweep trials (:mod:`dlpipe.tasks.sweep.trial`) call
 :func:`train_run` with the study's ``pipeline``; it imports that pipeline's trainer only
 (so a weather worker never imports the text or image code) and passes the model's input
 geometry (``inputs``: windows, text settings or image settings) under the trainer's own
@@ -13,9 +13,9 @@ import importlib
 
 #: pipeline -> (module, training function, name of its input-geometry argument)
 TRAINERS = {
-    "timeseries": ("dlpipe.tasks.train", "train_model", "windows"),
-    "text": ("dlpipe.tasks.text_train", "train_text_model", "inputs"),
-    "images": ("dlpipe.tasks.image_train", "train_image_model", "inputs"),
+    "timeseries": ("dlpipe.tasks.weather.train", "train_model", "windows"),
+    "text": ("dlpipe.tasks.text.train", "train_text_model", "inputs"),
+    "images": ("dlpipe.tasks.images.train", "train_image_model", "inputs"),
 }
 
 
@@ -36,8 +36,7 @@ def train_run(pipeline: str, *, inputs, **kwargs) -> dict:
         ValueError: unknown pipeline; whatever the trainer raises.
     """
     if pipeline not in TRAINERS:
-        raise ValueError(f"`pipeline` must be one of {', '.join(TRAINERS)}. "
-                         f"Received: {pipeline!r}")
+        raise ValueError(f"`pipeline` must be one of {', '.join(TRAINERS)}. Received: {pipeline!r}")
     module, function, argument = TRAINERS[pipeline]
     train = getattr(importlib.import_module(module), function)
     return train(**{argument: inputs}, **kwargs)
@@ -45,9 +44,9 @@ def train_run(pipeline: str, *, inputs, **kwargs) -> dict:
 
 #: pipeline -> (module, evaluation function, name of its input-geometry argument)
 EVALUATORS = {
-    "timeseries": ("dlpipe.tasks.train", "evaluate_saved_model", "windows"),
-    "text": ("dlpipe.tasks.text_train", "evaluate_saved_text_model", "inputs"),
-    "images": ("dlpipe.tasks.image_train", "evaluate_saved_image_model", "inputs"),
+    "timeseries": ("dlpipe.tasks.weather.train", "evaluate_saved_model", "windows"),
+    "text": ("dlpipe.tasks.text.train", "evaluate_saved_text_model", "inputs"),
+    "images": ("dlpipe.tasks.images.train", "evaluate_saved_image_model", "inputs"),
 }
 
 
@@ -60,8 +59,11 @@ def evaluate_run(pipeline: str, *, inputs, **kwargs) -> dict:
     """
     module, function, argument = EVALUATORS[pipeline]
     evaluate = getattr(importlib.import_module(module), function)
-    kwargs = {k: v for k, v in kwargs.items()
-              if pipeline in ("text", "images") or k not in ("batch_size", "family")}
+    kwargs = {
+        k: v
+        for k, v in kwargs.items()
+        if pipeline in ("text", "images") or k not in ("batch_size", "family")
+    }
     out = evaluate(**{argument: inputs}, **kwargs)
     if pipeline == "timeseries":
         out = {"loss": out["mae"], "metric": out["mae_units"], "predictions": out["predictions"]}

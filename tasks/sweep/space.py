@@ -18,8 +18,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-LEAF_ARITY = {"choice": None, "uniform": 2, "quniform": 3, "loguniform": 2,
-              "qloguniform": 3, "normal": 2, "randint": 2}
+LEAF_ARITY = {
+    "choice": None,
+    "uniform": 2,
+    "quniform": 3,
+    "loguniform": 2,
+    "qloguniform": 3,
+    "normal": 2,
+    "randint": 2,
+}
 
 
 class SpaceError(ValueError):
@@ -68,12 +75,17 @@ def _validate_node(node, where: str):
         if kind == "choice":
             if not isinstance(args, list) or not args:
                 raise SpaceError(f"`{where}.choice` must be a non-empty list. Received: {args!r}")
-            options = [validate_space(o, f"{where}.choice[{i}]") if isinstance(o, Mapping)
-                       and not is_leaf(o) else o for i, o in enumerate(args)]
+            options = [
+                validate_space(o, f"{where}.choice[{i}]")
+                if isinstance(o, Mapping) and not is_leaf(o)
+                else o
+                for i, o in enumerate(args)
+            ]
             return options[0] if len(options) == 1 else {"choice": options}
         if not isinstance(args, list) or len(args) != LEAF_ARITY[kind]:
-            raise SpaceError(f"`{where}.{kind}` takes {LEAF_ARITY[kind]} numbers. "
-                             f"Received: {args!r}")
+            raise SpaceError(
+                f"`{where}.{kind}` takes {LEAF_ARITY[kind]} numbers. Received: {args!r}"
+            )
         nums = [_number(a, f"{where}.{kind}") for a in args]
         if kind == "normal":
             if nums[1] < 0:
@@ -83,15 +95,19 @@ def _validate_node(node, where: str):
         if lo > hi and kind != "randint":
             raise SpaceError(f"`{where}.{kind}` needs low <= high. Received: {args!r}")
         if kind in ("loguniform", "qloguniform") and lo <= 0:
-            raise SpaceError(f"`{where}.{kind}` bounds must be > 0 (they are values, not "
-                             f"logs). Received: {args!r}")
+            raise SpaceError(
+                f"`{where}.{kind}` bounds must be > 0 (they are values, not "
+                f"logs). Received: {args!r}"
+            )
         if kind in ("quniform", "qloguniform") and nums[2] <= 0:
             raise SpaceError(f"`{where}.{kind}` step q must be > 0. Received: {args!r}")
         if kind == "randint":
             if not all(isinstance(a, int) for a in args) or hi <= lo:
-                raise SpaceError(f"`{where}.randint` needs integers low < high (high "
-                                 f"excluded: randint [a, a+1] is the constant a). "
-                                 f"Received: {args!r}")
+                raise SpaceError(
+                    f"`{where}.randint` needs integers low < high (high "
+                    f"excluded: randint [a, a+1] is the constant a). "
+                    f"Received: {args!r}"
+                )
             return lo if hi == lo + 1 else {kind: nums}
         if lo == hi:
             return lo
@@ -99,19 +115,23 @@ def _validate_node(node, where: str):
     if isinstance(node, Mapping):
         if len(node) == 1 and isinstance(next(iter(node.values())), list):
             key = next(iter(node))
-            raise SpaceError(f"`{where}`: unknown distribution `{key}` (known: "
-                             f"{', '.join(LEAF_ARITY)})")
+            raise SpaceError(
+                f"`{where}`: unknown distribution `{key}` (known: {', '.join(LEAF_ARITY)})"
+            )
         return validate_space(node, where)
     if isinstance(node, list):
-        raise SpaceError(f"`{where}`: a list must be wrapped in a distribution, e.g. "
-                         f"{{choice: {node!r}}}")
+        raise SpaceError(
+            f"`{where}`: a list must be wrapped in a distribution, e.g. {{choice: {node!r}}}"
+        )
     return node
 
 
 def is_constant(space: Mapping) -> bool:
     """True when a validated space has no distribution left (a single configuration)."""
-    return not any(is_leaf(node) or (isinstance(node, Mapping) and not is_constant(node))
-                   for node in space.values())
+    return not any(
+        is_leaf(node) or (isinstance(node, Mapping) and not is_constant(node))
+        for node in space.values()
+    )
 
 
 def to_hyperopt(space: Mapping, prefix: str):
@@ -128,8 +148,13 @@ def to_hyperopt(space: Mapping, prefix: str):
             return node
         kind, args = next(iter(node.items()))
         if kind == "choice":
-            return hp.choice(label, [node_expr(o, f"{label}/{i}") if isinstance(o, Mapping)
-                                     else o for i, o in enumerate(args)])
+            return hp.choice(
+                label,
+                [
+                    node_expr(o, f"{label}/{i}") if isinstance(o, Mapping) else o
+                    for i, o in enumerate(args)
+                ],
+            )
         if kind == "uniform":
             return hp.uniform(label, *args)
         if kind == "quniform":
@@ -169,8 +194,11 @@ def flatten_hp(tree: Mapping, where: str = "hp") -> dict:
     """
     flat: dict = {}
     for key, value in tree.items():
-        items = flatten_hp(value, f"{where}.{key}").items() if isinstance(value, Mapping) \
+        items = (
+            flatten_hp(value, f"{where}.{key}").items()
+            if isinstance(value, Mapping)
             else [(key, value)]
+        )
         for k, v in items:
             if k in flat:
                 raise SpaceError(f"hyperparameter `{k}` is set twice in the space ({where})")
@@ -201,8 +229,7 @@ def warm_start_point(spaces: Mapping[str, Mapping], point: Mapping) -> dict:
     """
     family = point.get("family")
     if family not in spaces:
-        raise SpaceError(f"warm start `family` must be one of {list(spaces)}. "
-                         f"Received: {family!r}")
+        raise SpaceError(f"warm start `family` must be one of {list(spaces)}. Received: {family!r}")
     values = {k: v for k, v in point.items() if k != "family"}
     out: dict = {}
     if len(spaces) > 1:
@@ -222,8 +249,7 @@ def warm_start_point(spaces: Mapping[str, Mapping], point: Mapping) -> dict:
                     raise SpaceError(f"warm start for `{family}` must give `{key}`")
                 if kind == "choice":
                     if values[key] not in args:
-                        raise SpaceError(f"warm start `{key}`={values[key]!r} is not one of "
-                                         f"{args}")
+                        raise SpaceError(f"warm start `{key}`={values[key]!r} is not one of {args}")
                     out[sub] = args.index(values[key])
                 else:
                     out[sub] = values[key]
@@ -242,7 +268,8 @@ def _matching_option(options, values: Mapping, where: str) -> int:
             continue
         flat = flatten_hp({k: v for k, v in option.items() if not is_leaf(v)})
         searched = [k for k, v in option.items() if is_leaf(v)]
-        if all(values.get(k, object()) == v for k, v in flat.items()) and \
-                all(k in values for k in searched):
+        if all(values.get(k, object()) == v for k, v in flat.items()) and all(
+            k in values for k in searched
+        ):
             return i
     raise SpaceError(f"warm start matches no option of `{where}`; options: {options}")

@@ -46,7 +46,7 @@ from dlpipe.ensembles import (
     member_diversity,
 )
 from dlpipe.metrics import get_metric
-from dlpipe.tasks import reports
+from dlpipe.tasks.reports import tables as reports
 
 SPLITS = ("validation", "test")
 ALIGN_MODES = ("exact", "common")
@@ -210,8 +210,10 @@ def _mismatch_message(split_ids: dict, run_ids: list[str]) -> str:
         described = "; ".join(
             f"{split} {_describe_ids(split_ids[split][first])}" for split in SPLITS
         )
-        line = (f"  group {number} ({len(group)} member(s): "
-                f"{_name_runs(run_ids[j] for j in group)}): {described}")
+        line = (
+            f"  group {number} ({len(group)} member(s): "
+            f"{_name_runs(run_ids[j] for j in group)}): {described}"
+        )
         if number > 1:
             differences = []
             for split in SPLITS:
@@ -219,11 +221,13 @@ def _mismatch_message(split_ids: dict, run_ids: list[str]) -> str:
                 missing = np.setdiff1d(theirs, ours)
                 extra = np.setdiff1d(ours, theirs)
                 if missing.size:
-                    differences.append(f"lacks {missing.size} {split} id(s) of group 1 "
-                                       f"(e.g. {int(missing[0])})")
+                    differences.append(
+                        f"lacks {missing.size} {split} id(s) of group 1 (e.g. {int(missing[0])})"
+                    )
                 if extra.size:
-                    differences.append(f"has {extra.size} {split} id(s) not in group 1 "
-                                       f"(e.g. {int(extra[0])})")
+                    differences.append(
+                        f"has {extra.size} {split} id(s) not in group 1 (e.g. {int(extra[0])})"
+                    )
             line += "; vs group 1: " + ", ".join(differences)
         lines.append(line)
     lines.append(
@@ -271,10 +275,14 @@ def load_member_predictions(
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
         raise ValueError("`run_dirs` must name at least 1 run directory. Received: []")
-    if isinstance(min_members, bool) or not isinstance(min_members, (int, np.integer)) \
-            or min_members < 1:
+    if (
+        isinstance(min_members, bool)
+        or not isinstance(min_members, (int, np.integer))
+        or min_members < 1
+    ):
         raise ValueError(
-            f"`min_members` must be an integer >= 1. Received: min_members={min_members!r}")
+            f"`min_members` must be an integer >= 1. Received: min_members={min_members!r}"
+        )
     if align not in ALIGN_MODES:
         raise ValueError(f"`align` must be one of {ALIGN_MODES}. Received: align={align!r}")
 
@@ -289,13 +297,17 @@ def load_member_predictions(
     run_ids = [run_id for run_id, _, _ in frames]
     families = [family for _, family, _ in frames]
 
-    per_split = {split: [_member_split(run_id, frame, split) for run_id, _, frame in frames]
-                 for split in SPLITS}
+    per_split = {
+        split: [_member_split(run_id, frame, split) for run_id, _, frame in frames]
+        for split in SPLITS
+    }
     for split in SPLITS:
         empty = [run_ids[j] for j, (ids, _, _) in enumerate(per_split[split]) if not ids.size]
         if empty:
-            raise ValueError(f"member(s) {_name_runs(empty)} have no {split} predictions; "
-                             "every member needs validation and test predictions.")
+            raise ValueError(
+                f"member(s) {_name_runs(empty)} have no {split} predictions; "
+                "every member needs validation and test predictions."
+            )
     split_ids = {split: [ids for ids, _, _ in per_split[split]] for split in SPLITS}
     aligned_everywhere = all(
         np.array_equal(ids, split_ids[split][0]) for split in SPLITS for ids in split_ids[split]
@@ -314,12 +326,15 @@ def load_member_predictions(
         if common.size == 0:
             raise ValueError(
                 f"members share no {split} sample id; nothing to ensemble.\n"
-                + _mismatch_message(split_ids, run_ids))
+                + _mismatch_message(split_ids, run_ids)
+            )
         dropped[split] = int(union.size - common.size)
         shapes = {member[1].shape[1:] for member in members}
         if len(shapes) > 1:
-            raise ValueError(f"members predict different {split} shapes per sample "
-                             f"{sorted(shapes)} (binary vs multi-class, or other classes)")
+            raise ValueError(
+                f"members predict different {split} shapes per sample "
+                f"{sorted(shapes)} (binary vs multi-class, or other classes)"
+            )
         predictions = np.empty((len(members), common.size) + shapes.pop())
         targets = np.empty((len(members), common.size))
         for j, (ids, prediction, target) in enumerate(members):
@@ -340,12 +355,18 @@ def load_member_predictions(
         out[split] = (common, predictions, targets[0])
 
     return MemberPredictions(
-        run_ids=tuple(run_ids), families=tuple(families),
-        val_predictions=out["validation"][1], val_targets=out["validation"][2],
-        test_predictions=out["test"][1], test_targets=out["test"][2],
-        val_sample_index=out["validation"][0], test_sample_index=out["test"][0],
-        sources=tuple(str(d) for d in run_dirs), align=align,
-        dropped_samples=dropped, skipped=skipped,
+        run_ids=tuple(run_ids),
+        families=tuple(families),
+        val_predictions=out["validation"][1],
+        val_targets=out["validation"][2],
+        test_predictions=out["test"][1],
+        test_targets=out["test"][2],
+        val_sample_index=out["validation"][0],
+        test_sample_index=out["test"][0],
+        sources=tuple(str(d) for d in run_dirs),
+        align=align,
+        dropped_samples=dropped,
+        skipped=skipped,
     )
 
 
@@ -408,12 +429,16 @@ class BestSingleMember:
             ValueError: if called before ``fit`` or with another number of members.
         """
         if not hasattr(self, "weights_"):
-            raise ValueError("This BestSingleMember instance is not fitted yet. "
-                             "Call `fit(predictions, y_true)` first.")
+            raise ValueError(
+                "This BestSingleMember instance is not fitted yet. "
+                "Call `fit(predictions, y_true)` first."
+            )
         predictions = np.asarray(predictions, dtype=np.float64)
         if predictions.shape[0] != self.weights_.size:
-            raise ValueError(f"`predictions` must hold {self.weights_.size} members as in "
-                             f"`fit`. Received: shape={predictions.shape}")
+            raise ValueError(
+                f"`predictions` must hold {self.weights_.size} members as in "
+                f"`fit`. Received: shape={predictions.shape}"
+            )
         return predictions[self.best_index_]
 
 
@@ -424,12 +449,13 @@ def ensemble_candidates(loss: str = "mae", random_state: int = 0) -> dict:
         Ordered dict name -> estimator factory: ``best_single``, ``simple_average``,
         ``weighted_nelder_mead``, ``weighted_slsqp``, ``greedy_selection``.
     """
-    return {BEST_SINGLE: lambda: BestSingleMember(loss=loss),
-            **default_candidates(loss=loss, random_state=random_state)}
+    return {
+        BEST_SINGLE: lambda: BestSingleMember(loss=loss),
+        **default_candidates(loss=loss, random_state=random_state),
+    }
 
 
-def ensemble_key(members: MemberPredictions, *, loss: str, n_folds: int,
-                 random_state: int) -> str:
+def ensemble_key(members: MemberPredictions, *, loss: str, n_folds: int, random_state: int) -> str:
     """Key of one ensemble build: members, their aligned data and the settings.
 
     Returns:
@@ -437,12 +463,23 @@ def ensemble_key(members: MemberPredictions, *, loss: str, n_folds: int,
         the same key (a rerun rewrites the same part with the same numbers).
     """
     digest = hashlib.sha256()
-    digest.update(reports.dumps({"members": list(members.run_ids), "loss": loss,
-                                 "n_folds": n_folds, "random_state": random_state,
-                                 "align": members.align}).encode())
+    digest.update(
+        reports.dumps(
+            {
+                "members": list(members.run_ids),
+                "loss": loss,
+                "n_folds": n_folds,
+                "random_state": random_state,
+                "align": members.align,
+            }
+        ).encode()
+    )
     for split in SPLITS:
-        for array in (members.sample_index(split), members.predictions(split),
-                      members.targets(split)):
+        for array in (
+            members.sample_index(split),
+            members.predictions(split),
+            members.targets(split),
+        ):
             digest.update(np.ascontiguousarray(array).tobytes())
     return f"ens-{digest.hexdigest()[:12]}"
 
@@ -486,7 +523,7 @@ def build_ensembles(
 
     Returns:
         One row per method, in candidate order, in the ``ensembles`` schema of
-        `dlpipe.tasks.reports`: ``members`` (JSON list of all member run ids) and
+        `dlpipe.tasks.reports.tables`: ``members`` (JSON list of all member run ids) and
         ``weights`` (JSON list aligned with it, >= 0, summing to 1); ``cv_score``,
         ``val_score``, ``test_score``, ``val_test_gap`` (test - val); the best single
         member (best validation loss over all validation samples) in
@@ -504,18 +541,19 @@ def build_ensembles(
     val_x, val_y = members.val_predictions, members.val_targets
     test_x, test_y = members.test_predictions, members.test_targets
     candidates = ensemble_candidates(loss, random_state)
-    result = cross_fit_select(val_x, val_y, candidates, n_folds=n_folds,
-                              random_state=random_state, loss=loss)
+    result = cross_fit_select(
+        val_x, val_y, candidates, n_folds=n_folds, random_state=random_state, loss=loss
+    )
 
-    fitted = {name: (result.estimator if name == result.chosen
-                     else factory().fit(val_x, val_y))
-              for name, factory in candidates.items()}
+    fitted = {
+        name: (result.estimator if name == result.chosen else factory().fit(val_x, val_y))
+        for name, factory in candidates.items()
+    }
     best = fitted[BEST_SINGLE].best_index_
     best_val = loss_function(val_y, val_x[best])
     best_test = loss_function(test_y, test_x[best])  # test: once per method, below too
     correlation = _mean_pairwise_correlation(val_x)
-    ensemble_id = ensemble_key(members, loss=loss, n_folds=n_folds,
-                               random_state=random_state)
+    ensemble_id = ensemble_key(members, loss=loss, n_folds=n_folds, random_state=random_state)
     created = datetime.now(timezone.utc)
     classification = loss in ("log_loss", "accuracy")
     rows = []
@@ -524,26 +562,28 @@ def build_ensembles(
         val_pred, test_pred = estimator.predict(val_x), estimator.predict(test_x)
         val_score = loss_function(val_y, val_pred)
         test_score = best_test if name == BEST_SINGLE else loss_function(test_y, test_pred)
-        rows.append({
-            "ensemble_id": ensemble_id,
-            "method": name,
-            "chosen": name == result.chosen,
-            "loss": loss,
-            "members": json.dumps(list(members.run_ids)),
-            "weights": json.dumps([float(w) for w in weights]),
-            "cv_score": result.scores[name],
-            "val_score": val_score,
-            "test_score": test_score,
-            "val_test_gap": test_score - val_score,
-            "best_single_val": best_val,
-            "best_single_test": best_test,
-            "mean_pairwise_correlation": correlation,
-            # the accuracy of the combined probabilities, beside the fitted loss
-            "val_accuracy": accuracy(val_y, val_pred) if classification else None,
-            "test_accuracy": accuracy(test_y, test_pred) if classification else None,
-            "sources": json.dumps(list(members.sources)),
-            "created_at": created,
-        })
+        rows.append(
+            {
+                "ensemble_id": ensemble_id,
+                "method": name,
+                "chosen": name == result.chosen,
+                "loss": loss,
+                "members": json.dumps(list(members.run_ids)),
+                "weights": json.dumps([float(w) for w in weights]),
+                "cv_score": result.scores[name],
+                "val_score": val_score,
+                "test_score": test_score,
+                "val_test_gap": test_score - val_score,
+                "best_single_val": best_val,
+                "best_single_test": best_test,
+                "mean_pairwise_correlation": correlation,
+                # the accuracy of the combined probabilities, beside the fitted loss
+                "val_accuracy": accuracy(val_y, val_pred) if classification else None,
+                "test_accuracy": accuracy(test_y, test_pred) if classification else None,
+                "sources": json.dumps(list(members.sources)),
+                "created_at": created,
+            }
+        )
     return rows
 
 
@@ -552,8 +592,7 @@ def build_ensembles(
 # ----------------------------------------------------------------------------------
 
 
-def plot_ensemble_weights(rows: list[dict], members: MemberPredictions,
-                          path: str | Path) -> Path:
+def plot_ensemble_weights(rows: list[dict], members: MemberPredictions, path: str | Path) -> Path:
     """Heat map of member weights per method (rows: methods, columns: members).
 
     Args:
@@ -565,17 +604,22 @@ def plot_ensemble_weights(rows: list[dict], members: MemberPredictions,
     Returns:
         ``path``.
     """
-    from dlpipe.tasks.plots import pyplot, save_figure
+    from dlpipe.tasks.reports.plots import pyplot, save_figure
 
     plt = pyplot()
     weights = np.array([json.loads(row["weights"]) for row in rows])  # (methods, members)
-    methods = [f"{'* ' if row['chosen'] else ''}{row['method']}\n"
-               f"val {row['val_score']:.3f} / test {row['test_score']:.3f}" for row in rows]
-    labels = [f"{family} [{run_id[-6:]}]"
-              for family, run_id in zip(members.families, members.run_ids)]
+    methods = [
+        f"{'* ' if row['chosen'] else ''}{row['method']}\n"
+        f"val {row['val_score']:.3f} / test {row['test_score']:.3f}"
+        for row in rows
+    ]
+    labels = [
+        f"{family} [{run_id[-6:]}]" for family, run_id in zip(members.families, members.run_ids)
+    ]
     n_methods, n_members = weights.shape
-    fig, ax = plt.subplots(figsize=(min(40.0, max(7.0, 3.0 + 0.75 * n_members)),
-                                    1.6 + 0.6 * n_methods))
+    fig, ax = plt.subplots(
+        figsize=(min(40.0, max(7.0, 3.0 + 0.75 * n_members)), 1.6 + 0.6 * n_methods)
+    )
     image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(n_members), labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n_methods), methods, fontsize=8)
@@ -583,11 +627,21 @@ def plot_ensemble_weights(rows: list[dict], members: MemberPredictions,
         for i in range(n_methods):
             for j in range(n_members):
                 if weights[i, j] >= 0.005:  # softmax weights are never exactly 0
-                    ax.text(j, i, f"{weights[i, j]:.2f}", ha="center", va="center",
-                            fontsize=7, color="black" if weights[i, j] > 0.6 else "white")
+                    ax.text(
+                        j,
+                        i,
+                        f"{weights[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="black" if weights[i, j] > 0.6 else "white",
+                    )
     loss = rows[0]["loss"] if rows else ""
-    ax.set_title(f"ensemble weights, loss {loss}\n(* = chosen by cross-fitting on "
-                 "validation; test scored once)", fontsize=10)
+    ax.set_title(
+        f"ensemble weights, loss {loss}\n(* = chosen by cross-fitting on "
+        "validation; test scored once)",
+        fontsize=10,
+    )
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="weight")
     fig.tight_layout()
     return save_figure(fig, path)
@@ -616,11 +670,11 @@ def write_ensemble_report(run_dir, rows: list[dict], members: MemberPredictions)
         raise ValueError(f"`rows` must share one `ensemble_id`. Received: {sorted(ids)}")
     for row in rows:
         weights = json.loads(row["weights"])
-        if len(weights) != members.n_members or not math.isclose(sum(weights), 1.0,
-                                                                  abs_tol=1e-9):
+        if len(weights) != members.n_members or not math.isclose(sum(weights), 1.0, abs_tol=1e-9):
             raise ValueError(
                 f"`rows` method {row['method']!r} must have {members.n_members} weights "
-                f"summing to 1 (one per member). Received: {weights}")
+                f"summing to 1 (one per member). Received: {weights}"
+            )
     run_dir = Path(run_dir)
     part = reports.write_part(run_dir, "ensembles", ids.pop(), rows)
     plot = plot_ensemble_weights(rows, members, run_dir / "plots" / "ensemble_weights.png")

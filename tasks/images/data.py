@@ -84,8 +84,16 @@ EXTENSION_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}
 _HEADER_PROBE = 256 * 1024
 #: EXIF Orientation -> the transform that displays the image upright, as
 #: ``PIL.ImageOps.exif_transpose`` names it.
-ORIENTATIONS = {1: "none", 2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM",
-                5: "TRANSPOSE", 6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+ORIENTATIONS = {
+    1: "none",
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
 
 
 @dataclass
@@ -194,16 +202,20 @@ def scan_flat_folder(src) -> FlatFolder:
         cls, ident = match["cls"], int(match["id"])
         ids = by_class.setdefault(cls, {})
         if ident in ids:
-            strays.append({"name": name, "reason": f"duplicate id {ident} of class "
-                                                   f"`{cls}` (kept {ids[ident]})"})
+            strays.append(
+                {
+                    "name": name,
+                    "reason": f"duplicate id {ident} of class `{cls}` (kept {ids[ident]})",
+                }
+            )
             continue
         ids[ident] = name
-    return FlatFolder({cls: sorted(ids.items()) for cls, ids in sorted(by_class.items())},
-                      strays)
+    return FlatFolder({cls: sorted(ids.items()) for cls, ids in sorted(by_class.items())}, strays)
 
 
-def split_flat_folder(src, dst, counts=None, *, mode="contiguous", seed=0,
-                      class_dirs=None) -> SplitReport:
+def split_flat_folder(
+    src, dst, counts=None, *, mode="contiguous", seed=0, class_dirs=None
+) -> SplitReport:
     """Copy a flat ``<class>.<id>.<ext>`` folder into train/validation/test class
     folders (book listing 5.9 generalized; case C03).
 
@@ -258,10 +270,12 @@ def split_flat_folder(src, dst, counts=None, *, mode="contiguous", seed=0,
     short = {cls: len(files) for cls, files in scan.by_class.items() if len(files) < needed}
     if short:
         wanted = ", ".join(f"{k}={v}" for k, v in counts.items())
-        raise ValueError("; ".join(
-            f"Class `{cls}` has {found} files in {src}, the split needs {needed} ({wanted})"
-            for cls, found in short.items()
-        ))
+        raise ValueError(
+            "; ".join(
+                f"Class `{cls}` has {found} files in {src}, the split needs {needed} ({wanted})"
+                for cls, found in short.items()
+            )
+        )
     dirs = _check_class_dirs(class_dirs, classes)
 
     files: dict[str, dict[str, list[str]]] = {split: {} for split in counts}
@@ -273,12 +287,15 @@ def split_flat_folder(src, dst, counts=None, *, mode="contiguous", seed=0,
             names = [names[i] for i in rng.permutation(len(names))]
         start = 0
         for split, n in counts.items():
-            files[split][cls] = names[start:start + n]
+            files[split][cls] = names[start : start + n]
             start += n
 
-    plan = [(src / name, dst / split / dirs[cls] / name)
-            for split, per_class in files.items()
-            for cls, names in per_class.items() for name in names]
+    plan = [
+        (src / name, dst / split / dirs[cls] / name)
+        for split, per_class in files.items()
+        for cls, names in per_class.items()
+        for name in names
+    ]
     _check_existing_dst(dst, files, dirs, src)
     copied = reused = 0
     for source, target in plan:
@@ -288,11 +305,19 @@ def split_flat_folder(src, dst, counts=None, *, mode="contiguous", seed=0,
         _atomic_copy(source, target)
         copied += 1
     report = SplitReport(
-        src=str(src), dst=str(dst), mode=mode, seed=int(seed), counts=counts,
-        classes=classes, class_dirs=dirs, files=files,
+        src=str(src),
+        dst=str(dst),
+        mode=mode,
+        seed=int(seed),
+        counts=counts,
+        classes=classes,
+        class_dirs=dirs,
+        files=files,
         found={cls: len(v) for cls, v in scan.by_class.items()},
         unused={cls: len(v) - needed for cls, v in scan.by_class.items()},
-        strays=scan.strays, copied=copied, reused=reused,
+        strays=scan.strays,
+        copied=copied,
+        reused=reused,
     )
     manifest = {k: v for k, v in report.to_dict().items() if k not in ("copied", "reused")}
     _atomic_write(dst / SPLIT_MANIFEST, json.dumps(manifest, indent=1).encode())
@@ -321,15 +346,18 @@ def list_image_folder(split_dir) -> ImageFolder:
     root = Path(split_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"split folder not found: {root}")
-    class_names = sorted(d.name for d in root.iterdir()
-                         if d.is_dir() and not d.name.startswith("."))
+    class_names = sorted(
+        d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+    )
     if not class_names:
         raise ValueError(f"No class sub-folder in {root}")
     paths, labels = [], []
     for label, cls in enumerate(class_names):
-        names = [p.name for p in (root / cls).iterdir()
-                 if p.is_file() and not p.name.startswith(".")
-                 and p.suffix.lower() in IMAGE_EXTENSIONS]
+        names = [
+            p.name
+            for p in (root / cls).iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        ]
         for name in sorted(names, key=_id_order):
             paths.append(str(root / cls / name))
             labels.append(label)
@@ -388,15 +416,18 @@ def check_images(paths, *, size=None, max_pixels=DEFAULT_MAX_PIXELS) -> ImageChe
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as exc:
-            out.bad.append({"path": path, "reason": f"unreadable: {exc.strerror or exc}",
-                            "size_bytes": -1})
+            out.bad.append(
+                {"path": path, "reason": f"unreadable: {exc.strerror or exc}", "size_bytes": -1}
+            )
             continue
         reason = image_bytes_problem(data)
         header = image_header(data) if reason is None else None
         if reason is None and max_pixels is not None and (header.pixels or 0) > max_pixels:
-            reason = (f"header declares {header.width} x {header.height} = "
-                      f"{header.pixels:,} pixels, above the limit of {max_pixels:,} "
-                      "(images.max_pixels); not decoded")
+            reason = (
+                f"header declares {header.width} x {header.height} = "
+                f"{header.pixels:,} pixels, above the limit of {max_pixels:,} "
+                "(images.max_pixels); not decoded"
+            )
         if reason is None:
             try:
                 image = decode_image(data, header.orientation)
@@ -418,8 +449,9 @@ def check_images(paths, *, size=None, max_pixels=DEFAULT_MAX_PIXELS) -> ImageChe
     return out
 
 
-def validate_images(paths, *, size=None,
-                    max_pixels=DEFAULT_MAX_PIXELS) -> tuple[list[str], list[dict]]:
+def validate_images(
+    paths, *, size=None, max_pixels=DEFAULT_MAX_PIXELS
+) -> tuple[list[str], list[dict]]:
     """:func:`check_images`' good paths and bad files (cases C01, C02).
 
     Args:
@@ -571,8 +603,9 @@ def decode_image(data, orientation=1):
     if isinstance(orientation, (int, np.integer)):
         return transforms.get(int(orientation), transforms[1])(image)
     index = tf.cast(orientation, tf.int32) - 1
-    return tf.switch_case(index, [lambda f=transforms[k]: f(image) for k in range(1, 9)],
-                          default=lambda: image)
+    return tf.switch_case(
+        index, [lambda f=transforms[k]: f(image) for k in range(1, 9)], default=lambda: image
+    )
 
 
 def load_image(path, size=(150, 150)) -> np.ndarray:
@@ -594,11 +627,13 @@ def load_image(path, size=(150, 150)) -> np.ndarray:
     with open(os.fspath(path), "rb") as f:
         data = f.read()
     try:
-        return _decode_resize(tf.constant(data), _check_size(size),
-                              image_header(data).orientation).numpy()
+        return _decode_resize(
+            tf.constant(data), _check_size(size), image_header(data).orientation
+        ).numpy()
     except tf.errors.OpError as exc:
-        raise ValueError(f"{os.fspath(path)}: image does not decode: "
-                         f"{_op_error_text(exc)}") from None
+        raise ValueError(
+            f"{os.fspath(path)}: image does not decode: {_op_error_text(exc)}"
+        ) from None
 
 
 def preprocessing_id(preprocessing) -> str:
@@ -676,8 +711,18 @@ def augmentation_layers(seed=None, **factors):
     return augmentation_block(seed=seed, **factors)
 
 
-def image_dataset(paths, labels, *, size=(150, 150), batch_size=32, shuffle=False, seed=0,
-                  augment=False, preprocessing=1 / 255, with_paths=False):
+def image_dataset(
+    paths,
+    labels,
+    *,
+    size=(150, 150),
+    batch_size=32,
+    shuffle=False,
+    seed=0,
+    augment=False,
+    preprocessing=1 / 255,
+    with_paths=False,
+):
     """A ``tf.data`` pipeline of decoded, resized, preprocessed image batches
     (book 5.2.4, ``flow_from_directory`` replaced by tf.data).
 
@@ -736,19 +781,29 @@ def image_dataset(paths, labels, *, size=(150, 150), batch_size=32, shuffle=Fals
     # (no identity preprocessing map, no map dropping the paths): every extra stage
     # costs per-batch overhead (bench_images.py, ingest vs image_dataset_from_directory).
     if with_paths:
-        ds = ds.map(lambda p, y, o: (_decode_resize(tf.io.read_file(p), size, o), y, p),
-                    num_parallel_calls=autotune, deterministic=True)
+        ds = ds.map(
+            lambda p, y, o: (_decode_resize(tf.io.read_file(p), size, o), y, p),
+            num_parallel_calls=autotune,
+            deterministic=True,
+        )
     else:
-        ds = ds.map(lambda p, y, o: (_decode_resize(tf.io.read_file(p), size, o), y),
-                    num_parallel_calls=autotune, deterministic=True)
+        ds = ds.map(
+            lambda p, y, o: (_decode_resize(tf.io.read_file(p), size, o), y),
+            num_parallel_calls=autotune,
+            deterministic=True,
+        )
     ds = ds.batch(batch_size)
     if augment:
         augmentation = augmentation_layers(seed)
-        ds = ds.map(lambda x, *rest: (augmentation(x, training=True), *rest),
-                    num_parallel_calls=autotune, deterministic=True)
+        ds = ds.map(
+            lambda x, *rest: (augmentation(x, training=True), *rest),
+            num_parallel_calls=autotune,
+            deterministic=True,
+        )
     if preprocessing_id(preprocessing) != "none":
-        ds = ds.map(lambda x, *rest: (preprocess(x), *rest), num_parallel_calls=autotune,
-                    deterministic=True)
+        ds = ds.map(
+            lambda x, *rest: (preprocess(x), *rest), num_parallel_calls=autotune, deterministic=True
+        )
     return ds.prefetch(autotune)
 
 
@@ -762,8 +817,16 @@ class FolderSplit:
     class_names: list[str]
 
 
-def folder_datasets(root, *, size=(150, 150), batch_size=32, preprocessing=1 / 255,
-                    augment=False, seed=0, splits=SPLITS) -> dict[str, FolderSplit]:
+def folder_datasets(
+    root,
+    *,
+    size=(150, 150),
+    batch_size=32,
+    preprocessing=1 / 255,
+    augment=False,
+    seed=0,
+    splits=SPLITS,
+) -> dict[str, FolderSplit]:
     """Datasets of a split base folder (``root/<split>/<class>/``).
 
     Only ``train`` is shuffled and, with ``augment=True``, augmented; validation and
@@ -792,9 +855,16 @@ def folder_datasets(root, *, size=(150, 150), batch_size=32, preprocessing=1 / 2
                 f"have {first.class_names} (under {root})"
             )
         training = split == "train"
-        dataset = image_dataset(folder.paths, folder.labels, size=size,
-                                batch_size=batch_size, shuffle=training, seed=seed,
-                                augment=augment and training, preprocessing=preprocessing)
+        dataset = image_dataset(
+            folder.paths,
+            folder.labels,
+            size=size,
+            batch_size=batch_size,
+            shuffle=training,
+            seed=seed,
+            augment=augment and training,
+            preprocessing=preprocessing,
+        )
         out[split] = FolderSplit(dataset, folder.paths, folder.labels, folder.class_names)
     return out
 
@@ -820,14 +890,18 @@ def write_flat_folder(dst, images, labels, class_names) -> list[str]:
 
     images = np.asarray(images)
     labels = np.asarray(labels).reshape(-1)
-    if images.dtype != np.uint8 or images.ndim not in (3, 4) or (
-            images.ndim == 4 and images.shape[-1] != 3):
+    if (
+        images.dtype != np.uint8
+        or images.ndim not in (3, 4)
+        or (images.ndim == 4 and images.shape[-1] != 3)
+    ):
         raise ValueError(
             "`images` must be uint8 (n, height, width) or (n, height, width, 3). "
             f"Received: dtype={images.dtype}, shape={images.shape}"
         )
-    if len(labels) != len(images) or (len(labels) and not (
-            0 <= labels.min() and labels.max() < len(class_names))):
+    if len(labels) != len(images) or (
+        len(labels) and not (0 <= labels.min() and labels.max() < len(class_names))
+    ):
         raise ValueError(
             f"`labels` must hold one index in [0, {len(class_names)}) per image. "
             f"Received: {len(labels)} labels for {len(images)} images"
@@ -882,8 +956,9 @@ def write_demo_images(dst, source="digits", *, classes=None) -> dict:
             says which one to install).
     """
     if source not in DEMO_SOURCES:
-        raise ValueError(f"`source` must be one of {sorted(DEMO_SOURCES)}. "
-                         f"Received: source={source!r}")
+        raise ValueError(
+            f"`source` must be one of {sorted(DEMO_SOURCES)}. Received: source={source!r}"
+        )
     package = DEMO_SOURCES[source][0]
     try:
         if source == "digits":
@@ -908,8 +983,9 @@ def write_demo_images(dst, source="digits", *, classes=None) -> dict:
     if classes is not None:
         unknown = sorted(set(classes) - set(names))
         if unknown:
-            raise ValueError(f"Unknown class(es) {unknown} for source {source!r}; "
-                             f"classes are {names}")
+            raise ValueError(
+                f"Unknown class(es) {unknown} for source {source!r}; classes are {names}"
+            )
         keep_labels = sorted(names.index(c) for c in classes)
         keep = np.isin(labels, keep_labels)
         remap = {old: new for new, old in enumerate(keep_labels)}
@@ -918,7 +994,10 @@ def write_demo_images(dst, source="digits", *, classes=None) -> dict:
         names = [names[i] for i in keep_labels]
     write_flat_folder(dst, images, labels, names)
     return {
-        "source": source, "package": package, "dst": str(dst), "classes": names,
+        "source": source,
+        "package": package,
+        "dst": str(dst),
+        "classes": names,
         "counts": {n: int(np.sum(labels == i)) for i, n in enumerate(names)},
         "size": tuple(int(d) for d in images.shape[1:3]),
     }
@@ -946,14 +1025,16 @@ def _orientation_transforms() -> dict:
     def transpose(x):
         return tf.transpose(x, [1, 0, 2])
 
-    return {1: lambda x: x,
-            2: lambda x: x[:, ::-1],  # FLIP_LEFT_RIGHT
-            3: lambda x: x[::-1, ::-1],  # ROTATE_180
-            4: lambda x: x[::-1],  # FLIP_TOP_BOTTOM
-            5: transpose,  # TRANSPOSE (main diagonal)
-            6: lambda x: tf.image.rot90(x, k=3),  # ROTATE_270: 90 degrees clockwise
-            7: lambda x: transpose(x)[::-1, ::-1],  # TRANSVERSE (anti-diagonal)
-            8: lambda x: tf.image.rot90(x, k=1)}  # ROTATE_90: 90 degrees counterclockwise
+    return {
+        1: lambda x: x,
+        2: lambda x: x[:, ::-1],  # FLIP_LEFT_RIGHT
+        3: lambda x: x[::-1, ::-1],  # ROTATE_180
+        4: lambda x: x[::-1],  # FLIP_TOP_BOTTOM
+        5: transpose,  # TRANSPOSE (main diagonal)
+        6: lambda x: tf.image.rot90(x, k=3),  # ROTATE_270: 90 degrees clockwise
+        7: lambda x: transpose(x)[::-1, ::-1],  # TRANSVERSE (anti-diagonal)
+        8: lambda x: tf.image.rot90(x, k=1),
+    }  # ROTATE_90: 90 degrees counterclockwise
 
 
 def _parse_header(data: bytes) -> tuple[ImageHeader, bool]:
@@ -966,16 +1047,16 @@ def _parse_header(data: bytes) -> tuple[ImageHeader, bool]:
         width, height, exif, complete = _jpeg_header(data)
     elif kind == "png":
         if len(data) >= 24 and data[12:16] == b"IHDR":
-            width, height = (int.from_bytes(data[16:20], "big"),
-                             int.from_bytes(data[20:24], "big"))
+            width, height = (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"))
         exif, complete = _png_exif(data)
     elif kind == "gif" and len(data) >= 10:
-        width, height = (int.from_bytes(data[6:8], "little"),
-                         int.from_bytes(data[8:10], "little"))
+        width, height = (int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little"))
     elif kind == "bmp" and len(data) >= 26:
         if int.from_bytes(data[14:18], "little") == 12:  # BITMAPCOREHEADER
-            width, height = (int.from_bytes(data[18:20], "little"),
-                             int.from_bytes(data[20:22], "little"))
+            width, height = (
+                int.from_bytes(data[18:20], "little"),
+                int.from_bytes(data[20:22], "little"),
+            )
         else:  # BITMAPINFOHEADER and later: signed, a negative height = top-down
             width = abs(int.from_bytes(data[18:22], "little", signed=True))
             height = abs(int.from_bytes(data[22:26], "little", signed=True))
@@ -1003,14 +1084,17 @@ def _jpeg_header(data: bytes):
         if marker == 0x01 or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
-        length = int.from_bytes(data[i + 2:i + 4], "big")
-        body = data[i + 4:i + 2 + length]
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        body = data[i + 4 : i + 2 + length]
         if i + 2 + length > n:
             break
-        if (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)
-                and width is None and len(body) >= 5):
-            height, width = (int.from_bytes(body[1:3], "big"),
-                             int.from_bytes(body[3:5], "big"))
+        if (
+            0xC0 <= marker <= 0xCF
+            and marker not in (0xC4, 0xC8, 0xCC)
+            and width is None
+            and len(body) >= 5
+        ):
+            height, width = (int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big"))
         elif marker == 0xE1 and exif is None and body.startswith(b"Exif\x00\x00"):
             exif = body
         i += 2 + length
@@ -1021,14 +1105,14 @@ def _png_exif(data: bytes):
     """``(eXIf chunk data or None, complete)``: the chunks before the first IDAT."""
     n, i = len(data), 8
     while i + 8 <= n:
-        length = int.from_bytes(data[i:i + 4], "big")
-        kind = data[i + 4:i + 8]
+        length = int.from_bytes(data[i : i + 4], "big")
+        kind = data[i + 4 : i + 8]
         if kind in (b"IDAT", b"IEND"):
             return None, True
         if i + 8 + length > n:
             break
         if kind == b"eXIf":
-            return data[i + 8:i + 8 + length], True
+            return data[i + 8 : i + 8 + length], True
         i += 12 + length
     return None, False
 
@@ -1038,8 +1122,8 @@ def _webp_header(data: bytes):
     width = height = exif = None
     n, i = len(data), 12
     while i + 8 <= n:
-        kind, length = data[i:i + 4], int.from_bytes(data[i + 4:i + 8], "little")
-        body = data[i + 8:i + 8 + length]
+        kind, length = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
+        body = data[i + 8 : i + 8 + length]
         if width is None and kind == b"VP8X" and len(body) >= 10:
             width = int.from_bytes(body[4:7], "little") + 1
             height = int.from_bytes(body[7:10], "little") + 1
@@ -1072,9 +1156,13 @@ def _exif_orientation(exif: bytes | None) -> int:
 
 
 def _check_size(size) -> tuple[int, int]:
-    if (not isinstance(size, (tuple, list)) or len(size) != 2 or not all(
-            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
-            for d in size)):
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in size
+        )
+    ):
         raise ValueError(
             f"`size` must be (height, width), two positive integers. Received: size={size!r}"
         )
@@ -1092,9 +1180,7 @@ def _check_counts(counts) -> dict[str, int]:
         if not isinstance(split, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", split):
             raise ValueError(f"Split names must be plain folder names. Received: {split!r}")
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-            raise ValueError(
-                f"`counts[{split!r}]` must be an integer >= 0. Received: {n!r}"
-            )
+            raise ValueError(f"`counts[{split!r}]` must be an integer >= 0. Received: {n!r}")
         out[split] = int(n)
     if not sum(out.values()):
         raise ValueError(f"`counts` must ask for at least one image. Received: {counts!r}")
@@ -1106,14 +1192,16 @@ def _check_class_dirs(class_dirs, classes) -> dict[str, str]:
     if class_dirs:
         unknown = sorted(set(class_dirs) - set(classes))
         if unknown:
-            raise ValueError(f"`class_dirs` names unknown class(es) {unknown}; "
-                             f"classes found: {classes}")
+            raise ValueError(
+                f"`class_dirs` names unknown class(es) {unknown}; classes found: {classes}"
+            )
         dirs.update(class_dirs)
     values = list(dirs.values())
     bad = [v for v in values if not re.fullmatch(r"[^./\\][^/\\]*", str(v))]
     if bad or len(set(values)) != len(values):
-        raise ValueError(f"`class_dirs` must map classes to distinct plain folder names. "
-                         f"Received: {dirs}")
+        raise ValueError(
+            f"`class_dirs` must map classes to distinct plain folder names. Received: {dirs}"
+        )
     return dirs
 
 
@@ -1159,8 +1247,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def _atomic_copy(source: Path, target: Path) -> None:
     """Copy ``source`` (content and times) to ``target`` via a temporary name."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_TMP_SUFFIX,
-                               dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_TMP_SUFFIX, dir=target.parent)
     os.close(fd)
     try:
         shutil.copy2(source, tmp)
@@ -1171,7 +1258,7 @@ def _atomic_copy(source: Path, target: Path) -> None:
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
-    from dlpipe.tasks.reports import atomic_write_bytes  # local: keeps this module light
+    from dlpipe.tasks.reports.tables import atomic_write_bytes  # local: keeps this module light
 
     atomic_write_bytes(path, payload)
 
@@ -1222,7 +1309,7 @@ def _jpeg_problem(data: bytes) -> str | None:
             continue  # standalone markers: no length field
         if i + 2 > n:
             break
-        length = int.from_bytes(data[i:i + 2], "big")
+        length = int.from_bytes(data[i : i + 2], "big")
         if length < 2:
             return f"corrupt JPEG: segment FF {marker:02X} at byte {i - 2} has length {length}"
         i += length
@@ -1242,16 +1329,15 @@ def _jpeg_problem(data: bytes) -> str | None:
                 else:
                     i = j
                     break
-    return (f"truncated JPEG: the data ends at byte {n} before the end-of-image "
-            "marker (FF D9)")
+    return f"truncated JPEG: the data ends at byte {n} before the end-of-image marker (FF D9)"
 
 
 def _png_problem(data: bytes) -> str | None:
     """Walk the PNG chunks (length, type, data, CRC) up to ``IEND``."""
     n, i = len(data), 8
     while i + 8 <= n:
-        length = int.from_bytes(data[i:i + 4], "big")
-        kind = data[i + 4:i + 8]
+        length = int.from_bytes(data[i : i + 4], "big")
+        kind = data[i + 4 : i + 8]
         i += 12 + length
         if i > n:
             break

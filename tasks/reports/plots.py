@@ -53,8 +53,14 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
-def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
-                     factor: float = 0.8, ylabel: str = "MAE (normalized)") -> Path:
+def plot_loss_curves(
+    history,
+    labels: dict[str, str],
+    path: str | Path,
+    *,
+    factor: float = 0.8,
+    ylabel: str = "MAE (normalized)",
+) -> Path:
     """Training and validation loss per epoch, one panel per run, raw and smoothed.
 
     Args:
@@ -75,22 +81,33 @@ def plot_loss_curves(history, labels: dict[str, str], path: str | Path, *,
         h = history[history["run_id"] == run_id].sort_values("epoch")
         for col, color in (("loss", "tab:blue"), ("val_loss", "tab:orange")):
             ax.plot(h["epoch"], h[col], color=color, alpha=0.3, marker=".", label=col)
-            ax.plot(h["epoch"], smooth_curve(h[col].to_numpy(), factor), color=color,
-                    label=f"{col}, smoothed (EMA {factor})")
+            ax.plot(
+                h["epoch"],
+                smooth_curve(h[col].to_numpy(), factor),
+                color=color,
+                label=f"{col}, smoothed (EMA {factor})",
+            )
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(labels[run_id], fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(runs):]:
+    for ax in list(axes.flat)[len(runs) :]:
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: str | Path,
-                 *, units: str = "", metric: Metric | str = "mae",
-                 baseline_name: str | None = None) -> Path:
+def plot_val_mae(
+    labels: list[str],
+    values: list[float],
+    baseline: float,
+    path: str | Path,
+    *,
+    units: str = "",
+    metric: Metric | str = "mae",
+    baseline_name: str | None = None,
+) -> Path:
     """Horizontal bars of a validation metric per model with the baseline as a dashed line.
 
     Args:
@@ -111,8 +128,7 @@ def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: 
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(values) + 2.0))
     from matplotlib.patches import Patch
 
-    colors = ["tab:green" if metric.is_better(values[i], baseline) else "tab:gray"
-              for i in order]
+    colors = ["tab:green" if metric.is_better(values[i], baseline) else "tab:gray" for i in order]
     ax.barh([labels[i] for i in order], [values[i] for i in order], color=colors)
     line = ax.axvline(baseline, color="tab:red", linestyle="--")
     ax.invert_yaxis()
@@ -121,12 +137,18 @@ def plot_val_mae(labels: list[str], values: list[float], baseline: float, path: 
     ax.set_xlabel(f"validation {shown} ({units})" if units else f"validation {shown}")
     better = "higher" if metric.higher_is_better else "lower"
     ax.set_title(f"validation {shown} per model ({better} is better)", fontsize=10)
-    name = baseline_name or ("common-sense baseline" if shown == "MAE"
-                             else "majority-class baseline")
-    ax.legend([line, Patch(color="tab:green"), Patch(color="tab:gray")],
-              [f"{name} {baseline:.3f}", "beats the baseline",
-               "does not beat it"], loc="upper center", bbox_to_anchor=(0.5, -0.15 - 0.3 /
-              max(1, len(values))), ncol=3, fontsize=8, frameon=False)
+    name = baseline_name or (
+        "common-sense baseline" if shown == "MAE" else "majority-class baseline"
+    )
+    ax.legend(
+        [line, Patch(color="tab:green"), Patch(color="tab:gray")],
+        [f"{name} {baseline:.3f}", "beats the baseline", "does not beat it"],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.15 - 0.3 / max(1, len(values))),
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -152,8 +174,7 @@ def plot_trials(trials, path: str | Path, metric: Metric | str = "val_loss") -> 
     failed = t[t["status"] == "failed"]
     if len(failed):
         ymin = np.nanmin(t["val_loss"]) if ok.size else 0
-        ax.scatter(failed["trial"], [ymin] * len(failed), marker="x", color="red",
-                   label="failed")
+        ax.scatter(failed["trial"], [ymin] * len(failed), marker="x", color="red", label="failed")
     ax.set_xlabel("trial")
     ax.set_ylabel("validation loss")
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -171,8 +192,14 @@ def plot_hp_effects(trials, path: str | Path) -> Path:
     plt = pyplot()
     ok = trials[trials["status"] != "failed"]
     hps = [json.loads(h) for h in ok["hyperparameters"]]
-    names = sorted({k for h in hps for k, v in h.items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    names = sorted(
+        {
+            k
+            for h in hps
+            for k, v in h.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    )
     cols = min(3, max(1, len(names)))
     rows = max(1, math.ceil(len(names) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
@@ -190,7 +217,7 @@ def plot_hp_effects(trials, path: str | Path) -> Path:
         ax.set_ylabel("validation loss")
     if names:
         axes.flat[0].legend(fontsize=7)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path)

@@ -28,9 +28,18 @@ import numpy as np
 # worker exit). Importing this module (run keys, ``dumps``, ``atomic_write_bytes``) is
 # pyarrow-free; ``SCHEMAS`` is built on first use.
 
-__all__ = ["SCHEMAS", "to_python",  # noqa: F822 (SCHEMAS: module __getattr__, below)
-           "dumps", "atomic_write_bytes", "make_table", "write_part",
-           "part_exists", "read_part", "read_table", "is_finite"]
+__all__ = [
+    "SCHEMAS",  # noqa: F822 (SCHEMAS: module __getattr__, below)
+    "to_python",
+    "dumps",
+    "atomic_write_bytes",
+    "make_table",
+    "write_part",
+    "part_exists",
+    "read_part",
+    "read_table",
+    "is_finite",
+]
 
 
 @functools.cache
@@ -39,107 +48,119 @@ def _schemas() -> dict:
     import pyarrow as pa
 
     return {
-        "runs": pa.schema([
-            ("run_id", pa.string()),
-            ("pipeline", pa.string()),
-            ("study", pa.string()),
-            ("dataset_key", pa.string()),
-            ("family", pa.string()),
-            ("hyperparameters", pa.string()),  # JSON, sorted keys
-            ("seed", pa.int64()),
-            ("lookback", pa.int64()),
-            ("step", pa.int64()),
-            ("delay", pa.int64()),
-            ("epochs_run", pa.int64()),
-            ("best_epoch", pa.int64()),
-            ("params", pa.int64()),
-            ("val_mae", pa.float64()),        # normalized units
-            ("test_mae", pa.float64()),
-            ("val_mae_units", pa.float64()),  # target's own units (degC)
-            ("test_mae_units", pa.float64()),
-            ("metric", pa.string()),          # headline metric: mae (target units) | accuracy
-            ("val_loss", pa.float64()),       # the model's loss (weather: normalized MAE)
-            ("test_loss", pa.float64()),
-            ("val_metric", pa.float64()),     # the headline metric on validation
-            ("test_metric", pa.float64()),
-            ("inputs", pa.string()),          # JSON: what the model saw (maxlen, image size...)
-            ("wall_time_s", pa.float64()),
-            ("node", pa.string()),
-            ("resources", pa.string()),       # JSON
-            ("devices", pa.string()),
-            ("gpu_type", pa.string()),        # GPU model name(s), "" on CPU
-            ("gpu_seconds", pa.float64()),    # wall time x GPUs held
-            ("status", pa.string()),          # ok | failed
-            ("error", pa.string()),
-            ("finished_at", pa.timestamp("ms", tz="UTC")),
-        ]),
-        "history": pa.schema([
-            ("run_id", pa.string()),
-            ("epoch", pa.int64()),
-            ("loss", pa.float64()),
-            ("val_loss", pa.float64()),
-            ("lr", pa.float64()),
-            ("metric", pa.float64()),         # training accuracy (classification), else NaN
-            ("val_metric", pa.float64()),
-            ("seconds", pa.float64()),
-        ]),
-        "predictions": pa.schema([
-            ("run_id", pa.string()),
-            ("split", pa.string()),
-            ("sample_index", pa.int64()),     # row of the target in the dataset array
-            ("prediction", pa.float64()),     # target units; P(class 1) when binary;
-                                              # the predicted class when multi-class
-            ("target", pa.float64()),         # target units, or the class label
-            ("probabilities", pa.list_(pa.float64())),  # multi-class only: one per class
-        ]),
-        "trials": pa.schema([
-            ("sweep_id", pa.string()),
-            ("trial", pa.int64()),            # 1-based trial number in proposal order
-            ("run_id", pa.string()),
-            ("family", pa.string()),
-            ("hyperparameters", pa.string()), # JSON, sorted keys, resolved values (C10)
-            ("val_loss", pa.float64()),       # the searched objective, NaN when failed
-            ("val_mae_units", pa.float64()),
-            ("val_metric", pa.float64()),     # the study's headline metric (MAE, accuracy)
-            ("status", pa.string()),          # ok | failed | reused | stopped (by ASHA)
-            ("error", pa.string()),
-            ("searcher", pa.string()),        # tpe | random
-            ("warm_start", pa.bool_()),
-            ("reused_from", pa.string()),     # run_id whose result was reused, else null
-            ("resources", pa.string()),       # JSON
-            ("node", pa.string()),
-            ("started_at", pa.timestamp("ms", tz="UTC")),
-            ("ended_at", pa.timestamp("ms", tz="UTC")),
-        ]),
-        "ensembles": pa.schema([
-            ("ensemble_id", pa.string()),
-            ("method", pa.string()),          # best_single | simple_average | weighted_* | greedy
-            ("chosen", pa.bool_()),           # picked by cross-fitting on validation
-            ("loss", pa.string()),            # mae | mse | log_loss | accuracy
-            ("members", pa.string()),         # JSON list of run_ids
-            ("weights", pa.string()),         # JSON list of floats, aligned with members
-            ("cv_score", pa.float64()),       # cross-fitted validation score
-            ("val_score", pa.float64()),
-            ("test_score", pa.float64()),
-            ("val_test_gap", pa.float64()),   # test_score - val_score
-            ("best_single_val", pa.float64()),
-            ("best_single_test", pa.float64()),
-            ("mean_pairwise_correlation", pa.float64()),
-            ("val_accuracy", pa.float64()),   # classification losses only, else NaN
-            ("test_accuracy", pa.float64()),
-            ("sources", pa.string()),         # JSON list of run directories
-            ("created_at", pa.timestamp("ms", tz="UTC")),
-        ]),
-        "datasets": pa.schema([
-            ("dataset_key", pa.string()),
-            ("source", pa.string()),
-            ("rows", pa.int64()),
-            ("columns", pa.string()),         # JSON list
-            ("target", pa.string()),
-            ("splits", pa.string()),          # JSON {split: [start, stop]}
-            ("sentinel_counts", pa.string()), # JSON {column: count}
-            ("quality", pa.string()),         # JSON
-        ]),
+        "runs": pa.schema(
+            [
+                ("run_id", pa.string()),
+                ("pipeline", pa.string()),
+                ("study", pa.string()),
+                ("dataset_key", pa.string()),
+                ("family", pa.string()),
+                ("hyperparameters", pa.string()),  # JSON, sorted keys
+                ("seed", pa.int64()),
+                ("lookback", pa.int64()),
+                ("step", pa.int64()),
+                ("delay", pa.int64()),
+                ("epochs_run", pa.int64()),
+                ("best_epoch", pa.int64()),
+                ("params", pa.int64()),
+                ("val_mae", pa.float64()),  # normalized units
+                ("test_mae", pa.float64()),
+                ("val_mae_units", pa.float64()),  # target's own units (degC)
+                ("test_mae_units", pa.float64()),
+                ("metric", pa.string()),  # headline metric: mae (target units) | accuracy
+                ("val_loss", pa.float64()),  # the model's loss (weather: normalized MAE)
+                ("test_loss", pa.float64()),
+                ("val_metric", pa.float64()),  # the headline metric on validation
+                ("test_metric", pa.float64()),
+                ("inputs", pa.string()),  # JSON: what the model saw (maxlen, image size...)
+                ("wall_time_s", pa.float64()),
+                ("node", pa.string()),
+                ("resources", pa.string()),  # JSON
+                ("devices", pa.string()),
+                ("gpu_type", pa.string()),  # GPU model name(s), "" on CPU
+                ("gpu_seconds", pa.float64()),  # wall time x GPUs held
+                ("status", pa.string()),  # ok | failed
+                ("error", pa.string()),
+                ("finished_at", pa.timestamp("ms", tz="UTC")),
+            ]
+        ),
+        "history": pa.schema(
+            [
+                ("run_id", pa.string()),
+                ("epoch", pa.int64()),
+                ("loss", pa.float64()),
+                ("val_loss", pa.float64()),
+                ("lr", pa.float64()),
+                ("metric", pa.float64()),  # training accuracy (classification), else NaN
+                ("val_metric", pa.float64()),
+                ("seconds", pa.float64()),
+            ]
+        ),
+        "predictions": pa.schema(
+            [
+                ("run_id", pa.string()),
+                ("split", pa.string()),
+                ("sample_index", pa.int64()),  # row of the target in the dataset array
+                ("prediction", pa.float64()),  # target units; P(class 1) when binary;
+                # the predicted class when multi-class
+                ("target", pa.float64()),  # target units, or the class label
+                ("probabilities", pa.list_(pa.float64())),  # multi-class only: one per class
+            ]
+        ),
+        "trials": pa.schema(
+            [
+                ("sweep_id", pa.string()),
+                ("trial", pa.int64()),  # 1-based trial number in proposal order
+                ("run_id", pa.string()),
+                ("family", pa.string()),
+                ("hyperparameters", pa.string()),  # JSON, sorted keys, resolved values (C10)
+                ("val_loss", pa.float64()),  # the searched objective, NaN when failed
+                ("val_mae_units", pa.float64()),
+                ("val_metric", pa.float64()),  # the study's headline metric (MAE, accuracy)
+                ("status", pa.string()),  # ok | failed | reused | stopped (by ASHA)
+                ("error", pa.string()),
+                ("searcher", pa.string()),  # tpe | random
+                ("warm_start", pa.bool_()),
+                ("reused_from", pa.string()),  # run_id whose result was reused, else null
+                ("resources", pa.string()),  # JSON
+                ("node", pa.string()),
+                ("started_at", pa.timestamp("ms", tz="UTC")),
+                ("ended_at", pa.timestamp("ms", tz="UTC")),
+            ]
+        ),
+        "ensembles": pa.schema(
+            [
+                ("ensemble_id", pa.string()),
+                ("method", pa.string()),  # best_single | simple_average | weighted_* | greedy
+                ("chosen", pa.bool_()),  # picked by cross-fitting on validation
+                ("loss", pa.string()),  # mae | mse | log_loss | accuracy
+                ("members", pa.string()),  # JSON list of run_ids
+                ("weights", pa.string()),  # JSON list of floats, aligned with members
+                ("cv_score", pa.float64()),  # cross-fitted validation score
+                ("val_score", pa.float64()),
+                ("test_score", pa.float64()),
+                ("val_test_gap", pa.float64()),  # test_score - val_score
+                ("best_single_val", pa.float64()),
+                ("best_single_test", pa.float64()),
+                ("mean_pairwise_correlation", pa.float64()),
+                ("val_accuracy", pa.float64()),  # classification losses only, else NaN
+                ("test_accuracy", pa.float64()),
+                ("sources", pa.string()),  # JSON list of run directories
+                ("created_at", pa.timestamp("ms", tz="UTC")),
+            ]
+        ),
+        "datasets": pa.schema(
+            [
+                ("dataset_key", pa.string()),
+                ("source", pa.string()),
+                ("rows", pa.int64()),
+                ("columns", pa.string()),  # JSON list
+                ("target", pa.string()),
+                ("splits", pa.string()),  # JSON {split: [start, stop]}
+                ("sentinel_counts", pa.string()),  # JSON {column: count}
+                ("quality", pa.string()),  # JSON
+            ]
+        ),
     }
 
 

@@ -4,7 +4,7 @@ Plain functions; the Ray pipeline (:mod:`dlpipe.pipelines.text`) runs the word c
 and the encoding as one task per shard through the ``map_fn`` argument, tests use the
 builtin ``itertools.starmap``. The steps:
 
-1. Read the corpus (:mod:`dlpipe.tasks.text_data`: aclImdb tree, class folders or a
+1. Read the corpus (:mod:`dlpipe.tasks.text.data`: aclImdb tree, class folders or a
    CSV/Parquet table; UTF-8 with invalid bytes replaced and counted, case C05; label
    cells trimmed, labels differing only in case or spacing refused or merged by
    ``data.label_variants``).
@@ -17,7 +17,7 @@ builtin ``itertools.starmap``. The steps:
    documents, a split with one class; a class missing from a split is a warning
    (:func:`check_split_classes`).
 3. Count words per shard of the *training* documents only, merge, keep exactly
-   ``max_words`` words (:func:`dlpipe.tasks.tokenize.build_vocabulary`: ties by
+   ``max_words`` words (:func:`dlpipe.tasks.text.tokenize.build_vocabulary`: ties by
    alphabetical order; 0 = padding, 1 = out of vocabulary).
 4. Encode every document per shard into unpadded int32 index sequences, stored ragged
    (``ids`` + ``offsets``): each model pads/truncates to ``maxlen`` or builds multi-hot
@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe.tasks import reports
-from dlpipe.tasks.tokenize import (
+from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.text.tokenize import (
     Vocabulary,
     build_vocabulary,
     count_words,
@@ -71,7 +71,7 @@ class TextDataSpec:
         label_variants: labels that differ only in letter case or spacing (after
             trimming): ``refuse`` (an error listing them, the default) or ``merge``
             (one class each, spelled as in ``classes`` or as its most frequent
-            spelling); :mod:`dlpipe.tasks.text_data`.
+            spelling); :mod:`dlpipe.tasks.text.data`.
     """
 
     format: str = "table"
@@ -85,11 +85,14 @@ class TextDataSpec:
 
     def __post_init__(self):
         if self.label_variants not in ("refuse", "merge"):
-            raise ValueError(f"`label_variants` must be 'refuse' or 'merge'. "
-                             f"Received: {self.label_variants!r}")
+            raise ValueError(
+                f"`label_variants` must be 'refuse' or 'merge'. Received: {self.label_variants!r}"
+            )
         if self.format not in TEXT_FORMATS:
-            raise ValueError(f"`format` must be one of {', '.join(TEXT_FORMATS)}. "
-                             f"Received: format={self.format!r}")
+            raise ValueError(
+                f"`format` must be one of {', '.join(TEXT_FORMATS)}. "
+                f"Received: format={self.format!r}"
+            )
         if self.max_documents is not None and self.max_documents < 2:
             raise ValueError(f"`max_documents` must be >= 2. Received: {self.max_documents}")
 
@@ -120,8 +123,10 @@ class TextSplitSpec:
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1). Received: {value}")
         if self.validation_fraction + self.test_fraction >= 1.0:
-            raise ValueError("`validation_fraction` + `test_fraction` must be < 1. "
-                             f"Received: {self.validation_fraction} + {self.test_fraction}")
+            raise ValueError(
+                "`validation_fraction` + `test_fraction` must be < 1. "
+                f"Received: {self.validation_fraction} + {self.test_fraction}"
+            )
         for name in ("training_samples", "validation_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -155,8 +160,9 @@ class TextSpec:
                 raise ValueError(f"`{name}` must be >= 1. Received: {getattr(self, name)}")
         for name in ("padding", "truncating"):
             if getattr(self, name) not in ("pre", "post"):
-                raise ValueError(f"`{name}` must be 'pre' or 'post'. "
-                                 f"Received: {getattr(self, name)!r}")
+                raise ValueError(
+                    f"`{name}` must be 'pre' or 'post'. Received: {getattr(self, name)!r}"
+                )
 
 
 def resolve_text_path(path: str) -> Path:
@@ -192,7 +198,7 @@ def read_corpus(spec: TextDataSpec) -> tuple[dict, dict]:
     Raises:
         FileNotFoundError, ValueError: from the readers, naming the file or folder.
     """
-    from dlpipe.tasks import text_data
+    from dlpipe.tasks.text import data as text_data
 
     path = resolve_text_path(spec.path)
     classes = list(spec.classes) or None
@@ -202,20 +208,31 @@ def read_corpus(spec: TextDataSpec) -> tuple[dict, dict]:
         labels = np.concatenate([parts[0].labels, parts[1].labels])
         paths = parts[0].paths + parts[1].paths
         is_test = np.r_[np.zeros(len(parts[0]), bool), np.ones(len(parts[1]), bool)]
-        names, report = parts[0].class_names, {"train": parts[0].report,
-                                               "test": parts[1].report}
+        names, report = parts[0].class_names, {"train": parts[0].report, "test": parts[1].report}
     else:
         if spec.format == "table":
-            corpus = text_data.read_text_table(path, spec.text_column, spec.label_column,
-                                               class_names=classes,
-                                               label_variants=spec.label_variants)
+            corpus = text_data.read_text_table(
+                path,
+                spec.text_column,
+                spec.label_column,
+                class_names=classes,
+                label_variants=spec.label_variants,
+            )
         else:
             corpus = text_data.read_class_folders(path, label_variants=spec.label_variants)
         texts, labels, paths = corpus.texts, corpus.labels, corpus.paths
         is_test = np.zeros(len(texts), bool)
         names, report = corpus.class_names, corpus.report
-    return ({"texts": list(texts), "labels": np.asarray(labels, np.int64), "paths": list(paths),
-             "is_test": is_test, "class_names": list(names)}, report)
+    return (
+        {
+            "texts": list(texts),
+            "labels": np.asarray(labels, np.int64),
+            "paths": list(paths),
+            "is_test": is_test,
+            "class_names": list(names),
+        },
+        report,
+    )
 
 
 def deduplicate(texts: list[str], labels: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -236,12 +253,15 @@ def deduplicate(texts: list[str], labels: np.ndarray) -> tuple[np.ndarray, dict]
             continue
         keep.append(members[0])
         copies += len(members) - 1
-    return np.sort(np.asarray(keep, np.int64)), {"duplicates_dropped": copies,
-                                                 "conflicting_dropped": conflicting}
+    return np.sort(np.asarray(keep, np.int64)), {
+        "duplicates_dropped": copies,
+        "conflicting_dropped": conflicting,
+    }
 
 
-def split_documents(n: int, is_test: np.ndarray, split: TextSplitSpec,
-                    candidates: np.ndarray | None = None) -> np.ndarray:
+def split_documents(
+    n: int, is_test: np.ndarray, split: TextSplitSpec, candidates: np.ndarray | None = None
+) -> np.ndarray:
     """Split code per document: 0 train, 1 validation, 2 test, -1 unused.
 
     ``candidates`` (default all) are shuffled with ``split.seed``; documents flagged
@@ -260,21 +280,24 @@ def split_documents(n: int, is_test: np.ndarray, split: TextSplitSpec,
     n_val = split.validation_samples or int(round(split.validation_fraction * len(rest)))
     n_test = 0 if len(flagged) else int(round(split.test_fraction * len(rest)))
     codes[rest[:n_val]] = SPLIT_CODES["validation"]
-    codes[rest[n_val:n_val + n_test]] = SPLIT_CODES["test"]
-    train = rest[n_val + n_test:]
+    codes[rest[n_val : n_val + n_test]] = SPLIT_CODES["test"]
+    train = rest[n_val + n_test :]
     if split.training_samples is not None:
-        train = train[:split.training_samples]
+        train = train[: split.training_samples]
     codes[train] = SPLIT_CODES["train"]
     counts = {name: int((codes == c).sum()) for name, c in SPLIT_CODES.items()}
     empty = [name for name, count in counts.items() if count == 0]
     if empty:
-        raise ValueError(f"split `{empty[0]}` would hold no document ({len(pool)} documents "
-                         f"usable; split sizes {counts}): use more data or other fractions")
+        raise ValueError(
+            f"split `{empty[0]}` would hold no document ({len(pool)} documents "
+            f"usable; split sizes {counts}): use more data or other fractions"
+        )
     return codes
 
 
-def check_split_classes(labels: np.ndarray, codes: np.ndarray, class_names: list[str],
-                        source: str = "") -> list[str]:
+def check_split_classes(
+    labels: np.ndarray, codes: np.ndarray, class_names: list[str], source: str = ""
+) -> list[str]:
     """Name data that cannot teach anything (issue 12), after the split.
 
     Refused: a training split with as many classes as documents (every label used
@@ -300,12 +323,14 @@ def check_split_classes(labels: np.ndarray, codes: np.ndarray, class_names: list
             raise ValueError(
                 f"{source}: split `train`: {len(in_split)} documents in {len(in_split)} "
                 "classes (every label used once): a model cannot learn from it; is "
-                "`label_column` the label?")
+                "`label_column` the label?"
+            )
         if len(present) == 1:
             raise ValueError(
                 f"{source}: split `{name}`: all {len(in_split)} documents have class "
                 f"`{class_names[int(present[0])]}` (classes {class_names}): a split needs "
-                "at least 2 classes; use more data or other fractions")
+                "at least 2 classes; use more data or other fractions"
+            )
         absent = [class_names[i] for i in range(len(class_names)) if i not in set(present)]
         if absent:
             warnings.append(f"split `{name}` has no document of class(es) {absent}")
@@ -328,20 +353,37 @@ def encode_shard(texts: list[str], vocab: Vocabulary) -> tuple[np.ndarray, np.nd
 
 def dataset_key(data: TextDataSpec, split: TextSplitSpec, text: TextSpec) -> str:
     """Key of a prepared text dataset: settings + the source's size and mtime (+ GloVe's)."""
+
     def stamp(path: Path):
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        return [(str(p.relative_to(path)) if p != path else p.name, p.stat().st_size,
-                 int(p.stat().st_mtime)) for p in files]
+        return [
+            (
+                str(p.relative_to(path)) if p != path else p.name,
+                p.stat().st_size,
+                int(p.stat().st_mtime),
+            )
+            for p in files
+        ]
 
-    payload = {"v": PREPARE_VERSION, "data": asdict(data), "split": asdict(split),
-               "text": asdict(text), "source": stamp(resolve_text_path(data.path)),
-               "glove": stamp(Path(text.glove).expanduser()) if text.glove else None}
+    payload = {
+        "v": PREPARE_VERSION,
+        "data": asdict(data),
+        "split": asdict(split),
+        "text": asdict(text),
+        "source": stamp(resolve_text_path(data.path)),
+        "glove": stamp(Path(text.glove).expanduser()) if text.glove else None,
+    }
     return "text-" + hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]
 
 
-def prepare_text(data: TextDataSpec, split: TextSplitSpec, text: TextSpec,
-                 cache_dir: str | Path | None = None, *,
-                 map_fn: Callable = starmap) -> tuple[dict, dict]:
+def prepare_text(
+    data: TextDataSpec,
+    split: TextSplitSpec,
+    text: TextSpec,
+    cache_dir: str | Path | None = None,
+    *,
+    map_fn: Callable = starmap,
+) -> tuple[dict, dict]:
     """Read, deduplicate, split, tokenize (train-only vocabulary) and encode.
 
     Args:
@@ -373,10 +415,10 @@ def prepare_text(data: TextDataSpec, split: TextSplitSpec, text: TextSpec,
     corpus, read_report = read_corpus(data)
     texts, labels = corpus["texts"], corpus["labels"]
     if len(corpus["class_names"]) < 2:
-        raise ValueError(f"{data.path}: text studies need at least 2 classes. "
-                         f"Found: {corpus['class_names']}")
-    keep, dedupe = (deduplicate(texts, labels) if data.deduplicate
-                    else (np.arange(len(texts)), {}))
+        raise ValueError(
+            f"{data.path}: text studies need at least 2 classes. Found: {corpus['class_names']}"
+        )
+    keep, dedupe = deduplicate(texts, labels) if data.deduplicate else (np.arange(len(texts)), {})
     if data.max_documents is not None and len(keep) > data.max_documents:
         rng = np.random.default_rng(split.seed + 1)
         keep = np.sort(rng.choice(keep, data.max_documents, replace=False))
@@ -384,30 +426,48 @@ def prepare_text(data: TextDataSpec, split: TextSplitSpec, text: TextSpec,
     warnings = check_split_classes(labels, codes, corpus["class_names"], data.path)
 
     train_texts = [texts[i] for i in np.flatnonzero(codes == SPLIT_CODES["train"])]
-    counts = merge_counts(map_fn(count_words, [(s,) for s in shards(train_texts,
-                                                                      text.num_shards)]))
+    counts = merge_counts(map_fn(count_words, [(s,) for s in shards(train_texts, text.num_shards)]))
     vocab = build_vocabulary(counts, text.max_words)
     used = np.flatnonzero(codes >= 0)
-    parts = list(map_fn(encode_shard, [(s, vocab) for s in
-                                       shards([texts[i] for i in used], text.num_shards)]))
+    parts = list(
+        map_fn(
+            encode_shard, [(s, vocab) for s in shards([texts[i] for i in used], text.num_shards)]
+        )
+    )
     ids = np.concatenate([p[0] for p in parts]).astype(np.int32)
     lengths = np.concatenate([p[1] for p in parts])
-    arrays = {"ids": ids, "offsets": np.r_[0, np.cumsum(lengths)].astype(np.int64),
-              "labels": labels[used], "split": codes[used],
-              "paths": np.asarray([corpus["paths"][i] for i in used], dtype=str)}
-    meta = {"key": key, "source": data.path, "documents": int(len(used)),
-            "documents_read": len(texts), "class_names": corpus["class_names"],
-            "num_classes": len(corpus["class_names"]),
-            "split_counts": {s: int((arrays["split"] == c).sum()) for s, c in SPLIT_CODES.items()},
-            "class_counts": {s: np.bincount(arrays["labels"][arrays["split"] == c],
-                                            minlength=len(corpus["class_names"])).tolist()
-                             for s, c in SPLIT_CODES.items()},
-            "vocabulary_size": vocab.input_dim, "distinct_train_words": len(counts),
-            "oov_rate": float(np.mean(ids == 1)) if len(ids) else 0.0,
-            "glove_coverage": None, "report": {**_jsonable(read_report), **dedupe},
-            "warnings": warnings, "text": asdict(text), "cached": False}
+    arrays = {
+        "ids": ids,
+        "offsets": np.r_[0, np.cumsum(lengths)].astype(np.int64),
+        "labels": labels[used],
+        "split": codes[used],
+        "paths": np.asarray([corpus["paths"][i] for i in used], dtype=str),
+    }
+    meta = {
+        "key": key,
+        "source": data.path,
+        "documents": int(len(used)),
+        "documents_read": len(texts),
+        "class_names": corpus["class_names"],
+        "num_classes": len(corpus["class_names"]),
+        "split_counts": {s: int((arrays["split"] == c).sum()) for s, c in SPLIT_CODES.items()},
+        "class_counts": {
+            s: np.bincount(
+                arrays["labels"][arrays["split"] == c], minlength=len(corpus["class_names"])
+            ).tolist()
+            for s, c in SPLIT_CODES.items()
+        },
+        "vocabulary_size": vocab.input_dim,
+        "distinct_train_words": len(counts),
+        "oov_rate": float(np.mean(ids == 1)) if len(ids) else 0.0,
+        "glove_coverage": None,
+        "report": {**_jsonable(read_report), **dedupe},
+        "warnings": warnings,
+        "text": asdict(text),
+        "cached": False,
+    }
     if text.glove:
-        from dlpipe.tasks.glove import embedding_matrix, load_glove
+        from dlpipe.tasks.text.glove import embedding_matrix, load_glove
 
         glove = load_glove(text.glove, vocabulary=vocab)
         check_glove_report(text.glove, glove.report)
@@ -434,21 +494,24 @@ def check_glove_report(path: str, report: dict) -> None:
     if lines and bad <= GLOVE_MAX_BAD_SHARE * lines and bad < lines:
         return
     if not report["skipped"]:  # no line at all, or every line a duplicate
-        raise ValueError(f"{path}: line 1: no `<token> <{report['dim']} numbers>` line "
-                         f"({lines} lines); expected a GloVe text file such as "
-                         "glove.6B.100d.txt")
+        raise ValueError(
+            f"{path}: line 1: no `<token> <{report['dim']} numbers>` line "
+            f"({lines} lines); expected a GloVe text file such as "
+            "glove.6B.100d.txt"
+        )
     first = report["skipped"][0]
     raise ValueError(
         f"{path}: line {first['line']}: {first['reason']} ({bad} of {lines} lines are not "
         f"`<token> <{report['dim']} numbers>`); expected a GloVe text file such as "
-        "glove.6B.100d.txt")
+        "glove.6B.100d.txt"
+    )
 
 
 def sequences(arrays: dict, index: np.ndarray, text: TextSpec) -> np.ndarray:
     """Padded int32 ``(len(index), maxlen)`` sequences of documents ``index`` (rows of
     the prepared arrays), reversed first when ``text.reverse``."""
     ids, offsets = arrays["ids"], arrays["offsets"]
-    rows = [ids[offsets[i]:offsets[i + 1]] for i in index]
+    rows = [ids[offsets[i] : offsets[i + 1]] for i in index]
     if text.reverse:
         rows = [r[::-1] for r in rows]
     return pad_sequences(rows, text.maxlen, padding=text.padding, truncating=text.truncating)
@@ -460,7 +523,7 @@ def multi_hot_rows(arrays: dict, index: np.ndarray, width: int) -> np.ndarray:
     ids, offsets = arrays["ids"], arrays["offsets"]
     out = np.zeros((len(index), width), np.float32)
     for row, i in enumerate(index):
-        out[row, ids[offsets[i]:offsets[i + 1]]] = 1.0
+        out[row, ids[offsets[i] : offsets[i + 1]]] = 1.0
     out[:, 0] = 0.0
     return out
 

@@ -35,8 +35,10 @@ class CsvSyntaxError:
     message: str
 
 
-def find_csv_problem(lines: Iterable[str], delimiter: str = ",",
-                     ) -> OverlongRecord | CsvSyntaxError | None:
+def find_csv_problem(
+    lines: Iterable[str],
+    delimiter: str = ",",
+) -> OverlongRecord | CsvSyntaxError | None:
     """The first problem of a CSV text, read with ``csv.reader``.
 
     Args:

@@ -75,7 +75,9 @@ class _RefusePyarrow(importlib.abc.MetaPathFinder):
         if fullname == "pyarrow" or fullname.startswith("pyarrow."):
             raise ModuleNotFoundError(
                 f"No module named {fullname!r} (dlpipe: a TensorFlow worker does not load "
-                "pyarrow; the driver writes the Parquet reports)", name=fullname)
+                "pyarrow; the driver writes the Parquet reports)",
+                name=fullname,
+            )
         return None
 
 
@@ -84,7 +86,7 @@ def keep_pyarrow_out() -> bool:
 
     TensorFlow >= 2.20 and pyarrow's native libraries in one process have aborted at
     worker exit (``[mutex.cc] Mutex corrupt`` -> SIGABRT, issue 11). dlpipe's training
-    code never imports pyarrow (:mod:`dlpipe.tasks.reports` imports it only inside the
+    code never imports pyarrow (:mod:`dlpipe.tasks.reports.tables` imports it only inside the
     driver-side Parquet functions), but Keras imports pandas when TensorFlow loads, and
     pandas loads pyarrow when it is installed. With this hook pandas takes its
     "pyarrow not installed" path (its optional-dependency check catches the

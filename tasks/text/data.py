@@ -6,7 +6,7 @@ class names, and a report of what was read, ignored or repaired).
 
 Decoding policy (shared case C05), the same for every file on every platform: a file is
 read as bytes and decoded as **UTF-8** with ``errors="replace"``: each invalid byte
-sequence becomes U+FFFD (which :func:`dlpipe.tasks.tokenize.standardize` then turns
+sequence becomes U+FFFD (which :func:`dlpipe.tasks.text.tokenize.standardize` then turns
 into a word separator). A leading UTF-8 byte-order mark is dropped. Every file that held
 invalid bytes is counted, and its path listed, in ``report["invalid_utf8"]``. The
 platform's default encoding (``locale.getpreferredencoding``) is never used, and line
@@ -93,7 +93,7 @@ def decode_bytes(data: bytes) -> tuple[str, bool]:
         a leading BOM dropped; the flag says whether anything was replaced.
     """
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        data = data[len(codecs.BOM_UTF8) :]
     try:
         return data.decode("utf-8"), False
     except UnicodeDecodeError:
@@ -144,8 +144,9 @@ def _review_files(folder: Path) -> tuple[list[Path], list[str]]:
     return [entry for _, _, entry in reviews], sorted(ignored)
 
 
-def read_aclimdb(root: str | Path, split: str = "train", *,
-                 include_unsup: bool = False) -> TextCorpus:
+def read_aclimdb(
+    root: str | Path, split: str = "train", *, include_unsup: bool = False
+) -> TextCorpus:
     """Read one split of the aclImdb tree (book 6.1.3): `<root>/<split>/{neg,pos}/*.txt`.
 
     Labels are exactly `neg = 0`, `pos = 1` (case C04). `<root>/<split>/unsup` is
@@ -179,8 +180,9 @@ def read_aclimdb(root: str | Path, split: str = "train", *,
     paths: list[Path] = []
     labels: list[int] = []
     counts: dict[str, int] = {}
-    ignored = sorted(str(p) for p in base.iterdir()
-                     if p.name not in ACLIMDB_CLASSES + (ACLIMDB_UNLABELLED,))
+    ignored = sorted(
+        str(p) for p in base.iterdir() if p.name not in ACLIMDB_CLASSES + (ACLIMDB_UNLABELLED,)
+    )
     for label, name in enumerate(ACLIMDB_CLASSES):
         folder = base / name
         if not folder.is_dir():
@@ -220,13 +222,24 @@ def read_aclimdb(root: str | Path, split: str = "train", *,
         "ignored_count": len(ignored),
         "decoding": DECODING_POLICY,
     }
-    return TextCorpus(texts, np.asarray(labels, dtype=np.int64), [str(p) for p in paths],
-                      list(ACLIMDB_CLASSES), report, unlabelled_texts, unlabelled_paths)
+    return TextCorpus(
+        texts,
+        np.asarray(labels, dtype=np.int64),
+        [str(p) for p in paths],
+        list(ACLIMDB_CLASSES),
+        report,
+        unlabelled_texts,
+        unlabelled_paths,
+    )
 
 
-def read_class_folders(root: str | Path, *, suffixes: Iterable[str] = (".txt",),
-                       exclude: Iterable[str] = (),
-                       label_variants: str = "refuse") -> TextCorpus:
+def read_class_folders(
+    root: str | Path,
+    *,
+    suffixes: Iterable[str] = (".txt",),
+    exclude: Iterable[str] = (),
+    label_variants: str = "refuse",
+) -> TextCorpus:
     """Read a class-per-folder tree: `<root>/<class name>/<file>`, one document per file.
 
     Classes are the sub-folders of `root` in sorted name order (label 0 = first name),
@@ -259,8 +272,11 @@ def read_class_folders(root: str | Path, *, suffixes: Iterable[str] = (".txt",),
     wanted = {s.lower() for s in suffixes}
     excluded = set(exclude)
     class_dirs = sorted(
-        (p for p in base.iterdir()
-         if p.is_dir() and not p.name.startswith(".") and p.name not in excluded),
+        (
+            p
+            for p in base.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and p.name not in excluded
+        ),
         key=lambda p: p.name,
     )
     if not class_dirs:
@@ -278,8 +294,7 @@ def read_class_folders(root: str | Path, *, suffixes: Iterable[str] = (".txt",),
                 ignored.append(str(entry))
         if not files:
             raise ValueError(
-                f"{folder}: the class folder holds no document with suffix in "
-                f"{sorted(wanted)}"
+                f"{folder}: the class folder holds no document with suffix in {sorted(wanted)}"
             )
         files.sort(key=lambda p: _natural_key(p.name))
         paths += files
@@ -287,8 +302,11 @@ def read_class_folders(root: str | Path, *, suffixes: Iterable[str] = (".txt",),
         counts[folder.name] = len(files)
     names = [p.name for p in class_dirs]
     values, merged = merge_label_variants(
-        [names[y] for y in labels], label_variants, where=[str(p) for p in paths],
-        source=f"{base}: class folders")
+        [names[y] for y in labels],
+        label_variants,
+        where=[str(p) for p in paths],
+        source=f"{base}: class folders",
+    )
     if merged:
         names = sorted(set(values))  # folder names keep their sorted-name order
         position = {name: i for i, name in enumerate(names)}
@@ -306,13 +324,19 @@ def read_class_folders(root: str | Path, *, suffixes: Iterable[str] = (".txt",),
         "decoding": DECODING_POLICY,
         "label_variants_merged": merged,
     }
-    return TextCorpus(texts, np.asarray(labels, dtype=np.int64), [str(p) for p in paths],
-                      names, report)
+    return TextCorpus(
+        texts, np.asarray(labels, dtype=np.int64), [str(p) for p in paths], names, report
+    )
 
 
-def read_text_table(path: str | Path, text_column: str, label_column: str, *,
-                    class_names: Sequence | None = None,
-                    label_variants: str = "refuse") -> TextCorpus:
+def read_text_table(
+    path: str | Path,
+    text_column: str,
+    label_column: str,
+    *,
+    class_names: Sequence | None = None,
+    label_variants: str = "refuse",
+) -> TextCorpus:
     """Read a CSV, TSV or Parquet table with one document per row (format by suffix).
 
     CSV/TSV files follow the module's decoding policy (case C05): the physical lines
@@ -357,8 +381,10 @@ def read_text_table(path: str | Path, text_column: str, label_column: str, *,
             f"`path` must end with one of {sorted(_TABLE_SUFFIXES)}. Received: path={str(path)!r}"
         )
     if label_variants not in LABEL_VARIANT_POLICIES:
-        raise ValueError(f"`label_variants` must be one of {list(LABEL_VARIANT_POLICIES)}. "
-                         f"Received: {label_variants!r}")
+        raise ValueError(
+            f"`label_variants` must be one of {list(LABEL_VARIANT_POLICIES)}. "
+            f"Received: {label_variants!r}"
+        )
     if not source.is_file():
         raise FileNotFoundError(f"text table not found: {source}")
     invalid_lines: list[int] = []
@@ -368,8 +394,9 @@ def read_text_table(path: str | Path, text_column: str, label_column: str, *,
         try:
             frame = pd.read_parquet(source)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
-            raise ValueError(f"{source}: not a readable Parquet file "
-                             f"({_first_line(exc)})") from None
+            raise ValueError(
+                f"{source}: not a readable Parquet file ({_first_line(exc)})"
+            ) from None
     else:
         raw = source.read_bytes()
         text, bad = decode_bytes(raw)
@@ -393,25 +420,31 @@ def read_text_table(path: str | Path, text_column: str, label_column: str, *,
     if missing:
         where = "line 1: " if sep is not None else ""
         raise ValueError(
-            f"{source}: {where}missing column(s) {missing}; the header has "
-            f"{list(frame.columns)}"
+            f"{source}: {where}missing column(s) {missing}; the header has {list(frame.columns)}"
         )
     texts_col = frame[text_column]
-    labels_col = frame[label_column].map(lambda v: v if v is None or isinstance(v, float)
-                                         else str(v))
+    labels_col = frame[label_column].map(
+        lambda v: v if v is None or isinstance(v, float) else str(v)
+    )
     stripped = labels_col.map(lambda v: v.strip() if isinstance(v, str) else v)
     trimmed = int((stripped != labels_col).sum())
     for name, column in ((text_column, texts_col), (label_column, stripped)):
         empty = np.flatnonzero((column.isna() | (column.astype(str) == "")).to_numpy())
         if len(empty):
             more = f" (and {len(empty) - 1} more rows)" if len(empty) > 1 else ""
-            raise ValueError(f"{source}: {line_of(empty[:1])[0]}: column `{name}`: empty "
-                             f"cell{more}")
+            raise ValueError(
+                f"{source}: {line_of(empty[:1])[0]}: column `{name}`: empty cell{more}"
+            )
     label_values = [str(v) for v in stripped.tolist()]
     fixed = None if class_names is None else [str(c).strip() for c in class_names]
     label_values, merged = merge_label_variants(
-        label_values, label_variants, where=None, class_names=fixed,
-        source=f"{source}: column `{label_column}`", locate=line_of)
+        label_values,
+        label_variants,
+        where=None,
+        class_names=fixed,
+        source=f"{source}: column `{label_column}`",
+        locate=line_of,
+    )
     names = _class_order(label_values) if fixed is None else fixed
     position = {name: i for i, name in enumerate(names)}
     unknown = [i for i, v in enumerate(label_values) if v not in position]
@@ -422,8 +455,9 @@ def read_text_table(path: str | Path, text_column: str, label_column: str, *,
             f"{label_values[unknown[0]]!r} is not in `classes` {names} ({len(unknown)} "
             f"row(s), labels {distinct[:10]})"
         )
-    labels = np.fromiter((position[v] for v in label_values), dtype=np.int64,
-                         count=len(label_values))
+    labels = np.fromiter(
+        (position[v] for v in label_values), dtype=np.int64, count=len(label_values)
+    )
     counts = {name: int(n) for name, n in zip(names, np.bincount(labels, minlength=len(names)))}
     report = {
         "source": str(source),
@@ -436,8 +470,13 @@ def read_text_table(path: str | Path, text_column: str, label_column: str, *,
         "label_variants_merged": merged,
         "decoding": DECODING_POLICY,
     }
-    return TextCorpus([str(t) for t in texts_col.tolist()], labels,
-                      [f"{source}#{i}" for i in range(len(frame))], names, report)
+    return TextCorpus(
+        [str(t) for t in texts_col.tolist()],
+        labels,
+        [f"{source}#{i}" for i in range(len(frame))],
+        names,
+        report,
+    )
 
 
 def label_key(label: str) -> str:
@@ -446,9 +485,15 @@ def label_key(label: str) -> str:
     return "".join(str(label).casefold().split())
 
 
-def merge_label_variants(values: list[str], policy: str = "refuse", *, where=None,
-                         class_names: Sequence[str] | None = None, source: str = "",
-                         locate=None) -> tuple[list[str], dict]:
+def merge_label_variants(
+    values: list[str],
+    policy: str = "refuse",
+    *,
+    where=None,
+    class_names: Sequence[str] | None = None,
+    source: str = "",
+    locate=None,
+) -> tuple[list[str], dict]:
     """Apply the label-spelling rule (module docstring) to one label per document.
 
     Args:
@@ -468,8 +513,9 @@ def merge_label_variants(values: list[str], policy: str = "refuse", *, where=Non
             line listing each group's spellings with their counts and first place.
     """
     if policy not in LABEL_VARIANT_POLICIES:
-        raise ValueError(f"`label_variants` must be one of {list(LABEL_VARIANT_POLICIES)}. "
-                         f"Received: {policy!r}")
+        raise ValueError(
+            f"`label_variants` must be one of {list(LABEL_VARIANT_POLICIES)}. Received: {policy!r}"
+        )
     counts: dict[str, int] = {}
     first: dict[str, int] = {}
     for i, v in enumerate(values):
@@ -482,6 +528,7 @@ def merge_label_variants(values: list[str], policy: str = "refuse", *, where=Non
     if not variants:
         return values, {}
     if policy == "refuse":
+
         def place(v):
             if v not in first:
                 return "in `classes`"
@@ -494,18 +541,19 @@ def merge_label_variants(values: list[str], policy: str = "refuse", *, where=Non
             n = counts.get(v, 0)
             return f"{n} document{'' if n == 1 else 's'}"
 
-        listed = "; ".join(", ".join(f"{v!r} ({documents(v)}, {place(v)})" for v in g)
-                           for g in variants.values())
+        listed = "; ".join(
+            ", ".join(f"{v!r} ({documents(v)}, {place(v)})" for v in g) for g in variants.values()
+        )
         raise ValueError(
             f"{source}: labels differ only in letter case or spacing: {listed}. Fix the "
             "spellings, or set `data.label_variants: merge` to train each group as one "
-            "class")
+            "class"
+        )
     fixed = set(class_names or ())
     canonical, merged = {}, {}
     for g in variants.values():
         in_fixed = [v for v in g if v in fixed]
-        keep = in_fixed[0] if in_fixed else max(g, key=lambda v: (counts.get(v, 0),
-                                                                   -g.index(v)))
+        keep = in_fixed[0] if in_fixed else max(g, key=lambda v: (counts.get(v, 0), -g.index(v)))
         merged[keep] = {v: counts.get(v, 0) for v in g if v != keep}
         canonical.update({v: keep for v in g})
     return [canonical.get(v, v) for v in values], merged
@@ -536,15 +584,17 @@ def _record_lines(text: str, sep: str) -> list[int]:
 def _extra_fields_error(source: Path, text: str, sep: str, exc: Exception) -> str:
     """One line for a table pandas refused: the first line with more fields than the
     header (an unquoted separator inside a cell)."""
-    from dlpipe.tasks.csv_lines import CsvSyntaxError, OverlongRecord, find_csv_problem
+    from dlpipe.tasks.io.csv_lines import CsvSyntaxError, OverlongRecord, find_csv_problem
 
     problem = find_csv_problem(io.StringIO(text, newline=""), sep)
     if isinstance(problem, OverlongRecord):
         header = problem.header
-        return (f"{source}: line {problem.start_line}: column #{len(header) + 1} (after "
-                f"`{header[-1] if header else ''}`): {len(problem.record)} fields but the "
-                f"header has {len(header)} (quote cells that hold "
-                f"{'a tab' if sep == chr(9) else 'a comma'})")
+        return (
+            f"{source}: line {problem.start_line}: column #{len(header) + 1} (after "
+            f"`{header[-1] if header else ''}`): {len(problem.record)} fields but the "
+            f"header has {len(header)} (quote cells that hold "
+            f"{'a tab' if sep == chr(9) else 'a comma'})"
+        )
     if isinstance(problem, CsvSyntaxError):
         return f"{source}: line {problem.line}: not valid CSV ({problem.message})"
     return f"{source}: not valid CSV ({_first_line(exc)})"

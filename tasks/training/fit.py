@@ -1,12 +1,12 @@
 """The training core every pipeline shares: fit with the study's callbacks, record each
 epoch, restore the best weights, and assemble the ``runs`` row.
 
-Pipeline trainers (:mod:`dlpipe.tasks.train` for weather windows,
-:mod:`dlpipe.tasks.text_train`, :mod:`dlpipe.tasks.image_train`) turn their prepared data
+Pipeline trainers (:mod:`dlpipe.tasks.weather.train` for weather windows,
+:mod:`dlpipe.tasks.text.train`, :mod:`dlpipe.tasks.images.train`) turn their prepared data
 into Keras inputs and call :func:`fit_model`; :func:`run_row` gives every pipeline the
 same generic columns (``metric``, ``val_loss``, ``val_metric``, ...), so sweeps, reports
 and ensembles read any study the same way. TensorFlow is imported inside the functions
-only, after :func:`dlpipe.tasks.tf_setup.setup_tensorflow` (shared case C13).
+only, after :func:`dlpipe.tasks.training.tf_setup.setup_tensorflow` (shared case C13).
 """
 
 from __future__ import annotations
@@ -88,18 +88,35 @@ def callbacks(training: TrainingSpec, recorder) -> list:
     out = [recorder, keras.callbacks.TerminateOnNaN()]
     es = training.early_stopping
     if es.enabled:
-        out.append(keras.callbacks.EarlyStopping(
-            monitor=es.monitor, patience=es.patience, mode=get_metric(es.monitor).mode))
+        out.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es.monitor, patience=es.patience, mode=get_metric(es.monitor).mode
+            )
+        )
     rl = training.reduce_lr_on_plateau
     if rl.enabled:
-        out.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr,
-            mode=get_metric(rl.monitor).mode))
+        out.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=rl.monitor,
+                factor=rl.factor,
+                patience=rl.patience,
+                min_lr=rl.min_lr,
+                mode=get_metric(rl.monitor).mode,
+            )
+        )
     return out
 
 
-def fit_model(model, train, validation, *, training: TrainingSpec, run_id: str,
-              epoch_hook: Callable[[int, dict], None] | None = None, **fit_kwargs):
+def fit_model(
+    model,
+    train,
+    validation,
+    *,
+    training: TrainingSpec,
+    run_id: str,
+    epoch_hook: Callable[[int, dict], None] | None = None,
+    **fit_kwargs,
+):
     """``model.fit`` with the study's callbacks; the best epoch's weights restored.
 
     Args:
@@ -116,8 +133,14 @@ def fit_model(model, train, validation, *, training: TrainingSpec, run_id: str,
         ``diverged`` (a monitored value became NaN/inf).
     """
     recorder = epoch_recorder(run_id, training.early_stopping, epoch_hook)
-    model.fit(train, validation_data=validation, epochs=training.epochs,
-              callbacks=callbacks(training, recorder), verbose=0, **fit_kwargs)
+    model.fit(
+        train,
+        validation_data=validation,
+        epochs=training.epochs,
+        callbacks=callbacks(training, recorder),
+        verbose=0,
+        **fit_kwargs,
+    )
     recorder.restore_best(model)
     return recorder
 
@@ -137,9 +160,22 @@ def gpu_details(devices: list[str]) -> str:
     return ",".join(dict.fromkeys(names))
 
 
-def run_row(*, run_id: str, family: str, hp_resolved: dict, seed: int, model, recorder,
-            metric: str, scores: dict, started: float, num_cpus: float, num_gpus: float,
-            devices: list[str], diverged_text: str = "loss diverged (NaN/inf)") -> dict:
+def run_row(
+    *,
+    run_id: str,
+    family: str,
+    hp_resolved: dict,
+    seed: int,
+    model,
+    recorder,
+    metric: str,
+    scores: dict,
+    started: float,
+    num_cpus: float,
+    num_gpus: float,
+    devices: list[str],
+    diverged_text: str = "loss diverged (NaN/inf)",
+) -> dict:
     """The generic columns of a ``runs`` row.
 
     Args:
@@ -155,12 +191,20 @@ def run_row(*, run_id: str, family: str, hp_resolved: dict, seed: int, model, re
     wall = time.perf_counter() - started
     failed = not math.isfinite(scores["val_loss"]) or recorder.diverged
     return {
-        "run_id": run_id, "family": family, "hyperparameters": hp_resolved, "seed": seed,
-        "epochs_run": len(recorder.rows), "best_epoch": recorder.best_epoch,
-        "params": int(model.count_params()), "metric": metric, **scores,
-        "wall_time_s": wall, "node": socket.gethostname(),
+        "run_id": run_id,
+        "family": family,
+        "hyperparameters": hp_resolved,
+        "seed": seed,
+        "epochs_run": len(recorder.rows),
+        "best_epoch": recorder.best_epoch,
+        "params": int(model.count_params()),
+        "metric": metric,
+        **scores,
+        "wall_time_s": wall,
+        "node": socket.gethostname(),
         "resources": {"num_cpus": num_cpus, "num_gpus": num_gpus},
-        "devices": ",".join(devices), "gpu_type": gpu_details(devices),
+        "devices": ",".join(devices),
+        "gpu_type": gpu_details(devices),
         "gpu_seconds": wall * float(num_gpus),
         "status": "failed" if failed else "ok",
         "error": diverged_text if failed else None,
@@ -169,8 +213,11 @@ def run_row(*, run_id: str, family: str, hp_resolved: dict, seed: int, model, re
 
 def error_text(error: BaseException | str) -> str:
     """The last 4000 characters of an exception's one-line description."""
-    text = error if isinstance(error, str) else "".join(
-        traceback.format_exception_only(type(error), error)).strip()
+    text = (
+        error
+        if isinstance(error, str)
+        else "".join(traceback.format_exception_only(type(error), error)).strip()
+    )
     return text[-4000:]
 
 
@@ -203,11 +250,18 @@ def epoch_recorder(run_id: str, early_stopping: EarlyStoppingSpec, epoch_hook=No
             lr = logs.get("learning_rate")
             if lr is None:
                 lr = np.asarray(self.model.optimizer.learning_rate)
-            self.rows.append({"run_id": run_id, "epoch": epoch + 1, "loss": logs.get("loss"),
-                              "val_loss": logs.get("val_loss"), "lr": float(lr),
-                              "metric": logs.get("accuracy"),
-                              "val_metric": logs.get("val_accuracy"),
-                              "seconds": time.perf_counter() - self._t0})
+            self.rows.append(
+                {
+                    "run_id": run_id,
+                    "epoch": epoch + 1,
+                    "loss": logs.get("loss"),
+                    "val_loss": logs.get("val_loss"),
+                    "lr": float(lr),
+                    "metric": logs.get("accuracy"),
+                    "val_metric": logs.get("val_accuracy"),
+                    "seconds": time.perf_counter() - self._t0,
+                }
+            )
             if epoch_hook is not None:
                 epoch_hook(epoch + 1, dict(logs))
             value = logs.get(self.monitor)

@@ -136,15 +136,16 @@ def _hash_layers(h, model) -> None:
         h.update(json.dumps(config, sort_keys=True, default=str).encode())
 
 
-def base_description(architecture, weights_id, input_size, preprocessing,
-                     keras_version=None, *, extra=None) -> dict:
+def base_description(
+    architecture, weights_id, input_size, preprocessing, keras_version=None, *, extra=None
+) -> dict:
     """The canonical fields a base key is computed from (stored as ``base.json``).
 
     Args:
         architecture: Conv base name, e.g. ``"vgg16"`` (lower-cased).
         weights_id: From :func:`weights_id` or :func:`model_fingerprint`.
         input_size: ``(height, width)`` the images are resized to.
-        preprocessing: As :func:`dlpipe.tasks.image_data.preprocessing_id`
+        preprocessing: As :func:`dlpipe.tasks.images.data.preprocessing_id`
             (``1/255``, a base name, None) or its text.
         keras_version: Default: the installed Keras version.
         extra: Optional mapping of further settings (e.g. an output layer name).
@@ -155,11 +156,14 @@ def base_description(architecture, weights_id, input_size, preprocessing,
     Raises:
         ValueError: ``input_size`` is not two positive ints, or bad ``preprocessing``.
     """
-    from dlpipe.tasks.image_data import DECODER_VERSION, _check_size, preprocessing_id
+    from dlpipe.tasks.images.data import DECODER_VERSION, _check_size, preprocessing_id
 
-    pre = preprocessing if isinstance(preprocessing, str) and (
-        preprocessing == "none" or preprocessing.startswith("rescale:")) else \
-        preprocessing_id(preprocessing)
+    pre = (
+        preprocessing
+        if isinstance(preprocessing, str)
+        and (preprocessing == "none" or preprocessing.startswith("rescale:"))
+        else preprocessing_id(preprocessing)
+    )
     return {
         "format": FORMAT_VERSION,
         "decoder": DECODER_VERSION,
@@ -172,18 +176,20 @@ def base_description(architecture, weights_id, input_size, preprocessing,
     }
 
 
-def base_key(architecture, weights_id, input_size, preprocessing, keras_version=None, *,
-             extra=None) -> str:
+def base_key(
+    architecture, weights_id, input_size, preprocessing, keras_version=None, *, extra=None
+) -> str:
     """Key of a conv base configuration: 32 hex characters (sha256 prefix) of
     :func:`base_description`'s canonical JSON.
 
     Any change of architecture, weights identity, input size, preprocessing, Keras
     version, ``extra`` or the image decoder
-    (:data:`dlpipe.tasks.image_data.DECODER_VERSION`: 2 applies the EXIF orientation,
+    (:data:`dlpipe.tasks.images.data.DECODER_VERSION`: 2 applies the EXIF orientation,
     case C21) gives another key (and another cache folder).
     """
-    description = base_description(architecture, weights_id, input_size, preprocessing,
-                                   keras_version, extra=extra)
+    description = base_description(
+        architecture, weights_id, input_size, preprocessing, keras_version, extra=extra
+    )
     text = json.dumps(description, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -242,8 +248,15 @@ def lookup(root, base_key: str, image_keys, *, filesystem=None):
     return found, missing
 
 
-def store(root, base_key: str, features: Mapping[str, np.ndarray], *, description=None,
-          overwrite=False, filesystem=None) -> int:
+def store(
+    root,
+    base_key: str,
+    features: Mapping[str, np.ndarray],
+    *,
+    description=None,
+    overwrite=False,
+    filesystem=None,
+) -> int:
     """Write feature arrays, one atomic file per image.
 
     Args:
@@ -268,8 +281,7 @@ def store(root, base_key: str, features: Mapping[str, np.ndarray], *, descriptio
     if description is not None:
         desc_path = f"{_root(root)}/{base_key}/{BASE_DESCRIPTION}"
         if not fs.exists(desc_path):
-            fs.write_atomic(desc_path, json.dumps(description, indent=1,
-                                                  sort_keys=True).encode())
+            fs.write_atomic(desc_path, json.dumps(description, indent=1, sort_keys=True).encode())
     written = 0
     for key, value in features.items():
         path = entry_path(root, base_key, key)
@@ -311,22 +323,25 @@ def list_bases(root, *, filesystem=None) -> dict[str, dict]:
     fs = _fs(filesystem)
     out: dict[str, dict] = {}
     for entry in list_entries(root, filesystem=filesystem):
-        base = out.setdefault(entry["base_key"], {"entries": 0, "size_bytes": 0,
-                                                  "mtime": entry["mtime"]})
+        base = out.setdefault(
+            entry["base_key"], {"entries": 0, "size_bytes": 0, "mtime": entry["mtime"]}
+        )
         base["entries"] += 1
         base["size_bytes"] += entry["size_bytes"]
         base["mtime"] = max(base["mtime"], entry["mtime"])
     for key, base in out.items():
         try:
             base["description"] = json.loads(
-                fs.read_bytes(f"{_root(root)}/{key}/{BASE_DESCRIPTION}"))
+                fs.read_bytes(f"{_root(root)}/{key}/{BASE_DESCRIPTION}")
+            )
         except (FileNotFoundError, ValueError):
             base["description"] = None
     return out
 
 
-def prune(root, base_key=None, older_than_s=None, *, now=None, dry_run=False,
-          filesystem=None) -> dict:
+def prune(
+    root, base_key=None, older_than_s=None, *, now=None, dry_run=False, filesystem=None
+) -> dict:
     """Delete cache entries.
 
     With no filter every entry goes; ``base_key`` keeps the deletion to one base;
@@ -420,9 +435,21 @@ class FeatureExtraction:
     base_key: str | None
 
 
-def extract_features(paths, conv_base, *, size, preprocessing, batch_size=32, labels=None,
-                     shuffle=False, seed=0, cache_root=None, base_key=None,
-                     description=None, filesystem=None) -> FeatureExtraction:
+def extract_features(
+    paths,
+    conv_base,
+    *,
+    size,
+    preprocessing,
+    batch_size=32,
+    labels=None,
+    shuffle=False,
+    seed=0,
+    cache_root=None,
+    base_key=None,
+    description=None,
+    filesystem=None,
+) -> FeatureExtraction:
     """Conv-base features of images, aligned with their labels and paths, through the
     cache (book listing 5.17, ``extract_features``, made keyed and reusable).
 
@@ -465,7 +492,7 @@ def extract_features(paths, conv_base, *, size, preprocessing, batch_size=32, la
     """
     import tensorflow as tf
 
-    from dlpipe.tasks.image_data import (
+    from dlpipe.tasks.images.data import (
         _check_size,
         _decode_resize,
         preprocessing_fn,
@@ -488,8 +515,9 @@ def extract_features(paths, conv_base, *, size, preprocessing, batch_size=32, la
     size = _check_size(size)
     preprocess = preprocessing_fn(preprocessing)
     n = len(paths)
-    order = (np.random.default_rng(seed).permutation(n) if shuffle
-             else np.arange(n)).astype(np.int64)
+    order = (np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)).astype(
+        np.int64
+    )
     keys = [image_key(p) for p in paths]  # local image files
 
     if cache_root is not None and base_key is None:
@@ -511,14 +539,18 @@ def extract_features(paths, conv_base, *, size, preprocessing, batch_size=32, la
     computed: dict[str, np.ndarray] = {}
     batches = 0
     if todo:
-        orientations = np.asarray([read_image_header(paths[i]).orientation for i in todo],
-                                  np.int32)
+        orientations = np.asarray([read_image_header(paths[i]).orientation for i in todo], np.int32)
         ds = tf.data.Dataset.from_tensor_slices(
-            ([paths[i] for i in todo], np.asarray(todo, dtype=np.int64), orientations))
-        ds = ds.map(lambda p, i, o: (_decode_resize(tf.io.read_file(p), size, o), i),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.batch(batch_size).map(lambda x, i: (preprocess(x), i),
-                                      num_parallel_calls=tf.data.AUTOTUNE)
+            ([paths[i] for i in todo], np.asarray(todo, dtype=np.int64), orientations)
+        )
+        ds = ds.map(
+            lambda p, i, o: (_decode_resize(tf.io.read_file(p), size, o), i),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        ds = ds.batch(batch_size).map(
+            lambda x, i: (preprocess(x), i), num_parallel_calls=tf.data.AUTOTUNE
+        )
         ds = ds.prefetch(tf.data.AUTOTUNE)
         for images, rows in ds:
             out = np.asarray(conv_base(images, training=False), dtype=np.float32)
@@ -526,10 +558,17 @@ def extract_features(paths, conv_base, *, size, preprocessing, batch_size=32, la
                 computed[keys[int(row)]] = feature
             batches += 1
         if cache_root is not None:
-            store(cache_root, base_key, computed, description=description,
-                  overwrite=True, filesystem=filesystem)
-    features = np.stack([cached[keys[r]] if keys[r] in cached else computed[keys[r]]
-                         for r in order]).astype(np.float32, copy=False)
+            store(
+                cache_root,
+                base_key,
+                computed,
+                description=description,
+                overwrite=True,
+                filesystem=filesystem,
+            )
+    features = np.stack(
+        [cached[keys[r]] if keys[r] in cached else computed[keys[r]] for r in order]
+    ).astype(np.float32, copy=False)
     hits = sum(1 for r in order if keys[r] in cached)
     return FeatureExtraction(
         features=features,
@@ -573,7 +612,7 @@ def _relative(root, path: str):
     path = str(path)
     if not path.startswith(prefix):
         return None
-    return path[len(prefix):].split("/")
+    return path[len(prefix) :].split("/")
 
 
 def _entry_parts(root, path: str):
@@ -600,7 +639,7 @@ class _LocalFS:
 
     def write_atomic(self, path: str, payload: bytes) -> None:
         # temporary ".<name>.<random>.tmp" in the same folder, then os.replace
-        from dlpipe.tasks.reports import atomic_write_bytes
+        from dlpipe.tasks.reports.tables import atomic_write_bytes
 
         atomic_write_bytes(path, payload)
 
@@ -655,8 +694,7 @@ class _FsspecFS:
                 mtime = self.fs.modified(path)
             if hasattr(mtime, "timestamp"):
                 mtime = mtime.timestamp()
-            yield {"path": path, "size_bytes": int(info.get("size") or 0),
-                   "mtime": float(mtime)}
+            yield {"path": path, "size_bytes": int(info.get("size") or 0), "mtime": float(mtime)}
 
     def remove(self, path: str) -> None:
         if self.fs.exists(path):

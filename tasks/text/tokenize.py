@@ -74,8 +74,7 @@ _NOT_WORD = re.compile(r"[^\w\s]")
 _SEP = "\x1f"
 _BREAK_BYTES = re.compile(rf"<{_WS}br{_WS}/?{_WS}>".encode("ascii"), re.IGNORECASE)
 _ASCII_TABLE = bytes(
-    ord(chr(b).lower()) if b < 128 and chr(b).isalnum()
-    else b if b == ord(_SEP) else ord(" ")
+    ord(chr(b).lower()) if b < 128 and chr(b).isalnum() else b if b == ord(_SEP) else ord(" ")
     for b in range(256)
 )
 
@@ -183,8 +182,9 @@ def count_words(texts: Iterable[str]) -> Counter:
     counts: Counter = Counter()
     if len(fast.flat):
         found = pc.value_counts(fast.flat)
-        counts.update(dict(zip(found.field("values").to_pylist(),
-                               found.field("counts").to_pylist())))
+        counts.update(
+            dict(zip(found.field("values").to_pylist(), found.field("counts").to_pylist()))
+        )
     for i in fast.other:
         counts.update(tokenize(texts[i]))
     return counts
@@ -213,8 +213,11 @@ class Vocabulary:
     max_words: int
 
     def __post_init__(self):
-        if (isinstance(self.max_words, bool) or not isinstance(self.max_words, int)
-                or self.max_words < 1):
+        if (
+            isinstance(self.max_words, bool)
+            or not isinstance(self.max_words, int)
+            or self.max_words < 1
+        ):
             raise ValueError(
                 f"`max_words` must be a positive integer. Received: max_words={self.max_words!r}"
             )
@@ -225,8 +228,11 @@ class Vocabulary:
                 f"A vocabulary holds at most `max_words` words. Received: "
                 f"{len(self.words)} words with max_words={self.max_words}"
             )
-        bad = [w for w in self.words
-               if not isinstance(w, str) or not w or len(w.split()) != 1 or w.split()[0] != w]
+        bad = [
+            w
+            for w in self.words
+            if not isinstance(w, str) or not w or len(w.split()) != 1 or w.split()[0] != w
+        ]
         if bad:
             raise ValueError(
                 "Vocabulary words must be non-empty strings without whitespace (tokens). "
@@ -252,15 +258,18 @@ class Vocabulary:
 
     def to_json(self) -> str:
         """Serialize (with the reserved indices spelled out) for saving with a study."""
-        return json.dumps({
-            "format": VOCABULARY_FORMAT,
-            "version": VOCABULARY_VERSION,
-            "max_words": self.max_words,
-            "reserved": {str(PAD): "<padding>", str(OOV): "<oov>"},
-            "standardize": "lower, NFC, <br> -> space, apostrophes deleted, "
-                           "other non-word characters -> space",
-            "words": list(self.words),
-        }, ensure_ascii=False)
+        return json.dumps(
+            {
+                "format": VOCABULARY_FORMAT,
+                "version": VOCABULARY_VERSION,
+                "max_words": self.max_words,
+                "reserved": {str(PAD): "<padding>", str(OOV): "<oov>"},
+                "standardize": "lower, NFC, <br> -> space, apostrophes deleted, "
+                "other non-word characters -> space",
+                "words": list(self.words),
+            },
+            ensure_ascii=False,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "Vocabulary":
@@ -313,8 +322,7 @@ def build_vocabulary(counts: Mapping[str, int], max_words: int) -> Vocabulary:
         ValueError: `max_words` is not a positive int; a count is not an integer or a
             word not a non-empty string (the message names it).
     """
-    if isinstance(max_words, bool) or not isinstance(max_words, (int, np.integer)) \
-            or max_words < 1:
+    if isinstance(max_words, bool) or not isinstance(max_words, (int, np.integer)) or max_words < 1:
         raise ValueError(
             f"`max_words` must be a positive integer. Received: max_words={max_words!r}"
         )
@@ -327,11 +335,12 @@ def build_vocabulary(counts: Mapping[str, int], max_words: int) -> Vocabulary:
         if n > 0:
             items.append((-int(n), word))
     items.sort()
-    return Vocabulary(tuple(word for _, word in items[:int(max_words)]), int(max_words))
+    return Vocabulary(tuple(word for _, word in items[: int(max_words)]), int(max_words))
 
 
-def texts_to_sequences(texts: Iterable[str], vocab: Vocabulary, *,
-                       reverse: bool = False) -> list[np.ndarray]:
+def texts_to_sequences(
+    texts: Iterable[str], vocab: Vocabulary, *, reverse: bool = False
+) -> list[np.ndarray]:
     """Map each document to the indices of its tokens (book 6.1: `texts_to_sequences`).
 
     Out-of-vocabulary tokens become `OOV` (1), unlike the book's Keras `Tokenizer`,
@@ -358,13 +367,16 @@ def texts_to_sequences(texts: Iterable[str], vocab: Vocabulary, *,
     if fast.docs:
         # position in `words` (null = not kept) + 2 = index; null -> -1 + 2 = OOV
         found = pc.index_in(fast.flat, value_set=pa.array(vocab.words, pa.large_string()))
-        ids = (found.fill_null(OOV - RESERVED).to_numpy(zero_copy_only=False)
-               .astype(np.int32) + RESERVED)
+        ids = (
+            found.fill_null(OOV - RESERVED).to_numpy(zero_copy_only=False).astype(np.int32)
+            + RESERVED
+        )
         for i, seq in zip(fast.docs, np.split(ids, np.cumsum(fast.lengths)[:-1])):
             sequences[i] = seq
     for i in fast.other:
-        sequences[i] = np.fromiter(map(vocab.index.get, tokenize(texts[i]),
-                                       itertools.repeat(OOV)), dtype=np.int32)
+        sequences[i] = np.fromiter(
+            map(vocab.index.get, tokenize(texts[i]), itertools.repeat(OOV)), dtype=np.int32
+        )
     return reverse_sequences(sequences) if reverse else sequences
 
 
@@ -373,8 +385,13 @@ def reverse_sequences(sequences: Iterable[Sequence[int]]) -> list[np.ndarray]:
     return [np.asarray(seq, dtype=np.int32)[::-1].copy() for seq in sequences]
 
 
-def pad_sequences(sequences: Sequence[Sequence[int]], maxlen: int, *,
-                  padding: str = "pre", truncating: str = "pre") -> np.ndarray:
+def pad_sequences(
+    sequences: Sequence[Sequence[int]],
+    maxlen: int,
+    *,
+    padding: str = "pre",
+    truncating: str = "pre",
+) -> np.ndarray:
     """Pad or truncate each sequence to `maxlen` indices.
 
     The defaults are Keras `pad_sequences`'s, which the book uses: `"pre"` for both,
@@ -408,9 +425,9 @@ def pad_sequences(sequences: Sequence[Sequence[int]], maxlen: int, *,
         seq = seq[-maxlen:] if truncating == "pre" else seq[:maxlen]
         if len(seq):
             if padding == "pre":
-                out[i, maxlen - len(seq):] = seq
+                out[i, maxlen - len(seq) :] = seq
             else:
-                out[i, :len(seq)] = seq
+                out[i, : len(seq)] = seq
     return out
 
 

@@ -20,7 +20,7 @@ the nearest valid values of the same column (the first/last valid value at the e
 ``policy="ffill"`` carries the last valid value forward instead. A column with no valid
 value is an error.
 
-Time axis (:mod:`dlpipe.tasks.time_axis`): rows are sorted by time, the first row of a
+Time axis (:mod:`dlpipe.tasks.weather.time_axis`): rows are sorted by time, the first row of a
 repeated stamp is kept, gaps of at most ``max_gap`` missing slots are filled by the
 sentinel policy and longer ones cut the series, so that no window spans a gap. Stamps
 with a UTC offset (``%z``) are converted to UTC.
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlpipe.tasks.time_axis import cut_segments, regularize
-from dlpipe.tasks.windows import (
+from dlpipe.tasks.weather.time_axis import cut_segments, regularize
+from dlpipe.tasks.weather.windows import (
     SplitTooShortError,
     WindowSpec,
     check_blocks,
@@ -51,16 +51,35 @@ from dlpipe.tasks.windows import (
 JENA_TIME_COLUMN = "Date Time"
 JENA_TIME_FORMAT = "%d.%m.%Y %H:%M:%S"
 JENA_COLUMNS = (
-    "p (mbar)", "T (degC)", "Tpot (K)", "Tdew (degC)", "rh (%)", "VPmax (mbar)",
-    "VPact (mbar)", "VPdef (mbar)", "sh (g/kg)", "H2OC (mmol/mol)", "rho (g/m**3)",
-    "wv (m/s)", "max. wv (m/s)", "wd (deg)",
+    "p (mbar)",
+    "T (degC)",
+    "Tpot (K)",
+    "Tdew (degC)",
+    "rh (%)",
+    "VPmax (mbar)",
+    "VPact (mbar)",
+    "VPdef (mbar)",
+    "sh (g/kg)",
+    "H2OC (mmol/mol)",
+    "rho (g/m**3)",
+    "wv (m/s)",
+    "max. wv (m/s)",
+    "wd (deg)",
 )
 JENA_TARGET = "T (degC)"
 
 #: TMY3 fields used by default: the measured meteorology of each hour.
 TMY3_COLUMNS = (
-    "Dry-bulb (C)", "Dew-point (C)", "RHum (%)", "Pressure (mbar)", "Wdir (degrees)",
-    "Wspd (m/s)", "GHI (W/m^2)", "DNI (W/m^2)", "DHI (W/m^2)", "TotCld (tenths)",
+    "Dry-bulb (C)",
+    "Dew-point (C)",
+    "RHum (%)",
+    "Pressure (mbar)",
+    "Wdir (degrees)",
+    "Wspd (m/s)",
+    "GHI (W/m^2)",
+    "DNI (W/m^2)",
+    "DHI (W/m^2)",
+    "TotCld (tenths)",
     "OpqCld (tenths)",
 )
 TMY3_TARGET = "Dry-bulb (C)"
@@ -68,10 +87,26 @@ TMY3_NOMINAL_YEAR = 1990
 DEFAULT_SENTINELS = (-9999.0, -9900.0)
 #: cell spellings read as a missing value (compared after stripping spaces, any case):
 #: pandas' default NA strings, which cover numpy, R, SQL/JSON and spreadsheet exports
-MISSING_SPELLINGS = frozenset({
-    "", "nan", "-nan", "+nan", "na", "n/a", "#n/a", "#n/a n/a", "#na", "<na>", "null",
-    "none", "-1.#ind", "1.#ind", "-1.#qnan", "1.#qnan",
-})
+MISSING_SPELLINGS = frozenset(
+    {
+        "",
+        "nan",
+        "-nan",
+        "+nan",
+        "na",
+        "n/a",
+        "#n/a",
+        "#n/a n/a",
+        "#na",
+        "<na>",
+        "null",
+        "none",
+        "-1.#ind",
+        "1.#ind",
+        "-1.#qnan",
+        "1.#qnan",
+    }
+)
 #: data rows the pre-Ray check (:func:`check_weather_source`) reads
 CHECK_ROWS = 200
 SPLITS = ("train", "validation", "test")
@@ -113,17 +148,20 @@ class DataSpec:
 
     def __post_init__(self):
         if self.format not in ("jena", "tmy3", "csv"):
-            raise ValueError("`format` must be one of jena, tmy3, csv. "
-                             f"Received: format={self.format!r}")
+            raise ValueError(
+                f"`format` must be one of jena, tmy3, csv. Received: format={self.format!r}"
+            )
         if self.sentinel_policy not in ("interpolate", "ffill"):
-            raise ValueError("`sentinel_policy` must be 'interpolate' or 'ffill'. "
-                             f"Received: sentinel_policy={self.sentinel_policy!r}")
+            raise ValueError(
+                "`sentinel_policy` must be 'interpolate' or 'ffill'. "
+                f"Received: sentinel_policy={self.sentinel_policy!r}"
+            )
         if self.max_rows is not None and self.max_rows < 1:
             raise ValueError(f"`max_rows` must be >= 1. Received: max_rows={self.max_rows}")
-        if isinstance(self.max_gap, bool) or not isinstance(self.max_gap, int) \
-                or self.max_gap < 0:
-            raise ValueError("`max_gap` must be an integer >= 0. "
-                             f"Received: max_gap={self.max_gap!r}")
+        if isinstance(self.max_gap, bool) or not isinstance(self.max_gap, int) or self.max_gap < 0:
+            raise ValueError(
+                f"`max_gap` must be an integer >= 0. Received: max_gap={self.max_gap!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -163,18 +201,24 @@ class SplitSpec:
         if self.blocks < 1 or (self.blocks > 1 and by_rows):
             raise ValueError(
                 "`split.blocks` must be >= 1, and > 1 only with fractions. "
-                f"Received: blocks={self.blocks}")
+                f"Received: blocks={self.blocks}"
+            )
         if by_rows:
             train_end, validation_end = self.train_end, self.validation_end
-            if train_end is None or validation_end is None or not (
-                0 < train_end < validation_end < rows
+            if (
+                train_end is None
+                or validation_end is None
+                or not (0 < train_end < validation_end < rows)
             ):
                 raise ValueError(
                     "`split.train_end` < `split.validation_end` < rows must hold. Received: "
                     f"train_end={train_end}, validation_end={validation_end}, rows={rows}"
                 )
-            return {"train": [(0, train_end)], "validation": [(train_end, validation_end)],
-                    "test": [(validation_end, rows)]}
+            return {
+                "train": [(0, train_end)],
+                "validation": [(train_end, validation_end)],
+                "test": [(validation_end, rows)],
+            }
         tf, vf = self.train_fraction, self.validation_fraction
         if tf is None or vf is None or tf <= 0 or vf <= 0 or tf + vf >= 1:
             raise ValueError(
@@ -252,8 +296,12 @@ def timestamp_quality(times: np.ndarray) -> dict:
         negative differences (rows out of order).
     """
     if len(times) < 2:
-        return {"period_s": float("nan"), "duplicate_timestamps": 0,
-                "missing_timestamps": 0, "backward_steps": 0}
+        return {
+            "period_s": float("nan"),
+            "duplicate_timestamps": 0,
+            "missing_timestamps": 0,
+            "backward_steps": 0,
+        }
     diffs = np.diff(times.astype("datetime64[s]").astype(np.int64))
     positive = diffs[diffs > 0]
     period = 0
@@ -280,9 +328,15 @@ def _read_csv(path: Path, nrows: int | None) -> pd.DataFrame:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, dtype=str, nrows=nrows, keep_default_na=False,
-                                skip_blank_lines=False, index_col=False,
-                                encoding="utf-8-sig")
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                nrows=nrows,
+                keep_default_na=False,
+                skip_blank_lines=False,
+                index_col=False,
+                encoding="utf-8-sig",
+            )
     except pd.errors.EmptyDataError:
         raise DataFormatError(f"{path}: line 1: the file is empty (no header line)") from None
     except UnicodeDecodeError:
@@ -294,8 +348,10 @@ def _read_csv(path: Path, nrows: int | None) -> pd.DataFrame:
         last = int(np.flatnonzero(filled)[-1]) + 1 if filled.any() else 0
         frame = frame.iloc[:last]
     if not len(frame):
-        raise DataFormatError(f"{path}: line 2: no data rows (the file holds only its header "
-                              f"line {list(frame.columns)[:3]}...)")
+        raise DataFormatError(
+            f"{path}: line 2: no data rows (the file holds only its header "
+            f"line {list(frame.columns)[:3]}...)"
+        )
     return frame
 
 
@@ -312,30 +368,35 @@ def _decode_error(path: Path) -> str:
     header = data.split(b"\n", 1)[0].decode("utf-8", "replace").lstrip("\ufeff").split(",")
     field_no = data.count(b",", start, at)
     column = header[field_no].strip().strip('"') if field_no < len(header) else f"#{field_no + 1}"
-    return (f"{path}: line {line}: column `{column}`: byte 0x{data[at]:02x} is not UTF-8 "
-            "text (save the file as UTF-8)")
+    return (
+        f"{path}: line {line}: column `{column}`: byte 0x{data[at]:02x} is not UTF-8 "
+        "text (save the file as UTF-8)"
+    )
 
 
 def _field_count_error(path: Path, exc: Exception) -> str:
     """Message for a line the CSV parser refused: file, line and the extra field."""
-    from dlpipe.tasks.csv_lines import CsvSyntaxError, OverlongRecord, find_csv_problem
+    from dlpipe.tasks.io.csv_lines import CsvSyntaxError, OverlongRecord, find_csv_problem
 
     with open(path, newline="", encoding="utf-8-sig") as f:
         problem = find_csv_problem(f)
     if isinstance(problem, OverlongRecord):
         header, row = problem.header, problem.record
-        return (f"{path}: line {problem.end_line}: {len(row)} fields but the "
-                f"header has {len(header)}: field {len(header) + 1} "
-                f"({row[len(header)]!r}) is beyond the last column "
-                f"`{header[-1] if header else ''}`")
+        return (
+            f"{path}: line {problem.end_line}: {len(row)} fields but the "
+            f"header has {len(header)}: field {len(header) + 1} "
+            f"({row[len(header)]!r}) is beyond the last column "
+            f"`{header[-1] if header else ''}`"
+        )
     if isinstance(problem, CsvSyntaxError):
         return f"{path}: line {problem.line}: not valid CSV ({problem.message})"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"{path}: not valid CSV ({first})"
 
 
-def _parse_times(text: pd.Series, fmt: str, path: Path, column: str,
-                 line_offset: int = 2) -> np.ndarray:
+def _parse_times(
+    text: pd.Series, fmt: str, path: Path, column: str, line_offset: int = 2
+) -> np.ndarray:
     """Parse a time column with an explicit format -> datetime64[ns] (rows,).
 
     A format with ``%z`` (or ``%Z``) reads each stamp's own UTC offset and gives UTC
@@ -347,7 +408,8 @@ def _parse_times(text: pd.Series, fmt: str, path: Path, column: str,
     except (ValueError, TypeError) as exc:
         raise DataFormatError(
             f"{path}: line {line_offset}: column `{column}` value {text.iloc[0]!r}: the "
-            f"time format {fmt!r} cannot be used ({exc})") from None
+            f"time format {fmt!r} cannot be used ({exc})"
+        ) from None
     bad = np.flatnonzero(times.isna().to_numpy())
     if len(bad):
         i = int(bad[0])
@@ -385,7 +447,8 @@ def _float_columns(frame: pd.DataFrame, columns: list[str], path: Path, line_off
                 i = int(candidates[np.flatnonzero(bad)[0]])
                 raise DataFormatError(
                     f"{path}: line {i + line_offset}: column `{name}` value "
-                    f"{raw.iloc[i]!r} is not a number")
+                    f"{raw.iloc[i]!r} is not a number"
+                )
         infinite = np.isinf(values)
         values[infinite] = np.nan
         missing[name] = int(len(candidates))
@@ -402,8 +465,9 @@ def _check_columns(path: Path, found: list[str], wanted: list[str]) -> None:
         )
 
 
-def load_jena_csv(path: str, *, columns=(), target: str = JENA_TARGET,
-                  max_rows: int | None = None) -> Series:
+def load_jena_csv(
+    path: str, *, columns=(), target: str = JENA_TARGET, max_rows: int | None = None
+) -> Series:
     """Read ``jena_climate_2009_2016.csv`` in its published layout (book ch. 6.3.1).
 
     Args:
@@ -437,12 +501,14 @@ def load_jena_csv(path: str, *, columns=(), target: str = JENA_TARGET,
     names = list(columns) or list(JENA_COLUMNS)
     _check_columns(p, header, names + [target])
     values, missing, nonfinite = _float_columns(frame, names, p, line_offset=2)
-    return Series(values, names, target, times, str(p), timestamp_quality(times),
-                  missing, nonfinite)
+    return Series(
+        values, names, target, times, str(p), timestamp_quality(times), missing, nonfinite
+    )
 
 
-def load_tmy3(path: str, *, columns=(), target: str = TMY3_TARGET,
-              max_rows: int | None = None) -> Series:
+def load_tmy3(
+    path: str, *, columns=(), target: str = TMY3_TARGET, max_rows: int | None = None
+) -> Series:
     """Read a TMY3 station file (pvlib ships ``723170TYA.CSV`` and ``703165TY.csv``).
 
     Parsing goes through :func:`pvlib.iotools.read_tmy3`. A TMY file stitches 12
@@ -494,8 +560,15 @@ def load_tmy3(path: str, *, columns=(), target: str = TMY3_TARGET,
     return Series(values, names, target, times, str(p), quality, missing, nonfinite)
 
 
-def load_csv(path: str, *, time_column: str, time_format: str, columns, target: str,
-             max_rows: int | None = None) -> Series:
+def load_csv(
+    path: str,
+    *,
+    time_column: str,
+    time_format: str,
+    columns,
+    target: str,
+    max_rows: int | None = None,
+) -> Series:
     """Read a generic CSV: one time column plus float feature columns.
 
     Args:
@@ -514,12 +587,25 @@ def load_csv(path: str, *, time_column: str, time_format: str, columns, target: 
     """
     p = resolve_path(path)
     frame = _read_csv(p, max_rows)
-    return from_dataframe(frame, time_column=time_column, time_format=time_format,
-                          columns=columns, target=target, source=str(p))
+    return from_dataframe(
+        frame,
+        time_column=time_column,
+        time_format=time_format,
+        columns=columns,
+        target=target,
+        source=str(p),
+    )
 
 
-def from_dataframe(frame: pd.DataFrame, *, time_column: str, time_format: str, columns,
-                   target: str, source: str = "<DataFrame>") -> Series:
+def from_dataframe(
+    frame: pd.DataFrame,
+    *,
+    time_column: str,
+    time_format: str,
+    columns,
+    target: str,
+    source: str = "<DataFrame>",
+) -> Series:
     """Build a :class:`Series` from a DataFrame (the generic form of the loaders).
 
     Times given as strings are parsed with ``time_format``; datetime columns are
@@ -551,8 +637,9 @@ def from_dataframe(frame: pd.DataFrame, *, time_column: str, time_format: str, c
             raise ValueError("`data.time_format` is required for string time columns")
         times = _parse_times(col.astype(str), time_format, p, time_column)
     values, missing, nonfinite = _float_columns(frame, names, p, line_offset=2)
-    return Series(values, names, target, times, source, timestamp_quality(times),
-                  missing, nonfinite)
+    return Series(
+        values, names, target, times, source, timestamp_quality(times), missing, nonfinite
+    )
 
 
 def load_series(spec: DataSpec) -> Series:
@@ -570,14 +657,22 @@ def load_series(spec: DataSpec) -> Series:
 
 def _read_series(spec: DataSpec, max_rows: int | None) -> Series:
     if spec.format == "jena":
-        return load_jena_csv(spec.path, columns=spec.columns, target=spec.target or JENA_TARGET,
-                             max_rows=max_rows)
+        return load_jena_csv(
+            spec.path, columns=spec.columns, target=spec.target or JENA_TARGET, max_rows=max_rows
+        )
     if spec.format == "tmy3":
-        return load_tmy3(spec.path, columns=spec.columns, target=spec.target or TMY3_TARGET,
-                         max_rows=max_rows)
+        return load_tmy3(
+            spec.path, columns=spec.columns, target=spec.target or TMY3_TARGET, max_rows=max_rows
+        )
     if spec.format == "csv":
-        return load_csv(spec.path, time_column=spec.time_column, time_format=spec.time_format,
-                        columns=spec.columns, target=spec.target, max_rows=max_rows)
+        return load_csv(
+            spec.path,
+            time_column=spec.time_column,
+            time_format=spec.time_format,
+            columns=spec.columns,
+            target=spec.target,
+            max_rows=max_rows,
+        )
     raise ValueError(f"`data.format` must be one of jena, tmy3, csv. Received: {spec.format!r}")
 
 
@@ -613,8 +708,9 @@ def check_weather_source(spec: DataSpec) -> None:
     _read_series(spec, None if spec.format == "tmy3" else rows)
 
 
-def clean_sentinels(values: np.ndarray, columns: list[str], sentinels=DEFAULT_SENTINELS,
-                    policy: str = "interpolate") -> tuple[np.ndarray, dict[str, int]]:
+def clean_sentinels(
+    values: np.ndarray, columns: list[str], sentinels=DEFAULT_SENTINELS, policy: str = "interpolate"
+) -> tuple[np.ndarray, dict[str, int]]:
     """Replace sentinel and NaN values column by column (shared case C07).
 
     Args:
@@ -667,8 +763,7 @@ def normalize(values: np.ndarray, train_segments) -> tuple[np.ndarray, np.ndarra
         std float64 (features,))``. A column constant over the training rows gets
         std 1 (it is only centred).
     """
-    train = np.concatenate([np.asarray(values[a:b], dtype=np.float64)
-                            for a, b in train_segments])
+    train = np.concatenate([np.asarray(values[a:b], dtype=np.float64) for a, b in train_segments])
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
@@ -722,8 +817,11 @@ def dataset_key(spec: DataSpec, split: SplitSpec, path: Path) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    h.update(json.dumps([asdict(spec), asdict(split), "weather-v3"], sort_keys=True,
-                        default=str).encode())
+    h.update(
+        json.dumps(
+            [asdict(spec), asdict(split), "weather-v3"], sort_keys=True, default=str
+        ).encode()
+    )
     return h.hexdigest()[:16]
 
 
@@ -737,7 +835,7 @@ def split_window_counts(windows: WindowSpec, meta: dict) -> dict[str, dict[str, 
     Returns:
         ``{split: {"windows": n, "excluded": m}}``: ``n`` windows whose rows are all
         equally spaced in time; ``m`` windows the configured blocks would hold but
-        whose inputs or target would span a gap (cut, see :mod:`dlpipe.tasks.time_axis`).
+        whose inputs or target would span a gap (cut, see :mod:`dlpipe.tasks.weather.time_axis`).
 
     Raises:
         SplitTooShortError: a block is shorter than one window (C08), or the gaps leave
@@ -757,21 +855,23 @@ def split_window_counts(windows: WindowSpec, meta: dict) -> dict[str, dict[str, 
                 f"into {len(segments)} runs of equally spaced rows, the longest {longest} "
                 f"rows, but one window needs {windows.rows_needed} rows; raise "
                 f"`data.max_gap` (now {meta['quality'].get('max_gap', 0)}) to fill the "
-                "gaps, or lower lookback/delay")
+                "gaps, or lower lookback/delay"
+            )
         split_window_rows(windows, segments, split=name)
         out[name] = {"windows": n, "excluded": excluded}
     return out
 
 
-def prepare_weather(spec: DataSpec, split: SplitSpec, windows: WindowSpec,
-                    cache_dir: str | None = None) -> PreparedDataset:
+def prepare_weather(
+    spec: DataSpec, split: SplitSpec, windows: WindowSpec, cache_dir: str | None = None
+) -> PreparedDataset:
     """Load, repair the time axis, clean (C07, C20), split by time, normalize with train
     statistics, and check that every split holds at least one window (C08).
 
     Order of the steps (each counted in ``meta``): parse (missing spellings and
     non-finite numbers -> NaN) -> sort by time, keep the first row of each repeated
     stamp, fill gaps of at most ``spec.max_gap`` slots with NaN rows, cut the series
-    at longer gaps (:func:`dlpipe.tasks.time_axis.regularize`) -> sentinel policy ->
+    at longer gaps (:func:`dlpipe.tasks.weather.time_axis.regularize`) -> sentinel policy ->
     split (row bounds of the repaired series; each split's segments cut at the gaps)
     -> normalize -> refuse a constant target, list constant features.
 
@@ -792,11 +892,15 @@ def prepare_weather(spec: DataSpec, split: SplitSpec, windows: WindowSpec,
     cached = _load_cached(cache_dir, key)
     if cached is None:
         series = load_series(spec)
-        regular = regularize(series.times, series.values, max_gap=spec.max_gap) \
-            if series.times is not None else None
+        regular = (
+            regularize(series.times, series.values, max_gap=spec.max_gap)
+            if series.times is not None
+            else None
+        )
         values = series.values if regular is None else regular.values
-        cleaned, sentinel_counts = clean_sentinels(values, series.columns,
-                                                   spec.sentinels, spec.sentinel_policy)
+        cleaned, sentinel_counts = clean_sentinels(
+            values, series.columns, spec.sentinels, spec.sentinel_policy
+        )
         blocks = split.bounds(len(cleaned))
         breaks = regular.breaks if regular is not None else np.empty(0, np.int64)
         segments = {name: cut_segments(segs, breaks) for name, segs in blocks.items()}
@@ -807,11 +911,15 @@ def prepare_weather(spec: DataSpec, split: SplitSpec, windows: WindowSpec,
             raise DataFormatError(
                 f"{series.source}: column `{series.target}` (the target) holds the same "
                 f"value {constant[series.target]!r} in every training row: there is "
-                "nothing to predict")
+                "nothing to predict"
+            )
         quality = dict(series.quality)
         if regular is not None:
-            quality.update(regular.counts, rows_in_file=int(len(series.values)),
-                           breaks=int(len(regular.breaks)))
+            quality.update(
+                regular.counts,
+                rows_in_file=int(len(series.values)),
+                breaks=int(len(regular.breaks)),
+            )
         meta = {
             "key": key,
             "source": series.source,
@@ -858,11 +966,12 @@ def _load_cached(cache_dir: str | None, key: str) -> PreparedDataset | None:
     return PreparedDataset(data, json.loads(js.read_text()), times)
 
 
-def _save_cached(cache_dir: str | None, key: str, data: np.ndarray, meta: dict,
-                 times: np.ndarray | None = None) -> None:
+def _save_cached(
+    cache_dir: str | None, key: str, data: np.ndarray, meta: dict, times: np.ndarray | None = None
+) -> None:
     if not cache_dir:
         return
-    from dlpipe.tasks.reports import atomic_write_bytes  # local: keeps this module light
+    from dlpipe.tasks.reports.tables import atomic_write_bytes  # local: keeps this module light
 
     d = Path(cache_dir)
     d.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,9 @@ from dataclasses import asdict
 
 import numpy as np
 
-from dlpipe.tasks.fit import TrainingSpec, fit_model, run_row
-from dlpipe.tasks.text_prepare import SPLIT_CODES, TextSpec, multi_hot_rows, sequences
-from dlpipe.tasks.tf_setup import setup_tensorflow
+from dlpipe.tasks.text.prepare import SPLIT_CODES, TextSpec, multi_hot_rows, sequences
+from dlpipe.tasks.training.fit import TrainingSpec, fit_model, run_row
+from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
 MULTI_HOT_FAMILIES = ("multihot_dense",)
 
@@ -44,8 +44,10 @@ def data_hparams(family: str, hp: dict, meta: dict, embedding: np.ndarray | None
         fixed["vocab_size"] = meta["vocabulary_size"]
     if family == "glove_dense":
         if embedding is None:
-            raise ValueError("family `glove_dense` needs pretrained vectors: set `text.glove` "
-                             "to a GloVe text file (e.g. glove.6B.100d.txt)")
+            raise ValueError(
+                "family `glove_dense` needs pretrained vectors: set `text.glove` "
+                "to a GloVe text file (e.g. glove.6B.100d.txt)"
+            )
         fixed["embedding_dim"] = int(embedding.shape[1])
     return {**hp, **fixed}
 
@@ -59,8 +61,16 @@ def split_index(arrays: dict, split: str, cap: int | None = None) -> np.ndarray:
     return index[np.linspace(0, len(index) - 1, cap).round().astype(np.int64)]
 
 
-def _batches(arrays: dict, index: np.ndarray, family: str, text: TextSpec, width: int,
-             batch_size: int, shuffle: bool, seed: int):
+def _batches(
+    arrays: dict,
+    index: np.ndarray,
+    family: str,
+    text: TextSpec,
+    width: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+):
     """A Keras PyDataset of ``(inputs, labels)`` batches of documents ``index``."""
     import keras
 
@@ -79,7 +89,7 @@ def _batches(arrays: dict, index: np.ndarray, family: str, text: TextSpec, width
             return math.ceil(len(index) / batch_size)
 
         def __getitem__(self, i):
-            rows = self.order[i * batch_size:(i + 1) * batch_size]
+            rows = self.order[i * batch_size : (i + 1) * batch_size]
             y = labels[index[rows]].astype(np.float32 if width == 1 else np.int64)
             if padded is None:
                 return multi_hot_rows(arrays, index[rows], text.max_words + 2), y
@@ -92,14 +102,26 @@ def _batches(arrays: dict, index: np.ndarray, family: str, text: TextSpec, width
     return TextBatches()
 
 
-def train_text_model(*, data: dict, meta: dict, family: str, hp: dict, inputs: TextSpec,
-                     training: TrainingSpec, seed: int, run_id: str, num_cpus: float = 1,
-                     num_gpus: float = 0, evaluate_test: bool = True,
-                     model_path: str | None = None, epoch_hook=None) -> dict:
+def train_text_model(
+    *,
+    data: dict,
+    meta: dict,
+    family: str,
+    hp: dict,
+    inputs: TextSpec,
+    training: TrainingSpec,
+    seed: int,
+    run_id: str,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    evaluate_test: bool = True,
+    model_path: str | None = None,
+    epoch_hook=None,
+) -> dict:
     """Train one text model on the prepared documents and score it.
 
     Args:
-        data: :func:`dlpipe.tasks.text_prepare.prepare_text` arrays (read-only from Ray,
+        data: :func:`dlpipe.tasks.text.prepare.prepare_text` arrays (read-only from Ray,
             never modified, case C14).
         meta: its description (``num_classes``, ``vocabulary_size``, ``class_names``).
         family: a text family (:data:`dlpipe.models.registry.TEXT_FAMILIES`).
@@ -108,7 +130,7 @@ def train_text_model(*, data: dict, meta: dict, family: str, hp: dict, inputs: T
         training: epochs, callbacks, ``batch_size``, ``max_batches_per_epoch`` (caps
             every split at that many batches: smoke tests).
         seed, run_id, num_cpus, num_gpus, evaluate_test, model_path, epoch_hook: as
-            :func:`dlpipe.tasks.train.train_model`.
+            :func:`dlpipe.tasks.weather.train.train_model`.
 
     Returns:
         ``{"run", "history", "predictions"}`` rows; ``metric`` = ``accuracy``,
@@ -136,36 +158,65 @@ def train_text_model(*, data: dict, meta: dict, family: str, hp: dict, inputs: T
     if family == "glove_dense":
         model.get_layer("embedding").set_weights([np.asarray(embedding)])
     if training.steps_per_execution > 1:
-        model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"],
-                      steps_per_execution=training.steps_per_execution)
+        model.compile(
+            optimizer=model.optimizer,
+            loss=model.loss,
+            metrics=["accuracy"],
+            steps_per_execution=training.steps_per_execution,
+        )
     bs = training.batch_size
     cap = None if training.max_batches_per_epoch is None else training.max_batches_per_epoch * bs
     split = {s: split_index(data, s, cap) for s in SPLIT_CODES}
-    batches = {s: _batches(data, split[s], family, inputs, width, bs, s == "train", seed)
-               for s in SPLIT_CODES}
-    recorder = fit_model(model, batches["train"], batches["validation"], training=training,
-                         run_id=run_id, epoch_hook=epoch_hook)
+    batches = {
+        s: _batches(data, split[s], family, inputs, width, bs, s == "train", seed)
+        for s in SPLIT_CODES
+    }
+    recorder = fit_model(
+        model,
+        batches["train"],
+        batches["validation"],
+        training=training,
+        run_id=run_id,
+        epoch_hook=epoch_hook,
+    )
     if model_path:
         model.save(model_path)
-    scores = {"val_loss": math.nan, "test_loss": math.nan, "val_metric": math.nan,
-              "test_metric": math.nan}
+    scores = {
+        "val_loss": math.nan,
+        "test_loss": math.nan,
+        "val_metric": math.nan,
+        "test_metric": math.nan,
+    }
     predictions = []
     for name, short in (("validation", "val"), ("test", "test")):
         if name == "test" and not evaluate_test:
             continue
-        loss, accuracy, rows = score_text_split(model, batches[name], split[name], data, name,
-                                                run_id, width)
+        loss, accuracy, rows = score_text_split(
+            model, batches[name], split[name], data, name, run_id, width
+        )
         scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, accuracy
         predictions += rows
-    run = run_row(run_id=run_id, family=family, hp_resolved=hp_resolved, seed=seed,
-                  model=model, recorder=recorder, metric="accuracy", scores=scores,
-                  started=started, num_cpus=num_cpus, num_gpus=num_gpus, devices=devices)
+    run = run_row(
+        run_id=run_id,
+        family=family,
+        hp_resolved=hp_resolved,
+        seed=seed,
+        model=model,
+        recorder=recorder,
+        metric="accuracy",
+        scores=scores,
+        started=started,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        devices=devices,
+    )
     run["inputs"] = {**asdict(inputs), "input": "multi_hot" if multi_hot else "sequences"}
     return {"run": run, "history": recorder.rows, "predictions": predictions}
 
 
-def score_text_split(model, batches, index: np.ndarray, data: dict, split: str, run_id: str,
-                     width: int) -> tuple[float, float, list[dict]]:
+def score_text_split(
+    model, batches, index: np.ndarray, data: dict, split: str, run_id: str, width: int
+) -> tuple[float, float, list[dict]]:
     """``(crossentropy, accuracy, prediction rows)`` of ``model`` on one split, computed
     from the predicted probabilities (:mod:`dlpipe.ensembles.metrics`, the same formulas
     the ensemble stage scores with)."""
@@ -175,12 +226,28 @@ def score_text_split(model, batches, index: np.ndarray, data: dict, split: str, 
     labels = np.asarray(data["labels"])[index]
     if width == 1:
         prob = prob.reshape(-1)
-        rows = [{"run_id": run_id, "split": split, "sample_index": int(i), "prediction": p,
-                 "target": float(y)} for i, p, y in zip(index, prob, labels)]
+        rows = [
+            {
+                "run_id": run_id,
+                "split": split,
+                "sample_index": int(i),
+                "prediction": p,
+                "target": float(y),
+            }
+            for i, p, y in zip(index, prob, labels)
+        ]
     else:
-        rows = [{"run_id": run_id, "split": split, "sample_index": int(i),
-                 "prediction": float(np.argmax(p)), "target": float(y),
-                 "probabilities": p.tolist()} for i, p, y in zip(index, prob, labels)]
+        rows = [
+            {
+                "run_id": run_id,
+                "split": split,
+                "sample_index": int(i),
+                "prediction": float(np.argmax(p)),
+                "target": float(y),
+                "probabilities": p.tolist(),
+            }
+            for i, p, y in zip(index, prob, labels)
+        ]
     if not np.all(np.isfinite(prob)):
         return math.nan, math.nan, rows
     return log_loss(labels, prob), accuracy(labels, prob), rows
@@ -204,17 +271,26 @@ def baseline_scores(data: dict, num_classes: int) -> dict:
     out = {"majority_class": majority, "frequencies": freq.tolist()}
     for split, short in (("validation", "val"), ("test", "test")):
         y = labels[split_index(data, split)]
-        prob = (np.full(len(y), freq[1]) if num_classes == 2
-                else np.tile(freq, (len(y), 1)))
+        prob = np.full(len(y), freq[1]) if num_classes == 2 else np.tile(freq, (len(y), 1))
         out[f"{short}_metric"] = float(np.mean(y == majority))
         out[f"{short}_loss"] = log_loss(y, prob)
     return out
 
 
-def evaluate_saved_text_model(*, data: dict, meta: dict, model_path: str, inputs: TextSpec,
-                              run_id: str, split: str = "test", max_batches: int | None = None,
-                              batch_size: int = 32, family: str = "lstm",
-                              num_cpus: float = 1, num_gpus: float = 0) -> dict:
+def evaluate_saved_text_model(
+    *,
+    data: dict,
+    meta: dict,
+    model_path: str,
+    inputs: TextSpec,
+    run_id: str,
+    split: str = "test",
+    max_batches: int | None = None,
+    batch_size: int = 32,
+    family: str = "lstm",
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+) -> dict:
     """Score a saved text model once on one split (the sweep's final test evaluation).
 
     ``family`` decides the input encoding (multi-hot rows or padded sequences).
@@ -223,15 +299,32 @@ def evaluate_saved_text_model(*, data: dict, meta: dict, model_path: str, inputs
         ``{"loss": crossentropy, "metric": accuracy, "predictions": rows}``.
     """
     return score_saved_classifier(
-        model_path, data, split, run_id, batch_size=batch_size, max_batches=max_batches,
-        num_cpus=num_cpus, num_gpus=num_gpus,
-        make_inputs=lambda index, width: _batches(data, index, family, inputs, width,
-                                                  batch_size, False, 0))
+        model_path,
+        data,
+        split,
+        run_id,
+        batch_size=batch_size,
+        max_batches=max_batches,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        make_inputs=lambda index, width: _batches(
+            data, index, family, inputs, width, batch_size, False, 0
+        ),
+    )
 
 
-def score_saved_classifier(model_path: str, data: dict, split: str, run_id: str, *,
-                           make_inputs, batch_size: int = 32, max_batches: int | None = None,
-                           num_cpus: float = 1, num_gpus: float = 0) -> dict:
+def score_saved_classifier(
+    model_path: str,
+    data: dict,
+    split: str,
+    run_id: str,
+    *,
+    make_inputs,
+    batch_size: int = 32,
+    max_batches: int | None = None,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+) -> dict:
     """Load a saved classifier and score it once on ``split`` (text and image studies).
 
     Args:
@@ -249,6 +342,7 @@ def score_saved_classifier(model_path: str, data: dict, split: str, run_id: str,
     width = int(model.output_shape[-1])
     cap = None if max_batches is None else max_batches * batch_size
     index = split_index(data, split, cap)
-    loss, accuracy, rows = score_text_split(model, make_inputs(index, width), index, data,
-                                            split, run_id, width)
+    loss, accuracy, rows = score_text_split(
+        model, make_inputs(index, width), index, data, split, run_id, width
+    )
     return {"loss": loss, "metric": accuracy, "predictions": rows}

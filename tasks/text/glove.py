@@ -12,7 +12,7 @@ rules (shared case C06):
 * Each line is split **from the right**: the last `dim` space-separated fields are the
   vector, everything before them is the token. Tokens holding spaces or non-breaking
   spaces (`. . .` in glove.840B) survive intact. Tokens are NFC-normalized, like
-  :func:`dlpipe.tasks.tokenize.standardize`'s output; matching is exact (no case
+  :func:`dlpipe.tasks.text.tokenize.standardize`'s output; matching is exact (no case
   folding: glove.6B is lowercase, glove.840B is cased).
 * A line with fewer than `dim` numbers after a token, a field that is not a number, or a
   non-finite value is skipped and reported with its 1-based line number and the field
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe.tasks.tokenize import Vocabulary
+from dlpipe.tasks.text.tokenize import Vocabulary
 
 #: Lines read to infer the dimension when `dim` is not given.
 DIM_PROBE_LINES = 100
@@ -119,8 +119,12 @@ def infer_dim(path: Path) -> int:
     return counts.most_common(1)[0][0]
 
 
-def load_glove(path: str | Path, *, dim: int | None = None,
-               vocabulary: Vocabulary | Iterable[str] | None = None) -> GloveVectors:
+def load_glove(
+    path: str | Path,
+    *,
+    dim: int | None = None,
+    vocabulary: Vocabulary | Iterable[str] | None = None,
+) -> GloveVectors:
     """Read a GloVe text file (book 6.1.3; rules in the module docstring, case C06).
 
     Args:
@@ -179,9 +183,12 @@ def load_glove(path: str | Path, *, dim: int | None = None,
                 continue
             split = _split(line, dim)
             if split is None:
-                skip(number, f"{len(line.split(' ')) - 1} values after the token, "
-                             f"expected {dim} "
-                             f"({f'fields 2-{dim + 1}' if dim > 1 else 'field 2'})")
+                skip(
+                    number,
+                    f"{len(line.split(' ')) - 1} values after the token, "
+                    f"expected {dim} "
+                    f"({f'fields 2-{dim + 1}' if dim > 1 else 'field 2'})",
+                )
                 continue
             token, values = split
             token = unicodedata.normalize("NFC", token)
@@ -196,8 +203,10 @@ def load_glove(path: str | Path, *, dim: int | None = None,
                 continue
             if not np.isfinite(vector).all():
                 k = int(np.flatnonzero(~np.isfinite(vector))[0]) + 1
-                skip(number, f"field {k + 1} (value {k} of {dim}): {values[k - 1]!r} is not "
-                             "a finite number")
+                skip(
+                    number,
+                    f"field {k + 1} (value {k} of {dim}): {values[k - 1]!r} is not a finite number",
+                )
                 continue
             if token in seen:
                 duplicates += 1
@@ -237,7 +246,7 @@ def embedding_matrix(vocab: Vocabulary, glove: GloveVectors) -> tuple[np.ndarray
     """The Embedding weights of `vocab` from pretrained vectors (book listing 6.10).
 
     Row `i` is the vector of the word with index `i` (layout of
-    :mod:`dlpipe.tasks.tokenize`: rows 0 = padding and 1 = OOV stay zero, word rows
+    :mod:`dlpipe.tasks.text.tokenize`: rows 0 = padding and 1 = OOV stay zero, word rows
     start at 2); words missing from `glove` stay all-zero, as do the rows beyond the
     vocabulary's words when the corpus had fewer than `max_words` words. Load it with
     `model.get_layer("embedding").set_weights([matrix])` and freeze that layer.

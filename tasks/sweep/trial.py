@@ -1,4 +1,4 @@
-"""One sweep trial: the Ray Tune trainable, thin over :func:`dlpipe.tasks.trainers.train_run`.
+"""One sweep trial: the Ray Tune trainable, thin over the kind's training function.
 
 A trial decodes its sampled configuration into ``(family, hp)``, converts the
 hyperparameters to Python types once (case C09), and derives the run key from the
@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dlpipe.tasks import reports
-from dlpipe.tasks.search_space import decode
-from dlpipe.tasks.tf_setup import setup_tensorflow
-from dlpipe.tasks.train import TrainingSpec, run_key, stored_run
-from dlpipe.tasks.trainers import train_run
+from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.sweep.space import decode
+from dlpipe.tasks.training.tf_setup import setup_tensorflow
+from dlpipe.tasks.training.trainers import train_run
+from dlpipe.tasks.weather.train import TrainingSpec, run_key, stored_run
 
 METRIC = "val_loss"  # the model's validation loss (weather: normalized MAE), minimized
 
@@ -95,8 +95,13 @@ def hparam_specs(pipeline: str, families) -> dict:
     :attr:`TrialContext.hparam_specs` (computed where Keras is already loaded)."""
     from dlpipe.models.registry import get_family
 
-    return {name: (dict(get_family(name, pipeline).defaults),
-                   dict(get_family(name, pipeline).param_types)) for name in families}
+    return {
+        name: (
+            dict(get_family(name, pipeline).defaults),
+            dict(get_family(name, pipeline).param_types),
+        )
+        for name in families
+    }
 
 
 def _train_in_worker(ctx: TrialContext, data, **kwargs) -> dict:
@@ -112,9 +117,13 @@ def _train_in_worker(ctx: TrialContext, data, **kwargs) -> dict:
     group = get_current_placement_group()
     if group is not None:
         options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-            group, placement_group_bundle_index=-1)
-    return ray.get(train_model_task.options(**options).remote(
-        ctx.pipeline, data=data, inputs=ctx.inputs, **kwargs))
+            group, placement_group_bundle_index=-1
+        )
+    return ray.get(
+        train_model_task.options(**options).remote(
+            ctx.pipeline, data=data, inputs=ctx.inputs, **kwargs
+        )
+    )
 
 
 def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
@@ -146,38 +155,69 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     family, hp = decode(config)
     hp_resolved = resolve_hparams(ctx, family, hp)
     run_id = run_key(meta["key"], family, hp_resolved, ctx.inputs, ctx.training, ctx.seed)
-    base = {"run_id": run_id, "family": family, "hyperparameters": reports.dumps(hp_resolved),
-            "node": socket.gethostname(), "devices": ",".join(devices)}
+    base = {
+        "run_id": run_id,
+        "family": family,
+        "hyperparameters": reports.dumps(hp_resolved),
+        "node": socket.gethostname(),
+        "devices": ",".join(devices),
+    }
     previous = stored_run(ctx.sweep_dir, run_id)
     if previous is not None:
         base["hyperparameters"] = previous["hyperparameters"]  # incl. data-fixed values
-        tune.report({METRIC: _first(previous, "val_loss", "val_mae"),
-                     "val_metric": _first(previous, "val_metric", "val_mae_units"),
-                     "val_mae_units": previous["val_mae_units"],
-                     "reused_from": run_id, "final": True, **base})
+        tune.report(
+            {
+                METRIC: _first(previous, "val_loss", "val_mae"),
+                "val_metric": _first(previous, "val_metric", "val_mae_units"),
+                "val_mae_units": previous["val_mae_units"],
+                "reused_from": run_id,
+                "final": True,
+                **base,
+            }
+        )
         return
 
     hook = None
     if ctx.report_epochs:
+
         def hook(epoch, logs):
-            tune.report({METRIC: float(logs.get("val_loss", float("nan"))), "epoch": epoch,
-                         "val_mae_units": float("nan"), "val_metric": float("nan"),
-                         "reused_from": "", "final": False,
-                         **base})
+            tune.report(
+                {
+                    METRIC: float(logs.get("val_loss", float("nan"))),
+                    "epoch": epoch,
+                    "val_mae_units": float("nan"),
+                    "val_metric": float("nan"),
+                    "reused_from": "",
+                    "final": False,
+                    **base,
+                }
+            )
 
     models_dir = Path(ctx.sweep_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
-    run_args = dict(meta=meta, family=family, hp=hp_resolved, training=ctx.training,
-                    seed=ctx.seed, run_id=run_id, num_cpus=ctx.num_cpus,
-                    num_gpus=ctx.num_gpus, evaluate_test=False,
-                    model_path=str(models_dir / f"{run_id}.keras"))
+    run_args = dict(
+        meta=meta,
+        family=family,
+        hp=hp_resolved,
+        training=ctx.training,
+        seed=ctx.seed,
+        run_id=run_id,
+        num_cpus=ctx.num_cpus,
+        num_gpus=ctx.num_gpus,
+        evaluate_test=False,
+        model_path=str(models_dir / f"{run_id}.keras"),
+    )
     if isolated:  # TensorFlow in a fresh worker without pyarrow (module docstring)
         result = _train_in_worker(ctx, data, **run_args)
     else:
-        result = train_run(ctx.pipeline, data=data, inputs=ctx.inputs, epoch_hook=hook,
-                           **run_args)
-    run = dict(result["run"], pipeline=ctx.pipeline, study=ctx.study, dataset_key=meta["key"],
-               finished_at=datetime.now(timezone.utc))
+        result = train_run(ctx.pipeline, data=data, inputs=ctx.inputs, epoch_hook=hook, **run_args)
+    run = dict(
+        result["run"],
+        pipeline=ctx.pipeline,
+        study=ctx.study,
+        dataset_key=meta["key"],
+        finished_at=datetime.now(timezone.utc),
+    )
     reports.write_part(ctx.sweep_dir, "history", run_id, result["history"])
     reports.write_part(ctx.sweep_dir, "predictions", run_id, result["predictions"])
     reports.write_part(ctx.sweep_dir, "runs", run_id, [run])
@@ -185,9 +225,16 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     base["devices"] = run.get("devices") or base["devices"]
     if run["status"] != "ok":
         raise TrialFailed(f"{run['error']} (family {family}, hp {reports.dumps(hp_resolved)})")
-    tune.report({METRIC: run["val_loss"], "val_metric": run["val_metric"],
-                 "val_mae_units": run.get("val_mae_units", float("nan")),
-                 "reused_from": "", "final": True, **base})
+    tune.report(
+        {
+            METRIC: run["val_loss"],
+            "val_metric": run["val_metric"],
+            "val_mae_units": run.get("val_mae_units", float("nan")),
+            "reused_from": "",
+            "final": True,
+            **base,
+        }
+    )
 
 
 def _first(row: dict, *names: str) -> float:

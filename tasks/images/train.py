@@ -3,7 +3,7 @@
 Inputs per family:
 
 * ``small_convnet``, ``small_convnet_dropout`` (from scratch, book 5.2): the validated
-  image files through :func:`dlpipe.tasks.image_data.image_dataset` (tf.data, parallel
+  image files through :func:`dlpipe.tasks.images.data.image_dataset` (tf.data, parallel
   decode), resized to ``images.size`` and rescaled by 1/255; augmentation, when the
   family has it, is inside the model (active in training only).
 * ``features_head`` (book 5.3.1, fast feature extraction): the cached conv-base
@@ -29,22 +29,27 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from dlpipe.tasks.fit import TrainingSpec, fit_model, run_row
-from dlpipe.tasks.image_prepare import ImageSpec, base_preprocessing, describe_weights
-from dlpipe.tasks.text_train import (
+from dlpipe.tasks.images.prepare import ImageSpec, base_preprocessing, describe_weights
+from dlpipe.tasks.text.train import (
     baseline_scores,
     head_classes,
     score_saved_classifier,
     score_text_split,
     split_index,
 )
-from dlpipe.tasks.tf_setup import setup_tensorflow
+from dlpipe.tasks.training.fit import TrainingSpec, fit_model, run_row
+from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
 FEATURE_FAMILIES = ("features_head",)
 BASE_FAMILIES = ("features_head", "frozen_base")
 
-__all__ = ["train_image_model", "evaluate_saved_image_model", "baseline_scores",
-           "data_hparams", "model_inputs"]
+__all__ = [
+    "train_image_model",
+    "evaluate_saved_image_model",
+    "baseline_scores",
+    "data_hparams",
+    "model_inputs",
+]
 
 
 def data_hparams(family: str, hp: dict, meta: dict, images: ImageSpec) -> dict:
@@ -64,26 +69,40 @@ def input_shape(family: str, meta: dict, images: ImageSpec) -> tuple[int, ...]:
     """
     if family in FEATURE_FAMILIES:
         if not meta.get("feature_shape"):
-            raise ValueError("family `features_head` needs the feature stage: the prepared "
-                             "data holds no conv-base features")
+            raise ValueError(
+                "family `features_head` needs the feature stage: the prepared "
+                "data holds no conv-base features"
+            )
         return tuple(int(d) for d in meta["feature_shape"])
     return (*images.size, 3)
 
 
-def model_inputs(data: dict, index: np.ndarray, family: str, images: ImageSpec,
-                 batch_size: int, shuffle: bool, seed: int):
+def model_inputs(
+    data: dict,
+    index: np.ndarray,
+    family: str,
+    images: ImageSpec,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+):
     """Keras inputs of rows ``index``: float32 features ``(len, *feature_shape)`` for
     ``features_head`` (batched by ``fit``/``predict``), else a ``tf.data.Dataset`` of
     ``(images float32 (b, h, w, 3), labels int32 (b,))``."""
     if family in FEATURE_FAMILIES:
         return np.asarray(data["features"])[index]
-    from dlpipe.tasks.image_data import image_dataset
+    from dlpipe.tasks.images.data import image_dataset
 
     pre = base_preprocessing(images) if family in BASE_FAMILIES else 1 / 255
-    return image_dataset(np.asarray(data["paths"])[index].tolist(),
-                         np.asarray(data["labels"])[index], size=tuple(images.size),
-                         batch_size=batch_size, shuffle=shuffle, seed=seed,
-                         preprocessing=pre)
+    return image_dataset(
+        np.asarray(data["paths"])[index].tolist(),
+        np.asarray(data["labels"])[index],
+        size=tuple(images.size),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        preprocessing=pre,
+    )
 
 
 def weights_used(family: str, meta: dict, images: ImageSpec) -> str:
@@ -101,27 +120,52 @@ def _fit(model, data, split, family, images, training, seed, run_id, epoch_hook)
     val = model_inputs(data, split["validation"], family, images, bs, False, seed)
     if family in FEATURE_FAMILIES:
         labels = np.asarray(data["labels"])
-        return fit_model(model, train, (val, labels[split["validation"]]), training=training,
-                         run_id=run_id, epoch_hook=epoch_hook, y=labels[split["train"]],
-                         batch_size=bs, shuffle=True)
-    return fit_model(model, train, val, training=training, run_id=run_id,
-                     epoch_hook=epoch_hook, shuffle=False)  # tf.data shuffles the training split
+        return fit_model(
+            model,
+            train,
+            (val, labels[split["validation"]]),
+            training=training,
+            run_id=run_id,
+            epoch_hook=epoch_hook,
+            y=labels[split["train"]],
+            batch_size=bs,
+            shuffle=True,
+        )
+    return fit_model(
+        model, train, val, training=training, run_id=run_id, epoch_hook=epoch_hook, shuffle=False
+    )  # tf.data shuffles the training split
 
 
 def _recompile(model, training: TrainingSpec) -> None:
     if training.steps_per_execution > 1:
-        model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"],
-                      steps_per_execution=training.steps_per_execution)
+        model.compile(
+            optimizer=model.optimizer,
+            loss=model.loss,
+            metrics=["accuracy"],
+            steps_per_execution=training.steps_per_execution,
+        )
 
 
-def train_image_model(*, data: dict, meta: dict, family: str, hp: dict, inputs: ImageSpec,
-                      training: TrainingSpec, seed: int, run_id: str, num_cpus: float = 1,
-                      num_gpus: float = 0, evaluate_test: bool = True,
-                      model_path: str | None = None, epoch_hook=None) -> dict:
+def train_image_model(
+    *,
+    data: dict,
+    meta: dict,
+    family: str,
+    hp: dict,
+    inputs: ImageSpec,
+    training: TrainingSpec,
+    seed: int,
+    run_id: str,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    evaluate_test: bool = True,
+    model_path: str | None = None,
+    epoch_hook=None,
+) -> dict:
     """Train one image model on the prepared data and score it.
 
     Args:
-        data: :func:`dlpipe.tasks.image_prepare.prepare_images` arrays (read-only from
+        data: :func:`dlpipe.tasks.images.prepare.prepare_images` arrays (read-only from
             Ray, never modified, case C14).
         meta: its description (``num_classes``, ``feature_shape``, ``weights_used``).
         family: an image family (:data:`dlpipe.models.registry.IMAGE_FAMILIES`).
@@ -130,7 +174,7 @@ def train_image_model(*, data: dict, meta: dict, family: str, hp: dict, inputs: 
         training: epochs, callbacks, ``batch_size``, ``max_batches_per_epoch`` (caps
             every split at that many batches: smoke tests).
         seed, run_id, num_cpus, num_gpus, evaluate_test, model_path, epoch_hook: as
-            :func:`dlpipe.tasks.text_train.train_text_model`.
+            :func:`dlpipe.tasks.text.train.train_text_model`.
 
     Returns:
         ``{"run", "history", "predictions"}`` rows; ``metric`` = ``accuracy``;
@@ -161,59 +205,94 @@ def train_image_model(*, data: dict, meta: dict, family: str, hp: dict, inputs: 
     recorder = _fit(model, data, split, family, inputs, training, seed, run_id, epoch_hook)
     extra = {}
     if family == "frozen_base" and inputs.fine_tune:
-        recorder, extra = _fine_tune_step(model, recorder, data, split, inputs, training,
-                                          seed, run_id, epoch_hook)
+        recorder, extra = _fine_tune_step(
+            model, recorder, data, split, inputs, training, seed, run_id, epoch_hook
+        )
     if model_path:
         model.save(model_path)
-    scores = {"val_loss": math.nan, "test_loss": math.nan, "val_metric": math.nan,
-              "test_metric": math.nan}
+    scores = {
+        "val_loss": math.nan,
+        "test_loss": math.nan,
+        "val_metric": math.nan,
+        "test_metric": math.nan,
+    }
     predictions = []
     for name, short in (("validation", "val"), ("test", "test")):
         if name == "test" and not evaluate_test:
             continue
         x = model_inputs(data, split[name], family, inputs, bs, False, seed)
-        loss, accuracy, rows = score_text_split(model, x, split[name], data, name, run_id,
-                                                width)
+        loss, accuracy, rows = score_text_split(model, x, split[name], data, name, run_id, width)
         scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, accuracy
         predictions += rows
-    run = run_row(run_id=run_id, family=family, hp_resolved=hp_resolved, seed=seed,
-                  model=model, recorder=recorder, metric="accuracy", scores=scores,
-                  started=started, num_cpus=num_cpus, num_gpus=num_gpus, devices=devices)
-    run["inputs"] = {**asdict(inputs),
-                     "input": "cached_features" if family in FEATURE_FAMILIES else "images",
-                     "weights_used": weights_used(family, meta, inputs), **extra}
+    run = run_row(
+        run_id=run_id,
+        family=family,
+        hp_resolved=hp_resolved,
+        seed=seed,
+        model=model,
+        recorder=recorder,
+        metric="accuracy",
+        scores=scores,
+        started=started,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        devices=devices,
+    )
+    run["inputs"] = {
+        **asdict(inputs),
+        "input": "cached_features" if family in FEATURE_FAMILIES else "images",
+        "weights_used": weights_used(family, meta, inputs),
+        **extra,
+    }
     return {"run": run, "history": recorder.rows, "predictions": predictions}
 
 
-def _fine_tune_step(model, head, data, split, images: ImageSpec, training, seed, run_id,
-                    epoch_hook):
+def _fine_tune_step(
+    model, head, data, split, images: ImageSpec, training, seed, run_id, epoch_hook
+):
     """Step 2 of the book's schedule (5.3.2): unfreeze ``images.fine_tune_layers``,
     recompile at ``fine_tune_learning_rate``, train again. Returns a recorder holding
     both steps' rows (epochs numbered on) and the ``fine_tune_step`` report."""
     from dlpipe.models.images import fine_tune
 
     offset = len(head.rows)
-    fine_tune(model, unfreeze=list(images.fine_tune_layers),
-              learning_rate=images.fine_tune_learning_rate)
+    fine_tune(
+        model, unfreeze=list(images.fine_tune_layers), learning_rate=images.fine_tune_learning_rate
+    )
     _recompile(model, training)
     hook = None if epoch_hook is None else (lambda e, logs: epoch_hook(e + offset, logs))
     tuned = _fit(model, data, split, "frozen_base", images, training, seed + 1, run_id, hook)
     for row in tuned.rows:
         row["epoch"] += offset
     best = offset + tuned.best_epoch if tuned.best_epoch else head.best_epoch
-    both = SimpleNamespace(rows=head.rows + tuned.rows, best_epoch=best,
-                           diverged=head.diverged or tuned.diverged)
-    report = {"fine_tune_step": {"head_epochs": offset, "fine_tune_epochs": len(tuned.rows),
-                                 "unfrozen": list(images.fine_tune_layers),
-                                 "learning_rate": images.fine_tune_learning_rate}}
+    both = SimpleNamespace(
+        rows=head.rows + tuned.rows, best_epoch=best, diverged=head.diverged or tuned.diverged
+    )
+    report = {
+        "fine_tune_step": {
+            "head_epochs": offset,
+            "fine_tune_epochs": len(tuned.rows),
+            "unfrozen": list(images.fine_tune_layers),
+            "learning_rate": images.fine_tune_learning_rate,
+        }
+    }
     return both, report
 
 
-def evaluate_saved_image_model(*, data: dict, meta: dict, model_path: str, inputs: ImageSpec,
-                               run_id: str, split: str = "test",
-                               max_batches: int | None = None, batch_size: int = 32,
-                               family: str = "small_convnet", num_cpus: float = 1,
-                               num_gpus: float = 0) -> dict:
+def evaluate_saved_image_model(
+    *,
+    data: dict,
+    meta: dict,
+    model_path: str,
+    inputs: ImageSpec,
+    run_id: str,
+    split: str = "test",
+    max_batches: int | None = None,
+    batch_size: int = 32,
+    family: str = "small_convnet",
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+) -> dict:
     """Score a saved image model once on one split (the sweep's final test evaluation).
 
     ``family`` decides the input (cached features, or images with 1/255 or the base's
@@ -223,7 +302,15 @@ def evaluate_saved_image_model(*, data: dict, meta: dict, model_path: str, input
         ``{"loss": crossentropy, "metric": accuracy, "predictions": rows}``.
     """
     return score_saved_classifier(
-        model_path, data, split, run_id, batch_size=batch_size, max_batches=max_batches,
-        num_cpus=num_cpus, num_gpus=num_gpus,
-        make_inputs=lambda index, width: model_inputs(data, index, family, inputs,
-                                                      batch_size, False, 0))
+        model_path,
+        data,
+        split,
+        run_id,
+        batch_size=batch_size,
+        max_batches=max_batches,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        make_inputs=lambda index, width: model_inputs(
+            data, index, family, inputs, batch_size, False, 0
+        ),
+    )

@@ -1,0 +1,1 @@
+"""ensembling tasks."""
