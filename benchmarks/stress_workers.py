@@ -93,6 +93,7 @@ def run_tasks(n: int, self_check: bool, with_pyarrow: bool = False) -> dict:
 
     from dlpipe.tasks import remote
     from dlpipe.tasks.training.fit import TrainingSpec
+    from dlpipe.tasks.weather.train import train_model
     from dlpipe.tasks.weather.windows import WindowSpec
 
     data, meta = tiny_weather()
@@ -103,14 +104,16 @@ def run_tasks(n: int, self_check: bool, with_pyarrow: bool = False) -> dict:
             max_retries=0, runtime_env={"env_vars": {remote.TF_WORKER_ENV: "0"}}
         )
     kwargs = dict(
-        pipeline="timeseries",
         meta=meta,
         family="dense",
         hp={"units": 8},
-        windows=WindowSpec(lookback=12, step=1, delay=3, batch_size=32),
+        inputs=WindowSpec(lookback=12, step=1, delay=3, batch_size=32),
         training=TrainingSpec(epochs=2, max_batches_per_epoch=3),
     )
-    refs = [task.remote(data=data_ref, seed=i, run_id=f"stress-{i}", **kwargs) for i in range(n)]
+    refs = [
+        task.remote(train_model, data=data_ref, seed=i, run_id=f"stress-{i}", **kwargs)
+        for i in range(n)
+    ]
     if self_check:
 
         @ray.remote(max_calls=1, num_cpus=1, max_retries=0)
@@ -135,7 +138,7 @@ def run_tasks(n: int, self_check: bool, with_pyarrow: bool = False) -> dict:
             print(f"  lost: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
             counts["lost"] += 1
             continue
-        if isinstance(out, dict) and out["run"]["status"] == "ok":
+        if hasattr(out, "run") and out.run["status"] == "ok":
             counts["finished"] += 1
         elif isinstance(out, dict):
             counts["failed"] += 1

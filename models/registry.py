@@ -22,6 +22,9 @@ class ModelFamily:
         defaults: The builder's keyword defaults (learning_rate included).
         param_types: The type of each hyperparameter, taken from its default.
         description: One line, the builder's docstring summary.
+        min_length: ``min_length(hp_resolved) -> int``: the shortest first input
+            dimension its conv/pool stack accepts (window timesteps, or ``maxlen``), or
+            None for families without such a limit.
     """
 
     name: str
@@ -30,9 +33,17 @@ class ModelFamily:
     defaults: dict
     param_types: dict
     description: str
+    min_length: Callable[[Mapping], int] | None = None
+
+    def min_input_length(self, hp_resolved: Mapping[str, object]) -> int | None:
+        """Shortest first input dimension for ``hp_resolved`` (None: no limit), so a study
+        file can be checked before any model is built (the builders raise the same)."""
+        return None if self.min_length is None else self.min_length(hp_resolved)
 
 
-def _family(name: str, pipeline: str, build: Callable[..., keras.Model]) -> ModelFamily:
+def _family(
+    name: str, pipeline: str, build: Callable[..., keras.Model], min_length=None
+) -> ModelFamily:
     """Describe `build` from its signature, so defaults cannot drift from the code."""
     params = [
         p
@@ -52,12 +63,21 @@ def _family(name: str, pipeline: str, build: Callable[..., keras.Model]) -> Mode
         defaults=defaults,
         param_types={key: type(value) for key, value in defaults.items()},
         description=inspect.getdoc(build).splitlines()[0],
+        min_length=min_length,
     )
 
 
-def _families(module, pipeline: str, names: tuple[str, ...]) -> dict[str, ModelFamily]:
-    """The families ``names`` of ``pipeline``, built by ``module.build_<name>``."""
-    return {name: _family(name, pipeline, getattr(module, f"build_{name}")) for name in names}
+def _families(
+    module, pipeline: str, names: tuple[str, ...], min_lengths: dict | None = None
+) -> dict[str, ModelFamily]:
+    """The families ``names`` of ``pipeline``, built by ``module.build_<name>``, with their
+    input-length limits (``min_lengths``: name -> function of the resolved hp)."""
+    return {
+        name: _family(
+            name, pipeline, getattr(module, f"build_{name}"), (min_lengths or {}).get(name)
+        )
+        for name in names
+    }
 
 
 TIMESERIES_FAMILIES: dict[str, ModelFamily] = _families(
@@ -74,6 +94,7 @@ TIMESERIES_FAMILIES: dict[str, ModelFamily] = _families(
         "conv_gru",
         "lstm",
     ),
+    {"conv1d": timeseries.conv1d_min_timesteps, "conv_gru": timeseries.conv_gru_min_timesteps},
 )
 
 #: Text families (book ch. 3.4 and 6.1-6.4). Their builders take `num_classes` as a
@@ -92,6 +113,7 @@ TEXT_FAMILIES: dict[str, ModelFamily] = _families(
         "bidirectional_lstm",
         "conv1d",
     ),
+    {"conv1d": text.conv1d_min_maxlen},
 )
 
 #: Image families (book ch. 5, 7.3.1). input_shape is `(height, width, channels)`, or
@@ -129,20 +151,13 @@ def min_input_length(
 ) -> int | None:
     """Shortest first input dimension the family's conv/pool stack accepts: timesteps of
     a window (timeseries ``conv1d``, ``conv_gru``) or ``maxlen`` (text ``conv1d``);
-    None for families without such a limit. Lets a study file be checked before any
-    model is built (the builders raise the same limit).
+    None for families without such a limit (:meth:`ModelFamily.min_input_length`).
 
     Args:
         hp_resolved: the family's resolved hyperparameters (``kernel_size``,
             ``pool_size``).
     """
-    k, p = hp_resolved.get("kernel_size"), hp_resolved.get("pool_size")
-    if pipeline == "timeseries" and name in ("conv1d", "conv_gru"):
-        stages = timeseries._CONV1D_STAGES if name == "conv1d" else timeseries._CONV_GRU_STAGES
-        return timeseries._min_timesteps(stages, k, p)
-    if pipeline == "text" and name == "conv1d":
-        return k * p + k - 1  # models.text.build_conv1d: conv, pool, conv
-    return None
+    return get_family(name, pipeline).min_input_length(hp_resolved)
 
 
 def get_families(pipeline: str) -> dict[str, ModelFamily]:

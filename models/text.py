@@ -324,3 +324,10 @@ def _check_input_shape(input_shape) -> tuple[int]:
             f"multi-hot width). Received: input_shape={input_shape!r}"
         )
     return (int(input_shape[0]),)
+
+
+def conv1d_min_maxlen(hp: dict) -> int:
+    """Shortest ``maxlen`` :func:`build_conv1d` accepts with the resolved hyperparameters
+    ``hp``: conv, pool, conv leave ``k * p + k - 1`` tokens at least (see its docstring)."""
+    k, p = hp["kernel_size"], hp["pool_size"]
+    return k * p + k - 1

@@ -391,3 +391,15 @@ def _check_timesteps(shape, stages, kernel_size, pool_size, *, family: str) -> N
             f"conv/pool stack (kernel_size={kernel_size}, pool_size={pool_size}). "
             f"Received: timesteps={shape[0]} (input_shape={shape})"
         )
+
+
+def conv1d_min_timesteps(hp: dict) -> int:
+    """Fewest window timesteps :func:`build_conv1d` accepts with the resolved
+    hyperparameters ``hp`` (``kernel_size``, ``pool_size``)."""
+    return _min_timesteps(_CONV1D_STAGES, hp["kernel_size"], hp["pool_size"])
+
+
+def conv_gru_min_timesteps(hp: dict) -> int:
+    """Fewest window timesteps :func:`build_conv_gru` accepts with the resolved
+    hyperparameters ``hp`` (``kernel_size``, ``pool_size``)."""
+    return _min_timesteps(_CONV_GRU_STAGES, hp["kernel_size"], hp["pool_size"])

@@ -81,15 +81,13 @@ def prepare_command(
 
 
 def check_data_source(cfg) -> bool:
-    """Cheap data checks of the study's pipeline module (its ``check_source(cfg)``, if
-    it has one: file readable, header, first rows) before Ray starts; an error is
-    printed as one line and ``False`` returned."""
-    from dlpipe.pipelines.study import pipeline_module
+    """Cheap data checks of the study's kind (its ``check_source``: file readable,
+    header, first rows) before Ray starts; an error is printed as one line and
+    ``False`` returned."""
+    from dlpipe.pipelines.kinds import get_kind
 
-    check_source = getattr(pipeline_module(cfg.pipeline), "check_source", None)
     try:
-        if check_source is not None:
-            check_source(cfg)
+        get_kind(cfg).check_source(cfg)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return False
@@ -104,9 +102,10 @@ def check_offline_settings(cfg) -> None:
         ConfigError: naming the study file and the field.
     """
     from dlpipe.pipelines.config import ConfigError
+    from dlpipe.pipelines.kinds.images import uses_conv_base
 
     images = getattr(cfg, "images", None)
-    if images is None or not any(_uses_conv_base(cfg, m) for m in cfg.models):
+    if images is None or not uses_conv_base(cfg):
         return
     from dlpipe.models.weights import imagenet_weights_available
 
@@ -114,12 +113,6 @@ def check_offline_settings(cfg) -> None:
     problem = imagenet_weights_available(base, weights)
     if problem:
         raise ConfigError(f"{cfg.source_file}: `images.weights` {weights!r}: {problem}")
-
-
-def _uses_conv_base(cfg, model) -> bool:
-    from dlpipe.pipelines.images import needs_features
-
-    return model.family in ("features_head", "frozen_base") or needs_features(cfg)
 
 
 def run_command(
@@ -132,7 +125,7 @@ def run_command(
 ) -> int:
     """Validate a study file, run it on Ray, print the summary and where things are."""
     from dlpipe.pipelines.config import smoke_test
-    from dlpipe.pipelines.study import pipeline_module
+    from dlpipe.pipelines.study import run_study
 
     cfg = prepare_command(
         config,
@@ -147,7 +140,6 @@ def run_command(
     from dlpipe.pipelines.interrupt import install_handlers
 
     install_handlers()  # SIGINT/SIGTERM -> Interrupted (after ray.init's SIGTERM handler)
-    run_study = pipeline_module(cfg.pipeline).run_study
     started = datetime.now(timezone.utc)
     try:
         run_dir = run_study(cfg)

@@ -20,7 +20,7 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
         is 0: shared case C22), epochs, parameters, wall time, devices and
         status/error.
     """
-    from dlpipe.pipelines.study import baseline_kind, headline
+    from dlpipe.pipelines.study import headline, kind_of_runs
 
     runs = reports.read_table(run_dir, "runs")
     datasets = reports.read_table(run_dir, "datasets")
@@ -28,7 +28,7 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
     values, metric = headline(runs)
     name = metric.display
     label = f"val {name}"
-    tests = runs["test_metric"].fillna(runs["test_mae_units"])
+    tests = runs["test_metric"]
     is_base = (runs["family"] == "baseline") & (runs["status"] == "ok")
     # the baseline of the current settings: the latest written (not the last part name)
     latest = runs.loc[is_base, "finished_at"].idxmax() if is_base.any() else None
@@ -52,7 +52,10 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
         }
     )
     frame = metric.sort(frame, label).reset_index(drop=True)
-    kind = baseline_kind(name)
-    what = f"MAE of {target}" if name == "MAE" else name
-    title = f"{Path(run_dir).name}: {len(runs)} runs, {what} ({kind} baseline val {base:.3f})"
+    kind = kind_of_runs(runs)
+    what = kind.headline_title(target)
+    title = (
+        f"{Path(run_dir).name}: {len(runs)} runs, {what} "
+        f"({kind.baseline_name} baseline val {base:.3f})"
+    )
     return frame, title

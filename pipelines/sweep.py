@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dlpipe.metrics import get_metric
-from dlpipe.pipelines.config import ConfigError, StudyConfig, sweep_spaces
+from dlpipe.pipelines.config import ConfigError, sweep_spaces
 from dlpipe.pipelines.interrupt import (
     Interrupted,
     TuneStop,
@@ -52,6 +52,8 @@ from dlpipe.pipelines.interrupt import (
     signal_name,
     signum_of,
 )
+from dlpipe.pipelines.kinds import get_kind
+from dlpipe.pipelines.sections import StudyCommon
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.sweep.space import SpaceError, decode, is_constant, sweep_space, warm_start_point
 from dlpipe.tasks.sweep.trial import METRIC, TrialContext
@@ -84,7 +86,7 @@ class SweepInterrupted(Interrupted):
         self.scored = scored
 
 
-def sweep_dir_of(cfg: StudyConfig) -> Path:
+def sweep_dir_of(cfg: StudyCommon) -> Path:
     """``<output_dir>/<study>-sweep`` (absolute: Ray Tune needs absolute storage)."""
     return (Path(cfg.output_dir) / f"{cfg.study}-sweep").resolve()
 
@@ -95,10 +97,10 @@ def trial_number(trial) -> int:
     return int(str(trial.experiment_tag).split("_", 1)[0])
 
 
-def _settings(cfg: StudyConfig, *, legacy: bool = False) -> dict:
+def _settings(cfg: StudyCommon, *, legacy: bool = False) -> dict:
     """What a stored sweep must agree on (JSON types): everything but :data:`GROWABLE`
     (``legacy``: with them, the fingerprint of sweeps stored before extension existed)."""
-    inputs = "windows" if cfg.pipeline == "timeseries" else cfg.pipeline
+    inputs = get_kind(cfg).inputs_name
     keep = {
         "data": asdict(cfg.data),
         "split": asdict(cfg.split),
@@ -116,7 +118,7 @@ def _settings(cfg: StudyConfig, *, legacy: bool = False) -> dict:
     return json.loads(reports.dumps(keep))
 
 
-def _fingerprint(cfg: StudyConfig, *, legacy: bool = False) -> str:
+def _fingerprint(cfg: StudyCommon, *, legacy: bool = False) -> str:
     """Hash of :func:`_settings`: a stored sweep continues only with the same one."""
     text = reports.dumps(_settings(cfg, legacy=legacy))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -132,7 +134,7 @@ def _changed_fields(old, new, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-def open_stamp(cfg: StudyConfig, sweep_dir: Path) -> dict:
+def open_stamp(cfg: StudyCommon, sweep_dir: Path) -> dict:
     """The sweep's ``sweep.json`` for ``cfg``: checked against the stored one, written.
 
     Returns:
@@ -181,7 +183,7 @@ def write_stamp(sweep_dir: Path, stamp: dict) -> None:
     )
 
 
-def _legacy_match(cfg: StudyConfig, stored: dict) -> bool:
+def _legacy_match(cfg: StudyCommon, stored: dict) -> bool:
     """A sweep stored before extension existed (fingerprint over every sweep field)
     matches ``cfg`` with the stored trial count and time budget."""
     old = stored.get("study", {}).get("sweep", {})
@@ -402,7 +404,7 @@ def _quiet_tune_stop_messages() -> None:
 
 
 def run_sweep(
-    cfg: StudyConfig,
+    cfg: StudyCommon,
     *,
     progress: bool = True,
     score_partial: bool = False,
@@ -425,7 +427,7 @@ def run_sweep(
     """
     import ray
 
-    from dlpipe.pipelines.study import pipeline_module
+    from dlpipe.pipelines.study import write_baseline
 
     # Tune's default console output (a config box, a TensorBoard tip for a package we do
     # not install) gives way to the progress lines of TrialRecorder.
@@ -438,9 +440,8 @@ def run_sweep(
     sweep_dir.mkdir(parents=True, exist_ok=True)
     stamp = open_stamp(cfg, sweep_dir)
 
-    module = pipeline_module(cfg.pipeline)
-    data_ref, meta = module.prepare_dataset(cfg, sweep_dir)
-    module.write_baseline(sweep_dir, cfg, ray.get(data_ref), meta)
+    prepared = get_kind(cfg).prepare(cfg, sweep_dir)
+    write_baseline(sweep_dir, cfg, prepared, ray.get(prepared.data))
     spaces = sweep_spaces(cfg)
     if len(spaces) == 1 and is_constant(next(iter(spaces.values()))) and sweep.num_trials > 1:
         print(
@@ -448,7 +449,7 @@ def run_sweep(
             "value); the first trial trains it and the others reuse its result",
             file=sys.stderr,
         )
-    run_trials(cfg, sweep_dir, stamp, spaces, data_ref, meta, stop)
+    run_trials(cfg, sweep_dir, stamp, spaces, prepared, stop)
     trials = reports.read_table(sweep_dir, "trials")
     ok = trials[trials["status"].isin(["ok", "reused"])]
     if ok.empty and not stop.signum:
@@ -461,7 +462,7 @@ def run_sweep(
     complete = trials["trial"].nunique() >= sweep.num_trials
     scored = not ok.empty and (complete or not stop.signum or score_partial)
     if scored:  # a partial sweep is scored on test only when the user asks
-        evaluate_top_k(cfg, sweep_dir, ok, data_ref, meta)
+        evaluate_top_k(cfg, sweep_dir, ok, prepared)
     if len(trials):
         write_sweep_plots(sweep_dir)
     if stop.signum and not complete:
@@ -521,12 +522,11 @@ def trial_history(sweep_dir: Path, spaces: dict) -> list[tuple[dict, float]]:
 
 
 def run_trials(
-    cfg: StudyConfig,
+    cfg: StudyCommon,
     sweep_dir: Path,
     stamp: dict,
     spaces: dict,
-    data_ref,
-    meta: dict,
+    prepared,
     stop: TuneStop,
 ) -> None:
     """Run Tune until the sweep holds ``num_trials`` recorded trials: restore its last
@@ -539,7 +539,7 @@ def run_trials(
     target = sweep.num_trials
     segments = stamp["segments"]
     done = recorded_trials(sweep_dir)
-    trainable = make_trainable(cfg, sweep_dir, data_ref, meta)
+    trainable = make_trainable(cfg, sweep_dir, prepared)
     if segments and len(done) < target:
         last = segments[-1]
         mine = [n for n in done if last["first"] <= n < last["first"] + last["trials"]]
@@ -607,7 +607,7 @@ def run_trials(
         target,
         len(sweep.warm_start),
         asdict(res),
-        meta.get("target", ""),
+        prepared.meta.get("target", ""),
         offset=first - 1,
     )
     tuner = tune.Tuner(
@@ -635,7 +635,7 @@ def run_trials(
         tuner.fit()
 
 
-def make_trainable(cfg: StudyConfig, sweep_dir: Path, data_ref, meta: dict):
+def make_trainable(cfg: StudyCommon, sweep_dir: Path, prepared):
     """The Tune trainable of the sweep: :func:`dlpipe.tasks.sweep.trial.sweep_trial` with the
     dataset and the :class:`TrialContext`, and the trial's resources."""
     from ray import tune
@@ -656,16 +656,18 @@ def make_trainable(cfg: StudyConfig, sweep_dir: Path, data_ref, meta: dict):
         num_gpus=res.num_gpus,
         report_epochs=sweep.scheduler is not None,
         pipeline=cfg.pipeline,
+        train=get_kind(cfg).train,
+        input_columns=get_kind(cfg).input_columns(cfg.inputs),
         isolated=isolated,
         hparam_specs=hparam_specs(cfg.pipeline, sweep_spaces(cfg)),
     )
     return tune.with_resources(
-        tune.with_parameters(sweep_trial, data=data_ref, meta=meta, ctx=ctx),
+        tune.with_parameters(sweep_trial, data=prepared.data, meta=prepared.meta, ctx=ctx),
         trial_resources(res.num_cpus, res.num_gpus, isolated),
     )
 
 
-def evaluate_top_k(cfg: StudyConfig, sweep_dir: Path, ok, data_ref, meta: dict) -> list[str]:
+def evaluate_top_k(cfg: StudyCommon, sweep_dir: Path, ok, prepared) -> list[str]:
     """Score the best ``test_top_k`` distinct configurations once on the test split
     (chosen on validation loss only, best first by :data:`OBJECTIVE`, ties by trial
     number) and write their test figures and predictions."""
@@ -673,29 +675,23 @@ def evaluate_top_k(cfg: StudyConfig, sweep_dir: Path, ok, data_ref, meta: dict) 
 
     from dlpipe.tasks.remote import evaluate_model_task
 
+    kind = get_kind(cfg)
     best = top_k(ok, cfg.sweep.test_top_k)
     refs = {}
     for run_id in best["run_id"]:
         if not reports.part_exists(sweep_dir, "runs", run_id):
             continue
         (row,) = reports.read_part(sweep_dir, "runs", run_id)
-        if any(
-            row.get(k) is not None and not math.isnan(row[k]) for k in ("test_mae", "test_metric")
-        ):
+        if row.get("test_metric") is not None and not math.isnan(row["test_metric"]):
             continue  # already scored (a resumed sweep)
-        extra = (
-            {}
-            if cfg.pipeline == "timeseries"
-            else {"batch_size": cfg.training.batch_size, "family": row["family"]}
-        )
         refs[run_id] = (
             row,
             evaluate_model_task.options(
                 num_cpus=cfg.resources.num_cpus, num_gpus=cfg.resources.num_gpus
             ).remote(
-                pipeline=cfg.pipeline,
-                data=data_ref,
-                meta=meta,
+                kind.evaluate,
+                data=prepared.data,
+                meta=prepared.meta,
                 model_path=str(sweep_dir / "models" / f"{run_id}.keras"),
                 inputs=cfg.inputs,
                 run_id=run_id,
@@ -703,15 +699,15 @@ def evaluate_top_k(cfg: StudyConfig, sweep_dir: Path, ok, data_ref, meta: dict) 
                 max_batches=cfg.training.max_batches_per_epoch,
                 num_cpus=cfg.resources.num_cpus,
                 num_gpus=cfg.resources.num_gpus,
-                **extra,
+                batch_size=cfg.training.batch_size,
+                family=row["family"],
             ),
         )
     for run_id, (row, ref) in refs.items():
         scored = ray.get(ref)
         reports.write_part(sweep_dir, "predictions", f"{run_id}-test", scored["predictions"])
         row.update(test_loss=scored["loss"], test_metric=scored["metric"])
-        if cfg.pipeline == "timeseries":
-            row.update(test_mae=scored["loss"], test_mae_units=scored["metric"])
+        row.update(kind.score_columns("test", scored["loss"], scored["metric"]))
         reports.write_part(sweep_dir, "runs", run_id, [row])
     return list(best["run_id"])
 
@@ -742,13 +738,13 @@ def sweep_summary(sweep_dir: str | Path, top: int = 10):
     """
     import pandas as pd
 
-    from dlpipe.pipelines.study import baseline_kind, headline
+    from dlpipe.pipelines.study import headline, kind_of_runs
 
     trials = reports.read_table(sweep_dir, "trials")
     all_runs = reports.read_table(sweep_dir, "runs")
     name = headline(all_runs)[1].display
     label = f"val {name}"
-    runs = all_runs.assign(test=all_runs["test_metric"].fillna(all_runs["test_mae_units"]))
+    runs = all_runs.assign(test=all_runs["test_metric"])
     merged = OBJECTIVE.sort(
         trials.merge(runs[["run_id", "test", "epochs_run"]], on="run_id", how="left"),
         "val_loss",
@@ -760,7 +756,7 @@ def sweep_summary(sweep_dir: str | Path, top: int = 10):
             "family": merged["family"],
             "hyperparameters": [compact_hp(h) for h in merged["hyperparameters"]],
             "val_loss": merged["val_loss"],
-            label: merged["val_metric"].fillna(merged["val_mae_units"]),
+            label: merged["val_metric"],
             f"test {name}": merged["test"],
             "epochs": merged["epochs_run"],
             "status": merged["status"],
@@ -769,13 +765,14 @@ def sweep_summary(sweep_dir: str | Path, top: int = 10):
     counts = trials["status"].value_counts().to_dict()
     base = runs[runs["family"] == "baseline"]
     values = headline(base)[0] if len(base) else None
-    kind = baseline_kind(name)
+    kind = kind_of_runs(all_runs)
     base_text = (
-        f"{kind} baseline {label} {values.iloc[-1]:.3f} / test {base['test'].iloc[-1]:.3f}; "
+        f"{kind.baseline_name} baseline {label} {values.iloc[-1]:.3f} / "
+        f"test {base['test'].iloc[-1]:.3f}; "
         if len(base)
         else ""
     )
-    loss_text = "normalized validation MAE" if name == "MAE" else "validation crossentropy"
+    loss_text = f"validation {kind.loss_label}"
     title = (
         f"{Path(sweep_dir).name}: {len(trials)} trials ({counts}); {base_text}val_loss = "
         f"{loss_text}; test {name} only for the best K"
@@ -783,7 +780,7 @@ def sweep_summary(sweep_dir: str | Path, top: int = 10):
     return frame.reset_index(drop=True), title
 
 
-def smoke_sweep(cfg: StudyConfig) -> StudyConfig:
+def smoke_sweep(cfg: StudyCommon) -> StudyCommon:
     """Smoke mode for a sweep: the study's smoke settings and at most 4 trials."""
     from dlpipe.pipelines.config import smoke_test
 
@@ -916,7 +913,7 @@ def resume_command(
     return shlex.join(args)
 
 
-def _print_partial(cfg: StudyConfig, print_frame) -> None:
+def _print_partial(cfg: StudyCommon, print_frame) -> None:
     """The summary table of the trials that finished before a signal (if any)."""
     sweep_dir = sweep_dir_of(cfg)
     if recorded_trials(sweep_dir):
@@ -927,7 +924,7 @@ def _print_partial(cfg: StudyConfig, print_frame) -> None:
 
 
 def interrupted_message(
-    cfg: StudyConfig, signum: int, again: str, *, scored: bool = False, printed=None
+    cfg: StudyCommon, signum: int, again: str, *, scored: bool = False, printed=None
 ) -> str:
     """What an interrupted sweep tells its user (returned for stderr): how many trials
     finished, which are outstanding, whether the test split was scored, and the

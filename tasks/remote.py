@@ -82,24 +82,27 @@ def image_features_task(paths, labels, images, root, seed, num_cpus=1, num_gpus=
 
 
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
-def train_model_task(pipeline: str = "timeseries", **kwargs):
-    """Ray task: one training run (:func:`dlpipe.tasks.training.trainers.train_run`) in a fresh
-    worker process. ``windows=`` (weather) is accepted as the ``inputs`` of the run."""
-    keep_pyarrow_out()
-    from dlpipe.tasks.training import trainers
+def train_model_task(train, **kwargs):
+    """Ray task: one training run in a fresh worker process.
 
-    if "windows" in kwargs:
-        kwargs["inputs"] = kwargs.pop("windows")
-    return trainers.train_run(pipeline, **kwargs)
+    Args:
+        train: the study kind's training function (a plain module-level function such as
+            :func:`dlpipe.tasks.weather.train.train_model`; Ray sends it by reference, so
+            the worker imports that kind's module only).
+        kwargs: its keyword arguments (``data``, ``meta``, ``family``, ``hp``,
+            ``inputs``, ``training``, ``seed``, ``run_id``, resources...).
+
+    Returns:
+        The :class:`dlpipe.tasks.training.records.RunResult` of the run.
+    """
+    keep_pyarrow_out()
+    return train(**kwargs)
 
 
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
-def evaluate_model_task(pipeline: str = "timeseries", **kwargs):
-    """Ray task: :func:`dlpipe.tasks.training.trainers.evaluate_run` in a fresh worker ->
+def evaluate_model_task(evaluate, **kwargs):
+    """Ray task: the study kind's saved-model evaluator (``evaluate(**kwargs)``, e.g.
+    :func:`dlpipe.tasks.weather.train.evaluate_saved_model`) in a fresh worker ->
     ``{"loss", "metric", "predictions"}``."""
     keep_pyarrow_out()
-    from dlpipe.tasks.training import trainers
-
-    if "windows" in kwargs:
-        kwargs["inputs"] = kwargs.pop("windows")
-    return trainers.evaluate_run(pipeline, **kwargs)
+    return evaluate(**kwargs)

@@ -19,7 +19,6 @@ import pytest
 
 TRAINING_MODULES = [
     "dlpipe.tasks.remote",
-    "dlpipe.tasks.training.trainers",
     "dlpipe.tasks.weather.train",
     "dlpipe.tasks.text.train",
     "dlpipe.tasks.images.train",
@@ -117,13 +116,14 @@ def test_ray_training_worker_never_loads_pyarrow():
 
     from dlpipe.tasks import remote
     from dlpipe.tasks.training.fit import TrainingSpec
+    from dlpipe.tasks.weather.train import train_model
     from dlpipe.tasks.weather.windows import WindowSpec
 
-    def train_and_probe(**kwargs):
-        out = remote.train_model_task._function(**kwargs)  # the task's own body
+    def train_and_probe(train, **kwargs):
+        out = remote.train_model_task._function(train, **kwargs)  # the task's own body
         return (
-            out["run"]["status"],
-            out["run"]["epochs_run"],
+            out.run["status"],
+            out.run["epochs_run"],
             sorted(
                 k
                 for k in sys.modules
@@ -145,12 +145,12 @@ def test_ray_training_worker_never_loads_pyarrow():
     try:
         status, epochs, loaded = ray.get(
             train_and_probe.remote(
-                pipeline="timeseries",
+                train_model,
                 data=data,
                 meta=meta,
                 family="dense",
                 hp={},
-                windows=WindowSpec(lookback=6, step=1, delay=1, batch_size=16),
+                inputs=WindowSpec(lookback=6, step=1, delay=1, batch_size=16),
                 training=TrainingSpec(epochs=1),
                 seed=0,
                 run_id="probe",

@@ -99,23 +99,24 @@ def remote_probe(ray, num_gpus: float):
 
 def test_training_task_with_one_gpu_trains_on_it(local_ray):
     from dlpipe.tasks.remote import train_model_task
-    from dlpipe.tasks.weather.train import TrainingSpec
+    from dlpipe.tasks.weather.train import TrainingSpec, train_model
     from dlpipe.tasks.weather.windows import WindowSpec
 
     data, meta = tiny_dataset()
     ref = train_model_task.options(num_cpus=1, num_gpus=1).remote(
+        train_model,
         data=data,
         meta=meta,
         family="gru",
         hp={"units": 8},
-        windows=WindowSpec(lookback=24, step=2, delay=6, batch_size=16),
+        inputs=WindowSpec(lookback=24, step=2, delay=6, batch_size=16),
         training=TrainingSpec(epochs=2),
         seed=1,
         run_id="gpu-run",
         num_cpus=1,
         num_gpus=1,
     )
-    run = local_ray.get(ref, timeout=300)["run"]
+    run = local_ray.get(ref, timeout=300).run
     assert run["status"] == "ok", run["error"]
     assert "GPU:0" in run["devices"].split(","), run["devices"]
     assert "fake-GPU" not in run["devices"]

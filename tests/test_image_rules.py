@@ -272,7 +272,7 @@ def test_training_split_with_one_image_per_class_cannot_teach(tmp_path):
 
 
 def test_prepare_counts_rotated_and_mismatched_files_and_prints_them(tmp_path, capsys):
-    from dlpipe.pipelines.images import print_dataset
+    from dlpipe.pipelines.kinds.images import print_dataset
 
     root = split_tree(tmp_path / "base")
     rotated = write(root / "train" / "cat" / "cat.9.jpg", halves_jpeg(6))

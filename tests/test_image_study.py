@@ -108,12 +108,12 @@ def test_features_head_and_frozen_base_fine_tune_step(tmp_path):
         seed=0,
         run_id="h",
     )
-    run = head["run"]
+    run = head.run
     assert run["status"] == "ok" and run["metric"] == "accuracy"
     assert run["hyperparameters"]["num_classes"] == 1  # 2 classes: one sigmoid unit
     assert run["inputs"]["input"] == "cached_features"
     assert run["inputs"]["weights_used"] == meta["weights_used"]
-    val = [r for r in head["predictions"] if r["split"] == "validation"]
+    val = [r for r in head.predictions if r["split"] == "validation"]
     y = np.array([r["target"] for r in val])
     p = np.array([r["prediction"] for r in val])
     assert run["val_loss"] == pytest.approx(log_loss(y, p))
@@ -133,9 +133,9 @@ def test_features_head_and_frozen_base_fine_tune_step(tmp_path):
         run_id="f",
         model_path=str(path),
     )
-    run = tuned["run"]
+    run = tuned.run
     assert run["status"] == "ok" and run["epochs_run"] == 2
-    assert [r["epoch"] for r in tuned["history"]] == [1, 2]  # head step, then fine-tuning
+    assert [r["epoch"] for r in tuned.history] == [1, 2]  # head step, then fine-tuning
     assert run["inputs"]["fine_tune_step"]["head_epochs"] == 1
     assert run["inputs"]["fine_tune_step"]["fine_tune_epochs"] == 1
     assert run["hyperparameters"]["weights"] == "none"
@@ -146,10 +146,9 @@ def test_features_head_and_frozen_base_fine_tune_step(tmp_path):
     trainable = [layer.name for layer in base.layers if layer.trainable and layer.weights]
     assert trainable == ["block5_conv1", "block5_conv2", "block5_conv3"]
     # the sweep's test scoring of a saved model gives the run's own test scores
-    from dlpipe.tasks.training.trainers import evaluate_run
+    from dlpipe.tasks.images.train import evaluate_saved_image_model
 
-    scored = evaluate_run(
-        "images",
+    scored = evaluate_saved_image_model(
         data=arrays,
         meta=meta,
         model_path=str(path),

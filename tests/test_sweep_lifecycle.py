@@ -328,6 +328,7 @@ def test_trial_resolves_hyperparameters_like_the_registry_without_keras():
         inputs=None,
         training=None,
         seed=0,
+        train=None,
         hparam_specs=hparam_specs("timeseries", ["dense", "gru"]),
     )
     for family, hp in [

@@ -170,7 +170,7 @@ def test_label_column_naming_an_id_column_is_refused_at_prepare(tmp_path):
 
 
 def test_prepare_prints_classes_with_counts_and_merges(tmp_path, capsys):
-    from dlpipe.pipelines.text import print_dataset
+    from dlpipe.pipelines.kinds.text import print_dataset
 
     rows = ["text,label"]
     for i in range(12):

@@ -218,10 +218,10 @@ def test_one_run_scores_match_its_predictions(tmp_path):
         seed=1,
         run_id="r1",
     )
-    run = result["run"]
+    run = result.run
     assert run["status"] == "ok" and run["metric"] == "accuracy"
     assert run["hyperparameters"]["num_classes"] == 1  # binary head, fixed by the data
-    val = [r for r in result["predictions"] if r["split"] == "validation"]
+    val = [r for r in result.predictions if r["split"] == "validation"]
     p = np.array([r["prediction"] for r in val])
     y = np.array([r["target"] for r in val])
     assert len(val) == meta["split_counts"]["validation"]
@@ -261,7 +261,7 @@ def test_glove_dense_keeps_the_frozen_matrix(tmp_path):
         run_id="g",
         model_path=str(path),
     )
-    assert result["run"]["hyperparameters"]["embedding_dim"] == 4
+    assert result.run["hyperparameters"]["embedding_dim"] == 4
     import keras
 
     weights = keras.saving.load_model(path).get_layer("embedding").get_weights()[0]

@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
+from dlpipe.tasks.training.records import failed_run
 from dlpipe.tasks.training.tf_setup import DeviceError, setup_tensorflow
 from dlpipe.tasks.weather.data import normalize
-from dlpipe.tasks.weather.train import TrainingSpec, failed_run, train_model
+from dlpipe.tasks.weather.train import TrainingSpec, train_model
 from dlpipe.tasks.weather.windows import WindowSpec
 
 
@@ -38,7 +39,7 @@ def test_train_model_returns_consistent_rows():
         meta=meta,
         family="gru",
         hp={"units": np.int64(8)},
-        windows=windows,
+        inputs=windows,
         training=TrainingSpec(epochs=2),
         seed=1,
         run_id="r1",
@@ -46,14 +47,14 @@ def test_train_model_returns_consistent_rows():
         num_gpus=0,
     )
     np.testing.assert_array_equal(data, before)  # C14: the read-only input is untouched
-    run = out["run"]
+    run = out.run
     assert run["status"] == "ok" and run["epochs_run"] == 2
     assert run["hyperparameters"]["units"] == 8 and type(run["hyperparameters"]["units"]) is int
     assert run["devices"].startswith("CPU:0") and "GPU" not in run["devices"]  # C13
-    assert [h["epoch"] for h in out["history"]] == [1, 2]
-    assert all(h["lr"] > 0 for h in out["history"])
+    assert [h["epoch"] for h in out.history] == [1, 2]
+    assert all(h["lr"] > 0 for h in out.history)
     # validation windows: t from 200 + 24 - 2 = 222 to 299 - 6 = 293 -> 72 windows
-    val = [p for p in out["predictions"] if p["split"] == "validation"]
+    val = [p for p in out.predictions if p["split"] == "validation"]
     assert len(val) == 72
     assert [p["sample_index"] for p in val] == list(range(222 + 6, 293 + 6 + 1))
     # targets in units equal the raw data row (denormalized) at the sample index
@@ -64,8 +65,8 @@ def test_train_model_returns_consistent_rows():
     mae_units = np.mean([abs(p["prediction"] - p["target"]) for p in val])
     assert run["val_mae_units"] == pytest.approx(mae_units, rel=1e-5)
     assert run["val_mae"] == pytest.approx(mae_units / std, rel=1e-5)
-    best = min(h["val_loss"] for h in out["history"])
-    assert run["best_epoch"] == 1 + [h["val_loss"] for h in out["history"]].index(best)
+    best = min(h["val_loss"] for h in out.history)
+    assert run["best_epoch"] == 1 + [h["val_loss"] for h in out.history].index(best)
 
 
 def test_same_seed_same_result():
@@ -76,13 +77,13 @@ def test_same_seed_same_result():
         meta=meta,
         family="dense",
         hp={},
-        windows=windows,
+        inputs=windows,
         training=TrainingSpec(epochs=1),
         seed=3,
         run_id="r",
     )
     a, b = train_model(**kwargs), train_model(**kwargs)
-    assert a["run"]["val_mae"] == pytest.approx(b["run"]["val_mae"], rel=1e-6)
+    assert a.run["val_mae"] == pytest.approx(b.run["val_mae"], rel=1e-6)
 
 
 def test_c13_task_asking_for_a_gpu_without_one_fails_clearly():
@@ -105,6 +106,6 @@ def test_failed_run_row_keeps_error_text():
         ValueError("boom at layer gru_1"),
         {"num_cpus": 1},
     )
-    assert row["run"]["status"] == "failed"
-    assert "ValueError: boom at layer gru_1" in row["run"]["error"]
-    assert json.dumps(row["run"]["hyperparameters"]) == '{"units": 8}'
+    assert row.run["status"] == "failed"
+    assert "ValueError: boom at layer gru_1" in row.run["error"]
+    assert json.dumps(row.run["hyperparameters"]) == '{"units": 8}'

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from dlpipe.pipelines.weather import dataset_row
+from dlpipe.pipelines.kinds.timeseries import dataset_row
 from dlpipe.tasks.weather.data import (
     JENA_COLUMNS,
     DataFormatError,

@@ -38,6 +38,7 @@ from dlpipe.tasks.text.train import (
     split_index,
 )
 from dlpipe.tasks.training.fit import TrainingSpec, fit_model, run_row
+from dlpipe.tasks.training.records import RunResult
 from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
 FEATURE_FAMILIES = ("features_head",)
@@ -161,7 +162,7 @@ def train_image_model(
     evaluate_test: bool = True,
     model_path: str | None = None,
     epoch_hook=None,
-) -> dict:
+) -> RunResult:
     """Train one image model on the prepared data and score it.
 
     Args:
@@ -177,7 +178,8 @@ def train_image_model(
             :func:`dlpipe.tasks.text.train.train_text_model`.
 
     Returns:
-        ``{"run", "history", "predictions"}`` rows; ``metric`` = ``accuracy``;
+        a :class:`RunResult` (``run``, ``history``, ``predictions`` rows);
+        ``metric`` = ``accuracy``;
         ``inputs`` JSON = the ``images`` section + ``input``, ``weights_used`` and, when
         fine-tuned, ``fine_tune_step`` (``{"head_epochs", "fine_tune_epochs",
         "unfrozen"}``). Prediction rows: ``sample_index`` = row of the prepared data,
@@ -244,7 +246,7 @@ def train_image_model(
         "weights_used": weights_used(family, meta, inputs),
         **extra,
     }
-    return {"run": run, "history": recorder.rows, "predictions": predictions}
+    return RunResult(run, recorder.rows, predictions)
 
 
 def _fine_tune_step(

@@ -25,15 +25,15 @@ reports from inside training, so its trials still train in their own process.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.sweep.space import decode
+from dlpipe.tasks.training.fit import TrainingSpec
+from dlpipe.tasks.training.records import RunResult, record_run, run_key, stored_run
 from dlpipe.tasks.training.tf_setup import setup_tensorflow
-from dlpipe.tasks.training.trainers import train_run
-from dlpipe.tasks.weather.train import TrainingSpec, run_key, stored_run
 
 METRIC = "val_loss"  # the model's validation loss (weather: normalized MAE), minimized
 
@@ -48,13 +48,17 @@ class TrialContext:
 
     sweep_dir: str
     study: str
-    inputs: object  # the input geometry: WindowSpec (weather) or TextSpec (text)
+    inputs: object  # what the model sees: WindowSpec (weather), TextSpec, ImageSpec
     training: TrainingSpec
     seed: int
+    #: the kind's trainer (a plain module-level function: ``train(**kwargs) -> RunResult``)
+    train: Callable[..., RunResult]
     num_cpus: float = 1
     num_gpus: float = 0
     report_epochs: bool = False  # per-epoch results, for an early-termination scheduler
     pipeline: str = "timeseries"
+    #: the kind's own ``runs`` columns for ``inputs`` (weather: lookback, step, delay)
+    input_columns: dict = field(default_factory=dict)
     isolated: bool = False  # train in train_model_task (see the module docstring)
     #: family -> (defaults, parameter types) of the registry, so that a trial resolves
     #: hyperparameters without importing Keras; None: ask the registry
@@ -121,7 +125,7 @@ def _train_in_worker(ctx: TrialContext, data, **kwargs) -> dict:
         )
     return ray.get(
         train_model_task.options(**options).remote(
-            ctx.pipeline, data=data, inputs=ctx.inputs, **kwargs
+            ctx.train, data=data, inputs=ctx.inputs, **kwargs
         )
     )
 
@@ -167,9 +171,9 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
         base["hyperparameters"] = previous["hyperparameters"]  # incl. data-fixed values
         tune.report(
             {
-                METRIC: _first(previous, "val_loss", "val_mae"),
-                "val_metric": _first(previous, "val_metric", "val_mae_units"),
-                "val_mae_units": previous["val_mae_units"],
+                METRIC: previous["val_loss"],
+                "val_metric": previous["val_metric"],
+                "val_mae_units": previous.get("val_mae_units", float("nan")),
                 "reused_from": run_id,
                 "final": True,
                 **base,
@@ -210,17 +214,10 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     if isolated:  # TensorFlow in a fresh worker without pyarrow (module docstring)
         result = _train_in_worker(ctx, data, **run_args)
     else:
-        result = train_run(ctx.pipeline, data=data, inputs=ctx.inputs, epoch_hook=hook, **run_args)
-    run = dict(
-        result["run"],
-        pipeline=ctx.pipeline,
-        study=ctx.study,
-        dataset_key=meta["key"],
-        finished_at=datetime.now(timezone.utc),
+        result = ctx.train(data=data, inputs=ctx.inputs, epoch_hook=hook, **run_args)
+    run = record_run(
+        ctx.sweep_dir, result, pipeline=ctx.pipeline, study=ctx.study, dataset_key=meta["key"]
     )
-    reports.write_part(ctx.sweep_dir, "history", run_id, result["history"])
-    reports.write_part(ctx.sweep_dir, "predictions", run_id, result["predictions"])
-    reports.write_part(ctx.sweep_dir, "runs", run_id, [run])
     base["hyperparameters"] = reports.dumps(run["hyperparameters"])
     base["devices"] = run.get("devices") or base["devices"]
     if run["status"] != "ok":
@@ -235,13 +232,3 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
             **base,
         }
     )
-
-
-def _first(row: dict, *names: str) -> float:
-    """The first of ``names`` that holds a finite number in ``row`` (NaN if none):
-    rows stored before the generic columns existed hold only the weather ones."""
-    for name in names:
-        value = row.get(name)
-        if value is not None and value == value:
-            return float(value)
-    return float("nan")

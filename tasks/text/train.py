@@ -19,6 +19,7 @@ import numpy as np
 
 from dlpipe.tasks.text.prepare import SPLIT_CODES, TextSpec, multi_hot_rows, sequences
 from dlpipe.tasks.training.fit import TrainingSpec, fit_model, run_row
+from dlpipe.tasks.training.records import RunResult
 from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
 MULTI_HOT_FAMILIES = ("multihot_dense",)
@@ -117,7 +118,7 @@ def train_text_model(
     evaluate_test: bool = True,
     model_path: str | None = None,
     epoch_hook=None,
-) -> dict:
+) -> RunResult:
     """Train one text model on the prepared documents and score it.
 
     Args:
@@ -133,7 +134,8 @@ def train_text_model(
             :func:`dlpipe.tasks.weather.train.train_model`.
 
     Returns:
-        ``{"run", "history", "predictions"}`` rows; ``metric`` = ``accuracy``,
+        a :class:`RunResult` (``run``, ``history``, ``predictions`` rows);
+        ``metric`` = ``accuracy``,
         ``val_loss`` = crossentropy. Prediction rows: ``sample_index`` = document row,
         ``prediction`` = P(class 1) (binary) or the argmax class with
         ``probabilities`` (multi-class), ``target`` = the label.
@@ -211,7 +213,7 @@ def train_text_model(
         devices=devices,
     )
     run["inputs"] = {**asdict(inputs), "input": "multi_hot" if multi_hot else "sequences"}
-    return {"run": run, "history": recorder.rows, "predictions": predictions}
+    return RunResult(run, recorder.rows, predictions)
 
 
 def score_text_split(

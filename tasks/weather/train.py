@@ -8,23 +8,20 @@ case C13): importing this module never loads TensorFlow.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
-from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.fit import (
     EarlyStoppingSpec,
     ReduceLROnPlateauSpec,
     TrainingSpec,
-    error_text,
     fit_model,
     run_row,
 )
+from dlpipe.tasks.training.records import RunResult
 from dlpipe.tasks.training.tf_setup import setup_tensorflow
 from dlpipe.tasks.weather.windows import WindowBatches, WindowSpec, split_window_rows
 
@@ -32,48 +29,10 @@ __all__ = [
     "EarlyStoppingSpec",
     "ReduceLROnPlateauSpec",
     "TrainingSpec",
-    "run_key",
-    "stored_run",
     "train_model",
     "score_split",
     "evaluate_saved_model",
-    "failed_run",
 ]
-
-
-def run_key(
-    dataset_key: str, family: str, hp_resolved: dict, windows, training: TrainingSpec, seed: int
-) -> str:
-    """Key of a training run from everything that determines its result.
-
-    ``windows`` is the input geometry: a :class:`WindowSpec` (weather), or any frozen
-    dataclass describing what the model sees (text: maxlen...; images: size...)."""
-    geometry = asdict(windows) if windows is not None else None
-    train = asdict(training)
-    for name, default in (("batch_size", 32), ("steps_per_execution", 1)):
-        if train.get(name) == default:  # keys of runs stored before these settings existed
-            train.pop(name)
-    payload = {
-        "dataset": dataset_key,
-        "family": family,
-        "hp": hp_resolved,
-        "windows": geometry,
-        "training": train,
-        "seed": seed,
-    }
-    return f"{family}-{hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]}"
-
-
-def stored_run(run_dir: str | Path, run_id: str) -> dict | None:
-    """The stored ``runs`` row of ``run_id`` if it finished with status ok, else None."""
-    if not reports.part_exists(run_dir, "runs", run_id):
-        return None
-    import pyarrow.parquet as pq
-
-    row = pq.read_table(Path(run_dir) / "reports" / "runs" / f"part-{run_id}.parquet").to_pylist()[
-        0
-    ]
-    return row if row["status"] == "ok" else None
 
 
 def _py_dataset(batches: WindowBatches):
@@ -126,7 +85,7 @@ def train_model(
     meta: dict,
     family: str,
     hp: dict,
-    windows: WindowSpec,
+    inputs: WindowSpec,
     training: TrainingSpec,
     seed: int,
     run_id: str,
@@ -135,7 +94,7 @@ def train_model(
     evaluate_test: bool = True,
     model_path: str | None = None,
     epoch_hook: Callable[[int, dict], None] | None = None,
-) -> dict:
+) -> RunResult:
     """Train one model of ``family`` on windows of ``data`` and score it.
 
     Args:
@@ -145,7 +104,7 @@ def train_model(
             ``mean``/``std`` for conversion to target units, ``key``).
         family: model family name (:mod:`dlpipe.models.registry`).
         hp: hyperparameters (merged with the family defaults, coerced to Python types).
-        windows: window geometry for this model (its own ``step`` for conv_gru).
+        inputs: the window geometry of this model (its own ``step`` for conv_gru).
         training: epochs and callbacks.
         seed: seeds Python, numpy and the backend (``keras.utils.set_random_seed``)
             and the window shuffling.
@@ -158,7 +117,7 @@ def train_model(
             logs hold ``loss`` and ``val_loss``), e.g. to report to Ray Tune.
 
     Returns:
-        ``{"run": row, "history": rows, "predictions": rows}`` in the report schemas of
+        A :class:`RunResult` (``run``, ``history``, ``predictions`` rows) in the schemas of
         :mod:`dlpipe.tasks.reports.tables`. MAE is given in normalized units (``val_mae``) and
         in the target's units (``val_mae_units``: normalized MAE x the target's train
         std). ``status`` is ``"failed"`` with ``error`` set when the loss diverged.
@@ -175,11 +134,11 @@ def train_model(
 
     keras.utils.set_random_seed(seed)
     cap = training.max_batches_per_epoch
-    train = split_batches(data, meta, windows, "train", shuffle=True, seed=seed, max_batches=cap)
-    val = split_batches(data, meta, windows, "validation", max_batches=cap)
-    test = split_batches(data, meta, windows, "test", max_batches=cap)
+    train = split_batches(data, meta, inputs, "train", shuffle=True, seed=seed, max_batches=cap)
+    val = split_batches(data, meta, inputs, "validation", max_batches=cap)
+    test = split_batches(data, meta, inputs, "test", max_batches=cap)
     hp_resolved = resolved_hparams(family, hp)
-    model = build_model(family, (windows.timesteps, data.shape[1]), hp_resolved)
+    model = build_model(family, (inputs.timesteps, data.shape[1]), hp_resolved)
 
     recorder = fit_model(
         model,
@@ -219,17 +178,17 @@ def train_model(
     )
     run.update(
         {
-            "lookback": windows.lookback,
-            "step": windows.step,
-            "delay": windows.delay,
+            "lookback": inputs.lookback,
+            "step": inputs.step,
+            "delay": inputs.delay,
             "val_mae": scores["validation"],
             "test_mae": scores["test"],
             "val_mae_units": scores["validation"] * std,
             "test_mae_units": scores["test"] * std,
-            "inputs": asdict(windows),
+            "inputs": asdict(inputs),
         }
     )
-    return {"run": run, "history": recorder.rows, "predictions": predictions}
+    return RunResult(run, recorder.rows, predictions)
 
 
 def score_split(model, batches: WindowBatches, split: str, run_id: str, meta: dict):
@@ -261,17 +220,24 @@ def evaluate_saved_model(
     data: np.ndarray,
     meta: dict,
     model_path: str,
-    windows: WindowSpec,
+    inputs: WindowSpec,
     run_id: str,
     split: str = "test",
     max_batches: int | None = None,
+    batch_size: int | None = None,
+    family: str | None = None,
     num_cpus: float = 1,
     num_gpus: float = 0,
 ) -> dict:
     """Score a saved model once on one split (the sweep's final test evaluation).
 
+    ``batch_size`` and ``family`` are part of every kind's evaluator signature; windows
+    carry their own batch size and every family reads the same windows, so both are
+    unused here.
+
     Returns:
-        ``{"mae": normalized MAE, "mae_units": MAE in target units, "predictions": rows}``.
+        ``{"loss": normalized MAE, "metric": MAE in the target's units, "predictions":
+        rows}``.
     """
     setup_tensorflow(num_cpus, num_gpus)
     import keras
@@ -281,36 +247,7 @@ def evaluate_saved_model(
     reverse_time_layer()  # registers the custom layer before loading
 
     model = keras.saving.load_model(model_path)
-    batches = split_batches(data, meta, windows, split, max_batches=max_batches)
+    batches = split_batches(data, meta, inputs, split, max_batches=max_batches)
     mae, rows = score_split(model, batches, split, run_id, meta)
     std = float(meta["std"][meta["target_column"]])
-    return {"mae": mae, "mae_units": mae * std, "predictions": rows}
-
-
-def failed_run(
-    run_id: str,
-    family: str,
-    hp: dict,
-    seed: int,
-    windows,
-    error: BaseException | str,
-    resources: dict,
-) -> dict:
-    """Report rows for a run that raised: status ``failed``, the error text, NaN metrics.
-
-    ``windows`` is the run's input geometry (a :class:`WindowSpec` fills the weather
-    columns; any other dataclass goes to ``inputs`` only), or None."""
-    run = {
-        "run_id": run_id,
-        "family": family,
-        "hyperparameters": hp,
-        "seed": seed,
-        "status": "failed",
-        "error": error_text(error),
-        "resources": resources,
-    }
-    if isinstance(windows, WindowSpec):
-        run.update(lookback=windows.lookback, step=windows.step, delay=windows.delay)
-    if windows is not None:
-        run["inputs"] = asdict(windows)
-    return {"run": run, "history": [], "predictions": []}
+    return {"loss": mae, "metric": mae * std, "predictions": rows}

@@ -1,0 +1,143 @@
+"""The study-kind interface: one object per kind of study (timeseries, text, images),
+owning everything that differs by kind, so that the stages every study shares
+(:mod:`dlpipe.pipelines.study`, :mod:`dlpipe.pipelines.sweep`, the study-file reader)
+never ask which kind they run.
+
+A kind is registered in one place, :data:`dlpipe.pipelines.kinds.KINDS`. Adding one means
+a config class, a ``prepare`` (Ray tasks in, a :class:`PreparedDataset` out), a baseline,
+a trainer and a saved-model evaluator (plain functions in ``tasks/<domain>/``), model
+families in ``models/`` and one registry line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
+from dlpipe.tasks.training.records import PreparedDataset, RunResult
+
+
+class StudyKind:
+    """What one kind of study does differently from the others (subclass per kind).
+
+    Attributes:
+        name: the study file's ``pipeline:`` value (``timeseries``, ``text``, ``images``).
+        config_class: its study config dataclass (a :class:`StudyCommon` subclass).
+        inputs_name: the study section that says what a model sees (``windows``,
+            ``text``, ``images``); the sweep fingerprint stores it under this name.
+        headline: name of the headline metric in :mod:`dlpipe.metrics` (``mae`` in the
+            target's units, ``accuracy``): its display name, units and direction.
+        baseline_name: the baseline the models are compared with (book ch. 6.3.3:
+            ``common-sense``; ch. 3.5: ``majority-class``).
+        loss_label: y-axis label of the loss curves (what the model's loss is).
+        metric_plot: file name of the headline-metric bar chart under ``plots/``.
+    """
+
+    name: str = ""
+    config_class: type = StudyCommon
+    inputs_name: str = ""
+    headline: str = ""
+    baseline_name: str = ""
+    loss_label: str = "loss"
+    metric_plot: str = "val_metric.png"
+
+    # -- the functions a training worker runs (plain, module level: sent by reference) --
+    @property
+    def train(self) -> Callable[..., RunResult]:
+        """The trainer: ``train(*, data, meta, family, hp, inputs, training, seed, run_id,
+        num_cpus, num_gpus, evaluate_test, model_path, epoch_hook) -> RunResult``."""
+        raise NotImplementedError
+
+    @property
+    def evaluate(self) -> Callable[..., dict]:
+        """The saved-model evaluator: ``evaluate(*, data, meta, model_path, inputs, run_id,
+        split, max_batches, batch_size, family, num_cpus, num_gpus)`` ->
+        ``{"loss", "metric", "predictions"}``."""
+        raise NotImplementedError
+
+    # -- models ----------------------------------------------------------------------
+    def families(self) -> dict:
+        """The kind's model families (:mod:`dlpipe.models.registry`)."""
+        from dlpipe.models.registry import get_families
+
+        return get_families(self.name)
+
+    def logged_metrics(self) -> tuple[str, ...]:
+        """The Keras log names (without ``val_``) every family of the kind compiles."""
+        from dlpipe.models.registry import LOGGED_METRICS
+
+        return LOGGED_METRICS[self.name]
+
+    def input_columns(self, inputs) -> dict:
+        """The kind's own ``runs`` columns for a model's inputs (none by default)."""
+        return {}
+
+    # -- the study file ----------------------------------------------------------------
+    def resolve_paths(self, cfg, base_dir: Path | None):
+        """``cfg`` with its file paths resolved against the study file's folder and
+        checked to exist.
+
+        Raises:
+            ConfigError: naming the field and the path.
+        """
+        raise NotImplementedError
+
+    def check_model(self, cfg, index: int, model: ModelSpec) -> None:
+        """Kind-specific checks of ``models[index]`` (before any data is read).
+
+        Raises:
+            ConfigError: naming ``models[index]``.
+        """
+        if model.step is not None:
+            raise ConfigError(f"`models[{index}].step` is for timeseries windows only")
+
+    def input_length(self, cfg, model: ModelSpec) -> tuple[int, str] | None:
+        """``(length, what)``: the input length a model's conv/pool stack gets (checked
+        against its family's minimum), or None when the kind has no such length."""
+        return None
+
+    def check_source(self, cfg) -> None:
+        """Cheap checks of the data source before Ray starts (none by default).
+
+        Raises:
+            FileNotFoundError, ValueError: naming the file and the line or field.
+        """
+
+    # -- the stages ----------------------------------------------------------------------
+    def prepare(self, cfg, run_dir: Path) -> PreparedDataset:
+        """Prepare the dataset with Ray tasks, write its ``datasets`` row, print a summary.
+
+        Returns:
+            The :class:`PreparedDataset` (data by reference in the object store).
+        """
+        raise NotImplementedError
+
+    def check_prepared(self, cfg, prepared: PreparedDataset) -> None:
+        """Checks that need the prepared dataset, before any training (none by default)."""
+
+    def baseline_id(self, cfg, prepared: PreparedDataset) -> str:
+        """Run id of the baseline row (written once per dataset and settings)."""
+        return f"baseline-{prepared.key}"
+
+    def baseline(self, cfg, prepared: PreparedDataset, data) -> RunResult:
+        """The baseline's scores as a ``runs`` row (family ``baseline``).
+
+        Args:
+            data: the prepared arrays (``prepared.data`` fetched from the object store).
+        """
+        raise NotImplementedError
+
+    def score_columns(self, split: str, loss: float, metric: float) -> dict:
+        """The kind's own ``runs`` columns for a split's scores (``split``: ``val`` or
+        ``test``; none by default)."""
+        return {}
+
+    def headline_title(self, target: str) -> str:
+        """What the headline metric measures, for table titles (``accuracy``)."""
+        from dlpipe.metrics import get_metric
+
+        return get_metric(self.headline).display
+
+    def print_dataset(self, meta: dict) -> None:
+        """Print what was read, repaired, split and cached."""

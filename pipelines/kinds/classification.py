@@ -1,0 +1,42 @@
+"""What the classification kinds (text, images) share: the majority-class baseline."""
+
+from __future__ import annotations
+
+from dlpipe.tasks.training.records import PreparedDataset, RunResult
+
+
+def majority_baseline(run_id: str, cfg, prepared: PreparedDataset, data: dict) -> RunResult:
+    """The majority-class baseline (book ch. 3.5) as a ``runs`` row (family
+    ``baseline``; scores by :func:`dlpipe.tasks.text.train.baseline_scores`): predict the
+    training split's most frequent class; its loss is the crossentropy of predicting the
+    training class frequencies.
+
+    Args:
+        run_id: the baseline's run id.
+        prepared: the prepared dataset (``meta``: ``num_classes``, ``class_names``).
+        data: the prepared arrays (``labels`` and the split codes).
+    """
+    from dlpipe.tasks.text.train import baseline_scores
+
+    meta = prepared.meta
+    scores = baseline_scores(data, meta["num_classes"])
+    majority = meta["class_names"][scores.pop("majority_class")]
+    return RunResult(
+        {
+            "run_id": run_id,
+            "family": "baseline",
+            "hyperparameters": {
+                "rule": f"majority class of the training split ({majority})",
+                "frequencies": scores.pop("frequencies"),
+            },
+            "seed": cfg.seed,
+            "epochs_run": 0,
+            "params": 0,
+            "metric": "accuracy",
+            **scores,
+            "wall_time_s": 0.0,
+            "resources": {},
+            "devices": "",
+            "status": "ok",
+        }
+    )

@@ -1,0 +1,346 @@
+"""The images kind: image-folder classification studies (book ch. 5.2-5.3, 7.3.1).
+
+DAG: source (a folder, or ``demo:digits`` written out as a flat Kaggle-named folder)
+-> split (driver; case C03; an already split folder is used as it is) -> validation,
+one Ray task per shard of files (cases C01, C02; bad files listed and left out) ->
+conv-base features through the content-keyed cache, Ray tasks (on a GPU when
+``resources.num_gpus`` > 0; only when a model is ``features_head``) -> majority-class
+baseline -> training tasks (from-scratch convnets on the images, heads on the cached
+features, frozen base + fine-tuning).
+
+The ``datasets`` row's ``quality`` JSON holds the class counts per split, the bad files
+(path, reason, size; files declaring more than ``images.max_pixels`` pixels among them),
+the files turned upright by their EXIF orientation (``rotated``, case C21), the files
+whose bytes are another format than their extension (``format_mismatch``), these
+counts (``counts``), the split report and the cache's hits, misses and conv-base
+forward passes per split; a rerun of the same study finds every feature in the cache
+(0 forward passes).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dlpipe.pipelines.kinds.base import StudyKind
+from dlpipe.pipelines.kinds.classification import majority_baseline
+from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
+from dlpipe.tasks.images.prepare import DEMO_PREFIX, ImageDataSpec, ImageSpec
+from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.training.records import PreparedDataset, RunResult
+
+#: families whose models run the conv base (its weights must be at hand)
+CONV_BASE_FAMILIES = ("features_head", "frozen_base")
+
+
+@dataclass(frozen=True)
+class ImageStudyConfig(StudyCommon):
+    """An image-folder classification study (see ``configs/demo_images.yaml``,
+    ``configs/dogs_vs_cats.yaml``). The split settings are part of ``data``."""
+
+    study: str
+    data: ImageDataSpec
+    models: tuple[ModelSpec, ...]
+    images: ImageSpec = field(default_factory=ImageSpec)
+
+    def model_inputs(self, model: ModelSpec) -> ImageSpec:
+        """What one model sees: the ``images`` settings (same for every model)."""
+        return self.images
+
+    @property
+    def inputs(self) -> ImageSpec:
+        """The study's input geometry (what sweep trials see): ``images``."""
+        return self.images
+
+    @property
+    def split(self) -> ImageDataSpec:
+        """The split settings (counts, mode, seed) live in ``data`` (sweep fingerprint)."""
+        return self.data
+
+
+class ImagesKind(StudyKind):
+    """Image-folder classification: convnets on images, heads on cached conv-base
+    features; accuracy."""
+
+    name = "images"
+    config_class = ImageStudyConfig
+    inputs_name = "images"
+    headline = "accuracy"
+    baseline_name = "majority-class"
+    loss_label = "crossentropy"
+
+    @property
+    def train(self):
+        from dlpipe.tasks.images.train import train_image_model
+
+        return train_image_model
+
+    @property
+    def evaluate(self):
+        from dlpipe.tasks.images.train import evaluate_saved_image_model
+
+        return evaluate_saved_image_model
+
+    def resolve_paths(self, cfg, base_dir: Path | None):
+        """``data.path`` (a folder, or ``demo:<source>`` written at run time under
+        ``<output_dir>/<study>/artifacts/demo_source``), a local ``images.weights`` file
+        and a local ``images.cache_root``, resolved against the study file's folder."""
+        return resolve_image_paths(cfg, base_dir)
+
+    def check_model(self, cfg, index: int, model: ModelSpec) -> None:
+        """The small convnets need images of at least 46x46 (four conv/pool stages)."""
+        super().check_model(cfg, index, model)
+        if model.family.startswith("small_convnet") and min(cfg.images.size) < 46:
+            raise ConfigError(
+                f"`models[{index}]`: family `{model.family}` needs `images.size` "
+                f">= 46x46 (four conv/pool stages). Received: "
+                f"{list(cfg.images.size)}"
+            )
+
+    def prepare(self, cfg, run_dir: Path) -> PreparedDataset:
+        """Split, validate (Ray tasks), cache features (Ray tasks); the arrays (paths,
+        labels, split codes, features) put in the object store once (case C14).
+
+        Raises:
+            FileNotFoundError, ValueError: missing folder, bad split, a class with no
+                usable image in a split (C22), weights that cannot be loaded.
+        """
+        import ray
+
+        arrays, meta = prepare_image_dataset(cfg, run_dir)
+        self.print_dataset(meta)
+        return PreparedDataset(ray.put(arrays), meta)
+
+    def baseline(self, cfg, prepared: PreparedDataset, data) -> RunResult:
+        return majority_baseline(self.baseline_id(cfg, prepared), cfg, prepared, data)
+
+    def print_dataset(self, meta: dict) -> None:
+        print_dataset(meta)
+
+
+def uses_conv_base(cfg) -> bool:
+    """Whether a configured model (or a swept family) runs the conv base."""
+    families = {m.family for m in cfg.models} | set(cfg.sweep.families)
+    return bool(families & set(CONV_BASE_FAMILIES))
+
+
+def needs_features(cfg) -> bool:
+    """Whether a configured model (or a swept family) trains on cached features."""
+    from dlpipe.tasks.images.train import FEATURE_FAMILIES
+
+    families = {m.family for m in cfg.models} | set(cfg.sweep.families)
+    return bool(families & set(FEATURE_FAMILIES))
+
+
+def ray_map(function, args_list):
+    """``starmap`` of :func:`dlpipe.tasks.images.prepare.validate_shard` over Ray tasks
+    (:func:`dlpipe.tasks.remote.validate_images_task`), results in order."""
+    import ray
+
+    from dlpipe.tasks.remote import validate_images_task
+
+    return ray.get([validate_images_task.remote(*args) for args in args_list])
+
+
+def ray_features(cfg):
+    """A ``features_fn`` for :func:`prepare_images`: ``images.feature_shards`` Ray tasks
+    compute the missing features into the shared cache (each with the study's
+    resources, so each gets a GPU when the study asks for one), then one task gathers
+    every feature from the cache; the report counts the shards' hits and misses."""
+
+    def run(paths, labels, images, root, seed):
+        import ray
+
+        from dlpipe.tasks.images.prepare import feature_shards, merge_shard_reports
+        from dlpipe.tasks.remote import image_features_task
+
+        res = cfg.resources
+        task = image_features_task.options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        shard_reports = None
+        if images.feature_shards > 1:
+            refs = [
+                task.remote(p, y, images, root, seed, res.num_cpus, res.num_gpus)[1]
+                for p, y in feature_shards(paths, labels, images.feature_shards)
+            ]
+            shard_reports = ray.get(refs)
+        features, report = ray.get(
+            list(task.remote(paths, labels, images, root, seed, res.num_cpus, res.num_gpus))
+        )
+        if shard_reports is not None:
+            report = merge_shard_reports(report, shard_reports)
+        return features, report
+
+    return run
+
+
+def print_dataset(meta: dict) -> None:
+    """A few lines on what was split, validated and cached."""
+    split = ", ".join(f"{k} {meta['split_counts'][k]}" for k in ("train", "validation", "test"))
+    print(
+        f"dataset {meta['key']}: {meta['images']} images, {meta['num_classes']} classes "
+        f"{meta['class_names']} from {meta['source']}; splits: {split}"
+    )
+    how = (
+        "already split, used as it is"
+        if meta["split"].get("already_split")
+        else f"split {meta['split'].get('mode')} {meta['split'].get('counts')} per class into "
+        f"{meta['split']['root']} ({meta['split'].get('copied', 0)} copied, "
+        f"{meta['split'].get('reused', 0)} reused)"
+    )
+    print(f"  {how}")
+    strays = meta["split"].get("strays") or []
+    if strays:
+        names = ", ".join(f"{x['name']} ({x['reason']})" for x in strays[:5])
+        more = f" and {len(strays) - 5} more" if len(strays) > 5 else ""
+        print(f"  {len(strays)} stray name(s) not copied: {names}{more}")
+    bad = meta["bad_files"]
+    print(f"  {len(bad)} bad file(s) skipped" + (":" if bad else ""))
+    for b in bad[:10]:
+        size = "" if "bytes)" in b["reason"] else f" ({b['size_bytes']} bytes)"
+        print(f"    {b['path']}: {b['reason']}{size}")
+    if len(bad) > 10:
+        print(f"    ... {len(bad) - 10} more in the datasets report (quality.bad_files)")
+    rotated = meta.get("rotated") or []
+    print(
+        f"  {len(rotated)} file(s) turned upright by their EXIF orientation"
+        + (
+            f" (e.g. {rotated[0]['path']}: orientation {rotated[0]['orientation']})"
+            if rotated
+            else ""
+        )
+    )
+    mismatch = meta.get("format_mismatch") or []
+    if mismatch:
+        print(
+            f"  {len(mismatch)} file(s) whose bytes are another format than the "
+            "extension says (read by content; rename them at the source):"
+        )
+        for m in mismatch[:5]:
+            print(f"    {m['path']}: {m['format'].upper()} bytes named {m['extension']}")
+        if len(mismatch) > 5:
+            print(
+                f"    ... {len(mismatch) - 5} more in the datasets report (quality.format_mismatch)"
+            )
+    cache = meta.get("feature_cache")
+    if cache:
+        print(
+            f"  cache: {cache['hits']} hits, {cache['misses']} misses, "
+            f"{cache['forward_images']} conv-base forward passes "
+            f"({cache['base']['architecture']}, weights {meta['weights_used']}; features "
+            f"{tuple(meta['feature_shape'])}; root {cache['root']})"
+        )
+
+
+def resolve_image_paths(cfg, base_dir: Path | None):
+    """``cfg`` with ``data.path``, ``images.weights`` (a file) and ``images.cache_root``
+    resolved against the study file's folder (``base_dir``); ``demo:<source>`` checked.
+
+    Raises:
+        ConfigError: unknown demo source, missing folder or weights file.
+    """
+    from dlpipe.tasks.images.data import DEMO_SOURCES
+
+    def resolve(path: str) -> str:
+        p = Path(path).expanduser()
+        return (
+            str((base_dir / p).resolve())
+            if base_dir is not None and not p.is_absolute()
+            else str(p)
+        )
+
+    data, images = cfg.data, cfg.images
+    if data.path.startswith(DEMO_PREFIX):
+        if data.path[len(DEMO_PREFIX) :] not in DEMO_SOURCES:
+            raise ConfigError(
+                f"`data.path`: demo source must be one of "
+                f"{', '.join(DEMO_PREFIX + k for k in DEMO_SOURCES)}. "
+                f"Received: {data.path!r}"
+            )
+    else:
+        data = replace(data, path=resolve(data.path))
+        if not Path(data.path).is_dir():
+            raise ConfigError(
+                f"`data.path`: image folder not found: {cfg.data.path} (resolved to {data.path})"
+            )
+    if images.weights not in ("imagenet", "none"):
+        weights = resolve(images.weights)
+        if not Path(weights).is_file():
+            raise ConfigError(
+                f"`images.weights`: weights file not found: {images.weights} "
+                f"(resolved to {weights}); use 'imagenet', 'none' or a "
+                ".h5/.keras file"
+            )
+        images = replace(images, weights=weights)
+    if images.cache_root and "://" not in images.cache_root:
+        images = replace(images, cache_root=resolve(images.cache_root))
+    return replace(cfg, data=data, images=images)
+
+
+def prepare_image_dataset(cfg, run_dir: Path) -> tuple[dict, dict]:
+    """Split, validate, cache features and write the ``datasets`` row.
+
+    Returns:
+        ``(arrays, meta)`` of :func:`dlpipe.tasks.images.prepare.prepare_images`.
+    """
+    from dlpipe.tasks.images.prepare import prepare_images
+
+    if (
+        cfg.images.weights == "none"
+        and cfg.images.preprocessing == "rescale"
+        and ({m.family for m in cfg.models} & {"features_head", "frozen_base"})
+    ):
+        print(
+            "warning: a random-initialized conv base (`weights: none`) on x/255 inputs "
+            "gives near-zero features (heads stay at chance); use `preprocessing: base` "
+            "or real weights (`weights: imagenet` or a weights file)",
+            file=sys.stderr,
+        )
+    arrays, meta = prepare_images(
+        cfg.data,
+        cfg.images,
+        run_dir,
+        features=needs_features(cfg),
+        seed=cfg.seed,
+        map_fn=ray_map,
+        features_fn=ray_features(cfg),
+    )
+    reports.write_part(
+        run_dir,
+        "datasets",
+        meta["key"],
+        [
+            {
+                "dataset_key": meta["key"],
+                "source": meta["source"],
+                "rows": meta["images"],
+                "columns": meta["class_names"],
+                "target": "label",
+                "splits": meta["split_counts"],
+                "sentinel_counts": {},
+                "quality": {
+                    **{
+                        k: meta[k]
+                        for k in (
+                            "class_counts",
+                            "bad_files",
+                            "rotated",
+                            "format_mismatch",
+                            "max_pixels",
+                            "split",
+                            "demo",
+                            "feature_cache",
+                            "feature_shape",
+                            "weights_used",
+                        )
+                    },
+                    "counts": {
+                        "bad_files": len(meta["bad_files"]),
+                        "rotated": len(meta["rotated"]),
+                        "format_mismatch": len(meta["format_mismatch"]),
+                    },
+                },
+            }
+        ],
+    )
+    return arrays, meta

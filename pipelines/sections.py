@@ -1,0 +1,178 @@
+"""The sections every study file has, whatever its kind: resources, training, the
+ensemble stage, the sweep, the models list (typed, frozen dataclasses), and
+:class:`ConfigError`. Each study kind adds its own sections in its config class
+(:mod:`dlpipe.pipelines.kinds`); :mod:`dlpipe.pipelines.config` reads study files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dlpipe.tasks.training.fit import EarlyStoppingSpec, ReduceLROnPlateauSpec, TrainingSpec
+
+__all__ = [
+    "ConfigError",
+    "ResourcesSpec",
+    "EnsembleSpec",
+    "SchedulerSpec",
+    "SweepSpec",
+    "ModelSpec",
+    "StudyCommon",
+    "EarlyStoppingSpec",
+    "ReduceLROnPlateauSpec",
+    "TrainingSpec",
+]
+
+
+class ConfigError(ValueError):
+    """A study file is invalid; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class ResourcesSpec:
+    """Ray resources of each training task (``num_gpus`` may be fractional)."""
+
+    num_cpus: float = 1
+    num_gpus: float = 0
+    max_retries: int = 1
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    """The study's closing ensemble stage (issue 4, book ch. 7.3.3), off by default.
+
+    Attributes:
+        enabled: build ensembles of the study's models after training.
+        loss: loss the weights are fitted and the methods compared with, in the
+            target's units (``mae``, ``mse``, ``log_loss``, ``accuracy``).
+        n_folds: cross-fitting folds on the validation samples (>= 2).
+        align: ``exact`` (every model predicts the same sample ids) or ``common`` (use
+            the sample ids all models predict, e.g. when a model has its own ``step``).
+    """
+
+    enabled: bool = False
+    loss: str = "mae"
+    n_folds: int = 5
+    align: str = "exact"
+
+    def __post_init__(self):
+        from dlpipe.ensembles import LOSSES
+        from dlpipe.tasks.ensembling.members import ALIGN_MODES
+
+        if self.loss not in LOSSES:
+            raise ValueError(
+                f"`loss` must be one of {', '.join(LOSSES)}. Received: loss={self.loss!r}"
+            )
+        if isinstance(self.n_folds, bool) or not isinstance(self.n_folds, int) or self.n_folds < 2:
+            raise ValueError(
+                f"`n_folds` must be an integer >= 2. Received: n_folds={self.n_folds!r}"
+            )
+        if self.align not in ALIGN_MODES:
+            raise ValueError(
+                f"`align` must be one of {', '.join(ALIGN_MODES)}. Received: align={self.align!r}"
+            )
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """Early termination of unpromising trials: ASHA (Li et al. 2020, "A System for
+    Massively Parallel Hyperparameter Tuning"), on top of per-trial EarlyStopping.
+
+    Attributes:
+        type: ``asha``.
+        grace_period: epochs every trial runs before it can be stopped.
+        reduction_factor: keep the best ``1/reduction_factor`` at each rung.
+    """
+
+    type: str = "asha"
+    grace_period: int = 2
+    reduction_factor: int = 3
+
+    def __post_init__(self):
+        if self.type != "asha":
+            raise ValueError(f"`type` must be 'asha'. Received: type={self.type!r}")
+        if self.grace_period < 1 or self.reduction_factor < 2:
+            raise ValueError(
+                "`grace_period` must be >= 1 and `reduction_factor` >= 2. "
+                f"Received: {self.grace_period}, {self.reduction_factor}"
+            )
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A hyperparameter sweep (book ch. 7.3.2): Hyperopt's TPE through Ray Tune.
+
+    Attributes:
+        families: families searched (a ``family`` choice when several); default: the
+            families of ``models``.
+        spaces: family -> search space replacing that family's default space
+            (:mod:`dlpipe.models.spaces` documents the format).
+        num_trials: trials in all (a resumed sweep ends with exactly this many).
+        max_concurrent_trials: trials running at once.
+        searcher: ``tpe`` or ``random`` (random search: every trial is drawn at random).
+        n_initial_points: random trials before TPE starts modelling.
+        seed: seed of the searcher (default: the study's ``seed``); an int (case C11).
+        time_budget_s: stop proposing new trials after this many seconds.
+        warm_start: configurations evaluated first (``{family: ..., <hp>: value}``).
+        scheduler: optional ASHA early termination.
+        test_top_k: the best K configurations are scored once on the test split.
+        max_failures: retries of a trial after a worker/node loss or an error (Ray
+            Tune's ``FailureConfig(max_failures=...)``); the retry keeps the trial's
+            number and run key, so reports hold one row per trial. ``0``: a failed
+            trial is recorded as failed at once.
+    """
+
+    families: tuple[str, ...] = ()
+    spaces: dict = field(default_factory=dict)
+    num_trials: int = 20
+    max_concurrent_trials: int = 2
+    searcher: str = "tpe"
+    n_initial_points: int = 5
+    seed: int | None = None
+    time_budget_s: float | None = None
+    warm_start: tuple[dict, ...] = ()
+    scheduler: SchedulerSpec | None = None
+    test_top_k: int = 3
+    max_failures: int = 0
+
+    def __post_init__(self):
+        if self.max_failures < 0:
+            raise ValueError(f"`max_failures` must be >= 0. Received: {self.max_failures}")
+        if self.searcher not in ("tpe", "random"):
+            raise ValueError(
+                f"`searcher` must be 'tpe' or 'random'. Received: searcher={self.searcher!r}"
+            )
+        for name in ("num_trials", "max_concurrent_trials", "n_initial_points", "test_top_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1. Received: {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to train: a registry family, hyperparameters over its defaults, and
+    optionally its own window ``step`` (the book's convnet+GRU runs at half the step)."""
+
+    family: str
+    hp: dict = field(default_factory=dict)
+    step: int | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyCommon:
+    """The sections every study has, whatever its data (keyword-only fields)."""
+
+    pipeline: str = "timeseries"
+    seed: int = 42
+    output_dir: str = "runs"
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    ensemble: EnsembleSpec = field(default_factory=EnsembleSpec)
+    sweep: SweepSpec = field(default_factory=SweepSpec)
+    source_file: str = ""
+
+    @property
+    def run_dir(self) -> Path:
+        """``<output_dir>/<study>``: reports, plots and cached artifacts of the study."""
+        return Path(self.output_dir) / self.study

@@ -1,0 +1,162 @@
+"""The typed records that cross the layers of a study, and the one recorder of run results.
+
+- :class:`PreparedDataset`: what a study kind's ``prepare`` hands to training (the data
+  by reference, its key and description).
+- :class:`RunResult`: what every trainer returns (one ``runs`` row, its ``history`` and
+  ``predictions`` rows), and what a failed run is reported as (:func:`failed_run`).
+- :func:`run_key` / :func:`stored_run`: a run's key from everything that determines its
+  result, and the stored row of a finished run (resume).
+- :func:`record_run`: writes one result as report parts, for studies and sweep trials
+  alike (``history`` and ``predictions`` first, the ``runs`` row last: a runs row only
+  exists once its details are on disk).
+
+Importing this module loads neither TensorFlow nor pyarrow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.training.fit import TrainingSpec, error_text
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A prepared dataset, as a study kind's ``prepare`` returns it.
+
+    Attributes:
+        data: the arrays training reads, usually a Ray ``ObjectRef`` to them (put in the
+            object store once, passed to every training task by reference, case C14):
+            weather, a normalized float32 ``(rows, features)`` array; text and images, a
+            dict of arrays (see their ``prepare`` functions).
+        meta: the dataset's description, as the kind's trainer reads it (``key``,
+            ``splits``, ``class_names``, normalization statistics...).
+        units: the headline metric's units for display (``degC``; ``""`` for accuracy).
+    """
+
+    data: object
+    meta: dict
+    units: str = ""
+
+    @property
+    def key(self) -> str:
+        """The dataset key (content and settings hash): part of every run key."""
+        return self.meta["key"]
+
+
+@dataclass
+class RunResult:
+    """One training run's report rows (the schemas of :mod:`dlpipe.tasks.reports.tables`).
+
+    Attributes:
+        run: the ``runs`` row (``run_id``, ``family``, ``status``, ``val_loss``,
+            ``val_metric``...).
+        history: ``history`` rows, one per epoch.
+        predictions: ``predictions`` rows, one per scored sample and split.
+    """
+
+    run: dict
+    history: list = field(default_factory=list)
+    predictions: list = field(default_factory=list)
+
+
+def run_key(
+    dataset_key: str, family: str, hp_resolved: dict, inputs, training: TrainingSpec, seed: int
+) -> str:
+    """Key of a training run from everything that determines its result.
+
+    Args:
+        dataset_key: the prepared dataset's key.
+        family: the model family.
+        hp_resolved: the family's resolved hyperparameters.
+        inputs: what the model sees, a frozen dataclass (weather: a ``WindowSpec``; text:
+            the text settings; images: the image settings), or None. Stored under the
+            payload key ``windows`` (its first name), so keys of stored runs stay valid.
+        training: epochs and callbacks.
+        seed: the run's seed.
+
+    Returns:
+        ``"<family>-<12 hex digits of sha256>"``.
+    """
+    train = asdict(training)
+    for name, default in (("batch_size", 32), ("steps_per_execution", 1)):
+        if train.get(name) == default:  # keys of runs stored before these settings existed
+            train.pop(name)
+    payload = {
+        "dataset": dataset_key,
+        "family": family,
+        "hp": hp_resolved,
+        "windows": asdict(inputs) if inputs is not None else None,
+        "training": train,
+        "seed": seed,
+    }
+    return f"{family}-{hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]}"
+
+
+def stored_run(run_dir: str | Path, run_id: str) -> dict | None:
+    """The stored ``runs`` row of ``run_id`` if it finished with status ok, else None."""
+    if not reports.part_exists(run_dir, "runs", run_id):
+        return None
+    row = reports.read_part(run_dir, "runs", run_id)[0]
+    return row if row["status"] == "ok" else None
+
+
+def failed_run(
+    run_id: str,
+    family: str,
+    hp: dict,
+    seed: int,
+    inputs,
+    error: BaseException | str,
+    resources: dict,
+    input_columns: dict | None = None,
+) -> RunResult:
+    """The result of a run that raised: status ``failed``, the error text, NaN metrics.
+
+    Args:
+        inputs: the run's input geometry (a dataclass, stored as ``inputs`` JSON) or None.
+        input_columns: the kind's own ``runs`` columns for these inputs (weather:
+            ``lookback``, ``step``, ``delay``).
+    """
+    run = {
+        "run_id": run_id,
+        "family": family,
+        "hyperparameters": hp,
+        "seed": seed,
+        "status": "failed",
+        "error": error_text(error),
+        "resources": resources,
+        **(input_columns or {}),
+    }
+    if inputs is not None:
+        run["inputs"] = asdict(inputs)
+    return RunResult(run)
+
+
+def record_run(
+    run_dir: str | Path, result: RunResult, *, pipeline: str, study: str, dataset_key: str
+) -> dict:
+    """Write one run's ``history``, ``predictions`` and then its ``runs`` row, with the
+    study's columns (``pipeline``, ``study``, ``dataset_key``, ``finished_at``).
+
+    The one recorder of run results: study runs, baselines and sweep trials.
+
+    Returns:
+        The ``runs`` row as written.
+    """
+    run = dict(
+        result.run,
+        pipeline=pipeline,
+        study=study,
+        dataset_key=dataset_key,
+        finished_at=datetime.now(timezone.utc),
+    )
+    run_id = run["run_id"]
+    reports.write_part(run_dir, "history", run_id, result.history)
+    reports.write_part(run_dir, "predictions", run_id, result.predictions)
+    reports.write_part(run_dir, "runs", run_id, [run])
+    return run
