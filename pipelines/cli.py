@@ -197,10 +197,19 @@ def print_frame(frame, title: str) -> None:
         text = frame[col].dtype == object or str(frame[col].dtype).startswith("string")
         table.add_column(str(col), justify="left" if text else "right")
     for row in frame.itertuples(index=False):
-        table.add_row(
-            *["" if v is None else (_number(v) if isinstance(v, float) else str(v)) for v in row]
-        )
+        table.add_row(*[_cell(v) for v in row])
     Console(width=160).print(table)
+
+
+def _cell(value) -> str:
+    """One table cell: None blank, a missing number (NaN, pandas ``NA``) ``n/a``."""
+    import pandas as pd
+
+    if value is None:
+        return ""
+    if value is pd.NA:
+        return "n/a"
+    return _number(value) if isinstance(value, float) else str(value)
 
 
 def _number(value: float) -> str:

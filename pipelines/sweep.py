@@ -211,10 +211,11 @@ class TrialRecorder:
         resources: dict,
         units: str,
         offset: int = 0,
+        kind: str | None = None,
     ):
         self.sweep_dir, self.sweep_id, self.searcher = str(sweep_dir), sweep_id, searcher
         self.num_trials, self.warm_starts, self.resources = num_trials, warm_starts, resources
-        self.units, self.offset = units, offset
+        self.units, self.offset, self.kind = units, offset, kind
         self.started: dict[str, datetime] = {}
         self.counts = {"done": 0, "failed": 0}
         self.best = OBJECTIVE.worst
@@ -290,7 +291,7 @@ class TrialRecorder:
             "started_at": self.started.get(trial.trial_id),
             "ended_at": datetime.now(timezone.utc),
         }
-        reports.write_part(self.sweep_dir, "trials", f"{number:05d}", [row])
+        reports.write_part(self.sweep_dir, "trials", f"{number:05d}", [row], kind=self.kind)
         if error:
             self.counts["failed"] += 1
         else:
@@ -609,6 +610,7 @@ def run_trials(
         asdict(res),
         prepared.meta.get("target", ""),
         offset=first - 1,
+        kind=cfg.pipeline,
     )
     tuner = tune.Tuner(
         trainable,
@@ -708,7 +710,7 @@ def evaluate_top_k(cfg: StudyCommon, sweep_dir: Path, ok, prepared) -> list[str]
         reports.write_part(sweep_dir, "predictions", f"{run_id}-test", scored["predictions"])
         row.update(test_loss=scored["loss"], test_metric=scored["metric"])
         row.update(kind.score_columns("test", scored["loss"], scored["metric"]))
-        reports.write_part(sweep_dir, "runs", run_id, [row])
+        reports.write_part(sweep_dir, "runs", run_id, [row], kind=cfg.pipeline)
     return list(best["run_id"])
 
 

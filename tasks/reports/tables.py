@@ -47,6 +47,10 @@ def _schemas() -> dict:
     """The fixed pyarrow schema of every report table (built once, on first use)."""
     import pyarrow as pa
 
+    def kind_field(name, type_, kind):
+        """A column that only studies of ``kind`` write (:func:`kind_columns`)."""
+        return pa.field(name, type_, metadata={"kind": kind})
+
     return {
         "runs": pa.schema(
             [
@@ -57,16 +61,16 @@ def _schemas() -> dict:
                 ("family", pa.string()),
                 ("hyperparameters", pa.string()),  # JSON, sorted keys
                 ("seed", pa.int64()),
-                ("lookback", pa.int64()),
-                ("step", pa.int64()),
-                ("delay", pa.int64()),
+                kind_field("lookback", pa.int64(), "timeseries"),
+                kind_field("step", pa.int64(), "timeseries"),
+                kind_field("delay", pa.int64(), "timeseries"),
                 ("epochs_run", pa.int64()),
                 ("best_epoch", pa.int64()),
                 ("params", pa.int64()),
-                ("val_mae", pa.float64()),  # normalized units
-                ("test_mae", pa.float64()),
-                ("val_mae_units", pa.float64()),  # target's own units (degC)
-                ("test_mae_units", pa.float64()),
+                kind_field("val_mae", pa.float64(), "timeseries"),  # normalized units
+                kind_field("test_mae", pa.float64(), "timeseries"),
+                kind_field("val_mae_units", pa.float64(), "timeseries"),  # target's units (degC)
+                kind_field("test_mae_units", pa.float64(), "timeseries"),
                 ("metric", pa.string()),  # headline metric: mae (target units) | accuracy
                 ("val_loss", pa.float64()),  # the model's loss (weather: normalized MAE)
                 ("test_loss", pa.float64()),
@@ -115,7 +119,7 @@ def _schemas() -> dict:
                 ("family", pa.string()),
                 ("hyperparameters", pa.string()),  # JSON, sorted keys, resolved values (C10)
                 ("val_loss", pa.float64()),  # the searched objective, NaN when failed
-                ("val_mae_units", pa.float64()),
+                kind_field("val_mae_units", pa.float64(), "timeseries"),
                 ("val_metric", pa.float64()),  # the study's headline metric (MAE, accuracy)
                 ("status", pa.string()),  # ok | failed | reused | stopped (by ASHA)
                 ("error", pa.string()),
@@ -240,33 +244,61 @@ def _coerce(field, value):
     return value
 
 
-def make_table(table: str, rows: list[dict]):
+def kind_columns(table: str, kind: str | None = None) -> set[str]:
+    """The columns of ``table`` that belong to one study kind (schema field metadata
+    ``kind``; e.g. ``runs.lookback`` of timeseries studies); with ``kind``, those of the
+    other kinds: what a study of ``kind`` does not write."""
+    return {
+        f.name
+        for f in _schemas()[table]
+        if f.metadata and b"kind" in f.metadata and f.metadata[b"kind"].decode() != kind
+    }
+
+
+def _unset(value) -> bool:
+    """None or NaN: what a row of another kind may hold in a kind's own column."""
+    value = to_python(value)
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def make_table(table: str, rows: list[dict], kind: str | None = None):
     """Rows (dicts) to a pyarrow Table with the table's fixed schema.
 
-    Missing keys become null (NaN for float columns); unknown keys raise ValueError.
-    Returns a ``pyarrow.Table``.
+    Args:
+        kind: the study kind writing the rows (``timeseries``, ``text``...): the other
+            kinds' own columns (:func:`kind_columns`) are left out, so every part of a
+            study has the same columns and its reports carry no all-null columns of
+            another kind. None: every column.
+
+    Missing keys become null (NaN for float columns); unknown keys (and another kind's
+    column set in a row) raise ValueError. Returns a ``pyarrow.Table``.
     """
     import pyarrow as pa
 
     schema = _schemas()[table]
+    other = kind_columns(table, kind) if kind is not None else set()
+    schema = pa.schema([f for f in schema if f.name not in other])
     names = set(schema.names)
     for row in rows:
-        extra = set(row) - names
+        extra = {k for k, v in row.items() if k not in names and not (k in other and _unset(v))}
         if extra:
             raise ValueError(f"unknown column(s) {sorted(extra)} for table `{table}`")
     columns = {f.name: [_coerce(f, r.get(f.name)) for r in rows] for f in schema}
     return pa.table(columns, schema=schema)
 
 
-def write_part(run_dir: str | os.PathLike, table: str, part: str, rows: list[dict]) -> Path:
-    """Write ``rows`` as part file ``<run_dir>/reports/<table>/part-<part>.parquet``.
+def write_part(
+    run_dir: str | os.PathLike, table: str, part: str, rows: list[dict], kind: str | None = None
+) -> Path:
+    """Write ``rows`` as part file ``<run_dir>/reports/<table>/part-<part>.parquet``
+    (``kind``: the study kind's columns only, see :func:`make_table`).
 
     Atomic (temporary name, then rename). Returns the path.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tbl = make_table(table, rows)
+    tbl = make_table(table, rows, kind)
     path = Path(run_dir) / "reports" / table / f"part-{part}.parquet"
     sink = pa.BufferOutputStream()
     pq.write_table(tbl, sink)
@@ -289,16 +321,31 @@ def read_part(run_dir: str | os.PathLike, table: str, part: str) -> list[dict]:
 
 def read_table(run_dir: str | os.PathLike, table: str):
     """All part files of ``table`` as one pandas DataFrame (empty with the schema's
-    columns when none is written yet)."""
+    columns when none is written yet).
+
+    A kind's own column (:func:`kind_columns`) appears only when some part sets it;
+    integer columns holding nulls stay integers (pandas ``Int64``), the others are
+    ``int64``.
+    """
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder = Path(run_dir) / "reports" / table
     files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
-    if not files:
-        return _schemas()[table].empty_table().to_pandas()
     schema = _schemas()[table]
-    return pa.concat_tables([pq.read_table(f, schema=schema) for f in files]).to_pandas()
+    if not files:
+        return schema.empty_table().to_pandas()
+    data = pa.concat_tables([pq.read_table(f, schema=schema) for f in files])
+    own = kind_columns(table)  # every kind's own columns
+    keep = [n for n in data.column_names if n not in own or data.column(n).null_count < len(data)]
+    data = data.select(keep)
+    frame = data.to_pandas()
+    for name in keep:  # an integer column with nulls: Int64, not float64
+        column = data.column(name)
+        if pa.types.is_integer(column.type) and column.null_count:
+            frame[name] = column.to_pandas(types_mapper={column.type: pd.Int64Dtype()}.get)
+    return frame
 
 
 def is_finite(x) -> bool:

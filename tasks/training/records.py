@@ -158,5 +158,5 @@ def record_run(
     run_id = run["run_id"]
     reports.write_part(run_dir, "history", run_id, result.history)
     reports.write_part(run_dir, "predictions", run_id, result.predictions)
-    reports.write_part(run_dir, "runs", run_id, [run])
+    reports.write_part(run_dir, "runs", run_id, [run], kind=pipeline)
     return run
