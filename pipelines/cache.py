@@ -89,7 +89,7 @@ def list_command(root) -> int:
     """Print one row per conv base of the cache under ``root``."""
     import pandas as pd
 
-    from dlpipe.pipelines.cli import print_frame
+    from dlpipe.pipelines.console import print_frame
     from dlpipe.tasks.features.cache import list_bases
 
     bases = list_bases(root)
@@ -112,7 +112,7 @@ def prune_command(
     """Delete (or, with ``dry_run``, only list) cache entries; print per base."""
     import pandas as pd
 
-    from dlpipe.pipelines.cli import print_frame
+    from dlpipe.pipelines.console import print_frame
     from dlpipe.tasks.features.cache import list_bases, prune
 
     if base is None and older_than_days is None and not all_entries:

@@ -17,12 +17,13 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+
+from dlpipe.pipelines.command import prepare_command
+from dlpipe.pipelines.console import print_frame
 
 DEMO_CONFIG = "demo_weather.yaml"
 #: ``dlpipe demo <name>`` -> packaged study file
@@ -32,87 +33,6 @@ DEMOS = {"weather": DEMO_CONFIG, "text": "demo_text.yaml", "images": "demo_image
 def demo_config_path(name: str = "weather") -> Path:
     """Path of a packaged demo study (``configs/demo_weather.yaml``, ``demo_text.yaml``)."""
     return Path(str(resources.files("dlpipe.configs") / DEMOS[name]))
-
-
-def prepare_command(
-    config: str | Path,
-    *,
-    smoke_mode,
-    output_dir: str | None,
-    address: str | None,
-    num_cpus: int | None,
-    run_dir_of=None,
-    same_study: bool = True,
-):
-    """Shared start of the commands that run a study file: load and validate it
-    (errors printed, ``None`` returned), apply ``smoke_mode`` (a function of the config,
-    or ``None``) and ``--output-dir``; with ``run_dir_of`` (config -> folder), check and
-    lock that folder (:func:`dlpipe.pipelines.rundir.preflight`); then start or join
-    Ray. Every check that needs no Ray runs before Ray starts."""
-    from dlpipe.pipelines.config import ConfigError, load_study
-    from dlpipe.pipelines.rundir import RunDirError, preflight
-    from dlpipe.pipelines.runtime import RayStartError, check_resources, init_ray
-
-    try:
-        cfg = load_study(config)
-        if smoke_mode is not None:
-            cfg = smoke_mode(cfg)
-        if output_dir:
-            cfg = replace(cfg, output_dir=output_dir)
-        check_offline_settings(cfg)
-        if run_dir_of is not None:
-            preflight(run_dir_of(cfg), cfg, same_study=same_study)
-    except (ConfigError, RunDirError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
-    if not check_data_source(cfg):
-        return None
-    try:
-        init_ray(address, num_cpus=num_cpus)
-    except RayStartError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
-    try:
-        check_resources(cfg.resources.num_cpus, cfg.resources.num_gpus)
-    except ValueError as exc:
-        print(f"error: {cfg.source_file}: {exc}", file=sys.stderr)
-        return None
-    return cfg
-
-
-def check_data_source(cfg) -> bool:
-    """Cheap data checks of the study's kind (its ``check_source``: file readable,
-    header, first rows) before Ray starts; an error is printed as one line and
-    ``False`` returned."""
-    from dlpipe.pipelines.kinds import get_kind
-
-    try:
-        get_kind(cfg).check_source(cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return False
-    return True
-
-
-def check_offline_settings(cfg) -> None:
-    """Settings that need the network, refused before Ray starts when it cannot be had:
-    ``weights: imagenet`` of an image study's conv base with no local weights file.
-
-    Raises:
-        ConfigError: naming the study file and the field.
-    """
-    from dlpipe.pipelines.config import ConfigError
-    from dlpipe.pipelines.kinds.images import uses_conv_base
-
-    images = getattr(cfg, "images", None)
-    if images is None or not uses_conv_base(cfg):
-        return
-    from dlpipe.models.weights import imagenet_weights_available
-
-    base, weights = images.conv_base, images.weights
-    problem = imagenet_weights_available(base, weights)
-    if problem:
-        raise ConfigError(f"{cfg.source_file}: `images.weights` {weights!r}: {problem}")
 
 
 def run_command(
@@ -184,36 +104,6 @@ def failed_runs_exit_code(run_dir: Path, started, n_models: int) -> int:
     for row in failed.itertuples():
         print(f"  {row.run_id}: {str(row.error).strip().splitlines()[-1][:300]}", file=sys.stderr)
     return code
-
-
-def print_frame(frame, title: str) -> None:
-    """Print a DataFrame as a rich table (floats to 4 significant digits; a missing or
-    undefined value, such as a change against a baseline of 0, as ``n/a``)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in frame.columns:
-        text = frame[col].dtype == object or str(frame[col].dtype).startswith("string")
-        table.add_column(str(col), justify="left" if text else "right")
-    for row in frame.itertuples(index=False):
-        table.add_row(*[_cell(v) for v in row])
-    Console(width=160).print(table)
-
-
-def _cell(value) -> str:
-    """One table cell: None blank, a missing number (NaN, pandas ``NA``) ``n/a``."""
-    import pandas as pd
-
-    if value is None:
-        return ""
-    if value is pd.NA:
-        return "n/a"
-    return _number(value) if isinstance(value, float) else str(value)
-
-
-def _number(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.4g}"
 
 
 def print_report(run_dir: str | Path) -> None:

@@ -821,7 +821,8 @@ def sweep_command(
     :data:`EXIT_TRIALS_FAILED` (3) some trials failed (after every report and plot is
     written; the failed trials and their errors are printed last); 1 no trial
     finished; 2 a bad study file, data or setting."""
-    from dlpipe.pipelines.cli import prepare_command, print_frame
+    from dlpipe.pipelines.command import prepare_command
+    from dlpipe.pipelines.console import print_frame
 
     cfg = prepare_command(
         config,

@@ -63,7 +63,7 @@ def test_c22_ratio_against_a_zero_baseline_is_not_a_number():
     acc = get_metric("accuracy")
     assert math.isnan(acc.change_vs(1.0, 0.0))
     assert math.isnan(acc.change_vs(1.0, float("nan")))
-    from dlpipe.pipelines.cli import _number
+    from dlpipe.pipelines.console import number as _number
 
     assert _number(acc.change_vs(1.0, 0.0)) == "n/a"
     assert _number(12.3456) == "12.35"

@@ -87,7 +87,7 @@ def test_c12_nan_and_errors_are_failed_trials_with_their_text(tmp_path):
 def test_sweep_command_exits_3_naming_the_failed_trials(tmp_path, monkeypatch, capsys):
     """A sweep that finished with a trial that raised: exit code 3 after the reports,
     with the failed trial and its error last on stderr; all ok: exit 0."""
-    from dlpipe.pipelines import cli
+    from dlpipe.pipelines import command, console
     from dlpipe.pipelines import sweep as sweep_mod
 
     rec = TrialRecorder(tmp_path, "s", "tpe", 3, 0, {"num_cpus": 1}, "degC")
@@ -101,8 +101,8 @@ def test_sweep_command_exits_3_naming_the_failed_trials(tmp_path, monkeypatch, c
     rec.record(fake_trial(1, config, base), [], error=None)
     rec.record(fake_trial(2, config, dict(base, run_id="r2")), [], error=None)
     cfg = SimpleNamespace(sweep=SimpleNamespace(num_trials=3))
-    monkeypatch.setattr(cli, "prepare_command", lambda *a, **k: cfg)
-    monkeypatch.setattr(cli, "print_frame", lambda *a, **k: None)
+    monkeypatch.setattr(command, "prepare_command", lambda *a, **k: cfg)
+    monkeypatch.setattr(console, "print_frame", lambda *a, **k: None)
     monkeypatch.setattr(sweep_mod, "run_sweep", lambda cfg, **kw: tmp_path)
     monkeypatch.setattr(sweep_mod, "sweep_summary", lambda *a, **k: (None, ""))
     assert sweep_mod.sweep_command("study.yaml") == 0
