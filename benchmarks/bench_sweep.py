@@ -132,7 +132,7 @@ def main():
     args = parser.parse_args()
 
     from dlpipe.pipelines.runtime import init_ray
-    from dlpipe.pipelines.sweep import run_sweep
+    from dlpipe.pipelines.sweeps.run import run_sweep
 
     init_ray(None, num_cpus=2)
     out = Path(tempfile.mkdtemp(prefix="bench-sweep-"))

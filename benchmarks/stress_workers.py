@@ -16,7 +16,7 @@ no retries so a crash is seen, not hidden) and prints:
 * tasks lost: submitted tasks whose result never came (any other error, a timeout).
 
 Target: 0 aborts, 0 dumps, 0 lost. ``--sweep`` runs a small sweep through
-``dlpipe.pipelines.sweep.run_sweep`` (Ray Tune trials; needs the `demo` extra for its
+``dlpipe.pipelines.sweeps.run.run_sweep`` (Ray Tune trials; needs the `demo` extra for its
 data) and prints the same counts for it. ``--self-check`` adds one task whose worker
 aborts at exit, to show the counters see it (then 1 abort and 1 dump are expected);
 ``--with-pyarrow`` is the control: training workers that keep the pyarrow Ray loads.
@@ -171,7 +171,7 @@ sweep:
 def run_sweep_check(trials: int, workdir: Path) -> dict:
     """A ``trials``-trial sweep through ``run_sweep``; counts from its trials table."""
     from dlpipe.pipelines.config import load_study
-    from dlpipe.pipelines.sweep import run_sweep
+    from dlpipe.pipelines.sweeps.run import run_sweep
     from dlpipe.tasks.reports import tables as reports
 
     study = workdir / "stress_sweep.yaml"

@@ -276,7 +276,7 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "ensemble":
         return run_from_args(args)
     if args.command == "sweep":
-        from dlpipe.pipelines.sweep import sweep_command
+        from dlpipe.pipelines.sweeps.command import sweep_command
 
         return sweep_command(
             args.study,

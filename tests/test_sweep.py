@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dlpipe.models.spaces import TIMESERIES_SPACES
-from dlpipe.pipelines.sweep import TrialRecorder
+from dlpipe.pipelines.sweeps.recorder import TrialRecorder
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.sweep.space import decode, sweep_space, validate_space
 
@@ -88,7 +88,7 @@ def test_sweep_command_exits_3_naming_the_failed_trials(tmp_path, monkeypatch, c
     """A sweep that finished with a trial that raised: exit code 3 after the reports,
     with the failed trial and its error last on stderr; all ok: exit 0."""
     from dlpipe.pipelines import command, console
-    from dlpipe.pipelines import sweep as sweep_mod
+    from dlpipe.pipelines.sweeps import command as sweep_mod
 
     rec = TrialRecorder(tmp_path, "s", "tpe", 3, 0, {"num_cpus": 1}, "degC")
     config = {"model": {"family": "dense", "hp": {"units": 32.0}}}

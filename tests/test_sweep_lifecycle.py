@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlpipe.pipelines import sweep as sweep_mod
+from dlpipe.pipelines.config import ConfigError
+from dlpipe.pipelines.sweeps import command, recorder, searcher, summary
+from dlpipe.pipelines.sweeps import stamp as sweep_stamp
 from dlpipe.tasks.reports import tables as reports
 
 BIN = Path(sys.executable).parent
@@ -79,25 +81,25 @@ def load(tmp_path, trials=3):
 def test_c18_fingerprint_ignores_only_trial_count_and_time_budget(tmp_path):
     cfg = load(tmp_path)
     grown = replace(cfg, sweep=replace(cfg.sweep, num_trials=6, time_budget_s=120.0))
-    assert sweep_mod._fingerprint(grown) == sweep_mod._fingerprint(cfg)
+    assert sweep_stamp.fingerprint(grown) == sweep_stamp.fingerprint(cfg)
     other = replace(cfg, sweep=replace(cfg.sweep, test_top_k=1))
-    assert sweep_mod._fingerprint(other) != sweep_mod._fingerprint(cfg)
+    assert sweep_stamp.fingerprint(other) != sweep_stamp.fingerprint(cfg)
 
     sweep_dir = tmp_path / "sw"
     sweep_dir.mkdir()
-    stamp = sweep_mod.open_stamp(cfg, sweep_dir)
-    assert stamp["segments"] == [] and stamp["sweep_id"] == sweep_mod._fingerprint(cfg)
-    sweep_mod.write_stamp(
+    stamp = sweep_stamp.open_stamp(cfg, sweep_dir)
+    assert stamp["segments"] == [] and stamp["sweep_id"] == sweep_stamp.fingerprint(cfg)
+    sweep_stamp.write_stamp(
         sweep_dir, dict(stamp, segments=[{"name": "tune", "first": 1, "trials": 3}])
     )
-    again = sweep_mod.open_stamp(grown, sweep_dir)  # accepted, segments kept
+    again = sweep_stamp.open_stamp(grown, sweep_dir)  # accepted, segments kept
     assert again["segments"] == [{"name": "tune", "first": 1, "trials": 3}]
     assert json.loads((sweep_dir / "sweep.json").read_text())["study"]["sweep"]["num_trials"] == 6
     changed = replace(
         cfg, training=replace(cfg.training, epochs=5), sweep=replace(cfg.sweep, test_top_k=1)
     )
-    with pytest.raises(sweep_mod.ConfigError) as err:
-        sweep_mod.open_stamp(changed, sweep_dir)
+    with pytest.raises(ConfigError) as err:
+        sweep_stamp.open_stamp(changed, sweep_dir)
     assert "(changed: sweep.test_top_k, training.epochs)" in str(err.value)
     assert "only `sweep.num_trials` and `sweep.time_budget_s` may change" in str(err.value)
 
@@ -108,13 +110,13 @@ def test_c18_sweep_stored_by_an_older_version_still_matches(tmp_path):
     cfg = load(tmp_path)
     sweep_dir = tmp_path / "old"
     sweep_dir.mkdir()
-    legacy = sweep_mod._fingerprint(cfg, legacy=True)
+    legacy = sweep_stamp.fingerprint(cfg, legacy=True)
     (sweep_dir / "sweep.json").write_text(
         json.dumps(
             {"fingerprint": legacy, "study": {"sweep": {"num_trials": 3, "time_budget_s": None}}}
         )
     )
-    stamp = sweep_mod.open_stamp(replace(cfg, sweep=replace(cfg.sweep, num_trials=8)), sweep_dir)
+    stamp = sweep_stamp.open_stamp(replace(cfg, sweep=replace(cfg.sweep, num_trials=8)), sweep_dir)
     assert stamp["sweep_id"] == legacy
     assert stamp["segments"] == [{"name": "tune", "first": 1, "trials": 3}]
 
@@ -122,7 +124,7 @@ def test_c18_sweep_stored_by_an_older_version_still_matches(tmp_path):
 def test_c18_outstanding_trials_and_their_names(tmp_path):
     for n in (1, 2, 4):
         reports.write_part(tmp_path, "trials", f"{n:05d}", [{"trial": n, "status": "ok"}])
-    sweep_mod.write_stamp(
+    sweep_stamp.write_stamp(
         tmp_path,
         {
             "segments": [
@@ -131,11 +133,11 @@ def test_c18_outstanding_trials_and_their_names(tmp_path):
             ]
         },
     )
-    assert sweep_mod.recorded_trials(tmp_path) == {1, 2, 4}
-    assert sweep_mod.outstanding_trials(tmp_path, 6) == [3, 5, 6]
-    assert sweep_mod.outstanding_trials(tmp_path, 8) == [3, 5, 6, 7, 8]
-    assert sweep_mod._ranges([3, 5, 6, 7, 9]) == "trials 3, 5-7, 9"
-    assert sweep_mod._ranges([2]) == "trial 2"
+    assert recorder.recorded_trials(tmp_path) == {1, 2, 4}
+    assert recorder.outstanding_trials(tmp_path, 6) == [3, 5, 6]
+    assert recorder.outstanding_trials(tmp_path, 8) == [3, 5, 6, 7, 8]
+    assert command.ranges([3, 5, 6, 7, 9]) == "trials 3, 5-7, 9"
+    assert command.ranges([2]) == "trial 2"
 
 
 def test_c18_searcher_starts_from_the_history_and_proposes_warm_starts_first():
@@ -153,7 +155,7 @@ def test_c18_searcher_starts_from_the_history_and_proposes_warm_starts_first():
         ({"dense/units": 48.0, "dense/learning_rate": 0.005}, 0.3),
     ]
     warm = [{"dense/units": 32.0, "dense/learning_rate": 0.002}]
-    search = sweep_mod._searcher_class()(
+    search = searcher.searcher_class()(
         sweep_space(spaces),
         metric="val_loss",
         mode="min",
@@ -170,7 +172,7 @@ def test_c18_searcher_starts_from_the_history_and_proposes_warm_starts_first():
     assert (proposed["units"], proposed["learning_rate"]) not in [(16.0, 0.001), (48.0, 0.005)]
     assert len(search._hpopt_trials.trials) == 4
     # a maximized objective would enter Hyperopt negated (the metric table's mode)
-    up = sweep_mod._searcher_class()(
+    up = searcher.searcher_class()(
         sweep_space(spaces),
         metric="val_accuracy",
         mode="max",
@@ -186,8 +188,8 @@ def test_c18_top_k_and_summary_order_follow_the_metric_table(tmp_path):
     ok = pd.DataFrame(
         {"trial": [1, 2, 3, 4], "run_id": ["a", "b", "b", "c"], "val_loss": [0.5, 0.2, 0.2, np.nan]}
     )
-    assert list(sweep_mod.top_k(ok, 2)["trial"]) == [2, 1]  # b once (trial 2), then a
-    assert sweep_mod.OBJECTIVE.mode == "min"
+    assert list(summary.top_k(ok, 2)["trial"]) == [2, 1]  # b once (trial 2), then a
+    assert recorder.OBJECTIVE.mode == "min"
 
 
 # ---- through local Ray ----------------------------------------------------------------

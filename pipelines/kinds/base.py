@@ -1,6 +1,6 @@
 """The study-kind interface: one object per kind of study (timeseries, text, images),
 owning everything that differs by kind, so that the stages every study shares
-(:mod:`dlpipe.pipelines.study`, :mod:`dlpipe.pipelines.sweep`, the study-file reader)
+(:mod:`dlpipe.pipelines.study`, :mod:`dlpipe.pipelines.sweeps`, the study-file reader)
 never ask which kind they run.
 
 A kind is registered in one place, :data:`dlpipe.pipelines.kinds.KINDS`. Adding one means
