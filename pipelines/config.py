@@ -430,7 +430,7 @@ def _resolve_images(cfg, base_dir: Path | None):
     time under ``<output_dir>/<study>/artifacts/demo_source``), a local
     ``images.weights`` file and a local ``images.cache_root``, resolved against the
     study file's folder."""
-    from dlpipe.tasks.images.data import DEMO_SOURCES
+    from dlpipe.tasks.images.demo import DEMO_SOURCES
 
     def resolve(path: str) -> str:
         p = Path(path).expanduser()

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from dlpipe.tasks.features import cache as fc
-from dlpipe.tasks.images.data import load_image, preprocessing_fn, split_flat_folder
+from dlpipe.tasks.images.decode import load_image
+from dlpipe.tasks.images.preprocess import preprocessing_fn
+from dlpipe.tasks.images.split import split_flat_folder
 
 from image_files import image_tree, jpeg, write
 

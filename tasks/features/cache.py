@@ -10,7 +10,7 @@ stay the same. So each feature array is stored once, under a key made of:
 * the **base key** (:func:`base_key`): conv base architecture, weights identity
   (``"imagenet"``, ``"none"``, or the sha256 of a local weights file, see
   :func:`weights_id`), input size, preprocessing, Keras version, and the version of the
-  image decoder (``image_data.DECODER_VERSION``: features of a decoder that did not
+  image decoder (``dlpipe.tasks.images.decode.DECODER_VERSION``: features of a decoder that did not
   apply the EXIF orientation are never reused, case C21).
 
 Layout under a cache root::
@@ -145,7 +145,7 @@ def base_description(
         architecture: Conv base name, e.g. ``"vgg16"`` (lower-cased).
         weights_id: From :func:`weights_id` or :func:`model_fingerprint`.
         input_size: ``(height, width)`` the images are resized to.
-        preprocessing: As :func:`dlpipe.tasks.images.data.preprocessing_id`
+        preprocessing: As :func:`dlpipe.tasks.images.preprocess.preprocessing_id`
             (``1/255``, a base name, None) or its text.
         keras_version: Default: the installed Keras version.
         extra: Optional mapping of further settings (e.g. an output layer name).
@@ -156,7 +156,8 @@ def base_description(
     Raises:
         ValueError: ``input_size`` is not two positive ints, or bad ``preprocessing``.
     """
-    from dlpipe.tasks.images.data import DECODER_VERSION, _check_size, preprocessing_id
+    from dlpipe.tasks.images import decode  # DECODER_VERSION read at call time
+    from dlpipe.tasks.images.preprocess import preprocessing_id
 
     pre = (
         preprocessing
@@ -166,10 +167,10 @@ def base_description(
     )
     return {
         "format": FORMAT_VERSION,
-        "decoder": DECODER_VERSION,
+        "decoder": decode.DECODER_VERSION,
         "architecture": str(architecture).lower(),
         "weights": str(weights_id),
-        "input_size": list(_check_size(tuple(input_size))),
+        "input_size": list(decode.check_size(tuple(input_size))),
         "preprocessing": pre,
         "keras_version": keras_version or metadata.version("keras"),
         "extra": dict(extra or {}),
@@ -184,7 +185,7 @@ def base_key(
 
     Any change of architecture, weights identity, input size, preprocessing, Keras
     version, ``extra`` or the image decoder
-    (:data:`dlpipe.tasks.images.data.DECODER_VERSION`: 2 applies the EXIF orientation,
+    (:data:`dlpipe.tasks.images.decode.DECODER_VERSION`: 2 applies the EXIF orientation,
     case C21) gives another key (and another cache folder).
     """
     description = base_description(
@@ -492,12 +493,9 @@ def extract_features(
     """
     import tensorflow as tf
 
-    from dlpipe.tasks.images.data import (
-        _check_size,
-        _decode_resize,
-        preprocessing_fn,
-        read_image_header,
-    )
+    from dlpipe.tasks.images.decode import check_size, decode_resize
+    from dlpipe.tasks.images.preprocess import preprocessing_fn
+    from dlpipe.tasks.images.sniff import read_image_header
 
     paths = [os.fspath(p) for p in paths]
     if not paths:
@@ -512,7 +510,7 @@ def extract_features(
         )
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
-    size = _check_size(size)
+    size = check_size(size)
     preprocess = preprocessing_fn(preprocessing)
     n = len(paths)
     order = (np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)).astype(
@@ -544,7 +542,7 @@ def extract_features(
             ([paths[i] for i in todo], np.asarray(todo, dtype=np.int64), orientations)
         )
         ds = ds.map(
-            lambda p, i, o: (_decode_resize(tf.io.read_file(p), size, o), i),
+            lambda p, i, o: (decode_resize(tf.io.read_file(p), size, o), i),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
