@@ -218,13 +218,9 @@ def bench_cache(args, folder, cache_root, macs):
     import keras
 
     from dlpipe.models.images import build_frozen_base, conv_base
-    from dlpipe.tasks.features.cache import (
-        base_description,
-        base_key,
-        extract_features,
-        list_bases,
-        model_fingerprint,
-    )
+    from dlpipe.tasks.features.extract import extract_features
+    from dlpipe.tasks.features.keys import base_description, base_key, model_fingerprint
+    from dlpipe.tasks.features.store import list_bases
     from dlpipe.tasks.images.dataset import image_dataset
 
     size = (args.size, args.size)

@@ -90,7 +90,7 @@ def list_command(root) -> int:
     import pandas as pd
 
     from dlpipe.pipelines.cli import print_frame
-    from dlpipe.tasks.features.cache import list_bases
+    from dlpipe.tasks.features.store import list_bases
 
     bases = list_bases(root)
     if not bases:
@@ -113,7 +113,7 @@ def prune_command(
     import pandas as pd
 
     from dlpipe.pipelines.cli import print_frame
-    from dlpipe.tasks.features.cache import list_bases, prune
+    from dlpipe.tasks.features.store import list_bases, prune
 
     if base is None and older_than_days is None and not all_entries:
         raise ValueError(

@@ -51,7 +51,7 @@ def test_c21_exif_orientation_6_decoded_upright_everywhere(tmp_path):
     load_image, the tf.data training pipeline and the feature-extraction pipeline."""
     import keras
 
-    from dlpipe.tasks.features.cache import extract_features
+    from dlpipe.tasks.features.extract import extract_features
 
     data = halves_jpeg(6)
     header = image_header(data)
@@ -95,15 +95,15 @@ def test_every_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
 
 
 def test_c21_feature_cache_key_changes_with_the_decoder(monkeypatch):
-    from dlpipe.tasks.features import cache as fc
+    from dlpipe.tasks.features import keys as cache_keys
 
     args = ("vgg16", "imagenet", (150, 150), 1 / 255, "3.0.0")
     assert DECODER_VERSION == 2
-    assert fc.base_description(*args)["decoder"] == 2
-    new_key = fc.base_key(*args)
+    assert cache_keys.base_description(*args)["decoder"] == 2
+    new_key = cache_keys.base_key(*args)
     monkeypatch.setattr(image_decode, "DECODER_VERSION", 1)  # the decoder before C21
-    assert fc.base_description(*args)["decoder"] == 1
-    assert fc.base_key(*args) != new_key
+    assert cache_keys.base_description(*args)["decoder"] == 1
+    assert cache_keys.base_key(*args) != new_key
 
 
 def huge_png(width=20000, height=20000) -> bytes:

@@ -23,7 +23,7 @@ steps:
    in a split (an empty folder, or all its files bad: C22) is an error naming the
    split, the class and why, as is a training split with one image per class.
 4. Features (only when a model is ``features_head``): the conv base's output for every
-   kept image, read from or written to the feature cache (:mod:`dlpipe.tasks.features.cache`),
+   kept image, read from or written to the feature cache (:mod:`dlpipe.tasks.features.store`),
    with hits, misses and conv-base forward passes per split.
 
 Prepared arrays (rows grouped by split, then class, then id)::
@@ -518,22 +518,25 @@ def cache_features(
     import keras
 
     from dlpipe.models.images import conv_base
-    from dlpipe.tasks.features import cache as fc
+    from dlpipe.tasks.features import keys as cache_keys
+    from dlpipe.tasks.features.extract import extract_features
 
     keras.utils.set_random_seed(seed)
     weights = None if images.weights == "none" else images.weights
     base = conv_base(images.conv_base, weights=weights, input_shape=(*images.size, 3))
-    identity = fc.model_fingerprint(base) if weights is None else fc.weights_id(weights)
+    identity = (
+        cache_keys.model_fingerprint(base) if weights is None else cache_keys.weights_id(weights)
+    )
     pre = base_preprocessing(images)
     args = (images.conv_base.lower(), identity, tuple(images.size), pre)
-    key, description = fc.base_key(*args), fc.base_description(*args)
+    key, description = cache_keys.base_key(*args), cache_keys.base_description(*args)
     filesystem, local_root = _filesystem(root)
     out, splits = [], {}
     for split in SPLITS:
         if not len(paths[split]):  # a shard may hold no image of a split
             splits[split] = {"hits": 0, "misses": 0, "forward_images": 0}
             continue
-        result = fc.extract_features(
+        result = extract_features(
             paths[split],
             base,
             size=tuple(images.size),
