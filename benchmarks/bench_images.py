@@ -136,7 +136,9 @@ def write_jpegs(dst: Path, work: Path, src_size: int, limit: int):
     taken round-robin up to `limit` files. Returns the image folder listing."""
     from PIL import Image
 
-    from dlpipe.tasks.images.data import list_image_folder, scan_flat_folder, write_demo_images
+    from dlpipe.tasks.images.demo import write_demo_images
+    from dlpipe.tasks.images.folders import list_image_folder
+    from dlpipe.tasks.images.split import scan_flat_folder
 
     flat = work / "digits-png"
     write_demo_images(flat, "digits")
@@ -216,14 +218,10 @@ def bench_cache(args, folder, cache_root, macs):
     import keras
 
     from dlpipe.models.images import build_frozen_base, conv_base
-    from dlpipe.tasks.features.cache import (
-        base_description,
-        base_key,
-        extract_features,
-        list_bases,
-        model_fingerprint,
-    )
-    from dlpipe.tasks.images.data import image_dataset
+    from dlpipe.tasks.features.extract import extract_features
+    from dlpipe.tasks.features.keys import base_description, base_key, model_fingerprint
+    from dlpipe.tasks.features.store import list_bases
+    from dlpipe.tasks.images.dataset import image_dataset
 
     size = (args.size, args.size)
     rng = np.random.default_rng(0)
@@ -419,7 +417,8 @@ def bench_cache(args, folder, cache_root, macs):
 def bench_ingest(args, folder, root):
     import keras
 
-    from dlpipe.tasks.images.data import image_dataset, load_image
+    from dlpipe.tasks.images.dataset import image_dataset
+    from dlpipe.tasks.images.decode import load_image
 
     size = (args.size, args.size)
     n = len(folder.paths)

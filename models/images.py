@@ -26,7 +26,7 @@ augmentation, as in the book (features are computed once per image).
 
 Pixel scaling is the data pipeline's job (`1/255` for the from-scratch convnets, the
 conv base's own `preprocess_input` for `build_frozen_base`); see
-`dlpipe.tasks.images.data`.
+`dlpipe.tasks.images.preprocess`.
 """
 
 from __future__ import annotations
@@ -524,7 +524,7 @@ def conv_base(name, *, weights="imagenet", input_shape=(150, 150, 3)) -> keras.M
         WeightsUnavailableError: `weights="imagenet"` and the download failed; pass
             the path of a local weights file instead.
     """
-    key = _base_name(name)
+    key = conv_base_name(name)
     constructor = getattr(keras.applications, CONV_BASES[key][0])
     shape = _check_image_shape(input_shape)
     if weights == "imagenet" or weights is None:
@@ -570,11 +570,26 @@ def preprocess_input_fn(name):
     Raises:
         ValueError: Unknown `name` (the message lists `CONV_BASES`).
     """
-    module = getattr(keras.applications, CONV_BASES[_base_name(name)][1])
+    module = getattr(keras.applications, CONV_BASES[conv_base_name(name)][1])
     return module.preprocess_input
 
 
-def _base_name(name) -> str:
+def conv_base_name(name) -> str:
+    """The canonical key of conv base `name` in `CONV_BASES`.
+
+    Case-insensitive, with the aliases `inceptionv3` and `mobilenetv2`; used by
+    `conv_base`, `preprocess_input_fn` and the data pipeline's preprocessing id
+    (`dlpipe.tasks.images.preprocess.preprocessing_id`).
+
+    Args:
+        name: A conv base name, e.g. `"VGG16"`.
+
+    Returns:
+        The key, e.g. `"vgg16"`.
+
+    Raises:
+        ValueError: Unknown `name` (the message lists `CONV_BASES`).
+    """
     key = str(name).lower() if isinstance(name, str) else name
     key = _BASE_ALIASES.get(key, key)
     if key not in CONV_BASES:

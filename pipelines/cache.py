@@ -12,7 +12,7 @@ preprocessing, entries, MiB, newest entry's write time). ``prune`` deletes entri
 one base (``--base``, a key or a unique prefix of one), entries written more than
 ``--older-than`` days ago, or, with ``--all``, every entry; ``--dry-run`` only prints
 what would go. Files under ROOT that are not cache entries are never touched (see
-:func:`dlpipe.tasks.features.cache.prune`).
+:func:`dlpipe.tasks.features.store.prune`).
 
 Lookups only read entries, so the time shown is when an entry was written (the last
 time a study had to compute it), not when it was last read.
@@ -90,7 +90,7 @@ def list_command(root) -> int:
     import pandas as pd
 
     from dlpipe.pipelines.console import print_frame
-    from dlpipe.tasks.features.cache import list_bases
+    from dlpipe.tasks.features.store import list_bases
 
     bases = list_bases(root)
     if not bases:
@@ -113,7 +113,7 @@ def prune_command(
     import pandas as pd
 
     from dlpipe.pipelines.console import print_frame
-    from dlpipe.tasks.features.cache import list_bases, prune
+    from dlpipe.tasks.features.store import list_bases, prune
 
     if base is None and older_than_days is None and not all_entries:
         raise ValueError(

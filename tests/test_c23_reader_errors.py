@@ -158,7 +158,8 @@ def test_c23_glove_lines_name_line_and_field(tmp_path):
 
 def test_c23_bad_image_files_are_one_line_each(tmp_path, capsys):
     from dlpipe.pipelines.kinds.images import print_dataset
-    from dlpipe.tasks.images.data import check_images, load_image
+    from dlpipe.tasks.images.decode import load_image
+    from dlpipe.tasks.images.validate import check_images
 
     files = {
         "empty.jpg": b"",

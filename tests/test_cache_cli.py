@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from dlpipe.pipelines.cli import main
-from dlpipe.tasks.features import cache as fc
+from dlpipe.tasks.features.keys import base_description, base_key
+from dlpipe.tasks.features.store import BASE_DESCRIPTION, entry_path, list_entries, lookup, store
 
-VGG = fc.base_key("vgg16", "none", (150, 150), "vgg16", keras_version="3.0")
-RESNET = fc.base_key("resnet50", "imagenet", (96, 96), 1 / 255, keras_version="3.0")
+VGG = base_key("vgg16", "none", (150, 150), "vgg16", keras_version="3.0")
+RESNET = base_key("resnet50", "imagenet", (96, 96), 1 / 255, keras_version="3.0")
 
 
 def _key(i: int) -> str:
@@ -26,24 +27,24 @@ def cache(tmp_path):
     rng = np.random.default_rng(0)
     vgg = {_key(i): rng.random((4, 4, 8), dtype=np.float32) for i in range(3)}
     resnet = {_key(i): rng.random((2, 2, 16), dtype=np.float32) for i in range(10, 12)}
-    fc.store(
+    store(
         root,
         VGG,
         vgg,
-        description=fc.base_description("vgg16", "none", (150, 150), "vgg16", keras_version="3.0"),
+        description=base_description("vgg16", "none", (150, 150), "vgg16", keras_version="3.0"),
     )
-    fc.store(
+    store(
         root,
         RESNET,
         resnet,
-        description=fc.base_description(
+        description=base_description(
             "resnet50", "imagenet", (96, 96), 1 / 255, keras_version="3.0"
         ),
     )
     (root / "notes.txt").write_text("not an entry")
     sizes = {
-        VGG: sum(os.path.getsize(fc.entry_path(root, VGG, k)) for k in vgg),
-        RESNET: sum(os.path.getsize(fc.entry_path(root, RESNET, k)) for k in resnet),
+        VGG: sum(os.path.getsize(entry_path(root, VGG, k)) for k in vgg),
+        RESNET: sum(os.path.getsize(entry_path(root, RESNET, k)) for k in resnet),
     }
     return root, {VGG: vgg, RESNET: resnet}, sizes
 
@@ -72,29 +73,29 @@ def test_prune_one_base_keeps_the_other(cache, capsys):
     out = capsys.readouterr().out
     assert f"removed 3 file(s), {sizes[VGG] / 2**20:.2f} MiB" in out
     assert not (root / VGG).exists()
-    assert [e["base_key"] for e in fc.list_entries(root)] == [RESNET, RESNET]
-    found, missing = fc.lookup(root, RESNET, list(stored[RESNET]))
+    assert [e["base_key"] for e in list_entries(root)] == [RESNET, RESNET]
+    found, missing = lookup(root, RESNET, list(stored[RESNET]))
     assert missing == [] and all(np.array_equal(found[k], v) for k, v in stored[RESNET].items())
     assert (root / "notes.txt").read_text() == "not an entry"
 
 
 def test_dry_run_removes_nothing(cache, capsys):
     root, _, _ = cache
-    before = sorted((e["path"], e["size_bytes"]) for e in fc.list_entries(root))
+    before = sorted((e["path"], e["size_bytes"]) for e in list_entries(root))
     assert main(["cache", "prune", str(root), "--all", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "would remove 5 file(s)" in out and "nothing deleted" in out
-    assert sorted((e["path"], e["size_bytes"]) for e in fc.list_entries(root)) == before
-    assert (root / VGG / fc.BASE_DESCRIPTION).is_file()
+    assert sorted((e["path"], e["size_bytes"]) for e in list_entries(root)) == before
+    assert (root / VGG / BASE_DESCRIPTION).is_file()
 
 
 def test_older_than(cache, capsys):
     root, stored, _ = cache
-    old = fc.entry_path(root, RESNET, next(iter(stored[RESNET])))
+    old = entry_path(root, RESNET, next(iter(stored[RESNET])))
     os.utime(old, (1_000_000, 1_000_000))  # 1970
     assert main(["cache", "prune", str(root), "--older-than", "1"]) == 0
     assert "removed 1 file(s)" in capsys.readouterr().out
-    assert not os.path.exists(old) and len(fc.list_entries(root)) == 4
+    assert not os.path.exists(old) and len(list_entries(root)) == 4
 
 
 def test_errors(cache, tmp_path, capsys):
@@ -109,7 +110,7 @@ def test_errors(cache, tmp_path, capsys):
     assert "--all" in capsys.readouterr().err
     assert main(["cache", "prune", str(root), "--base", "ffffffff"]) == 2
     assert "no conv base 'ffffffff'" in capsys.readouterr().err
-    assert len(fc.list_entries(root)) == 5
+    assert len(list_entries(root)) == 5
 
 
 def test_empty_root(tmp_path, capsys):

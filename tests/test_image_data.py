@@ -9,21 +9,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dlpipe.tasks.images.data import (
-    SPLIT_MANIFEST,
-    augmentation_layers,
-    folder_datasets,
-    image_bytes_problem,
-    image_dataset,
-    list_image_folder,
-    load_image,
-    preprocessing_fn,
-    preprocessing_id,
-    split_flat_folder,
-    validate_images,
-    write_demo_images,
-    write_flat_folder,
-)
+from dlpipe.tasks.images.augment import augmentation_layers
+from dlpipe.tasks.images.dataset import folder_datasets, image_dataset
+from dlpipe.tasks.images.decode import load_image
+from dlpipe.tasks.images.demo import write_demo_images, write_flat_folder
+from dlpipe.tasks.images.folders import list_image_folder
+from dlpipe.tasks.images.preprocess import preprocessing_fn, preprocessing_id
+from dlpipe.tasks.images.sniff import image_bytes_problem
+from dlpipe.tasks.images.split import SPLIT_MANIFEST, split_flat_folder
+from dlpipe.tasks.images.validate import validate_images
 
 from image_files import (
     cmyk_jpeg,

@@ -11,18 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from dlpipe.tasks.images import data as image_data
-from dlpipe.tasks.images.data import (
-    DECODER_VERSION,
-    DEFAULT_MAX_PIXELS,
-    check_images,
-    decode_image,
-    image_dataset,
-    image_header,
-    load_image,
-    read_image_header,
-)
+from dlpipe.tasks.images import decode as image_decode
+from dlpipe.tasks.images import validate as image_validate
+from dlpipe.tasks.images.dataset import image_dataset
+from dlpipe.tasks.images.decode import DECODER_VERSION, decode_image, load_image
 from dlpipe.tasks.images.prepare import ImageDataSpec, ImageSpec, check_classes, prepare_images
+from dlpipe.tasks.images.sniff import image_header, read_image_header
+from dlpipe.tasks.images.validate import DEFAULT_MAX_PIXELS, check_images
 
 from image_files import encode, pixels, write
 
@@ -56,7 +51,7 @@ def test_c21_exif_orientation_6_decoded_upright_everywhere(tmp_path):
     load_image, the tf.data training pipeline and the feature-extraction pipeline."""
     import keras
 
-    from dlpipe.tasks.features.cache import extract_features
+    from dlpipe.tasks.features.extract import extract_features
 
     data = halves_jpeg(6)
     header = image_header(data)
@@ -100,15 +95,15 @@ def test_every_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
 
 
 def test_c21_feature_cache_key_changes_with_the_decoder(monkeypatch):
-    from dlpipe.tasks.features import cache as fc
+    from dlpipe.tasks.features import keys as cache_keys
 
     args = ("vgg16", "imagenet", (150, 150), 1 / 255, "3.0.0")
     assert DECODER_VERSION == 2
-    assert fc.base_description(*args)["decoder"] == 2
-    new_key = fc.base_key(*args)
-    monkeypatch.setattr(image_data, "DECODER_VERSION", 1)  # the decoder before C21
-    assert fc.base_description(*args)["decoder"] == 1
-    assert fc.base_key(*args) != new_key
+    assert cache_keys.base_description(*args)["decoder"] == 2
+    new_key = cache_keys.base_key(*args)
+    monkeypatch.setattr(image_decode, "DECODER_VERSION", 1)  # the decoder before C21
+    assert cache_keys.base_description(*args)["decoder"] == 1
+    assert cache_keys.base_key(*args) != new_key
 
 
 def huge_png(width=20000, height=20000) -> bytes:
@@ -137,9 +132,9 @@ def test_header_pixel_limit_refuses_before_decoding(tmp_path, monkeypatch):
     bomb = write(tmp_path / "c" / "bomb.png", data)
     small = write(tmp_path / "c" / "small.png", encode(pixels(60, 40), "PNG"))
     decoded = []
-    real = image_data.decode_image
-    monkeypatch.setattr(
-        image_data, "decode_image", lambda d, o=1: decoded.append(len(d)) or real(d, o)
+    real = image_decode.decode_image
+    monkeypatch.setattr(  # check_images' decoder, as validate.py imported it
+        image_validate, "decode_image", lambda d, o=1: decoded.append(len(d)) or real(d, o)
     )
     start = time.perf_counter()
     check = check_images([bomb, small])

@@ -239,7 +239,7 @@ def resolve_image_paths(cfg, base_dir: Path | None):
     Raises:
         ConfigError: unknown demo source, missing folder or weights file.
     """
-    from dlpipe.tasks.images.data import DEMO_SOURCES
+    from dlpipe.tasks.images.demo import DEMO_SOURCES
 
     def resolve(path: str) -> str:
         p = Path(path).expanduser()

@@ -7,7 +7,7 @@ as one task per shard of files (``map_fn``) and the feature stage as one task
 steps:
 
 1. Source: a folder, or ``demo:<source>`` (``demo:digits``): the real images embedded
-   in a registry package (:func:`dlpipe.tasks.images.data.write_demo_images`), written
+   in a registry package (:func:`dlpipe.tasks.images.demo.write_demo_images`), written
    once as a flat Kaggle-named folder under ``<run_dir>/artifacts/demo_source``, so the
    demo takes the same code path as users' photos.
 2. Split (case C03, book listing 5.9 generalized): a flat ``<class>.<id>.<ext>`` folder
@@ -23,7 +23,7 @@ steps:
    in a split (an empty folder, or all its files bad: C22) is an error naming the
    split, the class and why, as is a training split with one image per class.
 4. Features (only when a model is ``features_head``): the conv base's output for every
-   kept image, read from or written to the feature cache (:mod:`dlpipe.tasks.features.cache`),
+   kept image, read from or written to the feature cache (:mod:`dlpipe.tasks.features.store`),
    with hits, misses and conv-base forward passes per split.
 
 Prepared arrays (rows grouped by split, then class, then id)::
@@ -45,7 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe.tasks.images.data import BOOK_COUNTS, DEFAULT_MAX_PIXELS, SPLITS
+from dlpipe.tasks.images.folders import SPLITS
+from dlpipe.tasks.images.split import BOOK_COUNTS
+from dlpipe.tasks.images.validate import DEFAULT_MAX_PIXELS
 from dlpipe.tasks.reports import tables as reports
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
@@ -177,7 +179,7 @@ class ImageSpec:
 
 
 def base_preprocessing(images: ImageSpec):
-    """The conv base families' preprocessing as :mod:`dlpipe.tasks.images.data` takes it:
+    """The conv base families' preprocessing as :mod:`dlpipe.tasks.images.preprocess` takes it:
     ``1/255`` or the base's name (its ``preprocess_input``)."""
     return 1 / 255 if images.preprocessing == "rescale" else images.conv_base.lower()
 
@@ -203,7 +205,7 @@ def resolve_source(data: ImageDataSpec, run_dir: str | Path) -> tuple[Path, dict
         ValueError, ImportError: unknown demo source / its package is not installed.
     """
     if data.path.startswith(DEMO_PREFIX):
-        from dlpipe.tasks.images.data import write_demo_images
+        from dlpipe.tasks.images.demo import write_demo_images
 
         source = data.path[len(DEMO_PREFIX) :]
         folder = Path(run_dir) / "artifacts" / "demo_source" / source
@@ -232,16 +234,16 @@ def split_step(data: ImageDataSpec, source: Path, run_dir: str | Path) -> tuple[
 
     Returns:
         ``(base folder with train/validation/test, report)``; report = the
-        :class:`~dlpipe.tasks.images.data.SplitReport` without its file lists (``found``,
+        :class:`~dlpipe.tasks.images.split.SplitReport` without its file lists (``found``,
         ``unused``, ``strays``, ``copied``, ``reused``), or ``{"already_split": True}``.
 
     Raises:
         ValueError: no ``<class>.<id>.<ext>`` file, a class with too few files, ...
-            (:func:`~dlpipe.tasks.images.data.split_flat_folder`).
+            (:func:`~dlpipe.tasks.images.split.split_flat_folder`).
     """
     if (source / "train").is_dir():
         return source, {"already_split": True, "dst": str(source)}
-    from dlpipe.tasks.images.data import scan_flat_folder, split_flat_folder
+    from dlpipe.tasks.images.split import scan_flat_folder, split_flat_folder
 
     classes = sorted(scan_flat_folder(source).by_class)
     if len(classes) == 1:  # before anything is copied, naming the user's folder
@@ -269,7 +271,7 @@ def list_splits(root: Path) -> tuple[list[str], list[tuple[str, str, int]]]:
         FileNotFoundError: a split folder is missing.
         ValueError: the splits have different class folders, or fewer than 2 classes.
     """
-    from dlpipe.tasks.images.data import list_image_folder
+    from dlpipe.tasks.images.folders import list_image_folder
 
     names, rows = None, []
     for split in SPLITS:
@@ -295,14 +297,14 @@ def shards(items: list, num_shards: int) -> list[list]:
 def validate_shard(
     paths: list[str], size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[list[str], list[dict], dict]:
-    """One validation shard: :func:`dlpipe.tasks.images.data.check_images` after the
+    """One validation shard: :func:`dlpipe.tasks.images.validate.check_images` after the
     process's TensorFlow set-up (C13).
 
     Returns:
         ``(ok_paths, bad, notes)``; notes = ``{"rotated": [{"path", "orientation"}],
         "format_mismatch": [{"path", "extension", "format"}]}`` of the good files.
     """
-    from dlpipe.tasks.images.data import check_images
+    from dlpipe.tasks.images.validate import check_images
     from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
     setup_tensorflow(1, 0)
@@ -516,22 +518,25 @@ def cache_features(
     import keras
 
     from dlpipe.models.images import conv_base
-    from dlpipe.tasks.features import cache as fc
+    from dlpipe.tasks.features import keys as cache_keys
+    from dlpipe.tasks.features.extract import extract_features
 
     keras.utils.set_random_seed(seed)
     weights = None if images.weights == "none" else images.weights
     base = conv_base(images.conv_base, weights=weights, input_shape=(*images.size, 3))
-    identity = fc.model_fingerprint(base) if weights is None else fc.weights_id(weights)
+    identity = (
+        cache_keys.model_fingerprint(base) if weights is None else cache_keys.weights_id(weights)
+    )
     pre = base_preprocessing(images)
     args = (images.conv_base.lower(), identity, tuple(images.size), pre)
-    key, description = fc.base_key(*args), fc.base_description(*args)
+    key, description = cache_keys.base_key(*args), cache_keys.base_description(*args)
     filesystem, local_root = _filesystem(root)
     out, splits = [], {}
     for split in SPLITS:
         if not len(paths[split]):  # a shard may hold no image of a split
             splits[split] = {"hits": 0, "misses": 0, "forward_images": 0}
             continue
-        result = fc.extract_features(
+        result = extract_features(
             paths[split],
             base,
             size=tuple(images.size),

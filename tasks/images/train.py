@@ -3,7 +3,7 @@
 Inputs per family:
 
 * ``small_convnet``, ``small_convnet_dropout`` (from scratch, book 5.2): the validated
-  image files through :func:`dlpipe.tasks.images.data.image_dataset` (tf.data, parallel
+  image files through :func:`dlpipe.tasks.images.dataset.image_dataset` (tf.data, parallel
   decode), resized to ``images.size`` and rescaled by 1/255; augmentation, when the
   family has it, is inside the model (active in training only).
 * ``features_head`` (book 5.3.1, fast feature extraction): the cached conv-base
@@ -92,7 +92,7 @@ def model_inputs(
     ``(images float32 (b, h, w, 3), labels int32 (b,))``."""
     if family in FEATURE_FAMILIES:
         return np.asarray(data["features"])[index]
-    from dlpipe.tasks.images.data import image_dataset
+    from dlpipe.tasks.images.dataset import image_dataset
 
     pre = base_preprocessing(images) if family in BASE_FAMILIES else 1 / 255
     return image_dataset(
