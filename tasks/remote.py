@@ -73,12 +73,12 @@ def validate_images_task(paths: list[str], size: tuple[int, int], *args):
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER, num_returns=2)
 def image_features_task(paths, labels, images, root, seed, num_cpus=1, num_gpus=0):
     """Ray task: conv-base features of every split through the feature cache
-    (:func:`dlpipe.tasks.images.prepare.cache_features`) -> ``(features, report)``; set
+    (:func:`dlpipe.tasks.features.study.cache_features`) -> ``(features, report)``; set
     ``.options(num_gpus=...)`` to run the conv base on a GPU."""
     keep_pyarrow_out()
-    from dlpipe.tasks.images import prepare as image_prepare
+    from dlpipe.tasks.features import study as study_features
 
-    return image_prepare.cache_features(paths, labels, images, root, seed, num_cpus, num_gpus)
+    return study_features.cache_features(paths, labels, images, root, seed, num_cpus, num_gpus)
 
 
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)

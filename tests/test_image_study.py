@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from dlpipe.pipelines.config import ConfigError, ImageStudyConfig, parse_study
+from dlpipe.tasks.features.study import cache_features
 from dlpipe.tasks.images.prepare import SPLIT_CODES, ImageDataSpec, ImageSpec, prepare_images
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.fit import TrainingSpec
@@ -41,7 +42,9 @@ def flat_folder(root: Path, per_class: int = 8, size: int = 48, bad: bool = True
 def test_resplit_study_reuses_all_features_and_skips_bad_files(tmp_path):
     src = flat_folder(tmp_path / "flat")
     data = ImageDataSpec(path=str(src), counts={"train": 4, "validation": 2, "test": 2})
-    arrays, meta = prepare_images(data, SMALL, tmp_path / "run", features=True, seed=1)
+    arrays, meta = prepare_images(
+        data, SMALL, tmp_path / "run", features=True, seed=1, features_fn=cache_features
+    )
     bad = meta["bad_files"]
     assert len(bad) == 1 and bad[0]["path"].endswith("cat.3.jpg")
     assert bad[0]["size_bytes"] > 0 and bad[0]["reason"]
@@ -55,7 +58,9 @@ def test_resplit_study_reuses_all_features_and_skips_bad_files(tmp_path):
     resplit = ImageDataSpec(
         path=str(src), counts={"train": 3, "validation": 3, "test": 2}, mode="shuffle", seed=7
     )
-    again, meta2 = prepare_images(resplit, SMALL, tmp_path / "run", features=True, seed=1)
+    again, meta2 = prepare_images(
+        resplit, SMALL, tmp_path / "run", features=True, seed=1, features_fn=cache_features
+    )
     assert meta2["key"] != meta["key"] and meta2["split"]["root"] != meta["split"]["root"]
     cache = meta2["feature_cache"]
     assert cache["forward_images"] == 0 and cache["misses"] == 0
@@ -96,7 +101,9 @@ def test_features_head_and_frozen_base_fine_tune_step(tmp_path):
     images = ImageSpec(
         size=(32, 32), weights="none", preprocessing="base", fine_tune=True, validation_shards=1
     )
-    arrays, meta = prepare_images(data, images, tmp_path / "run", features=True, seed=1)
+    arrays, meta = prepare_images(
+        data, images, tmp_path / "run", features=True, seed=1, features_fn=cache_features
+    )
     training = TrainingSpec(epochs=1, batch_size=4)
     head = train_image_model(
         data=arrays,

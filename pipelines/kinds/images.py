@@ -152,7 +152,7 @@ def ray_features(cfg):
     def run(paths, labels, images, root, seed):
         import ray
 
-        from dlpipe.tasks.images.prepare import feature_shards, merge_shard_reports
+        from dlpipe.tasks.features.study import feature_shards, merge_shard_reports
         from dlpipe.tasks.remote import image_features_task
 
         res = cfg.resources
