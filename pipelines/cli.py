@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
 
-def _main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dlpipe`` argument parser: one sub-command per job."""
     parser = argparse.ArgumentParser(
         prog="dlpipe",
         description="Deep Learning with Python studies as Ray pipelines: prepare data, "
@@ -159,6 +160,41 @@ def _main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    study_commands = [_add_run(sub), _add_demo(sub), _add_sweep(sub)]
+    for p in study_commands:
+        _add_study_options(p, sweep=p is study_commands[-1])
+    p_rep = sub.add_parser(
+        "report",
+        help="print the runs table of a run directory",
+        description="Print the runs table of a finished study.",
+    )
+    p_rep.add_argument("run_dir", help="run directory (e.g. runs/weather-demo)")
+    from dlpipe.pipelines import cache as cache_cli
+    from dlpipe.pipelines.ensemble import add_arguments
+
+    add_arguments(
+        sub.add_parser(
+            "ensemble",
+            help="weighted ensembles of the models of finished run directories",
+            description="Weighted ensembles (book ch. 7.3.3) from the stored predictions of "
+            "finished studies: method chosen by cross-fitting on validation, "
+            "weights refit on all validation samples, test scored once.",
+        )
+    )
+    cache_cli.add_arguments(
+        sub.add_parser(
+            "cache",
+            help="list or prune a conv-base feature cache",
+            description="List (one row per conv base) or prune the entries of a conv-base "
+            "feature cache folder.",
+        )
+    )
+
+    return parser
+
+
+def _add_run(sub) -> argparse.ArgumentParser:
+    """``dlpipe run STUDY``."""
     p_run = sub.add_parser(
         "run",
         help="run a study file",
@@ -170,6 +206,11 @@ def _main(argv: list[str] | None = None) -> int:
         ),
     )
     p_run.add_argument("study", help="study YAML file (see configs/)")
+    return p_run
+
+
+def _add_demo(sub) -> argparse.ArgumentParser:
+    """``dlpipe demo [NAME]``."""
     p_demo = sub.add_parser(
         "demo",
         help="run a demo study on real data that a dependency ships (installed with dlpipe)",
@@ -188,6 +229,11 @@ def _main(argv: list[str] | None = None) -> int:
         choices=sorted(DEMOS),
         help="which demo (default: weather)",
     )
+    return p_demo
+
+
+def _add_sweep(sub) -> argparse.ArgumentParser:
+    """``dlpipe sweep STUDY``."""
     p_sweep = sub.add_parser(
         "sweep",
         help="hyperparameter sweep (Hyperopt TPE on Ray Tune) of a study file",
@@ -228,52 +274,36 @@ def _main(argv: list[str] | None = None) -> int:
             "a resumed run that completes is)"
         ),
     )
-    for p in (p_run, p_demo, p_sweep):
-        p.add_argument(
-            "--smoke-test",
-            action="store_true",
-            help="2 epochs of 3 batches, 3 batches per evaluated split"
-            + (", at most 4 trials" if p is p_sweep else ""),
-        )
-        p.add_argument(
-            "--address",
-            default=None,
-            help="Ray address of a running cluster (default: RAY_ADDRESS, else a local Ray)",
-        )
-        p.add_argument("--output-dir", default=None, help="where run directories go")
-        p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
-    p_rep = sub.add_parser(
-        "report",
-        help="print the runs table of a run directory",
-        description="Print the runs table of a finished study.",
-    )
-    p_rep.add_argument("run_dir", help="run directory (e.g. runs/weather-demo)")
-    from dlpipe.pipelines.ensemble import add_arguments, run_from_args
+    return p_sweep
 
-    add_arguments(
-        sub.add_parser(
-            "ensemble",
-            help="weighted ensembles of the models of finished run directories",
-            description="Weighted ensembles (book ch. 7.3.3) from the stored predictions of "
-            "finished studies: method chosen by cross-fitting on validation, "
-            "weights refit on all validation samples, test scored once.",
-        )
-    )
-    from dlpipe.pipelines import cache as cache_cli
 
-    cache_cli.add_arguments(
-        sub.add_parser(
-            "cache",
-            help="list or prune a conv-base feature cache",
-            description="List (one row per conv base) or prune the entries of a conv-base "
-            "feature cache folder.",
-        )
+def _add_study_options(p, *, sweep: bool) -> None:
+    """Options of every command that runs a study file."""
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="2 epochs of 3 batches, 3 batches per evaluated split"
+        + (", at most 4 trials" if sweep else ""),
     )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray address of a running cluster (default: RAY_ADDRESS, else a local Ray)",
+    )
+    p.add_argument("--output-dir", default=None, help="where run directories go")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
 
-    args = parser.parse_args(argv)
+
+def _main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the sub-command; returns its exit code."""
+    args = build_parser().parse_args(argv)
     if args.command == "cache":
+        from dlpipe.pipelines import cache as cache_cli
+
         return cache_cli.run_from_args(args)
     if args.command == "ensemble":
+        from dlpipe.pipelines.ensemble import run_from_args
+
         return run_from_args(args)
     if args.command == "sweep":
         from dlpipe.pipelines.sweeps.command import sweep_command

@@ -53,7 +53,8 @@ class TrialRecorder:
         """The trial's number in the whole sweep (1-based, kept across extensions)."""
         return getattr(self, "offset", 0) + trial_number(trial)
 
-    def _callback(self):
+    def tune_callback(self):
+        """The Ray Tune callback that records each trial as it starts and ends."""
         from ray.tune import Callback
 
         recorder = self

@@ -70,7 +70,6 @@ def quiet_tune_stop_messages() -> None:
 def run_sweep(
     cfg: StudyCommon,
     *,
-    progress: bool = True,
     score_partial: bool = False,
     stop: TuneStop | None = None,
 ) -> Path:
@@ -79,7 +78,6 @@ def run_sweep(
 
     Args:
         cfg: the study (its ``sweep`` section).
-        progress: unused (the progress lines are always printed).
         score_partial: score the best finished trials on test even when a signal
             stopped the sweep before ``num_trials`` trials ended.
         stop: the signal handling around Tune's loop (one is made when None).
@@ -150,35 +148,16 @@ def run_trials(
 
     sweep, res = cfg.sweep, cfg.resources
     target = sweep.num_trials
-    segments = stamp["segments"]
-    done = recorded_trials(sweep_dir)
     trainable = make_trainable(cfg, sweep_dir, prepared)
-    if segments and len(done) < target:
-        last = segments[-1]
-        mine = [n for n in done if last["first"] <= n < last["first"] + last["trials"]]
-        path = sweep_dir / last["name"]
-        if len(mine) < last["trials"] and tune.Tuner.can_restore(str(path)):
-            print(
-                f"resuming the sweep in {sweep_dir}: {len(done)} trial(s) already recorded",
-                flush=True,
-            )
-            with stop.tune_loop():
-                tune.Tuner.restore(
-                    str(path),
-                    trainable,
-                    resume_unfinished=True,
-                    resume_errored=False,
-                    restart_errored=False,
-                ).fit()
-            if stop.signum:
-                return
-            done = recorded_trials(sweep_dir)
+    done = _restore_unfinished(sweep_dir, stamp["segments"], target, trainable, stop)
+    if done is None:
+        return
     if len(done) >= target:
         print(f"sweep complete: {len(done)} trials in {sweep_dir}", flush=True)
         return
     first, count = max(done, default=0) + 1, target - len(done)
     name = "tune" if first == 1 else f"tune-from-{first}"
-    segments = [s for s in segments if s["name"] != name] + [
+    segments = [s for s in stamp["segments"] if s["name"] != name] + [
         {"name": name, "first": first, "trials": count}
     ]
     write_stamp(sweep_dir, dict(stamp, segments=segments))
@@ -190,29 +169,8 @@ def run_trials(
             f"the searcher)",
             flush=True,
         )
-    seed = cfg.seed if sweep.seed is None else sweep.seed
-    searcher = searcher_class()(
-        sweep_space(spaces),
-        metric=METRIC,
-        mode=OBJECTIVE.mode,
-        history=history,
-        points_to_evaluate=[warm_start_point(spaces, p) for p in sweep.warm_start]
-        if first == 1 and sweep.warm_start
-        else None,
-        n_initial_points=target if sweep.searcher == "random" else sweep.n_initial_points,
-        # an extension draws other random numbers than the experiment before it
-        random_state_seed=seed + first - 1,
-    )
-    scheduler = None
-    if sweep.scheduler is not None:
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=cfg.training.epochs + 1,
-            grace_period=sweep.scheduler.grace_period,
-            reduction_factor=sweep.scheduler.reduction_factor,
-        )
+    searcher = _searcher(cfg, spaces, history, first)
+    scheduler = _scheduler(cfg)
     recorder = TrialRecorder(
         sweep_dir,
         stamp["sweep_id"],
@@ -240,13 +198,77 @@ def run_trials(
             name=name,
             storage_path=str(sweep_dir),
             verbose=0,
-            callbacks=[recorder._callback()],
+            callbacks=[recorder.tune_callback()],
             # a retried trial keeps its number (one `trials` part) and run key
             failure_config=tune.FailureConfig(max_failures=sweep.max_failures, fail_fast=False),
         ),
     )
     with stop.tune_loop():
         tuner.fit()
+
+
+def _restore_unfinished(sweep_dir: Path, segments: list, target: int, trainable, stop):
+    """Run the last Tune experiment of the sweep on if it holds fewer trials than it was
+    started with. Returns the recorded trial numbers, or None when a signal stopped it."""
+    from ray import tune
+
+    done = recorded_trials(sweep_dir)
+    if segments and len(done) < target:
+        last = segments[-1]
+        mine = [n for n in done if last["first"] <= n < last["first"] + last["trials"]]
+        path = sweep_dir / last["name"]
+        if len(mine) < last["trials"] and tune.Tuner.can_restore(str(path)):
+            print(
+                f"resuming the sweep in {sweep_dir}: {len(done)} trial(s) already recorded",
+                flush=True,
+            )
+            with stop.tune_loop():
+                tune.Tuner.restore(
+                    str(path),
+                    trainable,
+                    resume_unfinished=True,
+                    resume_errored=False,
+                    restart_errored=False,
+                ).fit()
+            if stop.signum:
+                return None
+            done = recorded_trials(sweep_dir)
+    return done
+
+
+def _searcher(cfg: StudyCommon, spaces: dict, history: list, first: int):
+    """The TPE (or random) searcher of the experiment whose first trial is ``first``:
+    warm starts only in the first experiment, the recorded results as its history."""
+    sweep = cfg.sweep
+    target = sweep.num_trials
+    seed = cfg.seed if sweep.seed is None else sweep.seed
+    return searcher_class()(
+        sweep_space(spaces),
+        metric=METRIC,
+        mode=OBJECTIVE.mode,
+        history=history,
+        points_to_evaluate=[warm_start_point(spaces, p) for p in sweep.warm_start]
+        if first == 1 and sweep.warm_start
+        else None,
+        n_initial_points=target if sweep.searcher == "random" else sweep.n_initial_points,
+        # an extension draws other random numbers than the experiment before it
+        random_state_seed=seed + first - 1,
+    )
+
+
+def _scheduler(cfg: StudyCommon):
+    """ASHA when the study asks for early termination (``sweep.scheduler``), else None."""
+    sweep = cfg.sweep
+    if sweep.scheduler is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=cfg.training.epochs + 1,
+        grace_period=sweep.scheduler.grace_period,
+        reduction_factor=sweep.scheduler.reduction_factor,
+    )
 
 
 def make_trainable(cfg: StudyCommon, sweep_dir: Path, prepared):

@@ -169,34 +169,9 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     previous = stored_run(ctx.sweep_dir, run_id)
     if previous is not None:
         base["hyperparameters"] = previous["hyperparameters"]  # incl. data-fixed values
-        tune.report(
-            {
-                METRIC: previous["val_loss"],
-                "val_metric": previous["val_metric"],
-                "val_mae_units": previous.get("val_mae_units", float("nan")),
-                "reused_from": run_id,
-                "final": True,
-                **base,
-            }
-        )
+        tune.report(_final_result(previous, base, reused_from=run_id))
         return
-
-    hook = None
-    if ctx.report_epochs:
-
-        def hook(epoch, logs):
-            tune.report(
-                {
-                    METRIC: float(logs.get("val_loss", float("nan"))),
-                    "epoch": epoch,
-                    "val_mae_units": float("nan"),
-                    "val_metric": float("nan"),
-                    "reused_from": "",
-                    "final": False,
-                    **base,
-                }
-            )
-
+    hook = _epoch_hook(base) if ctx.report_epochs else None
     models_dir = Path(ctx.sweep_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     run_args = dict(
@@ -222,13 +197,37 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     base["devices"] = run.get("devices") or base["devices"]
     if run["status"] != "ok":
         raise TrialFailed(f"{run['error']} (family {family}, hp {reports.dumps(hp_resolved)})")
-    tune.report(
-        {
-            METRIC: run["val_loss"],
-            "val_metric": run["val_metric"],
-            "val_mae_units": run.get("val_mae_units", float("nan")),
-            "reused_from": "",
-            "final": True,
-            **base,
-        }
-    )
+    tune.report(_final_result(run, base, reused_from=""))
+
+
+def _final_result(run: dict, base: dict, *, reused_from: str) -> dict:
+    """The trial's final Tune result from its ``runs`` row (trained now or stored)."""
+    value = run.get("val_mae_units")
+    return {
+        METRIC: run["val_loss"],
+        "val_metric": run["val_metric"],
+        "val_mae_units": float("nan") if value is None else value,
+        "reused_from": reused_from,
+        "final": True,
+        **base,
+    }
+
+
+def _epoch_hook(base: dict):
+    """Per-epoch Tune results (``final`` False) for an early-termination scheduler."""
+    from ray import tune
+
+    def hook(epoch, logs):
+        tune.report(
+            {
+                METRIC: float(logs.get("val_loss", float("nan"))),
+                "epoch": epoch,
+                "val_mae_units": float("nan"),
+                "val_metric": float("nan"),
+                "reused_from": "",
+                "final": False,
+                **base,
+            }
+        )
+
+    return hook
