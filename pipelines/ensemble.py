@@ -73,12 +73,9 @@ def run_ensemble(
         ValueError: too few members, misaligned members (the message names them), or
             bad settings.
     """
-    from dlpipe.tasks.ensembling.members import (
-        build_ensembles,
-        ensemble_key,
-        load_member_predictions,
-        write_ensemble_report,
-    )
+    from dlpipe.tasks.ensembling.build import build_ensembles, ensemble_key
+    from dlpipe.tasks.ensembling.members import load_member_predictions
+    from dlpipe.tasks.ensembling.report import write_ensemble_report
     from dlpipe.tasks.reports import tables as reports
 
     if isinstance(run_dirs, (str, Path)):
