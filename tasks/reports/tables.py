@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import secrets
 from pathlib import Path
@@ -38,7 +37,6 @@ __all__ = [
     "part_exists",
     "read_part",
     "read_table",
-    "is_finite",
 ]
 
 
@@ -299,11 +297,3 @@ def read_table(run_dir: str | os.PathLike, table: str):
         return _schemas()[table].empty_table().to_pandas()
     schema = _schemas()[table]
     return pa.concat_tables([pq.read_table(f, schema=schema) for f in files]).to_pandas()
-
-
-def is_finite(x) -> bool:
-    """True for a real, finite number."""
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
