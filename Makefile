@@ -11,7 +11,7 @@ LOCK := requirements/lock-py311.txt
 UV ?= uv==0.13.9
 LOCK_INDEX ?= https://pypi.org/simple
 
-.PHONY: demo demo-text demo-images test bench install lock clean
+.PHONY: demo demo-text demo-images test test-fast bench install lock clean
 
 # Re-made when the lock or pyproject.toml changes. `--require-hashes` refuses any file
 # whose sha256 is not in the lock; setuptools is in the lock, so the editable build
@@ -36,6 +36,10 @@ demo-images: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+# The unit tests without Ray, training or the slower subprocess checks: under 2 minutes.
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m "not slow and not ray and not train"
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_windows.py

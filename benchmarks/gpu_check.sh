@@ -35,7 +35,7 @@ if [ ! -x .venv/bin/python ]; then
     make install
 fi
 PY=.venv/bin/python
-unset DLPIPE_ALLOW_FAKE_GPU RAY_ADDRESS  # a real local Ray, real devices
+unset RAY_ADDRESS  # a real local Ray, real devices
 
 echo "== nvidia-smi"
 if ! nvidia-smi; then

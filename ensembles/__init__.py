@@ -7,10 +7,13 @@ Public API:
         probability simplex, Chollet DLwP ch. 7.3.3), `GreedyEnsembleSelection`
         (Caruana et al., 2004), all scikit-learn shaped (``fit`` returns self,
         ``weights_``, ``predict``).
+    best_single: `BestSingleMember` (the member with the best loss, one-hot weights:
+        the reference every ensemble must beat), in the same shape.
     selection: `cross_fit_select` (choose the method by cross-fitting on validation
         folds, then refit on all validation data) and `member_diversity`.
 """
 
+from .best_single import BestSingleMember
 from .metrics import LOSSES, accuracy, get_loss, log_loss, mae, mse
 from .selection import (
     CrossFitResult,
@@ -28,6 +31,7 @@ from .weighted import (
 
 __all__ = [
     "LOSSES",
+    "BestSingleMember",
     "CrossFitResult",
     "GreedyEnsembleSelection",
     "NotFittedError",

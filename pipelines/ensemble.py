@@ -4,7 +4,7 @@ Reads the ``runs`` and ``predictions`` reports of one or several finished run
 directories, chooses the ensembling method by cross-fitting on validation data, refits
 it on all validation samples, scores every method once on test, writes the
 ``ensembles`` Parquet report and ``plots/ensemble_weights.png``, and prints the methods
-side by side (see `dlpipe.tasks.ensembling.members`).
+side by side (see `dlpipe.tasks.ensembling.build`).
 
 ``dlpipe ensemble RUN_DIR [RUN_DIR ...]`` runs it; ``dlpipe run`` ends with it when the
 study file has ``ensemble: {enabled: true}``. Runs as a script too::
@@ -73,12 +73,9 @@ def run_ensemble(
         ValueError: too few members, misaligned members (the message names them), or
             bad settings.
     """
-    from dlpipe.tasks.ensembling.members import (
-        build_ensembles,
-        ensemble_key,
-        load_member_predictions,
-        write_ensemble_report,
-    )
+    from dlpipe.tasks.ensembling.build import build_ensembles, ensemble_key
+    from dlpipe.tasks.ensembling.members import load_member_predictions
+    from dlpipe.tasks.ensembling.report import write_ensemble_report
     from dlpipe.tasks.reports import tables as reports
 
     if isinstance(run_dirs, (str, Path)):
@@ -131,7 +128,7 @@ def print_ensembles(rows: list[dict], members: "MemberPredictions") -> None:
     """Prints the methods side by side: cross-fitted, validation and test loss.
 
     Args:
-        rows: rows of `dlpipe.tasks.ensembling.members.build_ensembles`.
+        rows: rows of `dlpipe.tasks.ensembling.build.build_ensembles`.
         members: their members (for the title).
     """
     from rich.console import Console

@@ -50,6 +50,7 @@ def test_training_modules_import_no_pyarrow():
     assert loaded == {"pyarrow": False, "pandas": False, "tensorflow": False}
 
 
+@pytest.mark.train
 def test_keep_pyarrow_out_with_tensorflow_and_pandas():
     """With the hook, TensorFlow + Keras train and pandas works, and pyarrow stays out
     (without it, importing TensorFlow loads pyarrow through Keras -> pandas: checked

@@ -12,8 +12,10 @@ joins it with ``--address`` (as on a real cluster).
   every trial ends ok, each with one ``trials`` row and one ``runs`` row.
 
 The fake GPU is not visible to TensorFlow, so the trials' ``setup_tensorflow`` would
-raise ``DeviceError`` (case C13); ``DLPIPE_ALLOW_FAKE_GPU=1`` (tests only) lets them
-run on the CPU and record ``fake-GPU`` among their devices.
+raise ``DeviceError`` (case C13); the sweep's job gets the worker set-up hook of
+``tests/fake_gpu.py`` (``worker_process_setup_hook`` in its runtime env), which lets them
+run on the CPU and record ``fake-GPU`` among their devices. Production code has no such
+switch.
 """
 
 import os
@@ -26,6 +28,8 @@ from pathlib import Path
 import pytest
 
 from dlpipe.tasks.reports import tables as reports
+
+import fake_gpu
 
 BIN = Path(sys.executable).parent
 
@@ -65,8 +69,6 @@ def cluster(monkeypatch):
     import ray
     from ray.cluster_utils import Cluster
 
-    # set before the nodes start: their worker processes inherit it
-    monkeypatch.setenv("DLPIPE_ALLOW_FAKE_GPU", "1")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     sim = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     gpu_node = sim.add_node(num_cpus=2, num_gpus=1)
@@ -81,6 +83,12 @@ def cluster(monkeypatch):
 
 def sweep_cmd(path, address):
     return [str(BIN / "dlpipe"), "sweep", str(path), "--address", address]
+
+
+def sweep_env():
+    """Environment of the ``dlpipe sweep`` driver: its job's workers get the fake GPU
+    (`fake_gpu.runtime_env`); no ``RAY_ADDRESS`` (``--address`` names the cluster)."""
+    return fake_gpu.driver_env({k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
 
 
 def placements(names_like: str, kind: str) -> dict[str, str]:
@@ -115,7 +123,7 @@ def wait_for(fn, timeout=30):
 def test_gpu_trials_run_only_on_the_gpu_node(cluster, tmp_path):
     sim, gpu_node = cluster
     path = write_study(tmp_path, "gpu", trials=3, concurrent=2)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = sweep_env()
     proc = subprocess.run(
         sweep_cmd(path, sim.address),
         check=False,
@@ -133,7 +141,8 @@ def test_gpu_trials_run_only_on_the_gpu_node(cluster, tmp_path):
     runs = reports.read_table(sweep_dir, "runs")
     runs = runs[runs["family"] != "baseline"]
     assert len(runs) >= 1
-    assert all("fake-GPU" in d.split(",") for d in runs["devices"])  # opt-in, not C13 error
+    # the fake GPU of the test job's workers, not a C13 error
+    assert all(fake_gpu.FAKE_DEVICE in d.split(",") for d in runs["devices"])
 
     # every trial actor and every test-split evaluation ran on the GPU node
     actors = wait_for(lambda: placements("ImplicitFunc", "actor"))
@@ -152,7 +161,7 @@ def lose_gpu_node_mid_sweep(sim, gpu_node, tmp_path, name, max_failures=None):
         tmp_path, name, trials=4, concurrent=1, batches=60, max_failures=max_failures
     )
     sweep_dir = tmp_path / "out" / f"{name}-sweep"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = sweep_env()
     log = tmp_path / "driver.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -238,23 +247,22 @@ def test_node_lost_with_max_failures_retries_the_trial_under_its_number(cluster,
 
 
 @pytest.mark.slow
-def test_fake_gpu_only_with_the_opt_in(monkeypatch):
-    """Without ``DLPIPE_ALLOW_FAKE_GPU=1`` a GPU request TF cannot serve stays an error
-    (C13); with it, the device is recorded as ``fake-GPU``."""
+def test_fake_gpu_only_in_the_test_hook(monkeypatch):
+    """A GPU request TF cannot serve is an error (C13); only the test hook of
+    ``tests/fake_gpu.py`` records it as ``fake-GPU``."""
+    from dlpipe.tasks.training import tf_setup
     from dlpipe.tasks.training.tf_setup import DeviceError, setup_tensorflow
 
     for key in ("TF_CPP_MIN_LOG_LEVEL", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         monkeypatch.setenv(key, os.environ.get(key, "2" if "LOG" in key else "1"))
-    monkeypatch.delenv("DLPIPE_ALLOW_FAKE_GPU", raising=False)
     try:
         devices = setup_tensorflow(1, 0.5)
     except DeviceError:
         pass
     else:
         pytest.skip(f"TensorFlow sees a real GPU here ({devices})")
-    monkeypatch.setenv("DLPIPE_ALLOW_FAKE_GPU", "0")
     with pytest.raises(DeviceError):
         setup_tensorflow(1, 0.5)
-    monkeypatch.setenv("DLPIPE_ALLOW_FAKE_GPU", "1")
-    assert setup_tensorflow(1, 0.5)[-1] == "fake-GPU"
-    assert "fake-GPU" not in setup_tensorflow(1, 0)
+    monkeypatch.setattr(tf_setup, "setup_tensorflow", fake_gpu.faked(setup_tensorflow))
+    assert tf_setup.setup_tensorflow(1, 0.5)[-1] == fake_gpu.FAKE_DEVICE
+    assert fake_gpu.FAKE_DEVICE not in tf_setup.setup_tensorflow(1, 0)

@@ -16,11 +16,9 @@ from dlpipe.ensembles import WeightedAverage
 from dlpipe.pipelines import cli
 from dlpipe.pipelines.config import ConfigError, EnsembleSpec, load_study
 from dlpipe.pipelines.ensemble import run_ensemble, run_ensemble_stage
-from dlpipe.tasks.ensembling.members import (
-    build_ensembles,
-    load_member_predictions,
-    write_ensemble_report,
-)
+from dlpipe.tasks.ensembling.build import build_ensembles
+from dlpipe.tasks.ensembling.members import load_member_predictions
+from dlpipe.tasks.ensembling.report import write_ensemble_report
 from dlpipe.tasks.reports import tables as reports
 
 N_VAL, N_TEST = 120, 80
@@ -484,7 +482,8 @@ def test_sweep_trials_without_test_predictions_are_left_out(study_dir):
 def test_classification_rows_report_accuracy_of_the_combined_probabilities():
     import json
 
-    from dlpipe.tasks.ensembling.members import MemberPredictions, build_ensembles
+    from dlpipe.tasks.ensembling.build import build_ensembles
+    from dlpipe.tasks.ensembling.members import MemberPredictions
 
     rng = np.random.default_rng(0)
     n, k = 60, 3

@@ -27,7 +27,7 @@ def local_ray():
     import ray
     from ray import cloudpickle
 
-    saved = {k: os.environ.pop(k, None) for k in ("RAY_ADDRESS", "DLPIPE_ALLOW_FAKE_GPU")}
+    saved = {k: os.environ.pop(k, None) for k in ("RAY_ADDRESS",)}
     # the tasks below are defined here: ship them by value (workers cannot import tests/)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)

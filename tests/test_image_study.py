@@ -39,6 +39,7 @@ def flat_folder(root: Path, per_class: int = 8, size: int = 48, bad: bool = True
     return root
 
 
+@pytest.mark.train
 def test_resplit_study_reuses_all_features_and_skips_bad_files(tmp_path):
     src = flat_folder(tmp_path / "flat")
     data = ImageDataSpec(path=str(src), counts={"train": 4, "validation": 2, "test": 2})
@@ -92,6 +93,7 @@ def test_already_split_folder_is_used_as_it_is(tmp_path):
     assert "features" not in arrays and not (tmp_path / "run" / "artifacts" / "split").exists()
 
 
+@pytest.mark.train
 def test_features_head_and_frozen_base_fine_tune_step(tmp_path):
     from dlpipe.ensembles.metrics import log_loss
     from dlpipe.tasks.images.train import train_image_model

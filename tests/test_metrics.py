@@ -116,6 +116,7 @@ def _tiny_classifier():
     return model
 
 
+@pytest.mark.train
 def test_c16_val_accuracy_restores_the_highest_epoch():
     from dlpipe.tasks.training.fit import (
         EarlyStoppingSpec,

@@ -16,7 +16,7 @@ appends one line per call to ``$DLPIPE_TEST_COUNT_DIR/<stage>.log``:
   computed: a cache miss of ``artifacts/dataset-<key>.npz``)
 * ``baseline``: :func:`dlpipe.tasks.weather.data.baseline_mae` (baseline computed)
 * ``train``: :func:`dlpipe.tasks.weather.train.train_model` (one line per run key trained)
-* ``ensemble``: :func:`dlpipe.tasks.ensembling.members.build_ensembles`
+* ``ensemble``: :func:`dlpipe.tasks.ensembling.build.build_ensembles`
 """
 
 import os
@@ -48,7 +48,7 @@ STAGES = {
     "dlpipe.tasks.weather.data": {"prepare_weather": "prepare", "load_series": "load",
                                   "baseline_mae": "baseline"},
     "dlpipe.tasks.weather.train": {"train_model": "train"},
-    "dlpipe.tasks.ensembling.members": {"build_ensembles": "ensemble"},
+    "dlpipe.tasks.ensembling.build": {"build_ensembles": "ensemble"},
 }
 
 

@@ -195,6 +195,7 @@ def test_binary_or_non_utf8_study_file(tmp_path, content, message):
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
 
 
+@pytest.mark.train
 def test_cli_strict_inputs_one_line_exit_2(study, tmp_path):
     proc = cli("run", str(tmp_path), cwd=tmp_path)  # a directory
     assert proc.returncode == 2 and "is a directory, not a study file" in one_line(proc)

@@ -277,6 +277,7 @@ def test_asha_scheduler_on_top_of_early_stopping(tmp_path):
         assert has_run == (row.status != "stopped") or row.status == "reused"
 
 
+@pytest.mark.train
 def test_resume_without_a_stored_sweep_is_an_error(tmp_path):
     proc = sweep(write_study(tmp_path, "none", families="[dense]"), "--resume", check=False)
     assert proc.returncode == 2 and "no sweep to resume" in proc.stderr

@@ -200,6 +200,7 @@ def test_package_paths_resolve_without_import_and_errors_name_the_path():
         resolve_text_path("/nonexistent/missing.csv")
 
 
+@pytest.mark.train
 def test_one_run_scores_match_its_predictions(tmp_path):
     from dlpipe.tasks.text.train import baseline_scores, train_text_model
 
@@ -239,6 +240,7 @@ def test_one_run_scores_match_its_predictions(tmp_path):
     assert base["val_metric"] == pytest.approx(np.mean(yv == base["majority_class"]))
 
 
+@pytest.mark.train
 def test_glove_dense_keeps_the_frozen_matrix(tmp_path):
     from dlpipe.tasks.text.train import train_text_model
 

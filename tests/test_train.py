@@ -30,6 +30,7 @@ def tiny_dataset(rows=400, seed=0):
     return data, meta
 
 
+@pytest.mark.train
 def test_train_model_returns_consistent_rows():
     data, meta = tiny_dataset()
     before = data.copy()
@@ -69,6 +70,7 @@ def test_train_model_returns_consistent_rows():
     assert run["best_epoch"] == 1 + [h["val_loss"] for h in out.history].index(best)
 
 
+@pytest.mark.train
 def test_same_seed_same_result():
     data, meta = tiny_dataset()
     windows = WindowSpec(lookback=12, step=1, delay=3, batch_size=32)

@@ -38,7 +38,6 @@ __all__ = [
     "part_exists",
     "read_part",
     "read_table",
-    "is_finite",
 ]
 
 
@@ -346,11 +345,3 @@ def read_table(run_dir: str | os.PathLike, table: str):
         if pa.types.is_integer(column.type) and column.null_count:
             frame[name] = column.to_pandas(types_mapper={column.type: pd.Int64Dtype()}.get)
     return frame
-
-
-def is_finite(x) -> bool:
-    """True for a real, finite number."""
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False

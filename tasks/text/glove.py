@@ -145,93 +145,135 @@ def load_glove(
     source = Path(path).expanduser()
     if not source.is_file():
         raise FileNotFoundError(f"GloVe file not found: {source}")
+    dim = _check_dim(source, dim)
+    wanted = _wanted_words(vocabulary)
+    read = _GloveRead()
+    with source.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            read.lines += 1
+            split = _token_and_values(raw, dim)
+            if isinstance(split, str):
+                read.skip(number, split)
+                continue
+            token, values = split
+            if wanted is not None and token not in wanted:
+                read.not_wanted += 1
+                continue
+            vector = _parse_vector(values, dim)
+            if isinstance(vector, str):
+                read.skip(number, vector)
+                continue
+            read.add(number, token, vector)
+    vectors = np.stack(read.rows) if read.rows else np.zeros((0, dim), dtype=np.float32)
+    return GloveVectors(
+        read.words, vectors.astype(np.float32, copy=False), dim, read.report(source, dim)
+    )
+
+
+def _check_dim(source: Path, dim) -> int:
+    """`dim` as an int, inferred from the file when None.
+
+    Raises:
+        ValueError: `dim` is not a positive int, or it cannot be inferred.
+    """
     if dim is None:
         dim = infer_dim(source)
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise ValueError(f"`dim` must be a positive integer. Received: dim={dim!r}")
-    dim = int(dim)
+    return int(dim)
+
+
+def _wanted_words(vocabulary: Vocabulary | Iterable[str] | None) -> set[str] | None:
+    """The set of words to keep, or None to keep every word."""
     if vocabulary is None:
-        wanted = None
-    elif isinstance(vocabulary, Vocabulary):
-        wanted = set(vocabulary.words)
-    else:
-        wanted = set(vocabulary)
-    words: list[str] = []
-    rows: list[np.ndarray] = []
-    seen: set[str] = set()
-    skipped: list[dict] = []
-    skipped_count = duplicates = not_wanted = with_spaces = lines = 0
-    duplicate_lines: list[int] = []
+        return None
+    if isinstance(vocabulary, Vocabulary):
+        return set(vocabulary.words)
+    return set(vocabulary)
 
-    def skip(number: int, reason: str) -> None:
-        nonlocal skipped_count
-        skipped_count += 1
-        if len(skipped) < MAX_LISTED:
-            skipped.append({"line": number, "reason": reason})
 
-    with source.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            lines += 1
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                skip(number, f"invalid UTF-8 at byte {exc.start}")
-                continue
-            line = line.rstrip("\r\n").rstrip(" \t")
-            if not line:
-                skip(number, "empty line")
-                continue
-            split = _split(line, dim)
-            if split is None:
-                skip(
-                    number,
-                    f"{len(line.split(' ')) - 1} values after the token, "
-                    f"expected {dim} "
-                    f"({f'fields 2-{dim + 1}' if dim > 1 else 'field 2'})",
-                )
-                continue
-            token, values = split
-            token = unicodedata.normalize("NFC", token)
-            if wanted is not None and token not in wanted:
-                not_wanted += 1
-                continue
-            try:
-                vector = np.array(values, dtype=np.float32)
-            except ValueError:
-                k, bad = next((k, v) for k, v in enumerate(values, 1) if not _is_float(v))
-                skip(number, f"field {k + 1} (value {k} of {dim}): {bad!r} is not a number")
-                continue
-            if not np.isfinite(vector).all():
-                k = int(np.flatnonzero(~np.isfinite(vector))[0]) + 1
-                skip(
-                    number,
-                    f"field {k + 1} (value {k} of {dim}): {values[k - 1]!r} is not a finite number",
-                )
-                continue
-            if token in seen:
-                duplicates += 1
-                if len(duplicate_lines) < MAX_LISTED:
-                    duplicate_lines.append(number)
-                continue
-            seen.add(token)
-            if " " in token or "\u00a0" in token:
-                with_spaces += 1
-            words.append(token)
-            rows.append(vector)
-    vectors = np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
-    report = {
-        "path": str(source),
-        "dim": dim,
-        "lines": lines,
-        "loaded": len(words),
-        "skipped": skipped,
-        "skipped_count": skipped_count,
-        "duplicates": duplicates,
-        "duplicate_lines": duplicate_lines,
-        "not_in_vocabulary": not_wanted,
-        "tokens_with_spaces": with_spaces,
-    }
-    return GloveVectors(words, vectors.astype(np.float32, copy=False), dim, report)
+def _token_and_values(raw: bytes, dim: int) -> tuple[str, list[str]] | str:
+    """One raw line -> `(NFC token, dim value fields)`, or the reason it is skipped."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 at byte {exc.start}"
+    line = line.rstrip("\r\n").rstrip(" \t")
+    if not line:
+        return "empty line"
+    split = _split(line, dim)
+    if split is None:
+        return (
+            f"{len(line.split(' ')) - 1} values after the token, "
+            f"expected {dim} "
+            f"({f'fields 2-{dim + 1}' if dim > 1 else 'field 2'})"
+        )
+    token, values = split
+    return unicodedata.normalize("NFC", token), values
+
+
+def _parse_vector(values: list[str], dim: int) -> np.ndarray | str:
+    """The float32 `(dim,)` vector of the value fields, or the reason it is skipped."""
+    try:
+        vector = np.array(values, dtype=np.float32)
+    except ValueError:
+        k, bad = next((k, v) for k, v in enumerate(values, 1) if not _is_float(v))
+        return f"field {k + 1} (value {k} of {dim}): {bad!r} is not a number"
+    if not np.isfinite(vector).all():
+        k = int(np.flatnonzero(~np.isfinite(vector))[0]) + 1
+        return f"field {k + 1} (value {k} of {dim}): {values[k - 1]!r} is not a finite number"
+    return vector
+
+
+@dataclass
+class _GloveRead:
+    """What `load_glove` has read so far: the kept words and vectors, and the counts
+    and (at most `MAX_LISTED`) line numbers of its report."""
+
+    words: list[str] = field(default_factory=list)
+    rows: list[np.ndarray] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    skipped: list[dict] = field(default_factory=list)
+    duplicate_lines: list[int] = field(default_factory=list)
+    skipped_count: int = 0
+    duplicates: int = 0
+    not_wanted: int = 0
+    with_spaces: int = 0
+    lines: int = 0
+
+    def skip(self, number: int, reason: str) -> None:
+        """Counts a skipped line; lists it among the first `MAX_LISTED`."""
+        self.skipped_count += 1
+        if len(self.skipped) < MAX_LISTED:
+            self.skipped.append({"line": number, "reason": reason})
+
+    def add(self, number: int, token: str, vector: np.ndarray) -> None:
+        """Keeps a token's vector; a token seen before is counted as a duplicate."""
+        if token in self.seen:
+            self.duplicates += 1
+            if len(self.duplicate_lines) < MAX_LISTED:
+                self.duplicate_lines.append(number)
+            return
+        self.seen.add(token)
+        if " " in token or "\u00a0" in token:
+            self.with_spaces += 1
+        self.words.append(token)
+        self.rows.append(vector)
+
+    def report(self, source: Path, dim: int) -> dict:
+        """The `GloveVectors.report` dict."""
+        return {
+            "path": str(source),
+            "dim": dim,
+            "lines": self.lines,
+            "loaded": len(self.words),
+            "skipped": self.skipped,
+            "skipped_count": self.skipped_count,
+            "duplicates": self.duplicates,
+            "duplicate_lines": self.duplicate_lines,
+            "not_in_vocabulary": self.not_wanted,
+            "tokens_with_spaces": self.with_spaces,
+        }
 
 
 def _is_float(value: str) -> bool:

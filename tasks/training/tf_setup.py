@@ -20,18 +20,12 @@ def setup_tensorflow(num_cpus: float = 1, num_gpus: float = 0) -> list[str]:
       Ray 2.60 no longer hides them from tasks that requested none.
     * ``num_gpus > 0``: memory growth on every visible GPU (TF otherwise grabs all
       memory, and two half-GPU trials on one card would starve each other); if no GPU
-      is visible, :class:`DeviceError`, unless ``DLPIPE_ALLOW_FAKE_GPU=1`` (below).
+      is visible, :class:`DeviceError`.
     * intra-op threads = ``max(1, int(num_cpus))``, inter-op threads = 1 (two workers
       that each start one thread per core reached only 1.28x on 2 cores, DESIGN.md).
 
-    ``DLPIPE_ALLOW_FAKE_GPU=1`` is for tests only (a simulated cluster whose "GPU" nodes
-    declare GPUs Ray can schedule but TF cannot see): instead of raising, the task runs
-    on the CPU and ``"fake-GPU"`` is recorded among its devices. Never set by default,
-    never on a real cluster: there it would hide a node without a working GPU.
-
     Returns:
-        The logical devices TF will use, e.g. ``["CPU:0"]`` or ``["CPU:0", "GPU:0"]``
-        (``["CPU:0", "fake-GPU"]`` under ``DLPIPE_ALLOW_FAKE_GPU=1``).
+        The logical devices TF will use, e.g. ``["CPU:0"]`` or ``["CPU:0", "GPU:0"]``.
 
     Raises:
         DeviceError: ``num_gpus > 0`` and no GPU is visible.
@@ -57,8 +51,6 @@ def setup_tensorflow(num_cpus: float = 1, num_gpus: float = 0) -> list[str]:
     except RuntimeError:
         pass  # TF already initialized in this process (in-process tests): settings stay
     devices = [d.name.replace("/device:", "") for d in tf.config.list_logical_devices()]
-    if num_gpus and not gpus and os.environ.get("DLPIPE_ALLOW_FAKE_GPU") == "1":
-        return devices + ["fake-GPU"]  # tests only: a simulated cluster's fake GPU
     if num_gpus and not gpus:
         raise DeviceError(
             f"task asked for num_gpus={num_gpus} but TensorFlow sees no GPU "
