@@ -2,8 +2,8 @@
 
 A study file maps onto its kind's config class (``pipeline:`` picks the kind in
 :data:`dlpipe.pipelines.kinds.KINDS`); every section is a dataclass of the task
-that uses it (:class:`~dlpipe.tasks.weather.data.DataSpec`,
-:class:`~dlpipe.tasks.weather.data.SplitSpec`, :class:`~dlpipe.tasks.weather.windows.WindowSpec`,
+that uses it (:class:`~dlpipe.tasks.weather.read.DataSpec`,
+:class:`~dlpipe.tasks.weather.prepare.SplitSpec`, :class:`~dlpipe.tasks.weather.windows.WindowSpec`,
 :class:`~dlpipe.tasks.weather.train.TrainingSpec`). Validation is strict: an unknown key, a
 wrong type, a bad value or a missing data file is a :class:`ConfigError` whose message
 names the file and the dotted field (``demo.yaml: `windows.lookback` must be an

@@ -39,14 +39,14 @@ if os.environ.get(TF_WORKER_ENV) == "1":
 
 @ray.remote(num_returns=2, num_cpus=1)
 def prepare_weather_task(spec, split, windows, cache_dir=None):
-    """Ray task: :func:`dlpipe.tasks.weather.data.prepare_weather` -> (data, meta).
+    """Ray task: :func:`dlpipe.tasks.weather.prepare.prepare_weather` -> (data, meta).
 
     The normalized array goes to the object store once; training tasks receive it by
     reference (zero-copy, read-only: case C14).
     """
-    from dlpipe.tasks.weather import data as weather_data
+    from dlpipe.tasks.weather import prepare as weather_prepare
 
-    prepared = weather_data.prepare_weather(spec, split, windows, cache_dir)
+    prepared = weather_prepare.prepare_weather(spec, split, windows, cache_dir)
     return prepared.data, prepared.meta
 
 

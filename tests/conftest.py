@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from dlpipe.tasks.weather.data import JENA_COLUMNS
+from dlpipe.tasks.weather.read import JENA_COLUMNS
 
 
 def jena_header() -> str:

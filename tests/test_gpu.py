@@ -40,7 +40,7 @@ def local_ray():
 
 
 def tiny_dataset(rows=400, seed=0):
-    from dlpipe.tasks.weather.data import normalize
+    from dlpipe.tasks.weather.prepare import normalize
 
     rng = np.random.default_rng(seed)
     t = np.arange(rows)

@@ -11,10 +11,10 @@ training), so a ``sitecustomize`` module on ``PYTHONPATH`` (inherited by the loc
 Ray's workers) wraps the plain stage functions as their modules are imported and
 appends one line per call to ``$DLPIPE_TEST_COUNT_DIR/<stage>.log``:
 
-* ``prepare``: :func:`dlpipe.tasks.weather.data.prepare_weather` (the Ray task ran)
-* ``load``: :func:`dlpipe.tasks.weather.data.load_series` (the dataset was really
+* ``prepare``: :func:`dlpipe.tasks.weather.prepare.prepare_weather` (the Ray task ran)
+* ``load``: :func:`dlpipe.tasks.weather.read.load_series` (the dataset was really
   computed: a cache miss of ``artifacts/dataset-<key>.npz``)
-* ``baseline``: :func:`dlpipe.tasks.weather.data.baseline_mae` (baseline computed)
+* ``baseline``: :func:`dlpipe.tasks.weather.prepare.baseline_mae` (baseline computed)
 * ``train``: :func:`dlpipe.tasks.weather.train.train_model` (one line per run key trained)
 * ``ensemble``: :func:`dlpipe.tasks.ensembling.build.build_ensembles`
 """
@@ -45,8 +45,8 @@ import time
 
 COUNT_DIR = os.environ.get("DLPIPE_TEST_COUNT_DIR")
 STAGES = {
-    "dlpipe.tasks.weather.data": {"prepare_weather": "prepare", "load_series": "load",
-                                  "baseline_mae": "baseline"},
+    "dlpipe.tasks.weather.prepare": {"prepare_weather": "prepare", "baseline_mae": "baseline"},
+    "dlpipe.tasks.weather.read": {"load_series": "load"},
     "dlpipe.tasks.weather.train": {"train_model": "train"},
     "dlpipe.tasks.ensembling.build": {"build_ensembles": "ensemble"},
 }

@@ -8,7 +8,7 @@ import pytest
 
 from dlpipe.tasks.training.records import failed_run
 from dlpipe.tasks.training.tf_setup import DeviceError, setup_tensorflow
-from dlpipe.tasks.weather.data import normalize
+from dlpipe.tasks.weather.prepare import normalize
 from dlpipe.tasks.weather.train import TrainingSpec, train_model
 from dlpipe.tasks.weather.windows import WindowSpec
 

@@ -5,19 +5,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlpipe.tasks.weather.data import (
-    JENA_COLUMNS,
-    DataFormatError,
-    DataSpec,
+from dlpipe.tasks.weather.prepare import (
     SplitSpec,
     baseline_mae,
     clean_sentinels,
+    normalize,
+    prepare_weather,
+)
+from dlpipe.tasks.weather.read import (
+    JENA_COLUMNS,
+    DataFormatError,
+    DataSpec,
     from_dataframe,
     load_csv,
     load_jena_csv,
     load_tmy3,
-    normalize,
-    prepare_weather,
     timestamp_quality,
 )
 from dlpipe.tasks.weather.windows import SplitTooShortError, WindowSpec, window_rows

@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 
 from dlpipe.pipelines.kinds.timeseries import dataset_row
-from dlpipe.tasks.weather.data import (
+from dlpipe.tasks.weather.prepare import SplitSpec, prepare_weather
+from dlpipe.tasks.weather.read import (
     JENA_COLUMNS,
     DataFormatError,
     DataSpec,
-    SplitSpec,
     check_weather_source,
     load_csv,
-    prepare_weather,
 )
 from dlpipe.tasks.weather.windows import WindowBatches, WindowSpec, split_window_rows
 
@@ -420,7 +419,7 @@ def test_empty_or_header_only_file_is_one_line(tmp_path, content, expected):
 
 
 def test_check_weather_source_reads_only_the_first_rows(tmp_path):
-    from dlpipe.tasks.weather.data import CHECK_ROWS
+    from dlpipe.tasks.weather.read import CHECK_ROWS
 
     times = [
         (datetime(2021, 1, 1) + timedelta(hours=i)).strftime("%Y-%m-%d %H:%M")
@@ -531,7 +530,7 @@ def test_generic_csv_example_study_loads_and_prepares(tmp_path, monkeypatch):
     prepared = prepare_weather(cfg.data, cfg.split, cfg.windows)
     assert prepared.meta["rows"] == 600 and prepared.meta["quality"]["gaps"] == 0
     for model in cfg.models:
-        from dlpipe.tasks.weather.data import split_window_counts
+        from dlpipe.tasks.weather.prepare import split_window_counts
 
         assert split_window_counts(cfg.model_windows(model), prepared.meta)["test"]["windows"] > 0
 

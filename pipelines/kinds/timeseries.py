@@ -15,14 +15,8 @@ from dlpipe.pipelines.kinds.base import StudyKind
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.records import PreparedDataset, RunResult
-from dlpipe.tasks.weather.data import (
-    DataSpec,
-    SplitSpec,
-    baseline_mae,
-    check_weather_source,
-    resolve_path,
-    split_window_counts,
-)
+from dlpipe.tasks.weather.prepare import SplitSpec, baseline_mae, split_window_counts
+from dlpipe.tasks.weather.read import DataSpec, check_weather_source, resolve_path
 from dlpipe.tasks.weather.windows import WindowSpec
 
 
@@ -100,7 +94,7 @@ class TimeseriesKind(StudyKind):
 
     def check_source(self, cfg) -> None:
         """File readable, header, first rows, time column
-        (:func:`dlpipe.tasks.weather.data.check_weather_source`)."""
+        (:func:`dlpipe.tasks.weather.read.check_weather_source`)."""
         check_weather_source(cfg.data)
 
     def prepare(self, cfg, run_dir: Path) -> PreparedDataset:

@@ -1,6 +1,6 @@
 """Time-axis repair of a series meant to be regular: order, repeated stamps, gaps.
 
-Plain numpy, no files: :mod:`dlpipe.tasks.weather.data` calls :func:`regularize` after a
+Plain numpy, no files: :mod:`dlpipe.tasks.weather.prepare` calls :func:`regularize` after a
 reader has parsed the times and before the sentinel policy runs. The rules (README,
 "Weather data: time axis"):
 

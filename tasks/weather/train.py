@@ -66,7 +66,7 @@ def split_batches(
     seed: int = 0,
     max_batches: int | None = None,
 ) -> WindowBatches:
-    """Windows of one split of a prepared dataset (see :mod:`dlpipe.tasks.weather.data`)."""
+    """Windows of one split of a prepared dataset (see :mod:`dlpipe.tasks.weather.prepare`)."""
     rows = split_window_rows(spec, meta["splits"][split], split=split)
     return WindowBatches(
         data,

@@ -112,7 +112,7 @@ def split_window_rows(spec: WindowSpec, segments, *, split: str = "split") -> np
     """Last-input rows of every window of a split made of one or more segments.
 
     A segment is a run of consecutive, equally spaced rows: a block of a blocked split
-    (:class:`dlpipe.tasks.weather.data.SplitSpec`), or the part of one between two
+    (:class:`dlpipe.tasks.weather.prepare.SplitSpec`), or the part of one between two
     gaps in time (:func:`dlpipe.tasks.weather.time_axis.cut_segments`). No window crosses a
     segment boundary. A segment shorter than one window yields none (a short run
     between gaps); the split as a whole must yield at least one (case C08). The
