@@ -202,7 +202,8 @@ def test_package_paths_resolve_without_import_and_errors_name_the_path():
 
 @pytest.mark.train
 def test_one_run_scores_match_its_predictions(tmp_path):
-    from dlpipe.tasks.text.train import baseline_scores, train_text_model
+    from dlpipe.tasks.text.train import train_text_model
+    from dlpipe.tasks.training.classifier import baseline_scores
 
     root = write_aclimdb(tmp_path / "aclImdb", per_class=30)
     text = TextSpec(max_words=40, maxlen=12)

@@ -7,7 +7,7 @@ from dlpipe.tasks.training.records import PreparedDataset, RunResult
 
 def majority_baseline(run_id: str, cfg, prepared: PreparedDataset, data: dict) -> RunResult:
     """The majority-class baseline (book ch. 3.5) as a ``runs`` row (family
-    ``baseline``; scores by :func:`dlpipe.tasks.text.train.baseline_scores`): predict the
+    ``baseline``; scores by :func:`dlpipe.tasks.training.classifier.baseline_scores`): predict the
     training split's most frequent class; its loss is the crossentropy of predicting the
     training class frequencies.
 
@@ -16,7 +16,7 @@ def majority_baseline(run_id: str, cfg, prepared: PreparedDataset, data: dict) -
         prepared: the prepared dataset (``meta``: ``num_classes``, ``class_names``).
         data: the prepared arrays (``labels`` and the split codes).
     """
-    from dlpipe.tasks.text.train import baseline_scores
+    from dlpipe.tasks.training.classifier import baseline_scores
 
     meta = prepared.meta
     scores = baseline_scores(data, meta["num_classes"])

@@ -49,8 +49,8 @@ from dlpipe.tasks.images.folders import SPLITS
 from dlpipe.tasks.images.split import BOOK_COUNTS
 from dlpipe.tasks.images.validate import DEFAULT_MAX_PIXELS
 from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.training.classifier import SPLIT_CODES
 
-SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 PREPARE_VERSION = 2  # 2: EXIF orientation applied, rotated/mismatched files listed
 DEMO_PREFIX = "demo:"
 PREPROCESSING = ("rescale", "base")

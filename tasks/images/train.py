@@ -30,11 +30,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from dlpipe.tasks.images.prepare import ImageSpec, base_preprocessing, describe_weights
-from dlpipe.tasks.text.train import (
-    baseline_scores,
+from dlpipe.tasks.training.classifier import (
     head_classes,
+    score_classifier_split,
     score_saved_classifier,
-    score_text_split,
     split_index,
 )
 from dlpipe.tasks.training.fit import TrainingSpec, fit_model, run_row
@@ -47,7 +46,6 @@ BASE_FAMILIES = ("features_head", "frozen_base")
 __all__ = [
     "train_image_model",
     "evaluate_saved_image_model",
-    "baseline_scores",
     "data_hparams",
     "model_inputs",
 ]
@@ -223,7 +221,9 @@ def train_image_model(
         if name == "test" and not evaluate_test:
             continue
         x = model_inputs(data, split[name], family, inputs, bs, False, seed)
-        loss, accuracy, rows = score_text_split(model, x, split[name], data, name, run_id, width)
+        loss, accuracy, rows = score_classifier_split(
+            model, x, split[name], data, name, run_id, width
+        )
         scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, accuracy
         predictions += rows
     run = run_row(

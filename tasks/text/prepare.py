@@ -47,9 +47,9 @@ from dlpipe.tasks.text.tokenize import (
     standardize,
     texts_to_sequences,
 )
+from dlpipe.tasks.training.classifier import SPLIT_CODES
 
 TEXT_FORMATS = ("table", "aclimdb", "folders")
-SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 PREPARE_VERSION = 2  # 2: label cells trimmed, label variants refused/merged
 
 

@@ -18,16 +18,17 @@ from dataclasses import asdict
 import numpy as np
 
 from dlpipe.tasks.text.prepare import SPLIT_CODES, TextSpec, multi_hot_rows, sequences
+from dlpipe.tasks.training.classifier import (
+    head_classes,
+    score_classifier_split,
+    score_saved_classifier,
+    split_index,
+)
 from dlpipe.tasks.training.fit import TrainingSpec, fit_model, run_row
 from dlpipe.tasks.training.records import RunResult
 from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
 MULTI_HOT_FAMILIES = ("multihot_dense",)
-
-
-def head_classes(num_classes: int) -> int:
-    """The builders' ``num_classes``: 1 (one sigmoid unit) for two classes, else k."""
-    return 1 if num_classes == 2 else num_classes
 
 
 def data_hparams(family: str, hp: dict, meta: dict, embedding: np.ndarray | None) -> dict:
@@ -51,15 +52,6 @@ def data_hparams(family: str, hp: dict, meta: dict, embedding: np.ndarray | None
             )
         fixed["embedding_dim"] = int(embedding.shape[1])
     return {**hp, **fixed}
-
-
-def split_index(arrays: dict, split: str, cap: int | None = None) -> np.ndarray:
-    """Rows of ``split``; with ``cap``, at most that many spread evenly over the split
-    (sources are often ordered by class: the first rows would hold one class only)."""
-    index = np.flatnonzero(arrays["split"] == SPLIT_CODES[split])
-    if cap is None or cap >= len(index):
-        return index
-    return index[np.linspace(0, len(index) - 1, cap).round().astype(np.int64)]
 
 
 def _batches(
@@ -193,7 +185,7 @@ def train_text_model(
     for name, short in (("validation", "val"), ("test", "test")):
         if name == "test" and not evaluate_test:
             continue
-        loss, accuracy, rows = score_text_split(
+        loss, accuracy, rows = score_classifier_split(
             model, batches[name], split[name], data, name, run_id, width
         )
         scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, accuracy
@@ -214,69 +206,6 @@ def train_text_model(
     )
     run["inputs"] = {**asdict(inputs), "input": "multi_hot" if multi_hot else "sequences"}
     return RunResult(run, recorder.rows, predictions)
-
-
-def score_text_split(
-    model, batches, index: np.ndarray, data: dict, split: str, run_id: str, width: int
-) -> tuple[float, float, list[dict]]:
-    """``(crossentropy, accuracy, prediction rows)`` of ``model`` on one split, computed
-    from the predicted probabilities (:mod:`dlpipe.ensembles.metrics`, the same formulas
-    the ensemble stage scores with)."""
-    from dlpipe.ensembles.metrics import accuracy, log_loss
-
-    prob = np.asarray(model.predict(batches, verbose=0), np.float64)
-    labels = np.asarray(data["labels"])[index]
-    if width == 1:
-        prob = prob.reshape(-1)
-        rows = [
-            {
-                "run_id": run_id,
-                "split": split,
-                "sample_index": int(i),
-                "prediction": p,
-                "target": float(y),
-            }
-            for i, p, y in zip(index, prob, labels)
-        ]
-    else:
-        rows = [
-            {
-                "run_id": run_id,
-                "split": split,
-                "sample_index": int(i),
-                "prediction": float(np.argmax(p)),
-                "target": float(y),
-                "probabilities": p.tolist(),
-            }
-            for i, p, y in zip(index, prob, labels)
-        ]
-    if not np.all(np.isfinite(prob)):
-        return math.nan, math.nan, rows
-    return log_loss(labels, prob), accuracy(labels, prob), rows
-
-
-def baseline_scores(data: dict, num_classes: int) -> dict:
-    """The majority-class baseline (book 3.5: "a purely random classifier" / the
-    most frequent class): predict the training split's most frequent class; its loss
-    is the crossentropy of predicting the training class frequencies.
-
-    Returns:
-        ``{"val_loss", "test_loss", "val_metric", "test_metric", "majority_class",
-        "frequencies"}``.
-    """
-    from dlpipe.ensembles.metrics import log_loss
-
-    labels = np.asarray(data["labels"])
-    train = labels[split_index(data, "train")]
-    freq = np.bincount(train, minlength=num_classes) / len(train)
-    majority = int(np.argmax(freq))
-    out = {"majority_class": majority, "frequencies": freq.tolist()}
-    for split, short in (("validation", "val"), ("test", "test")):
-        y = labels[split_index(data, split)]
-        prob = np.full(len(y), freq[1]) if num_classes == 2 else np.tile(freq, (len(y), 1))
-        out[f"{short}_metric"] = float(np.mean(y == majority))
-        out[f"{short}_loss"] = log_loss(y, prob)
-    return out
 
 
 def evaluate_saved_text_model(
@@ -313,38 +242,3 @@ def evaluate_saved_text_model(
             data, index, family, inputs, width, batch_size, False, 0
         ),
     )
-
-
-def score_saved_classifier(
-    model_path: str,
-    data: dict,
-    split: str,
-    run_id: str,
-    *,
-    make_inputs,
-    batch_size: int = 32,
-    max_batches: int | None = None,
-    num_cpus: float = 1,
-    num_gpus: float = 0,
-) -> dict:
-    """Load a saved classifier and score it once on ``split`` (text and image studies).
-
-    Args:
-        make_inputs: ``(index, width) -> Keras input`` of the documents/images ``index``
-            (width: 1 for a sigmoid head, else the number of classes).
-        max_batches: cap the split at that many batches of ``batch_size`` (smoke tests).
-
-    Returns:
-        ``{"loss": crossentropy, "metric": accuracy, "predictions": rows}``.
-    """
-    setup_tensorflow(num_cpus, num_gpus)
-    import keras
-
-    model = keras.saving.load_model(model_path)
-    width = int(model.output_shape[-1])
-    cap = None if max_batches is None else max_batches * batch_size
-    index = split_index(data, split, cap)
-    loss, accuracy, rows = score_text_split(
-        model, make_inputs(index, width), index, data, split, run_id, width
-    )
-    return {"loss": loss, "metric": accuracy, "predictions": rows}
