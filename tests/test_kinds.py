@@ -153,3 +153,35 @@ def test_reports_written_before_the_seam_read_without_the_other_kinds_columns(tm
     )
     frame = reports.read_table(tmp_path, "runs")
     assert "lookback" not in frame.columns and frame["run_id"].tolist() == ["old"]
+
+
+def test_no_private_helper_is_imported_across_modules():
+    """`from dlpipe.x import _helper` or `module._helper` on a dlpipe module is refused
+    (issue 13): a helper another module needs is public and documented."""
+    import ast
+
+    found = []
+    for folder in ("pipelines", "tasks", "models", "ensembles", "dlpipe"):
+        for path in (ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            aliases = set()  # names bound to dlpipe modules in this file
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dlpipe"):
+                    for name in node.names:
+                        if name.name.startswith("_") and not name.name.startswith("__"):
+                            found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name.name}")
+                        aliases.add(name.asname or name.name)
+                elif isinstance(node, ast.Import):
+                    aliases |= {a.asname or a.name for a in node.names if "dlpipe" in a.name}
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases
+                    and node.attr.startswith("_")
+                    and not node.attr.startswith("__")
+                ):
+                    found.append(
+                        f"{path.relative_to(ROOT)}:{node.lineno} {node.value.id}.{node.attr}"
+                    )
+    assert found == []
