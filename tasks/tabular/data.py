@@ -299,6 +299,30 @@ def read_columns(table: Table, spec: TabularDataSpec, features: list[str]) -> di
     return out
 
 
+def kept_rows(table: Table, spec: TabularDataSpec, columns: dict):
+    """``(target cells, keep mask, missing_counts)``: the rows the missing-value policy
+    keeps (never a row without a target; with ``drop``, no row with a missing feature)
+    and the missing cells per column (features, then the target).
+
+    Raises:
+        ValueError: fewer than 3 rows left (naming the file and the policy).
+    """
+    target, target_missing = cells(table, spec.target)
+    missing_counts = {c: int(m.sum()) for c, (_, m) in columns.items()}
+    missing_counts[spec.target] = int(target_missing.sum())
+    keep = ~target_missing
+    if spec.missing == "drop":
+        for _, missing in columns.values():
+            keep &= ~missing
+    if keep.sum() < 3:
+        raise ValueError(
+            f"{table.source}: {int(keep.sum())} row(s) left of {len(keep)} after dropping "
+            f"missing values (data.missing: {spec.missing}); a study needs train, "
+            "validation and test rows"
+        )
+    return target, keep, missing_counts
+
+
 def prepare_tabular(
     spec: TabularDataSpec,
     split: TabularSplitSpec,
@@ -332,19 +356,8 @@ def prepare_tabular(
     table = read_table_file(file)
     features = feature_columns(spec, [str(c) for c in table.frame.columns], file)
     columns = read_columns(table, spec, features)
-    target, target_missing = cells(table, spec.target)
-    missing_counts = {c: int(m.sum()) for c, (_, m) in columns.items()}
-    missing_counts[spec.target] = int(target_missing.sum())
-    keep = ~target_missing
-    if spec.missing == "drop":
-        for _, missing in columns.values():
-            keep &= ~missing
+    target, keep, missing_counts = kept_rows(table, spec, columns)
     rows = np.flatnonzero(keep)
-    if len(rows) < 3:
-        raise ValueError(
-            f"{file}: {len(rows)} row(s) left of {len(keep)} after dropping missing values "
-            f"(data.missing: {spec.missing}); a study needs train, validation and test rows"
-        )
     task, inferred = infer_task(target[rows], task)
     try:
         labels, class_names = encode_target(

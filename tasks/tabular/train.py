@@ -72,6 +72,22 @@ def score_split(model, data: dict, index: np.ndarray, split: str, run_id: str, m
     return loss, accuracy, rows
 
 
+def score_splits(model, data, meta, run_id, cap, batch_size, evaluate_test=True):
+    """``(scores, prediction rows)`` on validation and (``evaluate_test``) test, each
+    split capped at ``cap`` rows; ``scores``: ``val_loss``, ``test_loss``, ``val_metric``,
+    ``test_metric`` (NaN for a split not scored)."""
+    scores = {k: math.nan for k in ("val_loss", "test_loss", "val_metric", "test_metric")}
+    predictions = []
+    for name, short in SPLITS:
+        if name == "test" and not evaluate_test:
+            continue
+        index = split_index(data, name, cap)
+        loss, metric, rows = score_split(model, data, index, name, run_id, meta, batch_size)
+        scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, metric
+        predictions += rows
+    return scores, predictions
+
+
 def fit_arrays(
     data: dict, split: str, cap: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,15 +165,7 @@ def train_tabular_model(
     )
     if model_path:
         model.save(model_path)
-    scores = {k: math.nan for k in ("val_loss", "test_loss", "val_metric", "test_metric")}
-    predictions = []
-    for name, short in SPLITS:
-        if name == "test" and not evaluate_test:
-            continue
-        index = split_index(data, name, cap)
-        loss, metric, rows = score_split(model, data, index, name, run_id, meta, bs)
-        scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, metric
-        predictions += rows
+    scores, predictions = score_splits(model, data, meta, run_id, cap, bs, evaluate_test)
     run = run_row(
         run_id=run_id,
         family=family,
