@@ -11,7 +11,7 @@ LOCK := requirements/lock-py311.txt
 UV ?= uv==0.13.9
 LOCK_INDEX ?= https://pypi.org/simple
 
-.PHONY: demo demo-text demo-images test test-fast bench install lock clean
+.PHONY: demo demo-text demo-images demo-tabular test test-fast bench install lock clean
 
 # Re-made when the lock or pyproject.toml changes. `--require-hashes` refuses any file
 # whose sha256 is not in the lock; setuptools is in the lock, so the editable build
@@ -33,6 +33,9 @@ demo-text: $(BIN)/.installed
 
 demo-images: $(BIN)/.installed
 	$(BIN)/dlpipe demo images
+
+demo-tabular: $(BIN)/.installed
+	$(BIN)/dlpipe demo tabular
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 
-from dlpipe.models import images, text, timeseries
+from dlpipe.models import images, tabular, text, timeseries
 from dlpipe.models.hparams import coerce_hparams
 from dlpipe.models.lazy_keras import keras
 
@@ -130,10 +130,17 @@ IMAGE_FAMILIES: dict[str, ModelFamily] = _families(
     ),
 )
 
+#: Tabular families (book ch. 3.5-3.6, 4.4). input_shape is `(width,)`, the feature
+#: row after one-hot encoding; `task` and `num_classes` follow from the data.
+TABULAR_FAMILIES: dict[str, ModelFamily] = _families(
+    tabular, "tabular", ("dense", "dense_dropout", "dense_l2")
+)
+
 _PIPELINES: dict[str, dict[str, ModelFamily]] = {
     "timeseries": TIMESERIES_FAMILIES,
     "text": TEXT_FAMILIES,
     "images": IMAGE_FAMILIES,
+    "tabular": TABULAR_FAMILIES,
 }
 
 
@@ -141,6 +148,9 @@ LOGGED_METRICS: dict[str, tuple[str, ...]] = {
     "timeseries": ("loss",),  # compiled with loss="mae" and no other metric
     "text": ("loss", "accuracy"),
     "images": ("loss", "accuracy"),
+    # regression compiles mae, classification accuracy: the study's task decides which
+    # one a monitor may name (dlpipe.pipelines.kinds.tabular checks it)
+    "tabular": ("loss", "mae", "accuracy"),
 }
 """The Keras log names (without ``val_``) that every family of a pipeline compiles:
 what a callback's ``monitor`` may name in a study of that pipeline."""

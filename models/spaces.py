@@ -133,13 +133,35 @@ IMAGE_SPACES: dict[str, dict] = {
 }
 
 
+#: Tabular families (book ch. 3.5-3.6, 4.4). `task` and `num_classes` follow from the
+#: data and are never searched.
+TABULAR_SPACES: dict[str, dict] = {
+    "dense": {"units": {"choice": [16, 32, 64, 128]}, "learning_rate": _LR},
+    "dense_dropout": {
+        "units": {"choice": [32, 64, 128]},
+        "dropout": {"uniform": [0.1, 0.5]},
+        "learning_rate": _LR,
+    },
+    "dense_l2": {
+        "units": {"choice": [32, 64, 128]},
+        "l2": {"loguniform": [1e-5, 1e-2]},
+        "learning_rate": _LR,
+    },
+}
+
+
 def get_spaces(pipeline: str) -> dict[str, dict]:
     """Default search space per family of ``pipeline``.
 
     Raises:
         ValueError: unknown pipeline.
     """
-    tables = {"timeseries": TIMESERIES_SPACES, "text": TEXT_SPACES, "images": IMAGE_SPACES}
+    tables = {
+        "timeseries": TIMESERIES_SPACES,
+        "text": TEXT_SPACES,
+        "images": IMAGE_SPACES,
+        "tabular": TABULAR_SPACES,
+    }
     if pipeline not in tables:
         raise ValueError(f"`pipeline` must be one of {sorted(tables)}. Received: {pipeline!r}")
     return tables[pipeline]

@@ -5,6 +5,7 @@ Examples::
     dlpipe demo                      # weather study on the embedded real TMY3 data
     dlpipe demo text                 # text study on the embedded real tweet corpus
     dlpipe demo images               # image study on scikit-learn's embedded digits
+    dlpipe demo tabular              # tabular regression on scikit-learn's diabetes table
     dlpipe run configs/jena.yaml     # any study file
     dlpipe run study.yaml --smoke-test
     dlpipe sweep study.yaml          # hyperparameter sweep of its `sweep:` section
@@ -27,7 +28,12 @@ from dlpipe.pipelines.console import print_frame
 
 DEMO_CONFIG = "demo_weather.yaml"
 #: ``dlpipe demo <name>`` -> packaged study file
-DEMOS = {"weather": DEMO_CONFIG, "text": "demo_text.yaml", "images": "demo_images.yaml"}
+DEMOS = {
+    "weather": DEMO_CONFIG,
+    "text": "demo_text.yaml",
+    "images": "demo_images.yaml",
+    "tabular": "demo_tabular.yaml",
+}
 
 
 def demo_config_path(name: str = "weather") -> Path:

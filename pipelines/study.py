@@ -173,9 +173,11 @@ def headline(runs):
 
 
 def kind_of_runs(runs):
-    """The study kind of a ``runs`` table (its ``pipeline`` column)."""
-    pipelines = runs["pipeline"].dropna()
-    return get_kind(pipelines.iloc[-1] if len(pipelines) else "timeseries")
+    """The study kind of a ``runs`` table (its ``pipeline`` column), as its runs'
+    headline metric shows it (:meth:`~dlpipe.pipelines.kinds.base.StudyKind.for_metric`)."""
+    pipelines, metrics = runs["pipeline"].dropna(), runs["metric"].dropna()
+    kind = get_kind(pipelines.iloc[-1] if len(pipelines) else "timeseries")
+    return kind.for_metric(metrics.iloc[-1]) if len(metrics) else kind
 
 
 def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:

@@ -50,6 +50,16 @@ def prepare_weather_task(spec, split, windows, cache_dir=None):
     return prepared.data, prepared.meta
 
 
+@ray.remote(num_returns=2, num_cpus=1)
+def prepare_tabular_task(spec, split, task=None, run_dir=None):
+    """Ray task: :func:`dlpipe.tasks.tabular.data.prepare_tabular` -> (arrays, meta);
+    the arrays go to the object store once and training tasks receive them by
+    reference (case C14)."""
+    from dlpipe.tasks.tabular import data as tabular_data
+
+    return tabular_data.prepare_tabular(spec, split, task, run_dir)
+
+
 @ray.remote(num_cpus=1)
 def text_shard_task(function: str, *args):
     """Ray task: one tokenization shard, ``count_words`` or ``encode_shard`` of

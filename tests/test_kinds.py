@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_registry_holds_one_object_per_kind_with_its_config_class():
-    assert set(KINDS) == {"timeseries", "text", "images"}
+    assert set(KINDS) == {"timeseries", "text", "images", "tabular"}
     for name, kind in KINDS.items():
         assert isinstance(kind, StudyKind) and kind.name == name
         assert get_kind(name) is kind
@@ -31,7 +31,7 @@ def test_registry_holds_one_object_per_kind_with_its_config_class():
         # them by reference, so a worker imports that kind's module only)
         assert kind.train.__module__.startswith("dlpipe.tasks.")
         assert "." not in kind.train.__qualname__
-    with pytest.raises(ValueError, match="must be one of timeseries, text, images"):
+    with pytest.raises(ValueError, match="must be one of timeseries, text, images, tabular"):
         get_kind("audio")
 
 
@@ -44,7 +44,7 @@ def test_every_kind_compiles_its_headline_metric():
 def test_no_branch_on_the_kind_outside_the_registry():
     """`pipeline ==` / `pipeline !=` / `kind ==` comparisons with a kind's name live only
     in pipelines/kinds/ (the acceptance grep of issue 13, as a test)."""
-    pattern = re.compile(r"""(pipeline|kind)\s*[!=]=\s*["'](timeseries|text|images)["']""")
+    pattern = re.compile(r"""(pipeline|kind)\s*[!=]=\s*["'](timeseries|text|images|tabular)["']""")
     found = []
     for folder in ("pipelines", "tasks", "models", "ensembles", "dlpipe"):
         for path in (ROOT / folder).rglob("*.py"):

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dlpipe.pipelines.kinds.base import StudyKind
 from dlpipe.pipelines.kinds.images import ImagesKind
+from dlpipe.pipelines.kinds.tabular import TabularKind
 from dlpipe.pipelines.kinds.text import TextKind
 from dlpipe.pipelines.kinds.timeseries import TimeseriesKind
 
 #: ``pipeline:`` value -> its kind
-KINDS: dict[str, StudyKind] = {k.name: k for k in (TimeseriesKind(), TextKind(), ImagesKind())}
+KINDS: dict[str, StudyKind] = {
+    k.name: k for k in (TimeseriesKind(), TextKind(), ImagesKind(), TabularKind())
+}
 
 
 def get_kind(name_or_cfg) -> StudyKind:

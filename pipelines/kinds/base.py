@@ -42,6 +42,14 @@ class StudyKind:
     loss_label: str = "loss"
     metric_plot: str = "val_metric.png"
 
+    def for_metric(self, metric: str) -> StudyKind:
+        """The kind as runs whose headline metric is ``metric`` are shown (their stored
+        ``metric`` column): ``headline``, ``baseline_name``, ``loss_label``,
+        ``metric_plot`` and ``headline_title`` of that view. A kind whose headline
+        depends on the study (tabular: MAE or accuracy) returns a view per metric; the
+        others return themselves."""
+        return self
+
     # -- the functions a training worker runs (plain, module level: sent by reference) --
     @property
     def train(self) -> Callable[..., RunResult]:

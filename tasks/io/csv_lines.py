@@ -63,4 +63,31 @@ def find_csv_problem(
     return None
 
 
-__all__ = ["CsvSyntaxError", "OverlongRecord", "find_csv_problem"]
+def record_start_lines(text: str, sep: str = ",") -> list[int]:
+    """1-based physical line where each data record (after the header) starts, as the
+    CSV reader sees them (quoted cells may span lines; blank lines are skipped), so a
+    data row ``r`` (0-based, as pandas numbers it) is reported as ``line starts[r]``.
+
+    Args:
+        text: the file's decoded text.
+        sep: the field separator.
+
+    Returns:
+        One line number per data record; shorter than the records when the ``csv``
+        module refuses the text part-way (the rest is unknown).
+    """
+    import io
+
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    starts, previous = [], 0
+    try:
+        for record in reader:
+            start, previous = previous + 1, reader.line_num
+            if record:
+                starts.append(start)
+    except csv.Error:
+        pass
+    return starts[1:]
+
+
+__all__ = ["CsvSyntaxError", "OverlongRecord", "find_csv_problem", "record_start_lines"]

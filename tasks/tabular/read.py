@@ -1,0 +1,216 @@
+"""Read a table (CSV, TSV or Parquet) and its cells for a tabular study.
+
+Every CSV/TSV cell is read as text, so a cell that is not a number is found and named
+(file, line, column) rather than silently turned into NaN; Parquet columns keep their
+types. A cell is *missing* when it is null or, after trimming surrounding spaces, one
+of :data:`MISSING_SPELLINGS` (``""``, ``NA``, ``N/A``, ``NaN``, ``null``, ``None``, ``?``;
+case-insensitive). Locations: ``line N`` (1-based physical line of a CSV/TSV record,
+header = line 1) or ``row N`` (0-based Parquet data row).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: cell spellings read as a missing value (case-insensitive, after trimming spaces)
+MISSING_SPELLINGS = ("", "na", "n/a", "nan", "null", "none", "?")
+TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ",", ".parquet": None, ".pq": None}
+
+
+@dataclass
+class Table:
+    """A table as read: its frame and where its rows are in the file.
+
+    Attributes:
+        source: the file.
+        frame: a pandas DataFrame (CSV/TSV: every cell a string).
+        text: the decoded CSV/TSV text (``""`` for Parquet), to locate rows.
+    """
+
+    source: Path
+    frame: object
+    text: str = ""
+
+    def where(self, row: int) -> str:
+        """Where data row ``row`` (0-based) is: ``line N`` (CSV/TSV) or ``row N``."""
+        if not self.text:
+            return f"row {row}"
+        from dlpipe.tasks.io.csv_lines import record_start_lines
+
+        starts = record_start_lines(self.text, TABLE_SUFFIXES[self.source.suffix.lower()])
+        return f"line {starts[row]}" if row < len(starts) else f"row {row}"
+
+
+def read_table_file(path: str | Path) -> Table:
+    """Read a CSV/TSV (UTF-8, every cell a string) or Parquet table.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the file: unknown suffix, not UTF-8, empty, not valid CSV,
+            not a readable Parquet file, no data row, a repeated column name.
+    """
+    import pandas as pd
+
+    source = Path(path).expanduser()
+    suffix = source.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(
+            f"{source}: a table must end with one of {sorted(TABLE_SUFFIXES)} (CSV, TSV or Parquet)"
+        )
+    if not source.is_file():
+        raise FileNotFoundError(f"table not found: {source}")
+    sep = TABLE_SUFFIXES[suffix]
+    if sep is None:
+        try:
+            table = Table(source, pd.read_parquet(source))
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
+            raise ValueError(f"{source}: not a readable Parquet file ({first_line(exc)})") from None
+    else:
+        table = Table(source, *read_csv_text(source, sep))
+    if not len(table.frame):
+        raise ValueError(f"{source}: no data row (only a header)")
+    return table
+
+
+def read_header(path: str | Path) -> list[str]:
+    """The column names of a table, without reading its rows (a cheap check before Ray
+    starts).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the file: unknown suffix, not UTF-8, not readable.
+    """
+    source = Path(path).expanduser()
+    sep = TABLE_SUFFIXES.get(source.suffix.lower(), ",")
+    if not source.is_file():
+        raise FileNotFoundError(f"table not found: {source}")
+    if source.suffix.lower() not in TABLE_SUFFIXES:
+        raise ValueError(
+            f"{source}: a table must end with one of {sorted(TABLE_SUFFIXES)} (CSV, TSV or Parquet)"
+        )
+    try:
+        if sep is None:
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(source).names)
+        with open(source, encoding="utf-8-sig", newline="") as f:
+            return next(csv.reader(f, delimiter=sep), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{source}: line 1: not a readable header ({first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
+        raise ValueError(f"{source}: not a readable Parquet file ({first_line(exc)})") from None
+
+
+def read_csv_text(source: Path, sep: str):
+    """``(frame, text)``: the CSV/TSV at ``source`` as a frame of strings (no NA
+    guessing) and its decoded text.
+
+    Raises:
+        ValueError: not UTF-8 (naming the line), empty, not valid CSV (the line), a
+            repeated column name.
+    """
+    import pandas as pd
+
+    from dlpipe.tasks.io.csv_lines import CsvSyntaxError, OverlongRecord, find_csv_problem
+
+    raw = source.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{source}: line {line}: not UTF-8 text") from None
+    if not text.strip():
+        raise ValueError(f"{source}: line 1: the file is empty (no header line)")
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as exc:
+        problem = find_csv_problem(io.StringIO(text, newline=""), sep)
+        if isinstance(problem, OverlongRecord):
+            raise ValueError(
+                f"{source}: line {problem.start_line}: {len(problem.record)} fields but the "
+                f"header has {len(problem.header)}"
+            ) from None
+        if isinstance(problem, CsvSyntaxError):
+            raise ValueError(f"{source}: line {problem.line}: not valid CSV") from None
+        raise ValueError(f"{source}: not valid CSV ({first_line(exc)})") from None
+    header = next(csv.reader(io.StringIO(text, newline=""), delimiter=sep), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{source}: line 1: repeated column name(s) {repeated}")
+    return frame, text
+
+
+def cells(table: Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, missing)`` of one column: the trimmed cells as strings (an object
+    array; numbers of a Parquet column as they are) and the mask of missing cells."""
+    series = table.frame[column]
+    values = series.to_numpy(dtype=object)
+    missing = series.isna().to_numpy()
+    text = np.array([isinstance(v, str) for v in values], dtype=bool)
+    if text.any():
+        trimmed = np.array([v.strip() if isinstance(v, str) else v for v in values], object)
+        spelled = np.array(
+            [isinstance(v, str) and v.lower() in MISSING_SPELLINGS for v in trimmed], bool
+        )
+        values, missing = trimmed, missing | spelled
+    if series.dtype.kind == "f":
+        missing = missing | np.isnan(series.to_numpy(dtype=np.float64))
+    return values, missing
+
+
+def numbers(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(float64 numbers, not_a_number)``: each present cell as a number (NaN where it
+    is missing or not a number) and the mask of present cells that are not numbers
+    (``True``/``False`` count as 1/0)."""
+    out = np.full(len(values), np.nan)
+    bad = np.zeros(len(values), dtype=bool)
+    for i in np.flatnonzero(~missing):
+        value = values[i]
+        try:
+            out[i] = float(value)
+        except (TypeError, ValueError):
+            bad[i] = True
+    return out, bad
+
+
+def number_column(table: Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(float64 values, missing)`` of a numeric column.
+
+    Raises:
+        ValueError: naming the file, the column and the line: every present cell is
+            text (declare it in ``data.categorical``), one cell is not a number, or a
+            cell is infinite.
+    """
+    values, missing = cells(table, column)
+    out, bad = numbers(values, missing)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        if bad.sum() == (~missing).sum():
+            raise ValueError(
+                f"{table.source}: column `{column}` is not numeric (first value "
+                f"{values[row]!r} on {table.where(row)}); declare it in "
+                "`data.categorical` to one-hot encode it, or leave it out of `data.features`"
+            )
+        raise ValueError(
+            f"{table.source}: {table.where(row)}: column `{column}`: {values[row]!r} is not "
+            f"a number ({int(bad.sum())} such cell(s) in the column)"
+        )
+    infinite = np.isinf(out)
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raise ValueError(
+            f"{table.source}: {table.where(row)}: column `{column}`: {values[row]!r} is not "
+            "a finite number"
+        )
+    return out, missing
+
+
+def first_line(exc: Exception) -> str:
+    """The first line of an exception's message (its type name when empty)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,373 @@
+"""The tabular study kind (issue 14, hold-out part): reading and checking a table,
+training-split normalization, one-hot encoding, missing values, task inference, the
+baselines, config checks, and end-to-end runs through local Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlpipe.pipelines.config import ConfigError, parse_study
+from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.tabular.data import (
+    TabularDataSpec,
+    TabularSplitSpec,
+    infer_task,
+    one_hot,
+    prepare_tabular,
+    split_rows,
+)
+from dlpipe.tasks.text.prepare import SPLIT_CODES
+
+BIN = Path(sys.executable).parent
+TRAIN = SPLIT_CODES["train"]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    lines = [",".join(header)] + [",".join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def regression_rows(n: int = 40, seed: int = 0) -> list[list]:
+    """``a`` (0..n-1 scaled), ``b`` (noise), ``c`` constant 7, target = 3a + 2b + 10."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        a, b = float(i) / 4, round(float(rng.normal(5, 2)), 3)
+        rows.append([a, b, 7, round(3 * a + 2 * b + 10, 3)])
+    return rows
+
+
+def prepare(path, **data):
+    spec = TabularDataSpec(path=str(path), **data)
+    return prepare_tabular(spec, TabularSplitSpec(0.25, 0.25, seed=3))
+
+
+def test_normalization_uses_the_training_rows_only(tmp_path):
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "y"], regression_rows())
+    arrays, meta = prepare(csv, target="y")
+    raw = np.array(regression_rows(), dtype=np.float64)[arrays["rows"]]
+    train = arrays["split"] == TRAIN
+    for j, name in enumerate(["a", "b"]):
+        mean, std = raw[train, j].mean(), raw[train, j].std()  # ddof 0, book 3.6.2
+        assert meta["mean"][name] == pytest.approx(mean)
+        assert meta["std"][name] == pytest.approx(std)
+        np.testing.assert_allclose(arrays["x"][:, j], (raw[:, j] - mean) / std, rtol=1e-5)
+        # the statistics of all rows differ: test/validation rows were left out
+        assert mean != pytest.approx(raw[:, j].mean())
+    assert arrays["x"][train, 0].mean() == pytest.approx(0, abs=1e-6)
+    # the target stays in its units
+    np.testing.assert_allclose(arrays["labels"], raw[:, 3], rtol=1e-6)
+    assert meta["task"] == "regression" and meta["task_inferred"]
+    assert meta["split_counts"] == {"train": 20, "validation": 10, "test": 10}
+
+
+def test_a_constant_column_is_centred_and_named(tmp_path):
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "y"], regression_rows())
+    arrays, meta = prepare(csv, target="y")
+    assert meta["std"]["c"] == 0.0 and meta["constant_features"] == ["c"]
+    assert np.all(arrays["x"][:, 2] == 0.0) and np.isfinite(arrays["x"]).all()
+    assert any("constant" in w and "['c']" in w for w in meta["warnings"])
+
+
+def test_one_hot_uses_sorted_training_categories_and_counts_unseen():
+    values = np.array(["red", "blue", "red", "green", "blue", "pink", ""], dtype=object)
+    missing = np.array([False] * 6 + [True])
+    train = np.array([True, True, True, False, False, False, True])
+    matrix, categories, unseen = one_hot(values, missing, train)
+    assert categories == ["blue", "red"]  # green, pink only outside training: not columns
+    expected = [[0, 1], [1, 0], [0, 1], [0, 0], [1, 0], [0, 0], [0, 0]]
+    np.testing.assert_array_equal(matrix, expected)
+    assert unseen == 2  # green (row 3) and pink (row 5); the missing cell is not counted
+
+
+def test_categorical_column_in_a_prepared_table(tmp_path):
+    rows = [[r[0], ["x", "y", "z"][i % 3], r[3]] for i, r in enumerate(regression_rows())]
+    rows[-1][1] = "w"  # one category seen once
+    csv = write_csv(tmp_path / "t.csv", ["a", "colour", "y"], rows)
+    arrays, meta = prepare(csv, target="y", categorical=("colour",))
+    in_train = "w" in [rows[r][1] for r in arrays["rows"][arrays["split"] == TRAIN]]
+    assert meta["categories"]["colour"] == (["w", "x", "y", "z"] if in_train else ["x", "y", "z"])
+    assert meta["input_columns"][0] == "a"
+    assert meta["input_columns"][1:] == [f"colour={c}" for c in meta["categories"]["colour"]]
+    assert meta["unseen_categories"] == {"colour": 0 if in_train else 1}
+    assert arrays["x"][:, 1:].sum(axis=1).max() == 1.0
+
+
+def test_a_non_numeric_column_is_refused_naming_it(tmp_path):
+    rows = [[r[0], ["x", "y"][i % 2], r[3]] for i, r in enumerate(regression_rows())]
+    csv = write_csv(tmp_path / "t.csv", ["a", "colour", "y"], rows)
+    with pytest.raises(ValueError, match=r"column `colour` is not numeric .*line 2.*categorical"):
+        prepare(csv, target="y")
+    rows = regression_rows()
+    rows[4][1] = "abc"
+    csv = write_csv(tmp_path / "u.csv", ["a", "b", "c", "y"], rows)
+    with pytest.raises(ValueError, match=r"u.csv: line 6: column `b`: 'abc' is not a number"):
+        prepare(csv, target="y")
+
+
+def test_missing_values_drop_or_mean_counted_per_column(tmp_path):
+    rows = regression_rows()
+    rows[3][0], rows[5][0], rows[8][1], rows[9][3] = "", "NA", "?", ""
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "y"], rows)
+    arrays, meta = prepare(csv, target="y")
+    assert meta["missing_counts"] == {"a": 2, "b": 1, "c": 0, "y": 1}
+    assert meta["rows_dropped"] == 4 and meta["rows"] == 36
+    assert not set(arrays["rows"].tolist()) & {3, 5, 8, 9}
+    arrays, meta = prepare(csv, target="y", missing="mean")
+    assert meta["rows_dropped"] == 1 and 9 not in arrays["rows"]  # no target: dropped
+    at = {int(r): i for i, r in enumerate(arrays["rows"])}
+    assert arrays["x"][at[3], 0] == 0.0 and arrays["x"][at[8], 1] == 0.0  # training mean
+    present = [at[r] for r in at if r not in (3, 5) and arrays["split"][at[r]] == TRAIN]
+    assert meta["mean"]["a"] == pytest.approx(
+        np.mean([rows[arrays["rows"][i]][0] for i in present])
+    )
+
+
+def test_task_inference_and_an_explicit_task():
+    assert infer_task(np.array([1.5, 2.0, 3.25]), None) == ("regression", True)
+    assert infer_task(np.array(["0", "1", "1", "0"], dtype=object), None) == ("binary", True)
+    assert infer_task(np.array(["a", "b", "c"], dtype=object), None) == ("multiclass", True)
+    assert infer_task(np.array([1.0, 2.0, 3.0, 2.0]), None) == ("multiclass", True)
+    many = np.arange(30, dtype=np.float64)  # 30 distinct integers: a quantity
+    assert infer_task(many, None) == ("regression", True)
+    assert infer_task(np.array([1.0, 2.0, 3.0]), "regression") == ("regression", False)
+
+
+def test_explicit_task_overrides_and_bad_targets_are_refused(tmp_path):
+    rows = [[i, i % 3] for i in range(30)]
+    csv = write_csv(tmp_path / "t.csv", ["a", "y"], rows)
+    _, meta = prepare(csv, target="y")
+    assert meta["task"] == "multiclass" and meta["class_names"] == ["0", "1", "2"]
+    spec = TabularDataSpec(path=str(csv), target="y")
+    _, meta = prepare_tabular(spec, TabularSplitSpec(0.25, 0.25), "regression")
+    assert meta["task"] == "regression" and not meta["task_inferred"]
+    with pytest.raises(ValueError, match=r"task binary needs exactly 2 classes; the target has 3"):
+        prepare_tabular(spec, TabularSplitSpec(0.25, 0.25), "binary")
+    words = write_csv(tmp_path / "w.csv", ["a", "y"], [[i, "ab"[i % 2]] for i in range(30)])
+    spec = TabularDataSpec(path=str(words), target="y")
+    with pytest.raises(ValueError, match=r"w.csv: line 2: column `y`: 'a' is not a finite number"):
+        prepare_tabular(spec, TabularSplitSpec(0.25, 0.25), "regression")
+
+
+def test_stratified_split_keeps_class_shares():
+    labels = np.array([0] * 40 + [1] * 20)
+    codes = split_rows(labels, 60, TabularSplitSpec(0.25, 0.25, seed=1))
+    for c, n in ((0, 10), (1, 5)):
+        assert ((codes == 1) & (labels == c)).sum() == n
+        assert ((codes == 2) & (labels == c)).sum() == n
+    again = split_rows(labels, 60, TabularSplitSpec(0.25, 0.25, seed=1))
+    np.testing.assert_array_equal(codes, again)
+
+
+def test_mean_predictor_baseline_equals_numpy(tmp_path):
+    from dlpipe.tasks.tabular.train import mean_baseline_scores
+
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "y"], regression_rows())
+    arrays, _ = prepare(csv, target="y")
+    y = np.array(regression_rows(), dtype=np.float64)[arrays["rows"], 3]
+    mean = y[arrays["split"] == TRAIN].mean()
+    scores = mean_baseline_scores(arrays)
+    assert scores["mean"] == pytest.approx(mean)
+    for split, short in (("validation", "val"), ("test", "test")):
+        rows = y[arrays["split"] == SPLIT_CODES[split]]
+        assert scores[f"{short}_metric"] == pytest.approx(np.abs(rows - mean).mean())
+        assert scores[f"{short}_loss"] == pytest.approx(((rows - mean) ** 2).mean())
+
+
+def _raw(path, **extra) -> dict:
+    raw = {
+        "study": "tab",
+        "pipeline": "tabular",
+        "data": {"path": str(path), "target": "y"},
+        "models": [{"family": "dense"}],
+    }
+    raw.update(extra)
+    return raw
+
+
+def test_config_checks_name_the_field(tmp_path):
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "y"], regression_rows())
+    cfg = parse_study(_raw("t.csv"), base_dir=tmp_path)
+    assert cfg.data.path == str(csv) and cfg.task is None
+    monitor = {"early_stopping": {"monitor": "val_accuracy"}}
+    with pytest.raises(ConfigError, match=r"early_stopping.monitor.*task: regression"):
+        parse_study(_raw(csv, task="regression", training=monitor))
+    cfg = parse_study(_raw(csv, task="binary", training=monitor))
+    assert cfg.training.early_stopping.monitor == "val_accuracy"
+    with pytest.raises(ConfigError, match=r"`models\[0\].hp.num_classes` follows the data"):
+        parse_study(_raw(csv, models=[{"family": "dense", "hp": {"num_classes": 3}}]))
+    with pytest.raises(ConfigError, match=r"`task` must be one of regression, binary"):
+        parse_study(_raw(csv, task="ordinal"))
+    with pytest.raises(ConfigError, match=r"demo table must be one of demo:diabetes"):
+        parse_study(_raw("demo:iris"))
+    with pytest.raises(ConfigError, match=r"table not found"):
+        parse_study(_raw("nope.csv"), base_dir=tmp_path)
+
+
+def test_packaged_demo_is_valid_and_sources_are_checked(tmp_path):
+    from dlpipe.pipelines.cli import demo_config_path
+    from dlpipe.pipelines.config import load_study
+    from dlpipe.pipelines.kinds import get_kind
+
+    demo = load_study(demo_config_path("tabular"))
+    assert demo.pipeline == "tabular" and demo.data.path == "demo:diabetes"
+    assert [m.family for m in demo.models] == ["dense", "dense_dropout", "dense_l2"]
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "y"], regression_rows())
+    cfg = parse_study(_raw(csv, data={"path": str(csv), "target": "y", "features": ["a", "q"]}))
+    with pytest.raises(ValueError, match=r"column\(s\) \['q'\] not in the table"):
+        get_kind(cfg).check_source(cfg)
+
+
+def test_reports_follow_the_runs_metric():
+    """A classification study's reports show accuracy and the majority class; a
+    regression one MAE of the target and the mean predictor (no kind branch outside
+    pipelines/kinds: the kind's view of the stored metric)."""
+    import pandas as pd
+
+    from dlpipe.pipelines.study import kind_of_runs
+
+    runs = pd.DataFrame({"pipeline": ["tabular"] * 2, "metric": ["accuracy"] * 2})
+    kind = kind_of_runs(runs)
+    assert (kind.baseline_name, kind.metric_plot) == ("majority-class", "val_metric.png")
+    assert kind.headline_title("y") == "accuracy" and kind.loss_label == "crossentropy"
+    kind = kind_of_runs(runs.assign(metric="mae"))
+    assert (kind.baseline_name, kind.headline_title("y")) == ("mean-predictor", "MAE of y")
+
+
+@pytest.mark.train
+def test_model_heads_follow_the_task():
+    from dlpipe.models.registry import build_model
+
+    for family in ("dense", "dense_dropout", "dense_l2"):
+        for task, classes, width, loss in (
+            ("regression", 1, 1, "mse"),
+            ("binary", 1, 1, "binary_crossentropy"),
+            ("multiclass", 4, 4, "sparse_categorical_crossentropy"),
+        ):
+            model = build_model(family, (5,), {"task": task, "num_classes": classes}, "tabular")
+            assert model.output_shape == (None, width) and model.loss == loss
+    with pytest.raises(ValueError, match="`num_classes` must be 1 for task 'binary'"):
+        build_model("dense", (5,), {"task": "binary", "num_classes": 2}, "tabular")
+
+
+@pytest.mark.train
+def test_one_run_scores_match_its_predictions_and_the_evaluator(tmp_path):
+    from dlpipe.tasks.tabular.train import evaluate_saved_tabular_model, train_tabular_model
+    from dlpipe.tasks.training.fit import TrainingSpec
+
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "y"], regression_rows(80))
+    arrays, meta = prepare(csv, target="y")
+    path = str(tmp_path / "m.keras")
+    result = train_tabular_model(
+        data=arrays,
+        meta=meta,
+        family="dense",
+        hp={"learning_rate": 0.01},
+        inputs=None,
+        training=TrainingSpec(epochs=3, batch_size=8),
+        seed=1,
+        run_id="r",
+        model_path=path,
+    )
+    run = result.run
+    assert run["metric"] == "mae" and run["hyperparameters"]["task"] == "regression"
+    val = [p for p in result.predictions if p["split"] == "validation"]
+    assert sorted(p["sample_index"] for p in val) == sorted(
+        arrays["rows"][arrays["split"] == 1].tolist()
+    )
+    errors = np.array([p["prediction"] - p["target"] for p in val])
+    assert run["val_metric"] == pytest.approx(np.abs(errors).mean(), rel=1e-6)
+    assert run["val_loss"] == pytest.approx((errors**2).mean(), rel=1e-6)
+    scored = evaluate_saved_tabular_model(
+        data=arrays, meta=meta, model_path=path, inputs=None, run_id="r", split="test"
+    )
+    assert scored["metric"] == pytest.approx(run["test_metric"], rel=1e-5)
+
+
+def _run_dlpipe(tmp_path, study: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cmd = [str(BIN / "dlpipe"), "run", str(study)]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_regression_study_end_to_end_through_local_ray(tmp_path):
+    rows = [[r[0], r[1], ["x", "y"][i % 2], r[3]] for i, r in enumerate(regression_rows(60))]
+    rows[7][0] = ""
+    write_csv(tmp_path / "t.csv", ["a", "b", "colour", "target"], rows)
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        textwrap.dedent(
+            """
+            study: tab-e2e
+            pipeline: tabular
+            output_dir: out
+            data: {path: t.csv, target: target, categorical: [colour], missing: mean}
+            training: {epochs: 3, batch_size: 8}
+            models:
+              - {family: dense, hp: {learning_rate: 0.01}}
+              - {family: dense_l2}
+            """
+        )
+    )
+    proc = _run_dlpipe(tmp_path, study)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "task regression (inferred from the target)" in proc.stdout
+    assert "missing cells: {'a': 1}" in proc.stdout
+    assert "mean-predictor baseline" in proc.stdout
+    run_dir = tmp_path / "out" / "tab-e2e"
+    runs = reports.read_table(run_dir, "runs")
+    assert sorted(runs["family"]) == ["baseline", "dense", "dense_l2"]
+    assert (runs["status"] == "ok").all() and (runs["metric"] == "mae").all()
+    predictions = reports.read_table(run_dir, "predictions")
+    assert set(predictions["sample_index"]) <= set(range(60))
+    datasets = reports.read_table(run_dir, "datasets")
+    quality = json.loads(datasets["quality"].iloc[0])
+    assert quality["categories"] == {"colour": ["x", "y"]} and quality["task"] == "regression"
+    assert json.loads(datasets["sentinel_counts"].iloc[0])["a"] == 1
+    assert (run_dir / "plots" / "val_mae.png").is_file()
+    proc = _run_dlpipe(tmp_path, study)
+    assert proc.returncode == 0 and "resuming: 2 finished run(s)" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_wine_classification_study_through_local_ray(tmp_path):
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        textwrap.dedent(
+            """
+            study: wine
+            pipeline: tabular
+            output_dir: out
+            data: {path: "demo:wine", target: cultivar}
+            training:
+              epochs: 8
+              batch_size: 16
+              early_stopping: {monitor: val_accuracy, patience: 4}
+            models:
+              - {family: dense}
+            """
+        )
+    )
+    proc = _run_dlpipe(tmp_path, study)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "task multiclass (inferred from the target)" in proc.stdout
+    assert "majority-class baseline" in proc.stdout
+    run_dir = tmp_path / "out" / "wine"
+    runs = reports.read_table(run_dir, "runs").set_index("family")
+    assert (runs["metric"] == "accuracy").all()
+    assert runs.loc["dense", "val_metric"] > runs.loc["baseline", "val_metric"]
+    predictions = reports.read_table(run_dir, "predictions")
+    assert predictions["probabilities"].map(len).eq(3).all()
+    assert (run_dir / "plots" / "val_metric.png").is_file()
