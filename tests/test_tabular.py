@@ -24,7 +24,7 @@ from dlpipe.tasks.tabular.data import (
     prepare_tabular,
     split_rows,
 )
-from dlpipe.tasks.text.prepare import SPLIT_CODES
+from dlpipe.tasks.training.classifier import SPLIT_CODES
 
 BIN = Path(sys.executable).parent
 TRAIN = SPLIT_CODES["train"]

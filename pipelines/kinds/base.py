@@ -1,4 +1,4 @@
-"""The study-kind interface: one object per kind of study (timeseries, text, images),
+"""The study-kind interface: one object per kind of study (timeseries, text, images, tabular),
 owning everything that differs by kind, so that the stages every study shares
 (:mod:`dlpipe.pipelines.study`, :mod:`dlpipe.pipelines.sweeps`, the study-file reader)
 never ask which kind they run.
@@ -22,7 +22,8 @@ class StudyKind:
     """What one kind of study does differently from the others (subclass per kind).
 
     Attributes:
-        name: the study file's ``pipeline:`` value (``timeseries``, ``text``, ``images``).
+        name: the study file's ``pipeline:`` value (``timeseries``, ``text``, ``images``,
+            ``tabular``).
         config_class: its study config dataclass (a :class:`StudyCommon` subclass).
         inputs_name: the study section that says what a model sees (``windows``,
             ``text``, ``images``); the sweep fingerprint stores it under this name.

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from dlpipe.tasks.tabular.read import Table, cells, number_column, numbers, read_table_file
-from dlpipe.tasks.text.prepare import SPLIT_CODES
+from dlpipe.tasks.training.classifier import SPLIT_CODES
 
 TASKS = ("regression", "binary", "multiclass")
 MISSING_POLICIES = ("drop", "mean")

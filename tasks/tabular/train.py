@@ -14,7 +14,11 @@ import time
 
 import numpy as np
 
-from dlpipe.tasks.text.train import score_saved_classifier, score_text_split, split_index
+from dlpipe.tasks.training.classifier import (
+    score_classifier_split,
+    score_saved_classifier,
+    split_index,
+)
 from dlpipe.tasks.training.fit import TrainingSpec, fit_model, run_row
 from dlpipe.tasks.training.records import RunResult
 from dlpipe.tasks.training.tf_setup import setup_tensorflow
@@ -65,7 +69,7 @@ def score_split(model, data: dict, index: np.ndarray, split: str, run_id: str, m
     if meta["task"] == "regression":
         return score_regression(model, x, index, data, split, run_id, bs)
     width = 1 if meta["task"] == "binary" else meta["num_classes"]
-    loss, accuracy, rows = score_text_split(model, x, index, data, split, run_id, width)
+    loss, accuracy, rows = score_classifier_split(model, x, index, data, split, run_id, width)
     table_rows = np.asarray(data["rows"])[index]
     for row, r in zip(rows, table_rows):
         row["sample_index"] = int(r)

@@ -413,7 +413,9 @@ def read_text_table(
         """Where data rows (0-based) are: `line N` (CSV/TSV) or `row N` (Parquet)."""
         if sep is None:
             return [f"row {r}" for r in rows]
-        starts = _record_lines(text, sep)
+        from dlpipe.tasks.io.csv_lines import record_start_lines
+
+        starts = record_start_lines(text, sep)
         return [f"line {starts[r]}" if r < len(starts) else f"row {r}" for r in rows]
 
     missing = [c for c in (text_column, label_column) if c not in frame.columns]
@@ -562,23 +564,6 @@ def merge_label_variants(
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _record_lines(text: str, sep: str) -> list[int]:
-    """1-based physical line where each data record (after the header) starts, as the
-    CSV reader sees them (quoted cells may span lines; blank lines are skipped)."""
-    import csv
-
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
-    starts, previous = [], 0
-    try:
-        for record in reader:
-            start, previous = previous + 1, reader.line_num
-            if record:
-                starts.append(start)
-    except csv.Error:
-        pass
-    return starts[1:]
 
 
 def _extra_fields_error(source: Path, text: str, sep: str, exc: Exception) -> str:
