@@ -5,4 +5,5 @@
   list, prune).
 * :mod:`~dlpipe.tasks.features.filesystems`: local or fsspec file access, atomic writes.
 * :mod:`~dlpipe.tasks.features.extract`: conv base forward passes through the cache.
+* :mod:`~dlpipe.tasks.features.study`: a study's features, every split, in shards.
 """

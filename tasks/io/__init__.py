@@ -1,1 +1,1 @@
-"""io tasks."""
+"""File-format helpers shared by the readers of every domain (CSV line finding)."""

@@ -1,1 +1,1 @@
-"""reports tasks."""
+"""Reports of studies and sweeps: the Parquet tables (``tables``) and the plots (``plots``)."""
