@@ -71,6 +71,8 @@ def _convert(tp, value, where: str):
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0])
+    if hasattr(tp, "from_study"):  # a section with its own study-file syntax
+        return tp.from_study(value, where)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
     if origin is tuple:
@@ -148,6 +150,7 @@ def parse_study(raw: dict, *, source: str = "<study>", base_dir: Path | None = N
             raise ConfigError("`models` must list at least one model")
         cfg = replace(kind.resolve_paths(cfg, base_dir), source_file=source)
         _check_models(cfg)
+        kind.check_evaluation(cfg)
         return _check_monitors(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None

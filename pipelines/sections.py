@@ -13,6 +13,7 @@ from dlpipe.tasks.training.fit import EarlyStoppingSpec, ReduceLROnPlateauSpec, 
 
 __all__ = [
     "ConfigError",
+    "EvaluationSpec",
     "ResourcesSpec",
     "EnsembleSpec",
     "SchedulerSpec",
@@ -27,6 +28,104 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A study file is invalid; the message names the file and the field."""
+
+
+#: ``evaluation:`` modes of a study file
+EVALUATION_MODES = ("holdout", "kfold", "iterated_kfold")
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """How the study scores its models (book ch. 3.6.4; 2nd ed. 4.2).
+
+    Study file: ``evaluation: holdout`` (the default: the split's validation rows),
+    ``evaluation: {kfold: {k: 4}}`` or ``evaluation: {iterated_kfold: {k: 4, repeats: 3}}``;
+    each mode mapping may add ``stratified: true|false``.
+
+    Attributes:
+        mode: ``holdout``, ``kfold`` or ``iterated_kfold``.
+        k: folds per repeat (K-fold modes, >= 2).
+        repeats: reshuffled partitions (``iterated_kfold``; 1 for ``kfold``).
+        stratified: folds stratified by class; None: stratified for classification.
+    """
+
+    mode: str = "holdout"
+    k: int = 0
+    repeats: int = 1
+    stratified: bool | None = None
+
+    def __post_init__(self):
+        if self.mode not in EVALUATION_MODES:
+            raise ValueError(
+                f"`evaluation` must be one of {', '.join(EVALUATION_MODES)}. "
+                f"Received: {self.mode!r}"
+            )
+        if self.mode == "holdout":
+            return
+        for name, least in (("k", 2), ("repeats", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(
+                    f"`evaluation.{self.mode}.{name}` must be an integer >= {least}. "
+                    f"Received: {value!r}"
+                )
+        if self.stratified is not None and not isinstance(self.stratified, bool):
+            raise ValueError(
+                f"`evaluation.{self.mode}.stratified` must be a boolean. "
+                f"Received: {self.stratified!r}"
+            )
+
+    @classmethod
+    def from_study(cls, value, where: str = "evaluation") -> EvaluationSpec:
+        """The spec of a study file's ``evaluation:`` value (a mode name, or a mapping of
+        one mode to its settings).
+
+        Raises:
+            ConfigError: naming the field (unknown mode or key, bad ``k``/``repeats``).
+        """
+        if value is None or value == "holdout" or value == {"holdout": None}:
+            return cls()
+        if isinstance(value, str) or not isinstance(value, dict) or len(value) != 1:
+            raise ConfigError(
+                f"`{where}` must be `holdout` or a mapping of one of "
+                f"{', '.join(EVALUATION_MODES[1:])} to its settings. Received: {value!r}"
+            )
+        ((mode, settings),) = value.items()
+        if mode not in EVALUATION_MODES[1:]:
+            raise ConfigError(
+                f"`{where}`: unknown mode `{mode}` (known: {', '.join(EVALUATION_MODES)})"
+            )
+        settings = settings or {}
+        known = ("k", "stratified") + (("repeats",) if mode == "iterated_kfold" else ())
+        unknown = sorted(set(settings) - set(known)) if isinstance(settings, dict) else ["?"]
+        if unknown:
+            raise ConfigError(
+                f"unknown key `{where}.{mode}.{unknown[0]}` (known keys: {', '.join(known)})"
+            )
+        if "k" not in settings:
+            raise ConfigError(f"missing required key `{where}.{mode}.k`")
+        try:
+            return cls(mode, settings["k"], settings.get("repeats", 1), settings.get("stratified"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def is_holdout(self) -> bool:
+        """The hold-out split (today's behaviour: no folds)."""
+        return self.mode == "holdout"
+
+    def stratify(self, classification: bool) -> bool:
+        """Whether the folds are stratified (default: for classification)."""
+        return classification if self.stratified is None else self.stratified
+
+    def key_payload(self) -> dict:
+        """What a K-fold run's key adds (the mode, ``k``, ``repeats``, ``stratified``)."""
+        return {
+            "mode": self.mode,
+            "k": self.k,
+            "repeats": self.repeats,
+            "stratified": self.stratified,
+        }
 
 
 @dataclass(frozen=True)
@@ -170,6 +269,7 @@ class StudyCommon:
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     ensemble: EnsembleSpec = field(default_factory=EnsembleSpec)
     sweep: SweepSpec = field(default_factory=SweepSpec)
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     source_file: str = ""
 
     @property

@@ -13,49 +13,21 @@ finished with status ``ok``. What differs by kind comes from
 from __future__ import annotations
 
 import json
-import math
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from dlpipe.metrics import get_metric
+from dlpipe.pipelines.jobs import (
+    TrainingJob,
+    collect_jobs,
+    launch_jobs,
+    model_run_key,
+    write_result,
+)
 from dlpipe.pipelines.kinds import get_kind
 from dlpipe.pipelines.rundir import check_dataset_key, check_same_study
 from dlpipe.tasks.reports import tables as reports
-from dlpipe.tasks.training.records import (
-    PreparedDataset,
-    RunResult,
-    failed_run,
-    record_run,
-    run_key,
-    stored_run,
-)
-
-
-def model_run_key(dataset_key: str, cfg, model_index: int) -> str:
-    """Key of one configured model's run (:func:`dlpipe.tasks.training.records.run_key`
-    over the resolved hyperparameters, so a study run and an identical sweep trial share
-    it)."""
-    from dlpipe.models.registry import resolved_hparams
-
-    model = cfg.models[model_index]
-    seed = cfg.seed if model.seed is None else model.seed
-    return run_key(
-        dataset_key,
-        model.family,
-        resolved_hparams(model.family, model.hp, cfg.pipeline),
-        cfg.model_inputs(model),
-        cfg.training,
-        seed,
-    )
-
-
-def write_result(run_dir: Path, cfg, prepared: PreparedDataset, result: RunResult) -> dict:
-    """Record one run of the study (:func:`dlpipe.tasks.training.records.record_run`).
-    Returns the ``runs`` row."""
-    return record_run(
-        run_dir, result, pipeline=cfg.pipeline, study=cfg.study, dataset_key=prepared.key
-    )
+from dlpipe.tasks.training.records import PreparedDataset, stored_run
 
 
 def write_baseline(run_dir: Path, cfg, prepared: PreparedDataset, data) -> dict:
@@ -68,101 +40,37 @@ def write_baseline(run_dir: Path, cfg, prepared: PreparedDataset, data) -> dict:
     return write_result(run_dir, cfg, prepared, kind.baseline(cfg, prepared, data))
 
 
-def train_models(
-    cfg, run_dir: Path, prepared: PreparedDataset, baseline: dict, *, progress: bool = True
-) -> None:
-    """One Ray training task per configured model not already finished; results are
-    written as they arrive; a run that raises is reported failed, the others go on."""
-    from dlpipe.tasks.remote import train_model_task
-
-    kind, res = get_kind(cfg), cfg.resources
-    pending, skipped = {}, 0
+def model_jobs(cfg, prepared: PreparedDataset, run_dir: Path) -> tuple[list[TrainingJob], int]:
+    """``(jobs, skipped)``: one hold-out job per configured model not already finished."""
+    jobs, skipped = [], 0
     for i, model in enumerate(cfg.models):
         run_id = model_run_key(prepared.key, cfg, i)
         if stored_run(run_dir, run_id) is not None:
             skipped += 1
             continue
         seed = cfg.seed if model.seed is None else model.seed
-        inputs = cfg.model_inputs(model)
-        ref = train_model_task.options(
-            num_cpus=res.num_cpus, num_gpus=res.num_gpus, max_retries=res.max_retries
-        ).remote(
-            kind.train,
-            data=prepared.data,
-            meta=prepared.meta,
-            family=model.family,
-            hp=model.hp,
-            inputs=inputs,
-            training=cfg.training,
-            seed=seed,
-            run_id=run_id,
-            num_cpus=res.num_cpus,
-            num_gpus=res.num_gpus,
+        jobs.append(
+            TrainingJob(run_id, model, seed, cfg.model_inputs(model), prepared, cfg.training)
         )
-        pending[ref] = (run_id, model, seed, inputs)
+    return jobs, skipped
+
+
+def train_models(
+    cfg, run_dir: Path, prepared: PreparedDataset, baseline: dict, *, progress: bool = True
+) -> None:
+    """One Ray training task per configured model not already finished (K-fold studies:
+    per model and fold, then the final models, :func:`dlpipe.pipelines.kfold.train_kfold`);
+    results are written as they arrive; a run that raises is reported failed, the others
+    go on."""
+    if not cfg.evaluation.is_holdout:
+        from dlpipe.pipelines.kfold import train_kfold
+
+        train_kfold(cfg, run_dir, prepared, baseline, progress=progress)
+        return
+    jobs, skipped = model_jobs(cfg, prepared, run_dir)
     if skipped:
         print(f"resuming: {skipped} finished run(s) found in {run_dir}, not trained again")
-    _collect(run_dir, cfg, prepared, pending, baseline, progress)
-
-
-def _collect(run_dir, cfg, prepared, pending: dict, baseline: dict, progress: bool) -> None:
-    """Wait for training tasks, writing each result as it arrives, with live progress."""
-    import ray
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    metric = get_metric(baseline["metric"])
-    name = metric.display
-    units = prepared.units
-    done = failed = 0
-    best = metric.worst
-    with Progress(
-        TextColumn("[bold]training"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        disable=not progress,
-    ) as bar:
-        task = bar.add_task("", total=len(pending))
-        waiting = list(pending)
-        while waiting:
-            ready, waiting = ray.wait(waiting, num_returns=1, timeout=1.0)
-            for ref in ready:
-                run_id, model, seed, inputs = pending[ref]
-                try:
-                    result = ray.get(ref)
-                except Exception as exc:  # a run that raised is reported, others go on
-                    cause = getattr(exc, "cause", None) or exc
-                    result = failed_run(
-                        run_id,
-                        model.family,
-                        model.hp,
-                        seed,
-                        inputs,
-                        cause,
-                        asdict(cfg.resources),
-                        get_kind(cfg).input_columns(inputs),
-                    )
-                run = write_result(run_dir, cfg, prepared, result)
-                done += 1
-                if run["status"] == "ok":
-                    if metric.is_better(run["val_metric"], best):
-                        best = run["val_metric"]
-                else:
-                    failed += 1
-                    print(
-                        f"run {run_id} failed: {str(run['error']).splitlines()[-1]}",
-                        file=sys.stderr,
-                    )
-            shown = f"{best:.3f}" if math.isfinite(best) else "none yet"
-            bar.update(
-                task,
-                completed=done,
-                description=(
-                    f"running {len(waiting)}, failed {failed}, best {name} {shown}"
-                    f"{' ' + units if units else ''} (baseline {baseline['val_metric']:.3f})"
-                ),
-            )
+    collect_jobs(run_dir, cfg, prepared, launch_jobs(cfg, jobs), baseline, progress)
 
 
 def headline(runs):
@@ -191,6 +99,8 @@ def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
         return []
     kind = kind_of_runs(runs)
     ok = runs[(runs["status"] == "ok")]
+    if "evaluation" in ok:  # K-fold: the models' fold means, not each fold or final model
+        ok = ok[ok["evaluation"].isna() | (ok["evaluation"] == "mean")]
     values, metric = headline(ok)
     name = metric.display
     models = ok["family"] != "baseline"

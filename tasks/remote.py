@@ -61,6 +61,18 @@ def prepare_tabular_task(spec, split, task=None, run_dir=None):
 
 
 @ray.remote(num_cpus=1)
+def tabular_folds_task(spec, split, task, run_dir, evaluation, seed):
+    """Ray task: :func:`dlpipe.tasks.tabular.folds.fold_arrays` -> every fold's arrays,
+    the final model's, then the list of their infos; call it with
+    ``.options(num_returns=folds + 2)`` so each fold's arrays are their own object in
+    the store, put once, sent to its training tasks by reference (case C14)."""
+    from dlpipe.tasks.tabular import folds as tabular_folds
+
+    entries = tabular_folds.fold_arrays(spec, split, task, run_dir, evaluation, seed)
+    return (*[arrays for arrays, _ in entries], [info for _, info in entries])
+
+
+@ray.remote(num_cpus=1)
 def text_shard_task(function: str, *args):
     """Ray task: one tokenization shard, ``count_words`` or ``encode_shard`` of
     :mod:`dlpipe.tasks.text.prepare` (names, so the task stays one definition)."""

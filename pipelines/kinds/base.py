@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
-from dlpipe.tasks.training.records import PreparedDataset, RunResult
+from dlpipe.tasks.training.records import FoldDataset, PreparedDataset, RunResult
 
 
 class StudyKind:
@@ -42,6 +42,10 @@ class StudyKind:
     baseline_name: str = ""
     loss_label: str = "loss"
     metric_plot: str = "val_metric.png"
+    #: the ``evaluation:`` modes the kind supports (K-fold needs :meth:`fold_datasets`)
+    evaluations: tuple[str, ...] = ("holdout",)
+    #: why the kind refuses K-fold (the study-file error's reason)
+    kfold_refusal: str = "not built yet for this kind"
 
     def for_metric(self, metric: str) -> StudyKind:
         """The kind as runs whose headline metric is ``metric`` are shown (their stored
@@ -106,6 +110,26 @@ class StudyKind:
         against its family's minimum), or None when the kind has no such length."""
         return None
 
+    def check_evaluation(self, cfg) -> None:
+        """The study's ``evaluation:`` mode is one the kind supports, and K-fold studies
+        build no ensemble (out-of-fold ensembles are not built yet).
+
+        Raises:
+            ConfigError: naming ``evaluation`` (with the kind's reason) or ``ensemble``.
+        """
+        mode = cfg.evaluation.mode
+        if mode not in self.evaluations:
+            raise ConfigError(
+                f"`evaluation`: {mode} is not available for {self.name} studies: "
+                f"{self.kfold_refusal}"
+            )
+        if mode != "holdout" and cfg.ensemble.enabled:
+            raise ConfigError(
+                f"`ensemble.enabled`: the ensemble stage needs hold-out validation "
+                f"predictions; with `evaluation: {mode}` (out-of-fold ensembles are not "
+                "built yet) set `ensemble.enabled: false`"
+            )
+
     def check_source(self, cfg) -> None:
         """Cheap checks of the data source before Ray starts (none by default).
 
@@ -121,6 +145,17 @@ class StudyKind:
             The :class:`PreparedDataset` (data by reference in the object store).
         """
         raise NotImplementedError
+
+    def fold_datasets(self, cfg, prepared: PreparedDataset) -> list[FoldDataset]:
+        """The datasets of a K-fold study (kinds whose :attr:`evaluations` hold K-fold):
+        one per fold, each encoded with its fold's training rows only and put in the
+        object store once, then the final model's (every non-test row trains).
+
+        Returns:
+            ``repeats * k`` :class:`FoldDataset` (repeat-major), then the final one
+            (``repeat``/``fold`` None).
+        """
+        raise NotImplementedError(f"K-fold is not built for {self.name} studies")
 
     def check_prepared(self, cfg, prepared: PreparedDataset) -> None:
         """Checks that need the prepared dataset, before any training (none by default)."""

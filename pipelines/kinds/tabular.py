@@ -20,7 +20,7 @@ from dlpipe.pipelines.kinds.classification import majority_baseline
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.tabular.data import DEMO_PREFIX, TASKS, TabularDataSpec, TabularSplitSpec
-from dlpipe.tasks.training.records import PreparedDataset, RunResult
+from dlpipe.tasks.training.records import FoldDataset, PreparedDataset, RunResult
 
 #: the Keras log names (without ``val_``) each task's models compile
 TASK_LOGGED = {
@@ -78,6 +78,7 @@ class TabularKind(StudyKind):
     baseline_name = "mean-predictor"
     loss_label = "MSE (target units squared)"
     metric_plot = "val_mae.png"
+    evaluations = ("holdout", "kfold", "iterated_kfold")
 
     def for_metric(self, metric: str) -> StudyKind:
         """The classification view for runs scored by ``accuracy``, else this kind."""
@@ -160,6 +161,35 @@ class TabularKind(StudyKind):
         reports.write_part(run_dir, "datasets", meta["key"], [dataset_row(meta)])
         self.print_dataset(meta)
         return PreparedDataset(data_ref, meta)
+
+    def fold_datasets(self, cfg, prepared: PreparedDataset) -> list[FoldDataset]:
+        """One Ray task re-reads the table and encodes every fold with its training rows'
+        statistics (:func:`dlpipe.tasks.tabular.folds.fold_arrays`); each fold's arrays
+        are their own object in the store; their meta is the dataset's with the fold's
+        encoding (``input_columns``, ``mean``, ``std``, ``categories``...)."""
+        import ray
+
+        from dlpipe.tasks.remote import tabular_folds_task
+
+        ev = cfg.evaluation
+        count = ev.k * ev.repeats + 1
+        refs = tabular_folds_task.options(num_returns=count + 1).remote(
+            cfg.data, cfg.split, prepared.meta["task"], str(cfg.run_dir), ev, cfg.seed
+        )
+        try:
+            infos = ray.get(refs[-1])
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, Exception) else exc
+            raise cause from None
+        out = []
+        for ref, info in zip(refs[:-1], infos):
+            meta = {**prepared.meta, **info}
+            out.append(
+                FoldDataset(
+                    info["repeat"], info["fold"], PreparedDataset(ref, meta, prepared.units)
+                )
+            )
+        return out
 
     def check_prepared(self, cfg, prepared: PreparedDataset) -> None:
         """The callbacks' monitors are what the (inferred) task's models compile."""

@@ -48,6 +48,9 @@ class TimeseriesKind(StudyKind):
     """Weather studies: windows of a multivariate series, MAE in the target's units."""
 
     name = "timeseries"
+    kfold_refusal = (
+        "plain K-fold on a time series trains on the future; use forward chaining (not yet built)"
+    )
     config_class = TimeseriesStudyConfig
     inputs_name = "windows"
     headline = "mae"

@@ -221,3 +221,29 @@ def plot_hp_effects(trials, path: str | Path) -> Path:
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_kfold_curve(
+    curve, smoothed, chosen: int, path: str | Path, *, metric: Metric, title: str
+) -> Path:
+    """The per-epoch validation curve averaged across K-fold folds (book listings
+    3.29-3.30): raw, smoothed (when given) and the epoch chosen for the final model.
+
+    Args:
+        curve: ``pandas.Series`` of the fold mean, indexed by epoch (1-based).
+        smoothed: the smoothed curve (same length) or None (short curves).
+        chosen: the epoch count of the final model.
+        metric: the curve's metric (its display name).
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    epochs = np.asarray(curve.index)
+    ax.plot(epochs, curve.to_numpy(), alpha=0.5 if smoothed is not None else 1.0, label="mean")
+    if smoothed is not None:
+        ax.plot(epochs, smoothed, label="smoothed (EMA 0.9)")
+    ax.axvline(chosen, color="grey", linestyle="--", label=f"final epochs {chosen}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation {metric.display} (fold mean)")
+    ax.set_title(title)
+    ax.legend()
+    return save_figure(fig, path)

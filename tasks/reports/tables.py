@@ -50,6 +50,11 @@ def _schemas() -> dict:
         """A column that only studies of ``kind`` write (:func:`kind_columns`)."""
         return pa.field(name, type_, metadata={"kind": kind})
 
+    def kfold_field(name, type_):
+        """A column only K-fold studies set (:func:`optional_columns`): left out of a
+        part where no row sets it, so hold-out reports keep their columns."""
+        return pa.field(name, type_, metadata={"optional": "kfold"})
+
     return {
         "runs": pa.schema(
             [
@@ -85,6 +90,19 @@ def _schemas() -> dict:
                 ("status", pa.string()),  # ok | failed
                 ("error", pa.string()),
                 ("finished_at", pa.timestamp("ms", tz="UTC")),
+                # K-fold studies only (evaluation: kfold / iterated_kfold), null otherwise:
+                # evaluation = fold (one fold's model) | mean (the model's aggregate over
+                # its folds: val_loss/val_metric are the fold mean, *_std their standard
+                # deviation (ddof=0), folds the fold runs it averages, epochs_run/
+                # best_epoch null) | final (trained on every non-test row for the epochs
+                # the averaged fold curve chose, inputs.final_epochs; its test_metric is
+                # the model's test figure; val_* NaN)
+                kfold_field("evaluation", pa.string()),
+                kfold_field("repeat", pa.int64()),  # 0-based; null for mean/final rows
+                kfold_field("fold", pa.int64()),  # 0-based within its repeat
+                kfold_field("folds", pa.int64()),
+                kfold_field("val_loss_std", pa.float64()),
+                kfold_field("val_metric_std", pa.float64()),
             ]
         ),
         "history": pa.schema(
@@ -94,9 +112,12 @@ def _schemas() -> dict:
                 ("loss", pa.float64()),
                 ("val_loss", pa.float64()),
                 ("lr", pa.float64()),
-                ("metric", pa.float64()),  # training accuracy (classification), else NaN
+                ("metric", pa.float64()),  # training accuracy (classification), else NaN;
+                # K-fold fold runs: the headline metric (accuracy, or MAE in target units)
                 ("val_metric", pa.float64()),
                 ("seconds", pa.float64()),
+                kfold_field("repeat", pa.int64()),  # K-fold fold runs, else null
+                kfold_field("fold", pa.int64()),
             ]
         ),
         "predictions": pa.schema(
@@ -108,6 +129,8 @@ def _schemas() -> dict:
                 # the predicted class when multi-class
                 ("target", pa.float64()),  # target units, or the class label
                 ("probabilities", pa.list_(pa.float64())),  # multi-class only: one per class
+                kfold_field("repeat", pa.int64()),  # K-fold fold runs, else null
+                kfold_field("fold", pa.int64()),
             ]
         ),
         "trials": pa.schema(
@@ -254,6 +277,12 @@ def kind_columns(table: str, kind: str | None = None) -> set[str]:
     }
 
 
+def optional_columns(table: str) -> set[str]:
+    """The columns of ``table`` only K-fold studies set (schema field metadata
+    ``optional``): written only in parts where some row sets them."""
+    return {f.name for f in _schemas()[table] if f.metadata and b"optional" in f.metadata}
+
+
 def _unset(value) -> bool:
     """None or NaN: what a row of another kind may hold in a kind's own column."""
     value = to_python(value)
@@ -269,6 +298,7 @@ def make_table(table: str, rows: list[dict], kind: str | None = None):
             study has the same columns and its reports carry no all-null columns of
             another kind. None: every column.
 
+    A K-fold column (:func:`optional_columns`) no row sets is left out too.
     Missing keys become null (NaN for float columns); unknown keys (and another kind's
     column set in a row) raise ValueError. Returns a ``pyarrow.Table``.
     """
@@ -276,10 +306,13 @@ def make_table(table: str, rows: list[dict], kind: str | None = None):
 
     schema = _schemas()[table]
     other = kind_columns(table, kind) if kind is not None else set()
-    schema = pa.schema([f for f in schema if f.name not in other])
+    unset = {c for c in optional_columns(table) if all(_unset(r.get(c)) for r in rows)}
+    schema = pa.schema([f for f in schema if f.name not in other | unset])
     names = set(schema.names)
     for row in rows:
-        extra = {k for k, v in row.items() if k not in names and not (k in other and _unset(v))}
+        extra = {
+            k for k, v in row.items() if k not in names and not (k in other | unset and _unset(v))
+        }
         if extra:
             raise ValueError(f"unknown column(s) {sorted(extra)} for table `{table}`")
     columns = {f.name: [_coerce(f, r.get(f.name)) for r in rows] for f in schema}
@@ -336,7 +369,7 @@ def read_table(run_dir: str | os.PathLike, table: str):
     if not files:
         return schema.empty_table().to_pandas()
     data = pa.concat_tables([pq.read_table(f, schema=schema) for f in files])
-    own = kind_columns(table)  # every kind's own columns
+    own = kind_columns(table) | optional_columns(table)  # kinds' own and K-fold columns
     keep = [n for n in data.column_names if n not in own or data.column(n).null_count < len(data)]
     data = data.select(keep)
     frame = data.to_pandas()

@@ -352,6 +352,48 @@ def prepare_tabular(
             fault): a missing or non-numeric column, a bad target for the task, a split
             without rows, no row left after dropping missing values.
     """
+    r = read_split_rows(spec, split, task, run_dir)
+    rows, labels, class_names, codes = r["rows"], r["labels"], r["class_names"], r["codes"]
+    x, encoding = encode_features(r["columns"], rows, codes == SPLIT_CODES["train"])
+    meta = {
+        "key": dataset_key(file_digest(r["file"]), spec, split, r["task"]),
+        "source": r["source"],
+        "target": spec.target,
+        "task": r["task"],
+        "task_inferred": r["inferred"],
+        "class_names": class_names,
+        "num_classes": len(class_names),
+        "features": r["features"],
+        "rows_read": int(len(r["keep"])),
+        "rows": int(len(rows)),
+        "rows_dropped": int(len(r["keep"]) - len(rows)),
+        "missing_policy": spec.missing,
+        "missing_counts": r["missing_counts"],
+        **encoding,
+        **split_summary(codes, labels, class_names),
+    }
+    meta["warnings"] = dataset_warnings(meta)
+    arrays = {"x": x, "labels": labels, "split": codes, "rows": rows.astype(np.int64)}
+    return arrays, meta
+
+
+def read_split_rows(
+    spec: TabularDataSpec,
+    split: TabularSplitSpec,
+    task: str | None = None,
+    run_dir: str | Path | None = None,
+) -> dict:
+    """Steps 1-4 of :func:`prepare_tabular` (read, check, keep, task, split), before any
+    encoding: what K-fold folds re-encode per fold (:mod:`dlpipe.tasks.tabular.folds`).
+
+    Returns:
+        ``file``, ``source``, ``features``, ``columns`` (:func:`read_columns`), ``rows``
+        (kept 0-based data rows), ``labels``, ``class_names``, ``codes`` (split codes of
+        the kept rows), ``keep``, ``missing_counts``, ``task``, ``inferred``.
+
+    Raises:
+        As :func:`prepare_tabular`.
+    """
     file, source = resolve_table_path(spec.path, run_dir)
     table = read_table_file(file)
     features = feature_columns(spec, [str(c) for c in table.frame.columns], file)
@@ -367,27 +409,20 @@ def prepare_tabular(
         raise ValueError(f"{file}: {exc}") from None
     codes = split_rows(labels if class_names else None, len(rows), split)
     check_splits(codes, labels, class_names, file)
-    x, encoding = encode_features(columns, rows, codes == SPLIT_CODES["train"])
-    meta = {
-        "key": dataset_key(file_digest(file), spec, split, task),
+    return {
+        "file": file,
         "source": source,
-        "target": spec.target,
-        "task": task,
-        "task_inferred": inferred,
-        "class_names": class_names,
-        "num_classes": len(class_names),
         "features": features,
-        "rows_read": int(len(keep)),
-        "rows": int(len(rows)),
-        "rows_dropped": int(len(keep) - len(rows)),
-        "missing_policy": spec.missing,
+        "columns": columns,
+        "rows": rows,
+        "labels": labels,
+        "class_names": class_names,
+        "codes": codes,
+        "keep": keep,
         "missing_counts": missing_counts,
-        **encoding,
-        **split_summary(codes, labels, class_names),
+        "task": task,
+        "inferred": inferred,
     }
-    meta["warnings"] = dataset_warnings(meta)
-    arrays = {"x": x, "labels": labels, "split": codes, "rows": rows.astype(np.int64)}
-    return arrays, meta
 
 
 def encode_features(columns: dict, rows: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, dict]:

@@ -86,6 +86,8 @@ def score_splits(model, data, meta, run_id, cap, batch_size, evaluate_test=True)
         if name == "test" and not evaluate_test:
             continue
         index = split_index(data, name, cap)
+        if not len(index):  # a K-fold final model has no validation rows
+            continue
         loss, metric, rows = score_split(model, data, index, name, run_id, meta, batch_size)
         scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, metric
         predictions += rows
@@ -156,17 +158,20 @@ def train_tabular_model(
     cap = None if training.max_batches_per_epoch is None else training.max_batches_per_epoch * bs
     _, x_train, y_train = fit_arrays(data, "train", cap)
     _, x_val, y_val = fit_arrays(data, "validation", cap)
+    headline = []  # per-epoch headline logs of a K-fold fold run (history_headline)
     recorder = fit_model(
         model,
         x_train,
-        (x_val, y_val),
+        (x_val, y_val) if len(x_val) else None,
         training=training,
         run_id=run_id,
-        epoch_hook=epoch_hook,
+        epoch_hook=chain_hook(epoch_hook, headline),
         y=y_train,
         batch_size=bs,
         shuffle=True,
     )
+    if meta.get("fold") is not None:
+        history_headline(recorder.rows, headline, meta["task"])
     if model_path:
         model.save(model_path)
     scores, predictions = score_splits(model, data, meta, run_id, cap, bs, evaluate_test)
@@ -183,9 +188,31 @@ def train_tabular_model(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         devices=devices,
+        checked="val_loss" if len(x_val) else "test_loss",
     )
     run["inputs"] = {"task": meta["task"], "input_columns": meta["input_columns"]}
     return RunResult(run, recorder.rows, predictions)
+
+
+def chain_hook(epoch_hook, logs: list):
+    """An epoch hook that keeps every epoch's logs in ``logs``, then calls ``epoch_hook``."""
+
+    def hook(epoch: int, epoch_logs: dict) -> None:
+        logs.append(epoch_logs)
+        if epoch_hook is not None:
+            epoch_hook(epoch, epoch_logs)
+
+    return hook
+
+
+def history_headline(rows: list[dict], logs: list[dict], task: str) -> None:
+    """A K-fold fold run's ``history`` rows with the headline metric per epoch: MAE (target
+    units) for regression in ``metric``/``val_metric`` (accuracy is already there), the
+    curve the folds are averaged over (book listing 3.29)."""
+    if task != "regression":
+        return
+    for row, epoch_logs in zip(rows, logs):
+        row["metric"], row["val_metric"] = epoch_logs.get("mae"), epoch_logs.get("val_mae")
 
 
 def evaluate_saved_tabular_model(

@@ -175,6 +175,7 @@ def run_row(
     num_gpus: float,
     devices: list[str],
     diverged_text: str = "loss diverged (NaN/inf)",
+    checked: str = "val_loss",
 ) -> dict:
     """The generic columns of a ``runs`` row.
 
@@ -183,13 +184,15 @@ def run_row(
         scores: ``{"val_loss", "test_loss", "val_metric", "test_metric"}`` (NaN when a
             split was not scored).
         started: ``time.perf_counter()`` at the start of the run.
+        checked: the score whose non-finite value fails the run (``test_loss`` for a
+            run without validation rows: a K-fold study's final model).
 
     Returns:
         The row; ``status`` is ``failed`` (with ``error``) when the validation loss is
         not finite or training diverged. ``gpu_seconds`` = wall time x GPUs held.
     """
     wall = time.perf_counter() - started
-    failed = not math.isfinite(scores["val_loss"]) or recorder.diverged
+    failed = not math.isfinite(scores[checked]) or recorder.diverged
     return {
         "run_id": run_id,
         "family": family,

@@ -2,6 +2,7 @@
 
 - :class:`PreparedDataset`: what a study kind's ``prepare`` hands to training (the data
   by reference, its key and description).
+- :class:`FoldDataset`: one K-fold fold's prepared dataset (its repeat and fold).
 - :class:`RunResult`: what every trainer returns (one ``runs`` row, its ``history`` and
   ``predictions`` rows), and what a failed run is reported as (:func:`failed_run`).
 - :func:`run_key` / :func:`stored_run`: a run's key from everything that determines its
@@ -48,6 +49,16 @@ class PreparedDataset:
         return self.meta["key"]
 
 
+@dataclass(frozen=True)
+class FoldDataset:
+    """One fold's dataset of a K-fold study (or the final model's: ``repeat`` and
+    ``fold`` None), as a kind's ``fold_datasets`` returns it."""
+
+    repeat: int | None
+    fold: int | None
+    prepared: PreparedDataset
+
+
 @dataclass
 class RunResult:
     """One training run's report rows (the schemas of :mod:`dlpipe.tasks.reports.tables`).
@@ -65,7 +76,13 @@ class RunResult:
 
 
 def run_key(
-    dataset_key: str, family: str, hp_resolved: dict, inputs, training: TrainingSpec, seed: int
+    dataset_key: str,
+    family: str,
+    hp_resolved: dict,
+    inputs,
+    training: TrainingSpec,
+    seed: int,
+    evaluation: dict | None = None,
 ) -> str:
     """Key of a training run from everything that determines its result.
 
@@ -78,6 +95,10 @@ def run_key(
             payload key ``windows`` (its first name), so keys of stored runs stay valid.
         training: epochs and callbacks.
         seed: the run's seed.
+        evaluation: K-fold runs only: the evaluation settings and the run's place in
+            them (``mode``, ``k``, ``repeats``, ``stratified``, then ``repeat``/``fold``,
+            ``aggregate`` or ``final``); None (hold-out) adds nothing to the payload, so
+            hold-out keys stay those of stored runs.
 
     Returns:
         ``"<family>-<12 hex digits of sha256>"``.
@@ -94,6 +115,8 @@ def run_key(
         "training": train,
         "seed": seed,
     }
+    if evaluation is not None:
+        payload["evaluation"] = evaluation
     return f"{family}-{hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]}"
 
 
@@ -135,6 +158,20 @@ def failed_run(
     if inputs is not None:
         run["inputs"] = asdict(inputs)
     return RunResult(run)
+
+
+def tag_result(result: RunResult, columns: dict) -> RunResult:
+    """``result`` with ``columns`` (a K-fold run's ``fold``, ``repeat``, ``evaluation``)
+    set on its ``runs`` row and on every ``history`` and ``predictions`` row (the
+    ``runs``-only ``evaluation`` column stays off the other tables)."""
+    if not columns:
+        return result
+    rows_only = {k: v for k, v in columns.items() if k in ("fold", "repeat")}
+    return RunResult(
+        {**result.run, **columns},
+        [{**row, **rows_only} for row in result.history],
+        [{**row, **rows_only} for row in result.predictions],
+    )
 
 
 def record_run(

@@ -1,0 +1,175 @@
+"""Training jobs of a study: one Ray training task per job, launched at once within the
+study's resources and recorded as each arrives (the shared stage of hold-out runs,
+K-fold fold runs and K-fold final models; no kind branches: the kind's trainer comes
+from :func:`dlpipe.pipelines.kinds.get_kind`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from dlpipe.metrics import get_metric
+from dlpipe.pipelines.kinds import get_kind
+from dlpipe.pipelines.sections import ModelSpec
+from dlpipe.tasks.training.fit import TrainingSpec
+from dlpipe.tasks.training.records import (
+    PreparedDataset,
+    RunResult,
+    failed_run,
+    record_run,
+    run_key,
+    tag_result,
+)
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One training run to launch.
+
+    Attributes:
+        run_id: its key.
+        model: the configured model.
+        seed: its seed.
+        inputs: what it sees (the study config's ``model_inputs``).
+        data: the dataset it trains on (hold-out: the study's; K-fold: its fold's).
+        training: its training settings (a K-fold final model: fixed epochs, no callbacks).
+        columns: columns set on its report rows (K-fold: ``evaluation``, ``repeat``,
+            ``fold``; hold-out: none).
+        extra_inputs: added to its ``runs.inputs`` JSON (a K-fold final model:
+            ``final_epochs``).
+    """
+
+    run_id: str
+    model: ModelSpec
+    seed: int
+    inputs: object
+    data: PreparedDataset
+    training: TrainingSpec
+    columns: dict = field(default_factory=dict)
+    extra_inputs: dict = field(default_factory=dict)
+
+
+def model_run_key(
+    dataset_key: str, cfg, model_index: int, *, evaluation: dict | None = None, training=None
+) -> str:
+    """Key of one configured model's run (:func:`dlpipe.tasks.training.records.run_key`
+    over the resolved hyperparameters, so a study run and an identical sweep trial share
+    it); K-fold runs add their ``evaluation`` payload (and a final model its
+    ``training``)."""
+    from dlpipe.models.registry import resolved_hparams
+
+    model = cfg.models[model_index]
+    seed = cfg.seed if model.seed is None else model.seed
+    return run_key(
+        dataset_key,
+        model.family,
+        resolved_hparams(model.family, model.hp, cfg.pipeline),
+        cfg.model_inputs(model),
+        cfg.training if training is None else training,
+        seed,
+        evaluation,
+    )
+
+
+def write_result(run_dir: Path, cfg, prepared: PreparedDataset, result: RunResult) -> dict:
+    """Record one run of the study (:func:`dlpipe.tasks.training.records.record_run`).
+    Returns the ``runs`` row."""
+    return record_run(
+        run_dir, result, pipeline=cfg.pipeline, study=cfg.study, dataset_key=prepared.key
+    )
+
+
+def launch_jobs(cfg, jobs: list[TrainingJob]) -> dict:
+    """Start one Ray training task per job (all at once; Ray runs as many as the study's
+    per-task resources allow). Returns ``{ObjectRef: job}``."""
+    from dlpipe.tasks.remote import train_model_task
+
+    kind, res = get_kind(cfg), cfg.resources
+    pending = {}
+    for job in jobs:
+        ref = train_model_task.options(
+            num_cpus=res.num_cpus, num_gpus=res.num_gpus, max_retries=res.max_retries
+        ).remote(
+            kind.train,
+            data=job.data.data,
+            meta=job.data.meta,
+            family=job.model.family,
+            hp=job.model.hp,
+            inputs=job.inputs,
+            training=job.training,
+            seed=job.seed,
+            run_id=job.run_id,
+            num_cpus=res.num_cpus,
+            num_gpus=res.num_gpus,
+        )
+        pending[ref] = job
+    return pending
+
+
+def job_result(cfg, ref, job: TrainingJob) -> RunResult:
+    """The job's result with its columns; a run that raised is reported failed."""
+    import ray
+
+    try:
+        result = ray.get(ref)
+    except Exception as exc:  # a run that raised is reported, others go on
+        cause = getattr(exc, "cause", None) or exc
+        result = failed_run(
+            job.run_id,
+            job.model.family,
+            job.model.hp,
+            job.seed,
+            job.inputs,
+            cause,
+            asdict(cfg.resources),
+            get_kind(cfg).input_columns(job.inputs),
+        )
+    if job.extra_inputs and isinstance(result.run.get("inputs"), dict):
+        result.run["inputs"] = {**result.run["inputs"], **job.extra_inputs}
+    return tag_result(result, job.columns)
+
+
+def collect_jobs(run_dir, cfg, prepared, pending: dict, baseline: dict, progress: bool) -> list:
+    """Wait for training tasks, writing each result as it arrives, with live progress.
+    Returns the ``runs`` rows written."""
+    import ray
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    metric = get_metric(baseline["metric"])
+    units = f" {prepared.units}" if prepared.units else ""
+    done, failed, best, written = 0, 0, metric.worst, []
+    with Progress(
+        TextColumn("[bold]training"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        disable=not progress,
+    ) as bar:
+        task = bar.add_task("", total=len(pending))
+        waiting = list(pending)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1, timeout=1.0)
+            for ref in ready:
+                run = write_result(run_dir, cfg, prepared, job_result(cfg, ref, pending[ref]))
+                written.append(run)
+                done += 1
+                if run["status"] != "ok":
+                    failed += 1
+                    error = str(run["error"]).splitlines()[-1]
+                    print(f"run {run['run_id']} failed: {error}", file=sys.stderr)
+                elif metric.is_better(run["val_metric"], best):
+                    best = run["val_metric"]
+            shown = f"{best:.3f}" if math.isfinite(best) else "none yet"
+            bar.update(
+                task,
+                completed=done,
+                description=(
+                    f"running {len(waiting)}, failed {failed}, best {metric.display} {shown}"
+                    f"{units} (baseline {baseline['val_metric']:.3f})"
+                ),
+            )
+    return written

@@ -1,0 +1,120 @@
+"""K-fold and iterated K-fold validation folds (book ch. 3.6.4, listing 3.27; 2nd ed. 4.2).
+
+Plain numpy, no Ray. The folds partition the rows a study may train and validate on
+(every row but the test split): per repeat, ``k`` disjoint validation folds that cover
+each of those rows exactly once; a fold's training rows are the other ``k - 1`` folds.
+Stratified folds deal each class's shuffled rows round-robin over the folds, so every
+fold holds within one sample of its share of each class. Iterated K-fold reshuffles
+before each repeat, with a seed derived from the study seed and the repeat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One validation fold of one repeat.
+
+    Attributes:
+        repeat: 0-based repeat (always 0 for plain K-fold).
+        fold: 0-based fold within its repeat.
+        train: sorted row positions (into the array the folds were made from) that
+            train this fold's model.
+        validation: sorted row positions that validate it.
+    """
+
+    repeat: int
+    fold: int
+    train: np.ndarray
+    validation: np.ndarray
+
+
+def repeat_seed(seed: int, repeat: int) -> np.random.Generator:
+    """The shuffle of one repeat: a generator seeded by ``(seed, repeat)``, so each repeat
+    is reshuffled and the same study seed always gives the same partitions."""
+    return np.random.default_rng([int(seed), int(repeat)])
+
+
+def check_fold_counts(n: int, k: int, labels: np.ndarray | None, class_names=None) -> None:
+    """Enough rows for ``k`` folds (and, stratified, enough rows of every class).
+
+    Args:
+        n: rows to partition.
+        k: folds.
+        labels: int class codes of those rows when stratified, else None.
+        class_names: names of the codes, for the message (default: the codes).
+
+    Raises:
+        ValueError: naming the counts: fewer rows than folds, or a class with fewer
+            rows than folds under stratification.
+    """
+    if n < k:
+        raise ValueError(f"K-fold needs at least k rows: {n} non-test row(s) for k={k}")
+    if labels is None:
+        return
+    counts = np.bincount(np.asarray(labels, np.int64))
+    for code, count in enumerate(counts):
+        if 0 < count < k:
+            name = class_names[code] if class_names is not None else code
+            raise ValueError(
+                f"stratified K-fold needs at least k rows per class: class {name!r} has "
+                f"{count} non-test row(s) for k={k} (use fewer folds or `stratified: false`)"
+            )
+
+
+def make_folds(
+    n: int,
+    k: int,
+    *,
+    repeats: int = 1,
+    labels: np.ndarray | None = None,
+    seed: int = 0,
+    class_names=None,
+) -> list[Fold]:
+    """The folds of ``repeats`` shuffled K-fold partitions of ``n`` rows.
+
+    Args:
+        n: rows to partition (positions ``0..n-1``).
+        k: folds per repeat (>= 2).
+        repeats: partitions, each reshuffled (:func:`repeat_seed`).
+        labels: ``(n,)`` int class codes: stratify by class; None: plain shuffle.
+        seed: the study seed.
+        class_names: names of the class codes (error messages only).
+
+    Returns:
+        ``repeats * k`` folds, repeat-major; per repeat, fold sizes differ by at most 1.
+
+    Raises:
+        ValueError: ``k < 2`` or ``repeats < 1``; too few rows (:func:`check_fold_counts`).
+    """
+    if k < 2 or repeats < 1:
+        raise ValueError(
+            f"K-fold needs k >= 2 and repeats >= 1. Received: k={k}, repeats={repeats}"
+        )
+    check_fold_counts(n, k, labels, class_names)
+    folds = []
+    for repeat in range(repeats):
+        rng = repeat_seed(seed, repeat)
+        if labels is None:
+            order = rng.permutation(n)
+        else:
+            labels = np.asarray(labels)
+            order = np.concatenate(
+                [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+            )
+        assigned = np.empty(n, dtype=np.int64)
+        assigned[order] = np.arange(n) % k  # round-robin: each class spread evenly
+        for fold in range(k):
+            folds.append(
+                Fold(
+                    repeat,
+                    fold,
+                    np.flatnonzero(assigned != fold),
+                    np.flatnonzero(assigned == fold),
+                )
+            )
+    return folds
