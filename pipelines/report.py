@@ -51,6 +51,8 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
             ],
         }
     )
+    if "evaluation" in runs:  # K-fold: each row's role, the fold mean +- std and spread
+        add_fold_columns(frame, runs)
     frame = metric.sort(frame, label).reset_index(drop=True)
     kind = kind_of_runs(runs)
     what = kind.headline_title(target)
@@ -59,3 +61,21 @@ def runs_summary(run_dir: str | Path) -> tuple[pd.DataFrame, str]:
         f"({kind.baseline_name} baseline val {base:.3f})"
     )
     return frame, title
+
+
+def add_fold_columns(frame: pd.DataFrame, runs: pd.DataFrame) -> None:
+    """A K-fold study's columns, in place: ``eval`` (``fold r<repeat>/<fold>``, ``mean``,
+    ``final`` or ``holdout``), ``+- std`` (the fold std of a ``mean`` row) and ``fold
+    spread`` (its folds' min-max of the validation headline)."""
+    from dlpipe.pipelines.kfold import fold_summary
+
+    spread = {s["run_id"]: f"{s['min']:.3f}-{s['max']:.3f}" for s in fold_summary(runs)}
+    roles = []
+    for r in runs.itertuples():
+        role = r.evaluation if isinstance(r.evaluation, str) else "holdout"
+        roles.append(f"fold r{r.repeat}/{r.fold}" if role == "fold" else role)
+    frame.insert(2, "eval", roles)
+    frame.insert(
+        4, "+- std", runs.get("val_metric_std", pd.Series(float("nan"), runs.index)).to_numpy()
+    )
+    frame.insert(5, "fold spread", [spread.get(r, "") for r in runs["run_id"]])
