@@ -101,6 +101,13 @@ def run_sweep(
     sweep_dir = sweep_dir_of(cfg)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     stamp = open_stamp(cfg, sweep_dir)
+    if cfg.evaluation.mode != "holdout":
+        print(
+            f"warning: {cfg.source_file}: the sweep scores trials on the hold-out split; "
+            f"`evaluation: {cfg.evaluation.mode}` applies to `dlpipe run` only (sweeps on "
+            "K-fold are not built yet)",
+            file=sys.stderr,
+        )
 
     prepared = get_kind(cfg).prepare(cfg, sweep_dir)
     write_baseline(sweep_dir, cfg, prepared, ray.get(prepared.data))
