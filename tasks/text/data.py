@@ -372,42 +372,9 @@ def read_text_table(
             fields than the header; an empty text or label cell; a label not in
             `class_names`; labels differing only in case or spacing (`"refuse"`).
     """
-    import pandas as pd
-
     source = Path(path).expanduser()
-    suffix = source.suffix.lower()
-    if suffix not in _TABLE_SUFFIXES:
-        raise ValueError(
-            f"`path` must end with one of {sorted(_TABLE_SUFFIXES)}. Received: path={str(path)!r}"
-        )
-    if label_variants not in LABEL_VARIANT_POLICIES:
-        raise ValueError(
-            f"`label_variants` must be one of {list(LABEL_VARIANT_POLICIES)}. "
-            f"Received: {label_variants!r}"
-        )
-    if not source.is_file():
-        raise FileNotFoundError(f"text table not found: {source}")
-    invalid_lines: list[int] = []
-    sep = _TABLE_SUFFIXES[suffix]
-    text = ""
-    if sep is None:
-        try:
-            frame = pd.read_parquet(source)
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
-            raise ValueError(
-                f"{source}: not a readable Parquet file ({_first_line(exc)})"
-            ) from None
-    else:
-        raw = source.read_bytes()
-        text, bad = decode_bytes(raw)
-        if bad:
-            invalid_lines = _invalid_utf8_lines(raw)
-        if not text.strip():
-            raise ValueError(f"{source}: line 1: the file is empty (no header line)")
-        try:
-            frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
-        except pd.errors.ParserError as exc:
-            raise ValueError(_extra_fields_error(source, text, sep, exc)) from None
+    _check_table_arguments(source, path, label_variants)
+    frame, text, sep, invalid_lines = _read_table_frame(source)
 
     def line_of(rows) -> list[str]:
         """Where data rows (0-based) are: `line N` (CSV/TSV) or `row N` (Parquet)."""
@@ -429,14 +396,84 @@ def read_text_table(
         lambda v: v if v is None or isinstance(v, float) else str(v)
     )
     stripped = labels_col.map(lambda v: v.strip() if isinstance(v, str) else v)
-    trimmed = int((stripped != labels_col).sum())
     for name, column in ((text_column, texts_col), (label_column, stripped)):
-        empty = np.flatnonzero((column.isna() | (column.astype(str) == "")).to_numpy())
-        if len(empty):
-            more = f" (and {len(empty) - 1} more rows)" if len(empty) > 1 else ""
+        _check_no_empty_cell(source, name, column, line_of)
+    names, labels, merged = _table_labels(
+        source, label_column, stripped, class_names, label_variants, line_of
+    )
+    counts = {name: int(n) for name, n in zip(names, np.bincount(labels, minlength=len(names)))}
+    report = {
+        "source": str(source),
+        "class_counts": counts,
+        "documents": len(frame),
+        "invalid_utf8": [str(source)] if invalid_lines else [],
+        "invalid_utf8_count": 1 if invalid_lines else 0,
+        "invalid_utf8_lines": invalid_lines,
+        "labels_trimmed": int((stripped != labels_col).sum()),
+        "label_variants_merged": merged,
+        "decoding": DECODING_POLICY,
+    }
+    return TextCorpus(
+        [str(t) for t in texts_col.tolist()],
+        labels,
+        [f"{source}#{i}" for i in range(len(frame))],
+        names,
+        report,
+    )
+
+
+def _check_table_arguments(source: Path, path, label_variants: str) -> None:
+    """A known table suffix, a known label-variants policy, an existing file."""
+    if source.suffix.lower() not in _TABLE_SUFFIXES:
+        raise ValueError(
+            f"`path` must end with one of {sorted(_TABLE_SUFFIXES)}. Received: path={str(path)!r}"
+        )
+    if label_variants not in LABEL_VARIANT_POLICIES:
+        raise ValueError(
+            f"`label_variants` must be one of {list(LABEL_VARIANT_POLICIES)}. "
+            f"Received: {label_variants!r}"
+        )
+    if not source.is_file():
+        raise FileNotFoundError(f"text table not found: {source}")
+
+
+def _read_table_frame(source: Path):
+    """``(frame of strings, decoded text, separator or None for Parquet, lines with
+    invalid UTF-8)`` of a table file (decoding policy: case C05)."""
+    import pandas as pd
+
+    sep = _TABLE_SUFFIXES[source.suffix.lower()]
+    if sep is None:
+        try:
+            frame = pd.read_parquet(source)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
             raise ValueError(
-                f"{source}: {line_of(empty[:1])[0]}: column `{name}`: empty cell{more}"
-            )
+                f"{source}: not a readable Parquet file ({_first_line(exc)})"
+            ) from None
+        return frame, "", None, []
+    raw = source.read_bytes()
+    text, bad = decode_bytes(raw)
+    invalid_lines = _invalid_utf8_lines(raw) if bad else []
+    if not text.strip():
+        raise ValueError(f"{source}: line 1: the file is empty (no header line)")
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as exc:
+        raise ValueError(_extra_fields_error(source, text, sep, exc)) from None
+    return frame, text, sep, invalid_lines
+
+
+def _check_no_empty_cell(source: Path, name: str, column, line_of) -> None:
+    """An empty text or label cell is an error naming its line."""
+    empty = np.flatnonzero((column.isna() | (column.astype(str) == "")).to_numpy())
+    if len(empty):
+        more = f" (and {len(empty) - 1} more rows)" if len(empty) > 1 else ""
+        raise ValueError(f"{source}: {line_of(empty[:1])[0]}: column `{name}`: empty cell{more}")
+
+
+def _table_labels(source: Path, label_column: str, stripped, class_names, label_variants, line_of):
+    """``(class names, int64 labels, merged variants)`` of the trimmed label cells:
+    variants refused or merged, every label in the class order (fixed or sorted)."""
     label_values = [str(v) for v in stripped.tolist()]
     fixed = None if class_names is None else [str(c).strip() for c in class_names]
     label_values, merged = merge_label_variants(
@@ -460,25 +497,7 @@ def read_text_table(
     labels = np.fromiter(
         (position[v] for v in label_values), dtype=np.int64, count=len(label_values)
     )
-    counts = {name: int(n) for name, n in zip(names, np.bincount(labels, minlength=len(names)))}
-    report = {
-        "source": str(source),
-        "class_counts": counts,
-        "documents": len(frame),
-        "invalid_utf8": [str(source)] if invalid_lines else [],
-        "invalid_utf8_count": 1 if invalid_lines else 0,
-        "invalid_utf8_lines": invalid_lines,
-        "labels_trimmed": trimmed,
-        "label_variants_merged": merged,
-        "decoding": DECODING_POLICY,
-    }
-    return TextCorpus(
-        [str(t) for t in texts_col.tolist()],
-        labels,
-        [f"{source}#{i}" for i in range(len(frame))],
-        names,
-        report,
-    )
+    return names, labels, merged
 
 
 def label_key(label: str) -> str:
