@@ -85,13 +85,16 @@ def write_result(run_dir: Path, cfg, prepared: PreparedDataset, result: RunResul
 def launch_jobs(cfg, jobs: list[TrainingJob]) -> dict:
     """Start one Ray training task per job (all at once; Ray runs as many as the study's
     per-task resources allow). Returns ``{ObjectRef: job}``."""
-    from dlpipe.tasks.remote import train_model_task
+    from dlpipe.tasks.remote import tf_task, train_model_task
 
     kind, res = get_kind(cfg), cfg.resources
     pending = {}
     for job in jobs:
-        ref = train_model_task.options(
-            num_cpus=res.num_cpus, num_gpus=res.num_gpus, max_retries=res.max_retries
+        ref = tf_task(
+            train_model_task,
+            num_cpus=res.num_cpus,
+            num_gpus=res.num_gpus,
+            max_retries=res.max_retries,
         ).remote(
             kind.train,
             data=job.data.data,

@@ -6,35 +6,59 @@ process, so its TensorFlow thread and device settings (case C13) apply, and its 
 memory is freed when it ends (``.options(num_gpus=...)`` alone does not give that).
 
 No pyarrow in a TensorFlow process (issue 11, section 3): the worker of every task that
-runs TensorFlow (training, evaluation, image validation and features) calls
-:func:`dlpipe.tasks.training.tf_setup.keep_pyarrow_out` when it imports this module (see
-``TF_WORKER_ENV``) and again first thing in the task, so it never loads pyarrow (Ray's
-own serializers and Keras -> pandas would); tasks return plain rows and arrays and the
-driver is the only Parquet writer. A task's ``.options(runtime_env=...)`` must keep
-``TF_WORKER_ENV`` in its ``env_vars``. The task modules are imported inside each task, so a
-worker loads only what its task needs (a weather training worker: no pandas data code,
-no text or image code).
+runs TensorFlow (training, evaluation, image validation and features) runs
+:func:`dlpipe.tasks.training.tf_setup.tf_worker_setup` as its Ray worker set-up hook,
+when the process starts, before it deserializes any task argument (Ray's serializers
+import pyarrow then, and Keras -> pandas would later): it refuses pyarrow for the life
+of the process, then runs the job's own ``worker_process_setup_hook`` if there is one.
+Submit those tasks through :func:`tf_task` (it sets the hook and keeps the job's);
+tasks return plain rows and arrays and the driver is the only Parquet writer. The task
+modules are imported inside each task, so a worker loads only what its task needs (a
+weather training worker: no pandas data code, no text or image code).
 """
 
 from __future__ import annotations
 
-import os
-
 import ray
+from ray._private import ray_constants
 
-from dlpipe.tasks.training.tf_setup import keep_pyarrow_out
+from dlpipe.tasks.training.tf_setup import CHAINED_SETUP_HOOK_ENV, keep_pyarrow_out
 
 #: Set in the environment of the workers of the tasks that run TensorFlow (their
-#: ``runtime_env``; Ray starts those tasks in workers of their own). Ray loads pyarrow
-#: when a worker deserializes its first task arguments (its Arrow serializers for Ray
-#: Data), which happens after the worker imports this module to load the task and
-#: before the task body runs: so the hook goes in here, at import, in those workers only
-#: (tokenization and data-preparation workers keep pyarrow, they run no TensorFlow).
+#: ``runtime_env``; Ray starts those tasks in workers of their own); the set-up hook
+#: keeps pyarrow out only there (tokenization and data-preparation workers keep it).
 TF_WORKER_ENV = "DLPIPE_TF_WORKER"
-_TF_WORKER = {"env_vars": {TF_WORKER_ENV: "1"}}
+#: the environment variable Ray's worker reads its set-up hook from at start-up (what
+#: ``runtime_env={"worker_process_setup_hook": ...}`` becomes for a job; a task's
+#: ``runtime_env`` can only set it as an environment variable)
+RAY_SETUP_HOOK_ENV = getattr(
+    ray_constants, "WORKER_PROCESS_SETUP_HOOK_ENV_VAR", "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
+)
+TF_WORKER_SETUP = "dlpipe.tasks.training.tf_setup.tf_worker_setup"
+_TF_WORKER = {"env_vars": {TF_WORKER_ENV: "1", RAY_SETUP_HOOK_ENV: TF_WORKER_SETUP}}
 
-if os.environ.get(TF_WORKER_ENV) == "1":
-    keep_pyarrow_out()
+
+def tf_worker_runtime_env(extra_env: dict | None = None) -> dict:
+    """The ``runtime_env`` of a TensorFlow task: :data:`TF_WORKER_ENV`, the set-up hook
+    :func:`dlpipe.tasks.training.tf_setup.tf_worker_setup`, and the job's own set-up hook
+    (read from the current runtime env) passed on in :data:`~dlpipe.tasks.training.tf_setup.
+    CHAINED_SETUP_HOOK_ENV`, so a user's hook still runs in these workers.
+
+    Args:
+        extra_env: more environment variables for the worker.
+    """
+    env = dict(_TF_WORKER["env_vars"], **(extra_env or {}))
+    current = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
+    job_hook = current.get(RAY_SETUP_HOOK_ENV)
+    if job_hook and job_hook != TF_WORKER_SETUP:
+        env[CHAINED_SETUP_HOOK_ENV] = job_hook
+    return {"env_vars": env}
+
+
+def tf_task(task, **options):
+    """``task.options(**options)`` with :func:`tf_worker_runtime_env`: how every task
+    that runs TensorFlow is submitted (needs a connected Ray)."""
+    return task.options(runtime_env=tf_worker_runtime_env(), **options)
 
 
 @ray.remote(num_returns=2, num_cpus=1)

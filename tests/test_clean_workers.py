@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,59 +110,57 @@ def test_keep_pyarrow_out_after_pyarrow_is_loaded_says_so():
 @pytest.mark.slow
 @pytest.mark.ray
 def test_ray_training_worker_never_loads_pyarrow():
-    """One tiny weather run through the real task: ``remote.train_model_task``'s body in
-    a Ray worker declared with that task's own options (fresh worker, its runtime_env).
-    The run is ok and, at its end, the worker holds pandas (Keras loaded it) but no
-    pyarrow module (without the hook, Ray's serializers and pandas would load it)."""
+    """Tiny weather runs through the real ``remote.train_model_task`` as the pipelines
+    submit it (``remote.tf_task``: a fresh worker whose Ray set-up hook keeps pyarrow
+    out before any argument is deserialized). The run is ok and, at its end, the worker
+    holds pandas (Keras loaded it) but no pyarrow. Control: the same task submitted
+    without the hook loads pyarrow (Ray's argument serializers import it), so the check
+    can fail; and a job-level ``worker_process_setup_hook`` still runs in TF workers."""
     import ray
 
     from dlpipe.tasks import remote
     from dlpipe.tasks.training.fit import TrainingSpec
-    from dlpipe.tasks.weather.train import train_model
     from dlpipe.tasks.weather.windows import WindowSpec
 
-    def train_and_probe(train, **kwargs):
-        out = remote.train_model_task._function(train, **kwargs)  # the task's own body
-        return (
-            out.run["status"],
-            out.run["epochs_run"],
-            sorted(
-                k
-                for k in sys.modules
-                if k.split(".")[0] in ("pyarrow", "pandas") and k.count(".") == 0
-            ),
-        )
-
-    train_and_probe = ray.remote(**remote.train_model_task._default_options)(train_and_probe)
+    tests = str(Path(__file__).resolve().parent)
     rng = np.random.default_rng(0)
-    data = rng.normal(size=(120, 3)).astype(np.float32)
-    meta = {
-        "key": "tiny",
-        "target_column": 0,
-        "mean": [0.0] * 3,
-        "std": [1.0] * 3,
-        "splits": {"train": [[0, 60]], "validation": [[60, 90]], "test": [[90, 120]]},
-    }
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    kwargs = dict(
+        data=rng.normal(size=(120, 3)).astype(np.float32),
+        meta={
+            "key": "tiny",
+            "target_column": 0,
+            "mean": [0.0] * 3,
+            "std": [1.0] * 3,
+            "splits": {"train": [[0, 60]], "validation": [[60, 90]], "test": [[90, 120]]},
+        },
+        family="dense",
+        hp={},
+        inputs=WindowSpec(lookback=6, step=1, delay=1, batch_size=16),
+        training=TrainingSpec(epochs=1),
+        seed=0,
+        run_id="probe",
+    )
+    job_env = {"env_vars": {"PYTHONPATH": tests}, "worker_process_setup_hook": "worker_probe.mark"}
+    ray.init(
+        address="local",
+        num_cpus=1,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env=job_env,
+    )
     try:
-        status, epochs, loaded = ray.get(
-            train_and_probe.remote(
-                train_model,
-                data=data,
-                meta=meta,
-                family="dense",
-                hp={},
-                inputs=WindowSpec(lookback=6, step=1, delay=1, batch_size=16),
-                training=TrainingSpec(epochs=1),
-                seed=0,
-                run_id="probe",
-            ),
-            timeout=300,
+        import worker_probe
+
+        hooked = remote.train_model_task.options(
+            runtime_env=remote.tf_worker_runtime_env({"PYTHONPATH": tests})
         )
+        plain = remote.train_model_task.options(runtime_env={"env_vars": {"PYTHONPATH": tests}})
+        with_hook = ray.get(hooked.remote(worker_probe.train_and_report, **kwargs), timeout=300)
+        without = ray.get(plain.remote(worker_probe.train_and_report, **kwargs), timeout=300)
     finally:
         ray.shutdown()
-    assert (status, epochs) == ("ok", 1)
-    assert loaded == ["pandas"]
+    assert with_hook == ("ok", 1, ["pandas"], True)  # True: the job's hook ran too
+    assert "pyarrow" in without[2]
 
 
 def test_driver_validates_every_demo_study_without_tensorflow():

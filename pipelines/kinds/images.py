@@ -138,9 +138,10 @@ def ray_map(function, args_list):
     (:func:`dlpipe.tasks.remote.validate_images_task`), results in order."""
     import ray
 
-    from dlpipe.tasks.remote import validate_images_task
+    from dlpipe.tasks.remote import tf_task, validate_images_task
 
-    return ray.get([validate_images_task.remote(*args) for args in args_list])
+    task = tf_task(validate_images_task)
+    return ray.get([task.remote(*args) for args in args_list])
 
 
 def ray_features(cfg):
@@ -153,10 +154,10 @@ def ray_features(cfg):
         import ray
 
         from dlpipe.tasks.features.study import feature_shards, merge_shard_reports
-        from dlpipe.tasks.remote import image_features_task
+        from dlpipe.tasks.remote import image_features_task, tf_task
 
         res = cfg.resources
-        task = image_features_task.options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        task = tf_task(image_features_task, num_cpus=res.num_cpus, num_gpus=res.num_gpus)
         shard_reports = None
         if images.feature_shards > 1:
             refs = [

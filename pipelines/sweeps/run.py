@@ -316,7 +316,7 @@ def evaluate_top_k(cfg: StudyCommon, sweep_dir: Path, ok, prepared) -> list[str]
     number) and write their test figures and predictions."""
     import ray
 
-    from dlpipe.tasks.remote import evaluate_model_task
+    from dlpipe.tasks.remote import evaluate_model_task, tf_task
 
     kind = get_kind(cfg)
     best = top_k(ok, cfg.sweep.test_top_k)
@@ -329,8 +329,10 @@ def evaluate_top_k(cfg: StudyCommon, sweep_dir: Path, ok, prepared) -> list[str]
             continue  # already scored (a resumed sweep)
         refs[run_id] = (
             row,
-            evaluate_model_task.options(
-                num_cpus=cfg.resources.num_cpus, num_gpus=cfg.resources.num_gpus
+            tf_task(
+                evaluate_model_task,
+                num_cpus=cfg.resources.num_cpus,
+                num_gpus=cfg.resources.num_gpus,
             ).remote(
                 kind.evaluate,
                 data=prepared.data,

@@ -115,7 +115,7 @@ def _train_in_worker(ctx: TrialContext, data, **kwargs) -> dict:
     from ray.util import get_current_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    from dlpipe.tasks.remote import train_model_task
+    from dlpipe.tasks.remote import tf_task, train_model_task
 
     options = {"num_cpus": ctx.num_cpus, "num_gpus": ctx.num_gpus}
     group = get_current_placement_group()
@@ -123,11 +123,8 @@ def _train_in_worker(ctx: TrialContext, data, **kwargs) -> dict:
         options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
             group, placement_group_bundle_index=-1
         )
-    return ray.get(
-        train_model_task.options(**options).remote(
-            ctx.train, data=data, inputs=ctx.inputs, **kwargs
-        )
-    )
+    task = tf_task(train_model_task, **options)
+    return ray.get(task.remote(ctx.train, data=data, inputs=ctx.inputs, **kwargs))
 
 
 def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:

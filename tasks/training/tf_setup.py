@@ -73,6 +73,31 @@ class _RefusePyarrow(importlib.abc.MetaPathFinder):
         return None
 
 
+#: the job's own Ray worker set-up hook, passed on to :func:`tf_worker_setup` (a task's
+#: set-up hook replaces the job's in its workers)
+CHAINED_SETUP_HOOK_ENV = "DLPIPE_CHAINED_SETUP_HOOK"
+
+
+def tf_worker_setup() -> None:
+    """Ray worker set-up hook of the workers that run TensorFlow (set by
+    :func:`dlpipe.tasks.remote.tf_worker_runtime_env`): runs when the worker process
+    starts, before it deserializes any task argument, so :func:`keep_pyarrow_out` is in
+    place before Ray's own serializers would import pyarrow; then the job's own set-up
+    hook, if :data:`CHAINED_SETUP_HOOK_ENV` names one.
+
+    Raises:
+        RuntimeError: the job's hook failed (its error text).
+    """
+    keep_pyarrow_out()
+    chained = os.environ.get(CHAINED_SETUP_HOOK_ENV)
+    if chained:
+        from ray._private.runtime_env.setup_hook import load_and_execute_setup_hook
+
+        error = load_and_execute_setup_hook(chained)
+        if error is not None:
+            raise RuntimeError(f"the job's worker_process_setup_hook failed: {error}")
+
+
 def keep_pyarrow_out() -> bool:
     """Make this process refuse to load pyarrow, before TensorFlow is imported.
 
