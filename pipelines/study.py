@@ -30,6 +30,15 @@ from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.records import PreparedDataset, stored_run
 
 
+def record_dataset(run_dir: Path, prepared: PreparedDataset) -> None:
+    """Refuse a run directory that holds another dataset (:func:`check_dataset_key`),
+    then write the prepared dataset's ``datasets`` row: a refused run leaves nothing
+    behind, so the original data resumes."""
+    check_dataset_key(run_dir, prepared.key)
+    if prepared.dataset_row is not None:
+        reports.write_part(run_dir, "datasets", prepared.key, [prepared.dataset_row])
+
+
 def write_baseline(run_dir: Path, cfg, prepared: PreparedDataset, data) -> dict:
     """The kind's baseline as a ``runs`` row, written once per dataset and settings and
     never rewritten. Returns the row."""
@@ -152,7 +161,7 @@ def run_study(cfg, *, progress: bool = True) -> Path:
         run_dir / "study.json", json.dumps(asdict(cfg), indent=1, default=str).encode()
     )
     prepared = kind.prepare(cfg, run_dir)
-    check_dataset_key(run_dir, prepared.key)
+    record_dataset(run_dir, prepared)
     kind.check_prepared(cfg, prepared)
     baseline = write_baseline(run_dir, cfg, prepared, ray.get(prepared.data))
     train_models(cfg, run_dir, prepared, baseline, progress=progress)

@@ -338,6 +338,17 @@ def test_regression_study_end_to_end_through_local_ray(tmp_path):
     assert (run_dir / "plots" / "val_mae.png").is_file()
     proc = _run_dlpipe(tmp_path, study)
     assert proc.returncode == 0 and "resuming: 2 finished run(s)" in proc.stdout
+    # changed data under the same study is refused and leaves nothing behind, so the
+    # original data resumes afterwards (fresh-user pass: a refused run used to write its
+    # `datasets` part first, and every later run was refused)
+    original = (tmp_path / "t.csv").read_bytes()
+    (tmp_path / "t.csv").write_bytes(original + b"0.5,10.0,x,7.0\n")
+    proc = _run_dlpipe(tmp_path, study)
+    assert proc.returncode == 2 and "holds runs on dataset" in proc.stderr, proc.stderr
+    assert len(reports.read_table(run_dir, "datasets")) == 1
+    (tmp_path / "t.csv").write_bytes(original)
+    proc = _run_dlpipe(tmp_path, study)
+    assert proc.returncode == 0 and "resuming: 2 finished run(s)" in proc.stdout, proc.stderr
 
 
 @pytest.mark.slow

@@ -27,7 +27,6 @@ from dlpipe.pipelines.kinds.base import StudyKind
 from dlpipe.pipelines.kinds.classification import majority_baseline
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.images.prepare import DEMO_PREFIX, ImageDataSpec, ImageSpec
-from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.records import PreparedDataset, RunResult
 
 #: families whose models run the conv base (its weights must be at hand)
@@ -110,7 +109,7 @@ class ImagesKind(StudyKind):
 
         arrays, meta = prepare_image_dataset(cfg, run_dir)
         self.print_dataset(meta)
-        return PreparedDataset(ray.put(arrays), meta)
+        return PreparedDataset(ray.put(arrays), meta, dataset_row=dataset_row(meta))
 
     def baseline(self, cfg, prepared: PreparedDataset, data) -> RunResult:
         return majority_baseline(self.baseline_id(cfg, prepared), cfg, prepared, data)
@@ -306,42 +305,41 @@ def prepare_image_dataset(cfg, run_dir: Path) -> tuple[dict, dict]:
         map_fn=ray_map,
         features_fn=ray_features(cfg),
     )
-    reports.write_part(
-        run_dir,
-        "datasets",
-        meta["key"],
-        [
-            {
-                "dataset_key": meta["key"],
-                "source": meta["source"],
-                "rows": meta["images"],
-                "columns": meta["class_names"],
-                "target": "label",
-                "splits": meta["split_counts"],
-                "sentinel_counts": {},
-                "quality": {
-                    **{
-                        k: meta[k]
-                        for k in (
-                            "class_counts",
-                            "bad_files",
-                            "rotated",
-                            "format_mismatch",
-                            "max_pixels",
-                            "split",
-                            "demo",
-                            "feature_cache",
-                            "feature_shape",
-                            "weights_used",
-                        )
-                    },
-                    "counts": {
-                        "bad_files": len(meta["bad_files"]),
-                        "rotated": len(meta["rotated"]),
-                        "format_mismatch": len(meta["format_mismatch"]),
-                    },
-                },
-            }
-        ],
-    )
     return arrays, meta
+
+
+def dataset_row(meta: dict) -> dict:
+    """The ``datasets`` report row of a prepared image dataset: class counts per split,
+    bad, rotated and format-mismatched files with their counts, the split report and the
+    feature cache's hits, misses and forward passes."""
+    return {
+        "dataset_key": meta["key"],
+        "source": meta["source"],
+        "rows": meta["images"],
+        "columns": meta["class_names"],
+        "target": "label",
+        "splits": meta["split_counts"],
+        "sentinel_counts": {},
+        "quality": {
+            **{
+                k: meta[k]
+                for k in (
+                    "class_counts",
+                    "bad_files",
+                    "rotated",
+                    "format_mismatch",
+                    "max_pixels",
+                    "split",
+                    "demo",
+                    "feature_cache",
+                    "feature_shape",
+                    "weights_used",
+                )
+            },
+            "counts": {
+                "bad_files": len(meta["bad_files"]),
+                "rotated": len(meta["rotated"]),
+                "format_mismatch": len(meta["format_mismatch"]),
+            },
+        },
+    }

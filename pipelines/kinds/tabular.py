@@ -18,7 +18,6 @@ from pathlib import Path
 from dlpipe.pipelines.kinds.base import StudyKind
 from dlpipe.pipelines.kinds.classification import majority_baseline
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
-from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.tabular.data import DEMO_PREFIX, TASKS, TabularDataSpec, TabularSplitSpec
 from dlpipe.tasks.training.records import FoldDataset, PreparedDataset, RunResult
 
@@ -158,9 +157,8 @@ class TabularKind(StudyKind):
                 pass
             cause = exc.cause if isinstance(exc.cause, Exception) else exc
             raise cause from None
-        reports.write_part(run_dir, "datasets", meta["key"], [dataset_row(meta)])
         self.print_dataset(meta)
-        return PreparedDataset(data_ref, meta)
+        return PreparedDataset(data_ref, meta, dataset_row=dataset_row(meta))
 
     def fold_datasets(self, cfg, prepared: PreparedDataset) -> list[FoldDataset]:
         """One Ray task re-reads the table and encodes every fold with its training rows'

@@ -17,7 +17,6 @@ from pathlib import Path
 from dlpipe.pipelines.kinds.base import StudyKind
 from dlpipe.pipelines.kinds.classification import majority_baseline
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
-from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.text.prepare import TextDataSpec, TextSpec, TextSplitSpec, resolve_text_path
 from dlpipe.tasks.training.records import PreparedDataset, RunResult
 
@@ -153,9 +152,8 @@ class TextKind(StudyKind):
             "sentinel_counts": {},
             "quality": {k: meta[k] for k in quality if k in meta},
         }
-        reports.write_part(run_dir, "datasets", meta["key"], [row])
         self.print_dataset(meta)
-        return PreparedDataset(ray.put(arrays), meta)
+        return PreparedDataset(ray.put(arrays), meta, dataset_row=row)
 
     def baseline(self, cfg, prepared: PreparedDataset, data) -> RunResult:
         return majority_baseline(self.baseline_id(cfg, prepared), cfg, prepared, data)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from dlpipe.pipelines.kinds.base import StudyKind
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
-from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.records import PreparedDataset, RunResult
 from dlpipe.tasks.weather.prepare import SplitSpec, baseline_mae, split_window_counts
 from dlpipe.tasks.weather.read import DataSpec, check_weather_source, resolve_path
@@ -120,9 +119,10 @@ class TimeseriesKind(StudyKind):
                 pass
             cause = exc.cause if isinstance(exc.cause, Exception) else exc
             raise cause from None
-        reports.write_part(run_dir, "datasets", meta["key"], [dataset_row(meta)])
         self.print_dataset(meta)
-        return PreparedDataset(data_ref, meta, units=target_units(meta["target"]))
+        return PreparedDataset(
+            data_ref, meta, units=target_units(meta["target"]), dataset_row=dataset_row(meta)
+        )
 
     def check_prepared(self, cfg, prepared: PreparedDataset) -> None:
         """Every model's windows fit in every split (every block, and between gaps),

@@ -89,7 +89,7 @@ def run_sweep(
     """
     import ray
 
-    from dlpipe.pipelines.study import write_baseline
+    from dlpipe.pipelines.study import record_dataset, write_baseline
 
     # Tune's default console output (a config box, a TensorBoard tip for a package we do
     # not install) gives way to the progress lines of TrialRecorder.
@@ -110,6 +110,7 @@ def run_sweep(
         )
 
     prepared = get_kind(cfg).prepare(cfg, sweep_dir)
+    record_dataset(sweep_dir, prepared)
     write_baseline(sweep_dir, cfg, prepared, ray.get(prepared.data))
     spaces = sweep_spaces(cfg)
     if len(spaces) == 1 and is_constant(next(iter(spaces.values()))) and sweep.num_trials > 1:

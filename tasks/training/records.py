@@ -37,11 +37,14 @@ class PreparedDataset:
         meta: the dataset's description, as the kind's trainer reads it (``key``,
             ``splits``, ``class_names``, normalization statistics...).
         units: the headline metric's units for display (``degC``; ``""`` for accuracy).
+        dataset_row: the ``datasets`` report row, written by the shared stage once the
+            run directory is known to hold no other dataset (never by ``prepare``).
     """
 
     data: object
     meta: dict
     units: str = ""
+    dataset_row: dict | None = None
 
     @property
     def key(self) -> str:
