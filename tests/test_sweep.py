@@ -281,3 +281,16 @@ def test_asha_scheduler_on_top_of_early_stopping(tmp_path):
 def test_resume_without_a_stored_sweep_is_an_error(tmp_path):
     proc = sweep(write_study(tmp_path, "none", families="[dense]"), "--resume", check=False)
     assert proc.returncode == 2 and "no sweep to resume" in proc.stderr
+
+
+def test_progress_line_does_not_count_the_ending_trial_as_running(tmp_path, capsys):
+    """Tune calls the recorder while the ending trial still shows RUNNING: the progress
+    line counts it done, not running (fresh-user pass: "done 3, failed 0, running 1" of
+    3 trials). The other running trial is counted."""
+    rec = TrialRecorder(tmp_path, "s", "tpe", 3, 0, {"num_cpus": 1}, "degC")
+    config = {"model": {"family": "dense", "hp": {"units": 32.0}}}
+    result = {"run_id": "r1", "hyperparameters": '{"units": 32}', "val_loss": 0.5}
+    ending = fake_trial(1, config, result, status="RUNNING")
+    other = fake_trial(2, config, {}, status="RUNNING")
+    rec.record(ending, [ending, other], error=None)
+    assert "done 1, failed 0, running 1," in capsys.readouterr().out

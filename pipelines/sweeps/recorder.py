@@ -128,7 +128,8 @@ class TrialRecorder:
             self.counts["done"] += 1
             if status != "stopped" and OBJECTIVE.is_better(loss, self.best):
                 self.best = loss
-        running = sum(t.status == "RUNNING" for t in trials)
+        # Tune calls back before it marks the ending trial terminated: not counted
+        running = sum(t.status == "RUNNING" and t is not trial for t in trials)
         shown = compact_hp(hyper)
         outcome = (
             f"FAILED: {last_lines(error, 1)}"
