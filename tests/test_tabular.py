@@ -227,6 +227,24 @@ def test_packaged_demo_is_valid_and_sources_are_checked(tmp_path):
         get_kind(cfg).check_source(cfg)
 
 
+def test_inferred_task_monitor_error_names_the_study_file(tmp_path):
+    """A `monitor` that does not fit the INFERRED task (found after preparation, in the
+    kind's post-prepare check) names the study file like every other config error."""
+    from dlpipe.pipelines.kinds import get_kind
+    from dlpipe.tasks.training.records import PreparedDataset
+
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "y"], regression_rows())
+    training = {"early_stopping": {"monitor": "val_accuracy"}}
+    cfg = parse_study(_raw(csv, training=training), source="s.yaml")  # no task: accepted
+    prepared = PreparedDataset(None, {"task": "regression"})
+    with pytest.raises(ConfigError, match=r"^s\.yaml: .*early_stopping\.monitor.*regression"):
+        get_kind(cfg).check_prepared(cfg, prepared)
+    training = {"reduce_lr_on_plateau": {"monitor": "val_mae"}}
+    cfg = parse_study(_raw(csv, training=training), source="s.yaml")
+    with pytest.raises(ConfigError, match=r"^s\.yaml: .*reduce_lr_on_plateau\.monitor.*binary"):
+        get_kind(cfg).check_prepared(cfg, PreparedDataset(None, {"task": "binary"}))
+
+
 def test_reports_follow_the_runs_metric():
     """A classification study's reports show accuracy and the majority class; a
     regression one MAE of the target and the mean predictor (no kind branch outside

@@ -190,8 +190,16 @@ class TabularKind(StudyKind):
         return out
 
     def check_prepared(self, cfg, prepared: PreparedDataset) -> None:
-        """The callbacks' monitors are what the (inferred) task's models compile."""
-        check_task_monitors(cfg, prepared.meta["task"])
+        """The callbacks' monitors are what the (inferred) task's models compile.
+
+        Raises:
+            ConfigError: naming the study file (as every config error), the field and
+                the task.
+        """
+        try:
+            check_task_monitors(cfg, prepared.meta["task"])
+        except ConfigError as exc:
+            raise ConfigError(f"{cfg.source_file}: {exc}") from None
 
     def baseline(self, cfg, prepared: PreparedDataset, data) -> RunResult:
         """Regression: the mean of the training targets (its validation/test MAE in the
