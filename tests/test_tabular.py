@@ -245,6 +245,77 @@ def test_inferred_task_monitor_error_names_the_study_file(tmp_path):
         get_kind(cfg).check_prepared(cfg, PreparedDataset(None, {"task": "binary"}))
 
 
+def check_source_of(path: Path, target: str = "y") -> None:
+    """The pre-Ray data check of a study on ``path`` (what `dlpipe run` does before
+    Ray starts)."""
+    from dlpipe.pipelines.kinds import get_kind
+
+    cfg = parse_study(_raw(path, data={"path": str(path), "target": target}))
+    get_kind(cfg).check_source(cfg)
+
+
+BAD_HEADERS = {
+    "repeated": ("a,b,a,y\n1,2,3,4\n", r"t.csv: line 1: repeated column name\(s\) \['a'\]"),
+    "unnamed-last": (
+        "a,b,c,y,\n1,2,3,4,\n5,6,7,8,\n",
+        r"t.csv: line 1: column #5 has no name \(a trailing separator\?\)$",
+    ),
+    "unnamed-middle": ("a,,y\n1,2,3\n", r"t.csv: line 1: column #2 has no name$"),
+    "unnamed-after-blank-lines": ("\n\na, ,y\n1,2,3\n", r"t.csv: line 3: column #2 has no"),
+    "header-only": ("a,b,y\n", r"t.csv: no data row \(only a header\)"),
+    "header-and-blank-lines": ("a,b,y\n\n  \n", r"t.csv: no data row \(only a header\)"),
+    "empty": ("", r"t.csv: line 1: the file is empty \(no header line\)"),
+    "blank-lines-only": ("\n \n", r"t.csv: line 1: the file is empty \(no header line\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HEADERS))
+def test_header_faults_are_refused_before_ray_and_in_prepare(tmp_path, case):
+    """Header faults (repeated names, an unnamed column such as a trailing separator,
+    no data row, an empty file) are refused by the pre-Ray `check_source` (which reads
+    only the header and first bytes) and by preparation, with the same message."""
+    text, message = BAD_HEADERS[case]
+    csv = tmp_path / "t.csv"
+    csv.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        check_source_of(csv)
+    with pytest.raises(ValueError, match=message):
+        prepare(csv, target="y")
+
+
+def test_parquet_header_faults_are_refused_before_ray(tmp_path):
+    """A Parquet table: an unnamed column and a table without rows, from its metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0], "": [3.0, 4.0], "y": [1.0, 2.0]}), path)
+    with pytest.raises(ValueError, match=r"t.parquet: schema: column #2 has no name$"):
+        check_source_of(path)
+    with pytest.raises(ValueError, match=r"t.parquet: schema: column #2 has no name$"):
+        prepare(path, target="y")
+    pq.write_table(
+        pa.table({"a": pa.array([], pa.float64()), "y": pa.array([], pa.float64())}), path
+    )
+    with pytest.raises(ValueError, match=r"t.parquet: no data row \(only a header\)"):
+        check_source_of(path)
+
+
+def test_a_directory_as_data_path_is_named_as_one(tmp_path):
+    """`data.path` naming a directory is refused as a directory (not "table not found")
+    when the study is parsed, and by the readers and preparation."""
+    from dlpipe.tasks.tabular.read import read_header
+
+    folder = tmp_path / "tables.csv"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"s.yaml: `data.path`: a directory, not a table file"):
+        parse_study(_raw("tables.csv"), source="s.yaml", base_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"tables.csv: a directory, not a table file"):
+        read_header(folder)
+    with pytest.raises(ValueError, match=r"tables.csv: a directory, not a table file"):
+        prepare(folder, target="y")
+
+
 def test_reports_follow_the_runs_metric():
     """A classification study's reports show accuracy and the majority class; a
     regression one MAE of the target and the mean predictor (no kind branch outside

@@ -96,8 +96,9 @@ class TabularKind(StudyKind):
         return evaluate_saved_tabular_model
 
     def resolve_paths(self, cfg, base_dir: Path | None):
-        """``data.path`` resolved against the study file's folder and checked to exist;
-        ``demo:<name>`` checked against the demo tables."""
+        """``data.path`` resolved against the study file's folder and checked to be a
+        file (not absent, not a directory); ``demo:<name>`` checked against the demo
+        tables."""
         from dlpipe.tasks.tabular.demo import DEMO_TABLES
 
         data = cfg.data
@@ -112,6 +113,11 @@ class TabularKind(StudyKind):
         path = Path(data.path).expanduser()
         if base_dir is not None and not path.is_absolute():
             path = (base_dir / path).resolve()
+        if path.is_dir():
+            raise ConfigError(
+                f"`data.path`: a directory, not a table file (give a .csv, .tsv or .parquet "
+                f"file): {data.path} (resolved to {path})"
+            )
         if not path.is_file():
             raise ConfigError(f"`data.path`: table not found: {data.path} (resolved to {path})")
         return replace(cfg, data=replace(data, path=str(path)))
@@ -130,7 +136,10 @@ class TabularKind(StudyKind):
             check_task_monitors(cfg, cfg.task)
 
     def check_source(self, cfg) -> None:
-        """The table's header holds the target, features and categorical columns."""
+        """The table's header, read before Ray starts
+        (:func:`dlpipe.tasks.tabular.read.read_header`): the file is not empty, its
+        first bytes are UTF-8, every column has a name, none is repeated, a data row
+        follows, and the header holds the target, features and categorical columns."""
         if not cfg.data.path.startswith(DEMO_PREFIX):
             from dlpipe.tasks.tabular.data import feature_columns
             from dlpipe.tasks.tabular.read import read_header

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe.tasks.tabular.header import require_file
 from dlpipe.tasks.tabular.read import Table, cells, number_column, numbers, read_table_file
 from dlpipe.tasks.training.classifier import SPLIT_CODES
 
@@ -247,7 +248,7 @@ def resolve_table_path(path: str, run_dir: str | Path | None = None) -> tuple[Pa
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unknown demo table.
+        ValueError: unknown demo table; ``path`` is a directory.
         ImportError: the package that ships the demo table is not installed.
     """
     if path.startswith(DEMO_PREFIX):
@@ -257,6 +258,8 @@ def resolve_table_path(path: str, run_dir: str | Path | None = None) -> tuple[Pa
         folder = Path(run_dir or ".") / "artifacts" / "demo_source"
         return write_demo_table(name, folder), f"{path} ({DEMO_TABLES[name][0]})"
     file = Path(path).expanduser()
+    if file.is_dir():
+        require_file(file)  # names the directory
     if not file.is_file():
         raise FileNotFoundError(f"table not found: {path}")
     return file, str(file)
