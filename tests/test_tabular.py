@@ -316,6 +316,31 @@ def test_a_directory_as_data_path_is_named_as_one(tmp_path):
         prepare(folder, target="y")
 
 
+def test_a_non_utf8_byte_is_reported_on_its_own_line(tmp_path, monkeypatch):
+    """A byte that is not UTF-8 is reported on the line it is on (the newlines before
+    it counted), by the pre-Ray check and by preparation alike, with a byte-order mark
+    or not; one beyond the bytes the pre-Ray check reads is left to preparation, and a
+    character cut by that limit is not an error (whole lines are read)."""
+    from dlpipe.tasks.tabular import read
+
+    rows = [["a", "b", "c", "y"], *regression_rows()]
+    lines = [",".join(map(str, r)).encode() for r in rows]
+    csv = tmp_path / "t.csv"
+    for bom in (b"", b"\xef\xbb\xbf"):
+        bad = lines[:11] + [b"\xff" + lines[11]] + lines[12:]  # line 12 starts with it
+        csv.write_bytes(bom + b"\n".join(bad) + b"\n")
+        with pytest.raises(ValueError, match=r"t.csv: line 12: not UTF-8 text$"):
+            check_source_of(csv)
+        with pytest.raises(ValueError, match=r"t.csv: line 12: not UTF-8 text$"):
+            prepare(csv, target="y")
+    monkeypatch.setattr(read, "HEAD_BYTES", len(b"\n".join(lines[:3])) + 1)
+    check_source_of(csv)  # line 12 is past the bytes read before Ray
+    lines[2] = lines[2] + ",\u00e9t\u00e9".encode()  # a 2-byte character on line 3
+    csv.write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(read, "HEAD_BYTES", csv.read_bytes().index(b"\xc3") + 1)
+    check_source_of(csv)
+
+
 def test_reports_follow_the_runs_metric():
     """A classification study's reports show accuracy and the majority class; a
     regression one MAE of the target and the mean predictor (no kind branch outside

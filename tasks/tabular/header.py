@@ -33,14 +33,12 @@ def require_file(source: Path) -> None:
         raise FileNotFoundError(f"table not found: {source}")
 
 
-def decode_utf8(raw: bytes, source, final: bool = True) -> str:
+def decode_utf8(raw: bytes, source) -> str:
     """``raw`` as UTF-8 text, a leading byte-order mark dropped.
 
     Args:
-        raw: the file's bytes (or its first bytes).
+        raw: the file's bytes (or its first whole lines).
         source: the file, for messages.
-        final: False when ``raw`` is only the start of the file (a character cut at
-            its end is then not an error).
 
     Raises:
         ValueError: ``<source>: line N: not UTF-8 text``, N the line of the failing
@@ -48,7 +46,7 @@ def decode_utf8(raw: bytes, source, final: bool = True) -> str:
     """
     start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
-        return codecs.getincrementaldecoder("utf-8")().decode(raw[start:], final=final)
+        return raw[start:].decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: start + exc.start].count(b"\n") + 1
         raise ValueError(f"{source}: line {line}: not UTF-8 text") from None

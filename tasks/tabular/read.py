@@ -88,8 +88,8 @@ def read_table_file(path: str | Path) -> Table:
 
 
 def read_header(path: str | Path) -> list[str]:
-    """The checked column names of a table from its first :data:`HEAD_BYTES` (Parquet:
-    its metadata), a cheap check before Ray starts; the same faults as
+    """The checked column names of a table from its first :data:`HEAD_BYTES`, cut to
+    whole lines (Parquet: its metadata), a cheap check before Ray starts; the same faults as
     :func:`read_table_file` in the header, the first rows' bytes and a file without a
     data row are refused.
 
@@ -106,13 +106,16 @@ def read_header(path: str | Path) -> list[str]:
         raise ValueError(
             f"{source}: a table must end with one of {sorted(TABLE_SUFFIXES)} (CSV, TSV or Parquet)"
         )
-    if sep is not None:
-        with open(source, "rb") as f:
-            raw = f.read(HEAD_BYTES + 1)
+    if sep is None:
+        return parquet_header(source)
+    with open(source, "rb") as f:
+        raw = f.read(HEAD_BYTES + 1)
         whole = len(raw) <= HEAD_BYTES
-        text = decode_utf8(raw[:HEAD_BYTES], source, final=whole)
-        return csv_header(text, sep, source, whole)
-    return parquet_header(source)
+        if not whole:  # whole lines only (a newline byte is never inside a character)
+            cut = raw.rfind(b"\n", 0, HEAD_BYTES)
+            raw = raw[: cut + 1] if cut >= 0 else raw + f.read()
+            whole = cut < 0
+    return csv_header(decode_utf8(raw, source), sep, source, whole)
 
 
 def read_csv_text(source: Path, sep: str):
