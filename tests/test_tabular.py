@@ -341,6 +341,23 @@ def test_a_non_utf8_byte_is_reported_on_its_own_line(tmp_path, monkeypatch):
     check_source_of(csv)
 
 
+def test_a_feature_with_no_value_in_the_training_rows_is_refused(tmp_path):
+    """A feature column missing in every training row is refused naming it (under
+    `missing: mean` it would be filled with the mean of nothing: NaN inputs and a NaN
+    in the datasets row), numeric or categorical; under `missing: drop` the "rows left"
+    error names the column that has no value in any row."""
+    rows = [[r[0], "", "x" if i % 2 else "", r[3]] for i, r in enumerate(regression_rows())]
+    csv = write_csv(tmp_path / "t.csv", ["a", "x2", "colour", "y"], rows)
+    with pytest.raises(ValueError, match=r"t.csv: column `x2` has no value in the training rows"):
+        prepare(csv, target="y", categorical=("colour",), missing="mean")
+    with pytest.raises(ValueError, match=r"0 row\(s\) left.*column\(s\) \['x2'\] have no value"):
+        prepare(csv, target="y", categorical=("colour",))
+    rows = [[r[0], "", r[3]] for r in regression_rows()]
+    csv = write_csv(tmp_path / "c.csv", ["a", "colour", "y"], rows)
+    with pytest.raises(ValueError, match=r"c.csv: column `colour` has no value in the training"):
+        prepare(csv, target="y", categorical=("colour",), missing="mean")
+
+
 def test_reports_follow_the_runs_metric():
     """A classification study's reports show accuracy and the majority class; a
     regression one MAE of the target and the mean predictor (no kind branch outside

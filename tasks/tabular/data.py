@@ -308,7 +308,8 @@ def kept_rows(table: Table, spec: TabularDataSpec, columns: dict):
     and the missing cells per column (features, then the target).
 
     Raises:
-        ValueError: fewer than 3 rows left (naming the file and the policy).
+        ValueError: fewer than 3 rows left (naming the file, the policy and the
+            feature columns with no value in any row that has a target).
     """
     target, target_missing = cells(table, spec.target)
     missing_counts = {c: int(m.sum()) for c, (_, m) in columns.items()}
@@ -318,10 +319,12 @@ def kept_rows(table: Table, spec: TabularDataSpec, columns: dict):
         for _, missing in columns.values():
             keep &= ~missing
     if keep.sum() < 3:
+        empty = [c for c, (_, m) in columns.items() if m[~target_missing].all()]
         raise ValueError(
             f"{table.source}: {int(keep.sum())} row(s) left of {len(keep)} after dropping "
             f"missing values (data.missing: {spec.missing}); a study needs train, "
             "validation and test rows"
+            + (f"; column(s) {empty} have no value in any row" if empty else "")
         )
     return target, keep, missing_counts
 
@@ -357,7 +360,7 @@ def prepare_tabular(
     """
     r = read_split_rows(spec, split, task, run_dir)
     rows, labels, class_names, codes = r["rows"], r["labels"], r["class_names"], r["codes"]
-    x, encoding = encode_features(r["columns"], rows, codes == SPLIT_CODES["train"])
+    x, encoding = encode_features(r["columns"], rows, codes == SPLIT_CODES["train"], r["file"])
     meta = {
         "key": dataset_key(file_digest(r["file"]), spec, split, r["task"]),
         "source": r["source"],
@@ -428,11 +431,25 @@ def read_split_rows(
     }
 
 
-def encode_features(columns: dict, rows: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, dict]:
+def encode_features(
+    columns: dict, rows: np.ndarray, train: np.ndarray, source=None
+) -> tuple[np.ndarray, dict]:
     """``(x, encoding)``: the float32 input rows of the kept ``rows`` (numeric columns
     normalized, categorical ones one-hot, in feature order) and what encoded them
     (``input_columns``, ``mean``, ``std``, ``categories``, ``constant_features``,
-    ``unseen_categories``)."""
+    ``unseen_categories``).
+
+    Args:
+        columns: :func:`read_columns`'s ``{column: (values, missing)}``.
+        rows: the kept 0-based data rows.
+        train: mask over ``rows`` of the training rows (their statistics encode all).
+        source: the file, for messages.
+
+    Raises:
+        ValueError: a column with no value in the training rows (no mean to fill
+            with, no category to encode), naming the file and the column.
+    """
+    check_training_values(columns, rows, train, source)
     blocks, names = [], []
     enc = {
         "mean": {},
@@ -458,6 +475,22 @@ def encode_features(columns: dict, rows: np.ndarray, train: np.ndarray) -> tuple
     x = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(rows), 0), np.float32)
     enc["input_columns"] = names
     return np.ascontiguousarray(x, dtype=np.float32), enc
+
+
+def check_training_values(columns: dict, rows: np.ndarray, train: np.ndarray, source) -> None:
+    """Every feature column has a value in the training rows (with ``data.missing:
+    mean`` a column missing in every training row would be filled with the mean of
+    nothing: NaN).
+
+    Raises:
+        ValueError: ``<source>: column `x2` has no value in the training rows``.
+    """
+    for column, (_, missing) in columns.items():
+        if missing[rows][train].all():
+            raise ValueError(
+                f"{source}: column `{column}` has no value in the training rows "
+                f"({int(train.sum())} rows); leave it out of `data.features`"
+            )
 
 
 def check_splits(codes: np.ndarray, labels: np.ndarray, class_names: list, source) -> None:

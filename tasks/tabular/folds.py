@@ -40,7 +40,7 @@ def fold_codes(codes: np.ndarray, train: np.ndarray, validation: np.ndarray) -> 
 def encode_fold(read: dict, codes: np.ndarray) -> tuple[dict, dict]:
     """``(arrays, encoding)`` of the kept rows under split ``codes``, encoded with the
     statistics of the rows coded TRAIN only (:func:`encode_features`)."""
-    x, encoding = encode_features(read["columns"], read["rows"], codes == TRAIN)
+    x, encoding = encode_features(read["columns"], read["rows"], codes == TRAIN, read["file"])
     arrays = {
         "x": x,
         "labels": read["labels"],
