@@ -358,6 +358,25 @@ def test_a_feature_with_no_value_in_the_training_rows_is_refused(tmp_path):
         prepare(csv, target="y", categorical=("colour",), missing="mean")
 
 
+def test_a_constant_regression_target_is_refused(tmp_path):
+    """A regression target (inferred or given) with one value in every training row is
+    refused as the weather kind refuses it: nothing to predict, and the mean predictor's
+    MAE of 0 no model can beat."""
+    rows = [[r[0], r[1], 2.5] for r in regression_rows()]
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "y"], rows)
+    message = (
+        r"t.csv: column `y` \(the target\) holds the same value 2.5 in every training "
+        r"row: there is nothing to predict"
+    )
+    with pytest.raises(ValueError, match=message):
+        prepare(csv, target="y")  # inferred: regression (not an integer)
+    rows = [[r[0], r[1], 7] for r in regression_rows()]
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "y"], rows)
+    spec = TabularDataSpec(path=str(csv), target="y")
+    with pytest.raises(ValueError, match=message.replace("2.5", "7.0")):
+        prepare_tabular(spec, TabularSplitSpec(0.25, 0.25), "regression")
+
+
 def test_reports_follow_the_runs_metric():
     """A classification study's reports show accuracy and the majority class; a
     regression one MAE of the target and the mean predictor (no kind branch outside

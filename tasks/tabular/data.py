@@ -355,8 +355,10 @@ def prepare_tabular(
     Raises:
         FileNotFoundError: no such file.
         ValueError: naming the file (and the line and column where one cell is at
-            fault): a missing or non-numeric column, a bad target for the task, a split
-            without rows, no row left after dropping missing values.
+            fault): a missing or non-numeric column, a bad target for the task (a
+            regression target constant over the training rows), a split without rows,
+            no row left after dropping missing values, a column with no value in the
+            training rows.
     """
     r = read_split_rows(spec, split, task, run_dir)
     rows, labels, class_names, codes = r["rows"], r["labels"], r["class_names"], r["codes"]
@@ -393,9 +395,10 @@ def read_split_rows(
     encoding: what K-fold folds re-encode per fold (:mod:`dlpipe.tasks.tabular.folds`).
 
     Returns:
-        ``file``, ``source``, ``features``, ``columns`` (:func:`read_columns`), ``rows``
-        (kept 0-based data rows), ``labels``, ``class_names``, ``codes`` (split codes of
-        the kept rows), ``keep``, ``missing_counts``, ``task``, ``inferred``.
+        ``file``, ``source``, ``target`` (its column), ``features``, ``columns``
+        (:func:`read_columns`), ``rows`` (kept 0-based data rows), ``labels``,
+        ``class_names``, ``codes`` (split codes of the kept rows), ``keep``,
+        ``missing_counts``, ``task``, ``inferred``.
 
     Raises:
         As :func:`prepare_tabular`.
@@ -415,9 +418,12 @@ def read_split_rows(
         raise ValueError(f"{file}: {exc}") from None
     codes = split_rows(labels if class_names else None, len(rows), split)
     check_splits(codes, labels, class_names, file)
+    if not class_names:
+        check_target_varies(labels, codes == SPLIT_CODES["train"], spec.target, file)
     return {
         "file": file,
         "source": source,
+        "target": spec.target,
         "features": features,
         "columns": columns,
         "rows": rows,
@@ -509,6 +515,23 @@ def check_splits(codes: np.ndarray, labels: np.ndarray, class_names: list, sourc
     for i, name in enumerate(class_names):
         if not (train == i).any():
             raise ValueError(f"{source}: class {name!r} has no row in the training split")
+
+
+def check_target_varies(labels: np.ndarray, train: np.ndarray, column: str, source) -> None:
+    """A regression target takes more than one value in the training rows (the
+    weather kind's rule: a constant target leaves nothing to predict, and the mean
+    predictor's MAE of 0 no model can beat).
+
+    Raises:
+        ValueError: ``<source>: column `y` (the target) holds the same value 5.0 in
+            every training row: there is nothing to predict``.
+    """
+    values = labels[train]
+    if len(values) and np.all(values == values[0]):
+        raise ValueError(
+            f"{source}: column `{column}` (the target) holds the same value "
+            f"{values[0]} in every training row: there is nothing to predict"
+        )
 
 
 def split_summary(codes: np.ndarray, labels: np.ndarray, class_names: list) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 from dlpipe.tasks.tabular.data import (
     TabularDataSpec,
     TabularSplitSpec,
+    check_target_varies,
     encode_features,
     read_split_rows,
 )
@@ -99,6 +100,8 @@ def fold_arrays(
 
 def fold_entry(read: dict, codes: np.ndarray, repeat, fold) -> tuple[dict, dict]:
     """``(arrays, info)`` of one fold (or the final model: ``repeat``/``fold`` None)."""
+    if not read["class_names"]:
+        check_target_varies(read["labels"], codes == TRAIN, read["target"], read["file"])
     arrays, encoding = encode_fold(read, codes)
     counts = {name: int((codes == c).sum()) for name, c in SPLIT_CODES.items()}
     return arrays, {"repeat": repeat, "fold": fold, "split_counts": counts, **encoding}
