@@ -377,6 +377,51 @@ def test_a_constant_regression_target_is_refused(tmp_path):
         prepare_tabular(spec, TabularSplitSpec(0.25, 0.25), "regression")
 
 
+def test_target_label_spellings_are_refused_or_merged(tmp_path, capsys):
+    """Classification target labels that differ only in letter case or surrounding
+    spaces (`yes`, `Yes `, `no`) follow the text kind's rule: refused by default naming
+    each spelling's rows and first line, merged with `data.label_variants: merge` into
+    the most frequent spelling (reported and printed); the default leaves dataset keys
+    as they were."""
+    import hashlib
+    from dataclasses import asdict
+
+    from dlpipe.pipelines.kinds.tabular import dataset_row, print_dataset
+    from dlpipe.tasks.tabular.data import PREPARE_VERSION, dataset_key
+
+    labels = ["yes", "no", "Yes ", "no"]
+    rows = [[i, labels[i % 4] if i != 4 else " YES"] for i in range(40)]
+    csv = write_csv(tmp_path / "t.csv", ["a", "y"], rows)
+    message = (
+        r"t.csv: column `y`: labels differ only in letter case or spacing: 'YES' \(1 row, "
+        r"first at line 6\), 'Yes' \(10 rows, first at line 4\), 'yes' \(9 rows, first at "
+        r"line 2\)\. Fix the spellings, or set `data.label_variants: merge`"
+    )
+    with pytest.raises(ValueError, match=message):
+        prepare(csv, target="y")
+    arrays, meta = prepare(csv, target="y", label_variants="merge")
+    assert meta["task"] == "binary" and meta["class_names"] == ["Yes", "no"]
+    assert meta["label_variants_merged"] == {"Yes": {"YES": 1, "yes": 9}}
+    assert sorted(np.bincount(arrays["labels"]).tolist()) == [20, 20]
+    assert dataset_row(meta)["quality"]["label_variants_merged"] == {"Yes": {"YES": 1, "yes": 9}}
+    print_dataset(meta)
+    assert "merged (data.label_variants: merge): 'YES', 'yes' -> 'Yes'" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=r"`label_variants` must be 'refuse' or 'merge'"):
+        parse_study(_raw(csv, data={"path": str(csv), "target": "y", "label_variants": "warn"}))
+    spec, split = TabularDataSpec(path=str(csv), target="y"), TabularSplitSpec()
+    payload = {
+        "version": PREPARE_VERSION,
+        "content": "d",
+        "data": {k: v for k, v in asdict(spec).items() if k not in ("path", "label_variants")},
+        "split": asdict(split),
+        "task": None,
+    }
+    before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    assert dataset_key("d", spec, split, None) == before
+    merging = TabularDataSpec(path=str(csv), target="y", label_variants="merge")
+    assert dataset_key("d", merging, split, None) != before
+
+
 def test_reports_follow_the_runs_metric():
     """A classification study's reports show accuracy and the majority class; a
     regression one MAE of the target and the mean predictor (no kind branch outside

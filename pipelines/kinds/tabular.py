@@ -283,14 +283,15 @@ def check_task_monitors(cfg, task: str) -> None:
 def dataset_row(meta: dict) -> dict:
     """The ``datasets`` report row of a prepared table: ``sentinel_counts`` = missing
     cells per column; ``quality``: the task, rows dropped, the missing-value policy,
-    normalization statistics, categories, constant columns, unseen categories, class
-    counts and warnings."""
+    label spellings merged (only when some were), normalization statistics,
+    categories, constant columns, unseen categories, class counts and warnings."""
     quality = (
         "task",
         "task_inferred",
         "rows_read",
         "rows_dropped",
         "missing_policy",
+        "label_variants_merged",
         "class_names",
         "class_counts",
         "input_columns",
@@ -331,6 +332,12 @@ def print_dataset(meta: dict) -> None:
                 for i, name in enumerate(meta["class_names"])
             )
         )
+    merged = meta.get("label_variants_merged")
+    if merged:
+        spelled = "; ".join(
+            f"{', '.join(repr(v) for v in group)} -> {keep!r}" for keep, group in merged.items()
+        )
+        print(f"  label spellings merged (data.label_variants: merge): {spelled}")
     missing = {k: v for k, v in meta["missing_counts"].items() if v}
     print(
         f"  missing cells: {missing or 'none'} (data.missing: {meta['missing_policy']}; "

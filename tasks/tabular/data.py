@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe.tasks.io.labels import LABEL_VARIANT_POLICIES, merge_label_variants
 from dlpipe.tasks.tabular.header import require_file
 from dlpipe.tasks.tabular.read import Table, cells, number_column, numbers, read_table_file
 from dlpipe.tasks.training.classifier import SPLIT_CODES
@@ -58,6 +59,9 @@ class TabularDataSpec:
         categorical: feature columns one-hot encoded (their training categories).
         missing: ``drop`` rows with a missing feature, or fill with the training
             ``mean`` (categorical: an all-zero row).
+        label_variants: classification target labels that differ only in letter case
+            or spacing: ``refuse`` (the default) or ``merge`` into one class
+            (:mod:`dlpipe.tasks.io.labels`).
     """
 
     path: str
@@ -65,8 +69,13 @@ class TabularDataSpec:
     features: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     missing: str = "drop"
+    label_variants: str = "refuse"
 
     def __post_init__(self):
+        if self.label_variants not in LABEL_VARIANT_POLICIES:
+            raise ValueError(
+                f"`label_variants` must be 'refuse' or 'merge'. Received: {self.label_variants!r}"
+            )
         if self.missing not in MISSING_POLICIES:
             raise ValueError(
                 f"`missing` must be one of {', '.join(MISSING_POLICIES)}. "
@@ -128,6 +137,29 @@ def feature_columns(spec: TabularDataSpec, columns: list[str], source) -> list[s
     if not features:
         raise ValueError(f"{source}: no feature column besides the target `{spec.target}`")
     return features
+
+
+def target_spellings(values: np.ndarray, spec: TabularDataSpec, task, source, locate):
+    """``(values, merged)``: the target's text labels under the label-spelling rule
+    (``data.label_variants``, :func:`dlpipe.tasks.io.labels.merge_label_variants`;
+    cells are already trimmed); numbers, and a regression target, as they are.
+
+    Args:
+        values: the kept rows' target cells.
+        task: the study's ``task`` (None: inferred afterwards).
+        source: the file and column, for messages.
+        locate: ``locate(positions) -> [str]``: where kept rows are (``line 7``).
+
+    Raises:
+        ValueError: labels that differ only in letter case or spacing, with
+            ``label_variants: refuse``.
+    """
+    if task == "regression" or not numbers(values, np.zeros(len(values), bool))[1].any():
+        return values, {}
+    merged_values, merged = merge_label_variants(
+        [str(v) for v in values], spec.label_variants, source=source, locate=locate, unit="row"
+    )
+    return np.array(merged_values, dtype=object), merged
 
 
 def infer_task(values: np.ndarray, task: str | None) -> tuple[str, bool]:
@@ -279,7 +311,12 @@ def dataset_key(digest: str, spec, split, task) -> str:
     payload = {
         "version": PREPARE_VERSION,
         "content": digest,
-        "data": {k: v for k, v in asdict(spec).items() if k != "path"},
+        "data": {
+            k: v
+            for k, v in asdict(spec).items()
+            # the default policy adds nothing (keys of studies from before it stay)
+            if k != "path" and not (k == "label_variants" and v == "refuse")
+        },
         "split": asdict(split),
         "task": task,
     }
@@ -377,6 +414,11 @@ def prepare_tabular(
         "rows_dropped": int(len(r["keep"]) - len(rows)),
         "missing_policy": spec.missing,
         "missing_counts": r["missing_counts"],
+        **(
+            {"label_variants_merged": r["label_variants_merged"]}
+            if r["label_variants_merged"]
+            else {}
+        ),
         **encoding,
         **split_summary(codes, labels, class_names),
     }
@@ -398,7 +440,7 @@ def read_split_rows(
         ``file``, ``source``, ``target`` (its column), ``features``, ``columns``
         (:func:`read_columns`), ``rows`` (kept 0-based data rows), ``labels``,
         ``class_names``, ``codes`` (split codes of the kept rows), ``keep``,
-        ``missing_counts``, ``task``, ``inferred``.
+        ``missing_counts``, ``task``, ``inferred``, ``label_variants_merged``.
 
     Raises:
         As :func:`prepare_tabular`.
@@ -409,10 +451,17 @@ def read_split_rows(
     columns = read_columns(table, spec, features)
     target, keep, missing_counts = kept_rows(table, spec, columns)
     rows = np.flatnonzero(keep)
-    task, inferred = infer_task(target[rows], task)
+    values, merged = target_spellings(
+        target[rows],
+        spec,
+        task,
+        f"{file}: column `{spec.target}`",
+        lambda found: [table.where(int(rows[r])) for r in found],
+    )
+    task, inferred = infer_task(values, task)
     try:
         labels, class_names = encode_target(
-            target[rows], task, spec.target, lambda r: table.where(int(rows[r]))
+            values, task, spec.target, lambda r: table.where(int(rows[r]))
         )
     except ValueError as exc:
         raise ValueError(f"{file}: {exc}") from None
@@ -434,6 +483,7 @@ def read_split_rows(
         "missing_counts": missing_counts,
         "task": task,
         "inferred": inferred,
+        "label_variants_merged": merged,
     }
 
 
