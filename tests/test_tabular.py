@@ -422,6 +422,33 @@ def test_target_label_spellings_are_refused_or_merged(tmp_path, capsys):
     assert dataset_key("d", merging, split, None) != before
 
 
+def test_non_finite_feature_numbers_are_missing_values_counted_apart(tmp_path, capsys):
+    """`inf`/`-inf`/`Infinity` in a numeric feature are missing values (the README's
+    general rule, as in the weather kind): dropped or mean-filled by `data.missing`,
+    counted in the missing cells and apart (`nonfinite_counts`), never an error."""
+    from dlpipe.pipelines.kinds.tabular import dataset_row, print_dataset
+
+    rows = regression_rows()
+    rows[2][0], rows[6][1], rows[7][1], rows[8][1] = "inf", "-inf", "Infinity", ""
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "y"], rows)
+    arrays, meta = prepare(csv, target="y")
+    assert meta["missing_counts"] == {"a": 1, "b": 3, "c": 0, "y": 0}
+    assert meta["nonfinite_counts"] == {"a": 1, "b": 2}
+    assert meta["rows_dropped"] == 4 and not set(arrays["rows"].tolist()) & {2, 6, 7, 8}
+    arrays, meta = prepare(csv, target="y", missing="mean")
+    assert meta["rows_dropped"] == 0 and np.isfinite(arrays["x"]).all()
+    assert np.isfinite(meta["mean"]["a"]) and np.isfinite(meta["std"]["b"])
+    at = {int(r): i for i, r in enumerate(arrays["rows"])}
+    assert arrays["x"][at[2], 0] == 0.0 and arrays["x"][at[6], 1] == 0.0  # training mean
+    assert dataset_row(meta)["quality"]["nonfinite_counts"] == {"a": 1, "b": 2}
+    print_dataset(meta)
+    assert "non-finite numbers (inf/-inf): {'a': 1, 'b': 2}" in capsys.readouterr().out
+    _, meta = prepare(
+        write_csv(tmp_path / "u.csv", ["a", "b", "c", "y"], regression_rows()), target="y"
+    )
+    assert "nonfinite_counts" not in dataset_row(meta)["quality"]  # only when any
+
+
 def test_reports_follow_the_runs_metric():
     """A classification study's reports show accuracy and the majority class; a
     regression one MAE of the target and the mean predictor (no kind branch outside

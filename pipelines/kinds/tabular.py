@@ -282,15 +282,17 @@ def check_task_monitors(cfg, task: str) -> None:
 
 def dataset_row(meta: dict) -> dict:
     """The ``datasets`` report row of a prepared table: ``sentinel_counts`` = missing
-    cells per column; ``quality``: the task, rows dropped, the missing-value policy,
-    label spellings merged (only when some were), normalization statistics,
-    categories, constant columns, unseen categories, class counts and warnings."""
+    cells per column (non-finite numbers included); ``quality``: the task, rows
+    dropped, the missing-value policy, non-finite cells per column and label spellings
+    merged (each only when any), normalization statistics, categories, constant
+    columns, unseen categories, class counts and warnings."""
     quality = (
         "task",
         "task_inferred",
         "rows_read",
         "rows_dropped",
         "missing_policy",
+        "nonfinite_counts",
         "label_variants_merged",
         "class_names",
         "class_counts",
@@ -339,9 +341,11 @@ def print_dataset(meta: dict) -> None:
         )
         print(f"  label spellings merged (data.label_variants: merge): {spelled}")
     missing = {k: v for k, v in meta["missing_counts"].items() if v}
+    nonfinite = meta.get("nonfinite_counts")
     print(
         f"  missing cells: {missing or 'none'} (data.missing: {meta['missing_policy']}; "
         f"{meta['rows_dropped']} row(s) dropped)"
+        + (f"; of them non-finite numbers (inf/-inf): {nonfinite}" if nonfinite else "")
     )
     if meta["categories"]:
         print(

@@ -323,20 +323,26 @@ def dataset_key(digest: str, spec, split, task) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_columns(table: Table, spec: TabularDataSpec, features: list[str]) -> dict:
+def read_columns(table: Table, spec: TabularDataSpec, features: list[str]) -> tuple[dict, dict]:
     """Every feature's values and missing mask: numeric columns as float64 (checked,
-    :func:`dlpipe.tasks.tabular.read.number_column`), categorical ones as strings.
+    :func:`dlpipe.tasks.tabular.read.number_column`; a non-finite number is missing),
+    categorical ones as strings.
 
     Returns:
-        ``{column: (values, missing)}`` in feature order.
+        ``(columns, nonfinite_counts)``: ``{column: (values, missing)}`` in feature
+        order, and ``{column: non-finite cells}`` of the numeric columns that hold any
+        (those cells are also in ``missing``).
     """
-    out = {}
+    out, nonfinite_counts = {}, {}
     for column in features:
         if column in spec.categorical:
             out[column] = cells(table, column)
-        else:
-            out[column] = number_column(table, column)
-    return out
+            continue
+        values, missing, nonfinite = number_column(table, column)
+        out[column] = values, missing
+        if nonfinite.any():
+            nonfinite_counts[column] = int(nonfinite.sum())
+    return out, nonfinite_counts
 
 
 def kept_rows(table: Table, spec: TabularDataSpec, columns: dict):
@@ -386,7 +392,8 @@ def prepare_tabular(
         (:data:`SPLIT_CODES`), ``rows`` int64 (each row's 0-based data row in the
         table); meta: ``key``, ``source``, ``task``, ``class_names``, ``num_classes``,
         ``input_columns``, per numeric column ``mean``/``std``, per categorical column
-        ``categories``, ``missing_counts``, ``rows_dropped``, ``constant_features``,
+        ``categories``, ``missing_counts`` (every missing cell, non-finite numbers
+        included), ``nonfinite_counts`` (only when any), ``rows_dropped``, ``constant_features``,
         ``unseen_categories``, ``split_counts``, ``warnings``...
 
     Raises:
@@ -414,17 +421,21 @@ def prepare_tabular(
         "rows_dropped": int(len(r["keep"]) - len(rows)),
         "missing_policy": spec.missing,
         "missing_counts": r["missing_counts"],
-        **(
-            {"label_variants_merged": r["label_variants_merged"]}
-            if r["label_variants_merged"]
-            else {}
-        ),
+        **optional_meta(r),
         **encoding,
         **split_summary(codes, labels, class_names),
     }
     meta["warnings"] = dataset_warnings(meta)
     arrays = {"x": x, "labels": labels, "split": codes, "rows": rows.astype(np.int64)}
     return arrays, meta
+
+
+def optional_meta(read: dict) -> dict:
+    """The meta entries a table only has when they say something (so the datasets row
+    of any other table stays as it was): ``nonfinite_counts`` (features holding
+    ``inf``/``-inf``, read as missing) and ``label_variants_merged``."""
+    keys = ("nonfinite_counts", "label_variants_merged")
+    return {k: read[k] for k in keys if read[k]}
 
 
 def read_split_rows(
@@ -440,7 +451,8 @@ def read_split_rows(
         ``file``, ``source``, ``target`` (its column), ``features``, ``columns``
         (:func:`read_columns`), ``rows`` (kept 0-based data rows), ``labels``,
         ``class_names``, ``codes`` (split codes of the kept rows), ``keep``,
-        ``missing_counts``, ``task``, ``inferred``, ``label_variants_merged``.
+        ``missing_counts``, ``nonfinite_counts`` (:func:`read_columns`), ``task``,
+        ``inferred``, ``label_variants_merged``.
 
     Raises:
         As :func:`prepare_tabular`.
@@ -448,7 +460,7 @@ def read_split_rows(
     file, source = resolve_table_path(spec.path, run_dir)
     table = read_table_file(file)
     features = feature_columns(spec, [str(c) for c in table.frame.columns], file)
-    columns = read_columns(table, spec, features)
+    columns, nonfinite_counts = read_columns(table, spec, features)
     target, keep, missing_counts = kept_rows(table, spec, columns)
     rows = np.flatnonzero(keep)
     values, merged = target_spellings(
@@ -481,6 +493,7 @@ def read_split_rows(
         "codes": codes,
         "keep": keep,
         "missing_counts": missing_counts,
+        "nonfinite_counts": nonfinite_counts,
         "task": task,
         "inferred": inferred,
         "label_variants_merged": merged,

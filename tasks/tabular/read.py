@@ -4,7 +4,8 @@ Every CSV/TSV cell is read as text, so a cell that is not a number is found and 
 (file, line, column) rather than silently turned into NaN; Parquet columns keep their
 types. A cell is *missing* when it is null or, after trimming surrounding spaces, one
 of :data:`MISSING_SPELLINGS` (``""``, ``NA``, ``N/A``, ``NaN``, ``null``, ``None``, ``?``;
-case-insensitive). Locations: ``line N`` (1-based physical line of a CSV/TSV record,
+case-insensitive); in a numeric column a non-finite number (``inf``, ``-inf``) is
+missing too (counted apart). Locations: ``line N`` (1-based physical line of a CSV/TSV record,
 header = line 1) or ``row N`` (0-based Parquet data row).
 """
 
@@ -180,13 +181,14 @@ def numbers(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.nda
     return out, bad
 
 
-def number_column(table: Table, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(float64 values, missing)`` of a numeric column.
+def number_column(table: Table, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(float64 values, missing, nonfinite)`` of a numeric column: a non-finite number
+    (``inf``, ``-inf``, ``Infinity``) is a missing value (NaN, in ``missing``), as the
+    README's general rule has it, and also marked in ``nonfinite`` (counted apart).
 
     Raises:
         ValueError: naming the file, the column and the line: every present cell is
-            text (declare it in ``data.categorical``), one cell is not a number, or a
-            cell is infinite.
+            text (declare it in ``data.categorical``), or one cell is not a number.
     """
     values, missing = cells(table, column)
     out, bad = numbers(values, missing)
@@ -202,11 +204,6 @@ def number_column(table: Table, column: str) -> tuple[np.ndarray, np.ndarray]:
             f"{table.source}: {table.where(row)}: column `{column}`: {values[row]!r} is not "
             f"a number ({int(bad.sum())} such cell(s) in the column)"
         )
-    infinite = np.isinf(out)
-    if infinite.any():
-        row = int(np.flatnonzero(infinite)[0])
-        raise ValueError(
-            f"{table.source}: {table.where(row)}: column `{column}`: {values[row]!r} is not "
-            "a finite number"
-        )
-    return out, missing
+    nonfinite = np.isinf(out)
+    out[nonfinite] = np.nan
+    return out, missing | nonfinite, nonfinite
