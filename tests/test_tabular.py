@@ -227,6 +227,228 @@ def test_packaged_demo_is_valid_and_sources_are_checked(tmp_path):
         get_kind(cfg).check_source(cfg)
 
 
+def test_inferred_task_monitor_error_names_the_study_file(tmp_path):
+    """A `monitor` that does not fit the INFERRED task (found after preparation, in the
+    kind's post-prepare check) names the study file like every other config error."""
+    from dlpipe.pipelines.kinds import get_kind
+    from dlpipe.tasks.training.records import PreparedDataset
+
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "y"], regression_rows())
+    training = {"early_stopping": {"monitor": "val_accuracy"}}
+    cfg = parse_study(_raw(csv, training=training), source="s.yaml")  # no task: accepted
+    prepared = PreparedDataset(None, {"task": "regression"})
+    with pytest.raises(ConfigError, match=r"^s\.yaml: .*early_stopping\.monitor.*regression"):
+        get_kind(cfg).check_prepared(cfg, prepared)
+    training = {"reduce_lr_on_plateau": {"monitor": "val_mae"}}
+    cfg = parse_study(_raw(csv, training=training), source="s.yaml")
+    with pytest.raises(ConfigError, match=r"^s\.yaml: .*reduce_lr_on_plateau\.monitor.*binary"):
+        get_kind(cfg).check_prepared(cfg, PreparedDataset(None, {"task": "binary"}))
+
+
+def check_source_of(path: Path, target: str = "y") -> None:
+    """The pre-Ray data check of a study on ``path`` (what `dlpipe run` does before
+    Ray starts)."""
+    from dlpipe.pipelines.kinds import get_kind
+
+    cfg = parse_study(_raw(path, data={"path": str(path), "target": target}))
+    get_kind(cfg).check_source(cfg)
+
+
+BAD_HEADERS = {
+    "repeated": ("a,b,a,y\n1,2,3,4\n", r"t.csv: line 1: repeated column name\(s\) \['a'\]"),
+    "unnamed-last": (
+        "a,b,c,y,\n1,2,3,4,\n5,6,7,8,\n",
+        r"t.csv: line 1: column #5 has no name \(a trailing separator\?\)$",
+    ),
+    "unnamed-middle": ("a,,y\n1,2,3\n", r"t.csv: line 1: column #2 has no name$"),
+    "unnamed-after-blank-lines": ("\n\na, ,y\n1,2,3\n", r"t.csv: line 3: column #2 has no"),
+    "header-only": ("a,b,y\n", r"t.csv: no data row \(only a header\)"),
+    "header-and-blank-lines": ("a,b,y\n\n  \n", r"t.csv: no data row \(only a header\)"),
+    "empty": ("", r"t.csv: line 1: the file is empty \(no header line\)"),
+    "blank-lines-only": ("\n \n", r"t.csv: line 1: the file is empty \(no header line\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HEADERS))
+def test_header_faults_are_refused_before_ray_and_in_prepare(tmp_path, case):
+    """Header faults (repeated names, an unnamed column such as a trailing separator,
+    no data row, an empty file) are refused by the pre-Ray `check_source` (which reads
+    only the header and first bytes) and by preparation, with the same message."""
+    text, message = BAD_HEADERS[case]
+    csv = tmp_path / "t.csv"
+    csv.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        check_source_of(csv)
+    with pytest.raises(ValueError, match=message):
+        prepare(csv, target="y")
+
+
+def test_parquet_header_faults_are_refused_before_ray(tmp_path):
+    """A Parquet table: an unnamed column and a table without rows, from its metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0], "": [3.0, 4.0], "y": [1.0, 2.0]}), path)
+    with pytest.raises(ValueError, match=r"t.parquet: schema: column #2 has no name$"):
+        check_source_of(path)
+    with pytest.raises(ValueError, match=r"t.parquet: schema: column #2 has no name$"):
+        prepare(path, target="y")
+    pq.write_table(
+        pa.table({"a": pa.array([], pa.float64()), "y": pa.array([], pa.float64())}), path
+    )
+    with pytest.raises(ValueError, match=r"t.parquet: no data row \(only a header\)"):
+        check_source_of(path)
+
+
+def test_a_directory_as_data_path_is_named_as_one(tmp_path):
+    """`data.path` naming a directory is refused as a directory (not "table not found")
+    when the study is parsed, and by the readers and preparation."""
+    from dlpipe.tasks.tabular.read import read_header
+
+    folder = tmp_path / "tables.csv"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"s.yaml: `data.path`: a directory, not a table file"):
+        parse_study(_raw("tables.csv"), source="s.yaml", base_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"tables.csv: a directory, not a table file"):
+        read_header(folder)
+    with pytest.raises(ValueError, match=r"tables.csv: a directory, not a table file"):
+        prepare(folder, target="y")
+
+
+def test_a_non_utf8_byte_is_reported_on_its_own_line(tmp_path, monkeypatch):
+    """A byte that is not UTF-8 is reported on the line it is on (the newlines before
+    it counted), by the pre-Ray check and by preparation alike, with a byte-order mark
+    or not; one beyond the bytes the pre-Ray check reads is left to preparation, and a
+    character cut by that limit is not an error (whole lines are read)."""
+    from dlpipe.tasks.tabular import read
+
+    rows = [["a", "b", "c", "y"], *regression_rows()]
+    lines = [",".join(map(str, r)).encode() for r in rows]
+    csv = tmp_path / "t.csv"
+    for bom in (b"", b"\xef\xbb\xbf"):
+        bad = lines[:11] + [b"\xff" + lines[11]] + lines[12:]  # line 12 starts with it
+        csv.write_bytes(bom + b"\n".join(bad) + b"\n")
+        with pytest.raises(ValueError, match=r"t.csv: line 12: not UTF-8 text$"):
+            check_source_of(csv)
+        with pytest.raises(ValueError, match=r"t.csv: line 12: not UTF-8 text$"):
+            prepare(csv, target="y")
+    monkeypatch.setattr(read, "HEAD_BYTES", len(b"\n".join(lines[:3])) + 1)
+    check_source_of(csv)  # line 12 is past the bytes read before Ray
+    lines[2] = lines[2] + ",\u00e9t\u00e9".encode()  # a 2-byte character on line 3
+    csv.write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(read, "HEAD_BYTES", csv.read_bytes().index(b"\xc3") + 1)
+    check_source_of(csv)
+
+
+def test_a_feature_with_no_value_in_the_training_rows_is_refused(tmp_path):
+    """A feature column missing in every training row is refused naming it (under
+    `missing: mean` it would be filled with the mean of nothing: NaN inputs and a NaN
+    in the datasets row), numeric or categorical; under `missing: drop` the "rows left"
+    error names the column that has no value in any row."""
+    rows = [[r[0], "", "x" if i % 2 else "", r[3]] for i, r in enumerate(regression_rows())]
+    csv = write_csv(tmp_path / "t.csv", ["a", "x2", "colour", "y"], rows)
+    with pytest.raises(ValueError, match=r"t.csv: column `x2` has no value in the training rows"):
+        prepare(csv, target="y", categorical=("colour",), missing="mean")
+    with pytest.raises(ValueError, match=r"0 row\(s\) left.*column\(s\) \['x2'\] have no value"):
+        prepare(csv, target="y", categorical=("colour",))
+    rows = [[r[0], "", r[3]] for r in regression_rows()]
+    csv = write_csv(tmp_path / "c.csv", ["a", "colour", "y"], rows)
+    with pytest.raises(ValueError, match=r"c.csv: column `colour` has no value in the training"):
+        prepare(csv, target="y", categorical=("colour",), missing="mean")
+
+
+def test_a_constant_regression_target_is_refused(tmp_path):
+    """A regression target (inferred or given) with one value in every training row is
+    refused as the weather kind refuses it: nothing to predict, and the mean predictor's
+    MAE of 0 no model can beat."""
+    rows = [[r[0], r[1], 2.5] for r in regression_rows()]
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "y"], rows)
+    message = (
+        r"t.csv: column `y` \(the target\) holds the same value 2.5 in every training "
+        r"row: there is nothing to predict"
+    )
+    with pytest.raises(ValueError, match=message):
+        prepare(csv, target="y")  # inferred: regression (not an integer)
+    rows = [[r[0], r[1], 7] for r in regression_rows()]
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "y"], rows)
+    spec = TabularDataSpec(path=str(csv), target="y")
+    with pytest.raises(ValueError, match=message.replace("2.5", "7.0")):
+        prepare_tabular(spec, TabularSplitSpec(0.25, 0.25), "regression")
+
+
+def test_target_label_spellings_are_refused_or_merged(tmp_path, capsys):
+    """Classification target labels that differ only in letter case or surrounding
+    spaces (`yes`, `Yes `, `no`) follow the text kind's rule: refused by default naming
+    each spelling's rows and first line, merged with `data.label_variants: merge` into
+    the most frequent spelling (reported and printed); the default leaves dataset keys
+    as they were."""
+    import hashlib
+    from dataclasses import asdict
+
+    from dlpipe.pipelines.kinds.tabular import dataset_row, print_dataset
+    from dlpipe.tasks.tabular.data import PREPARE_VERSION, dataset_key
+
+    labels = ["yes", "no", "Yes ", "no"]
+    rows = [[i, labels[i % 4] if i != 4 else " YES"] for i in range(40)]
+    csv = write_csv(tmp_path / "t.csv", ["a", "y"], rows)
+    message = (
+        r"t.csv: column `y`: labels differ only in letter case or spacing: 'YES' \(1 row, "
+        r"first at line 6\), 'Yes' \(10 rows, first at line 4\), 'yes' \(9 rows, first at "
+        r"line 2\)\. Fix the spellings, or set `data.label_variants: merge`"
+    )
+    with pytest.raises(ValueError, match=message):
+        prepare(csv, target="y")
+    arrays, meta = prepare(csv, target="y", label_variants="merge")
+    assert meta["task"] == "binary" and meta["class_names"] == ["Yes", "no"]
+    assert meta["label_variants_merged"] == {"Yes": {"YES": 1, "yes": 9}}
+    assert sorted(np.bincount(arrays["labels"]).tolist()) == [20, 20]
+    assert dataset_row(meta)["quality"]["label_variants_merged"] == {"Yes": {"YES": 1, "yes": 9}}
+    print_dataset(meta)
+    assert "merged (data.label_variants: merge): 'YES', 'yes' -> 'Yes'" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=r"`label_variants` must be 'refuse' or 'merge'"):
+        parse_study(_raw(csv, data={"path": str(csv), "target": "y", "label_variants": "warn"}))
+    spec, split = TabularDataSpec(path=str(csv), target="y"), TabularSplitSpec()
+    payload = {
+        "version": PREPARE_VERSION,
+        "content": "d",
+        "data": {k: v for k, v in asdict(spec).items() if k not in ("path", "label_variants")},
+        "split": asdict(split),
+        "task": None,
+    }
+    before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    assert dataset_key("d", spec, split, None) == before
+    merging = TabularDataSpec(path=str(csv), target="y", label_variants="merge")
+    assert dataset_key("d", merging, split, None) != before
+
+
+def test_non_finite_feature_numbers_are_missing_values_counted_apart(tmp_path, capsys):
+    """`inf`/`-inf`/`Infinity` in a numeric feature are missing values (the README's
+    general rule, as in the weather kind): dropped or mean-filled by `data.missing`,
+    counted in the missing cells and apart (`nonfinite_counts`), never an error."""
+    from dlpipe.pipelines.kinds.tabular import dataset_row, print_dataset
+
+    rows = regression_rows()
+    rows[2][0], rows[6][1], rows[7][1], rows[8][1] = "inf", "-inf", "Infinity", ""
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "y"], rows)
+    arrays, meta = prepare(csv, target="y")
+    assert meta["missing_counts"] == {"a": 1, "b": 3, "c": 0, "y": 0}
+    assert meta["nonfinite_counts"] == {"a": 1, "b": 2}
+    assert meta["rows_dropped"] == 4 and not set(arrays["rows"].tolist()) & {2, 6, 7, 8}
+    arrays, meta = prepare(csv, target="y", missing="mean")
+    assert meta["rows_dropped"] == 0 and np.isfinite(arrays["x"]).all()
+    assert np.isfinite(meta["mean"]["a"]) and np.isfinite(meta["std"]["b"])
+    at = {int(r): i for i, r in enumerate(arrays["rows"])}
+    assert arrays["x"][at[2], 0] == 0.0 and arrays["x"][at[6], 1] == 0.0  # training mean
+    assert dataset_row(meta)["quality"]["nonfinite_counts"] == {"a": 1, "b": 2}
+    print_dataset(meta)
+    assert "non-finite numbers (inf/-inf): {'a': 1, 'b': 2}" in capsys.readouterr().out
+    _, meta = prepare(
+        write_csv(tmp_path / "u.csv", ["a", "b", "c", "y"], regression_rows()), target="y"
+    )
+    assert "nonfinite_counts" not in dataset_row(meta)["quality"]  # only when any
+
+
 def test_reports_follow_the_runs_metric():
     """A classification study's reports show accuracy and the majority class; a
     regression one MAE of the target and the mean predictor (no kind branch outside

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlpipe.tasks.text.data import label_key, read_class_folders, read_text_table
+from dlpipe.tasks.io.labels import label_key
+from dlpipe.tasks.text.data import read_class_folders, read_text_table
 from dlpipe.tasks.text.prepare import (
     SPLIT_CODES,
     TextDataSpec,

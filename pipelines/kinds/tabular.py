@@ -96,8 +96,9 @@ class TabularKind(StudyKind):
         return evaluate_saved_tabular_model
 
     def resolve_paths(self, cfg, base_dir: Path | None):
-        """``data.path`` resolved against the study file's folder and checked to exist;
-        ``demo:<name>`` checked against the demo tables."""
+        """``data.path`` resolved against the study file's folder and checked to be a
+        file (not absent, not a directory); ``demo:<name>`` checked against the demo
+        tables."""
         from dlpipe.tasks.tabular.demo import DEMO_TABLES
 
         data = cfg.data
@@ -112,6 +113,11 @@ class TabularKind(StudyKind):
         path = Path(data.path).expanduser()
         if base_dir is not None and not path.is_absolute():
             path = (base_dir / path).resolve()
+        if path.is_dir():
+            raise ConfigError(
+                f"`data.path`: a directory, not a table file (give a .csv, .tsv or .parquet "
+                f"file): {data.path} (resolved to {path})"
+            )
         if not path.is_file():
             raise ConfigError(f"`data.path`: table not found: {data.path} (resolved to {path})")
         return replace(cfg, data=replace(data, path=str(path)))
@@ -130,7 +136,10 @@ class TabularKind(StudyKind):
             check_task_monitors(cfg, cfg.task)
 
     def check_source(self, cfg) -> None:
-        """The table's header holds the target, features and categorical columns."""
+        """The table's header, read before Ray starts
+        (:func:`dlpipe.tasks.tabular.read.read_header`): the file is not empty, its
+        first bytes are UTF-8, every column has a name, none is repeated, a data row
+        follows, and the header holds the target, features and categorical columns."""
         if not cfg.data.path.startswith(DEMO_PREFIX):
             from dlpipe.tasks.tabular.data import feature_columns
             from dlpipe.tasks.tabular.read import read_header
@@ -190,8 +199,16 @@ class TabularKind(StudyKind):
         return out
 
     def check_prepared(self, cfg, prepared: PreparedDataset) -> None:
-        """The callbacks' monitors are what the (inferred) task's models compile."""
-        check_task_monitors(cfg, prepared.meta["task"])
+        """The callbacks' monitors are what the (inferred) task's models compile.
+
+        Raises:
+            ConfigError: naming the study file (as every config error), the field and
+                the task.
+        """
+        try:
+            check_task_monitors(cfg, prepared.meta["task"])
+        except ConfigError as exc:
+            raise ConfigError(f"{cfg.source_file}: {exc}") from None
 
     def baseline(self, cfg, prepared: PreparedDataset, data) -> RunResult:
         """Regression: the mean of the training targets (its validation/test MAE in the
@@ -265,15 +282,18 @@ def check_task_monitors(cfg, task: str) -> None:
 
 def dataset_row(meta: dict) -> dict:
     """The ``datasets`` report row of a prepared table: ``sentinel_counts`` = missing
-    cells per column; ``quality``: the task, rows dropped, the missing-value policy,
-    normalization statistics, categories, constant columns, unseen categories, class
-    counts and warnings."""
+    cells per column (non-finite numbers included); ``quality``: the task, rows
+    dropped, the missing-value policy, non-finite cells per column and label spellings
+    merged (each only when any), normalization statistics, categories, constant
+    columns, unseen categories, class counts and warnings."""
     quality = (
         "task",
         "task_inferred",
         "rows_read",
         "rows_dropped",
         "missing_policy",
+        "nonfinite_counts",
+        "label_variants_merged",
         "class_names",
         "class_counts",
         "input_columns",
@@ -314,10 +334,18 @@ def print_dataset(meta: dict) -> None:
                 for i, name in enumerate(meta["class_names"])
             )
         )
+    merged = meta.get("label_variants_merged")
+    if merged:
+        spelled = "; ".join(
+            f"{', '.join(repr(v) for v in group)} -> {keep!r}" for keep, group in merged.items()
+        )
+        print(f"  label spellings merged (data.label_variants: merge): {spelled}")
     missing = {k: v for k, v in meta["missing_counts"].items() if v}
+    nonfinite = meta.get("nonfinite_counts")
     print(
         f"  missing cells: {missing or 'none'} (data.missing: {meta['missing_policy']}; "
         f"{meta['rows_dropped']} row(s) dropped)"
+        + (f"; of them non-finite numbers (inf/-inf): {nonfinite}" if nonfinite else "")
     )
     if meta["categories"]:
         print(

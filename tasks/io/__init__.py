@@ -1,1 +1,2 @@
-"""File-format helpers shared by the readers of every domain (CSV line finding)."""
+"""File-format helpers shared by the readers of every domain (CSV line finding, label
+spellings)."""

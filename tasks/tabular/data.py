@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe.tasks.io.labels import LABEL_VARIANT_POLICIES, merge_label_variants
+from dlpipe.tasks.tabular.header import require_file
 from dlpipe.tasks.tabular.read import Table, cells, number_column, numbers, read_table_file
 from dlpipe.tasks.training.classifier import SPLIT_CODES
 
@@ -57,6 +59,9 @@ class TabularDataSpec:
         categorical: feature columns one-hot encoded (their training categories).
         missing: ``drop`` rows with a missing feature, or fill with the training
             ``mean`` (categorical: an all-zero row).
+        label_variants: classification target labels that differ only in letter case
+            or spacing: ``refuse`` (the default) or ``merge`` into one class
+            (:mod:`dlpipe.tasks.io.labels`).
     """
 
     path: str
@@ -64,8 +69,13 @@ class TabularDataSpec:
     features: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     missing: str = "drop"
+    label_variants: str = "refuse"
 
     def __post_init__(self):
+        if self.label_variants not in LABEL_VARIANT_POLICIES:
+            raise ValueError(
+                f"`label_variants` must be 'refuse' or 'merge'. Received: {self.label_variants!r}"
+            )
         if self.missing not in MISSING_POLICIES:
             raise ValueError(
                 f"`missing` must be one of {', '.join(MISSING_POLICIES)}. "
@@ -127,6 +137,29 @@ def feature_columns(spec: TabularDataSpec, columns: list[str], source) -> list[s
     if not features:
         raise ValueError(f"{source}: no feature column besides the target `{spec.target}`")
     return features
+
+
+def target_spellings(values: np.ndarray, spec: TabularDataSpec, task, source, locate):
+    """``(values, merged)``: the target's text labels under the label-spelling rule
+    (``data.label_variants``, :func:`dlpipe.tasks.io.labels.merge_label_variants`;
+    cells are already trimmed); numbers, and a regression target, as they are.
+
+    Args:
+        values: the kept rows' target cells.
+        task: the study's ``task`` (None: inferred afterwards).
+        source: the file and column, for messages.
+        locate: ``locate(positions) -> [str]``: where kept rows are (``line 7``).
+
+    Raises:
+        ValueError: labels that differ only in letter case or spacing, with
+            ``label_variants: refuse``.
+    """
+    if task == "regression" or not numbers(values, np.zeros(len(values), bool))[1].any():
+        return values, {}
+    merged_values, merged = merge_label_variants(
+        [str(v) for v in values], spec.label_variants, source=source, locate=locate, unit="row"
+    )
+    return np.array(merged_values, dtype=object), merged
 
 
 def infer_task(values: np.ndarray, task: str | None) -> tuple[str, bool]:
@@ -247,7 +280,7 @@ def resolve_table_path(path: str, run_dir: str | Path | None = None) -> tuple[Pa
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unknown demo table.
+        ValueError: unknown demo table; ``path`` is a directory.
         ImportError: the package that ships the demo table is not installed.
     """
     if path.startswith(DEMO_PREFIX):
@@ -257,6 +290,8 @@ def resolve_table_path(path: str, run_dir: str | Path | None = None) -> tuple[Pa
         folder = Path(run_dir or ".") / "artifacts" / "demo_source"
         return write_demo_table(name, folder), f"{path} ({DEMO_TABLES[name][0]})"
     file = Path(path).expanduser()
+    if file.is_dir():
+        require_file(file)  # names the directory
     if not file.is_file():
         raise FileNotFoundError(f"table not found: {path}")
     return file, str(file)
@@ -276,27 +311,38 @@ def dataset_key(digest: str, spec, split, task) -> str:
     payload = {
         "version": PREPARE_VERSION,
         "content": digest,
-        "data": {k: v for k, v in asdict(spec).items() if k != "path"},
+        "data": {
+            k: v
+            for k, v in asdict(spec).items()
+            # the default policy adds nothing (keys of studies from before it stay)
+            if k != "path" and not (k == "label_variants" and v == "refuse")
+        },
         "split": asdict(split),
         "task": task,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_columns(table: Table, spec: TabularDataSpec, features: list[str]) -> dict:
+def read_columns(table: Table, spec: TabularDataSpec, features: list[str]) -> tuple[dict, dict]:
     """Every feature's values and missing mask: numeric columns as float64 (checked,
-    :func:`dlpipe.tasks.tabular.read.number_column`), categorical ones as strings.
+    :func:`dlpipe.tasks.tabular.read.number_column`; a non-finite number is missing),
+    categorical ones as strings.
 
     Returns:
-        ``{column: (values, missing)}`` in feature order.
+        ``(columns, nonfinite_counts)``: ``{column: (values, missing)}`` in feature
+        order, and ``{column: non-finite cells}`` of the numeric columns that hold any
+        (those cells are also in ``missing``).
     """
-    out = {}
+    out, nonfinite_counts = {}, {}
     for column in features:
         if column in spec.categorical:
             out[column] = cells(table, column)
-        else:
-            out[column] = number_column(table, column)
-    return out
+            continue
+        values, missing, nonfinite = number_column(table, column)
+        out[column] = values, missing
+        if nonfinite.any():
+            nonfinite_counts[column] = int(nonfinite.sum())
+    return out, nonfinite_counts
 
 
 def kept_rows(table: Table, spec: TabularDataSpec, columns: dict):
@@ -305,7 +351,8 @@ def kept_rows(table: Table, spec: TabularDataSpec, columns: dict):
     and the missing cells per column (features, then the target).
 
     Raises:
-        ValueError: fewer than 3 rows left (naming the file and the policy).
+        ValueError: fewer than 3 rows left (naming the file, the policy and the
+            feature columns with no value in any row that has a target).
     """
     target, target_missing = cells(table, spec.target)
     missing_counts = {c: int(m.sum()) for c, (_, m) in columns.items()}
@@ -315,10 +362,12 @@ def kept_rows(table: Table, spec: TabularDataSpec, columns: dict):
         for _, missing in columns.values():
             keep &= ~missing
     if keep.sum() < 3:
+        empty = [c for c, (_, m) in columns.items() if m[~target_missing].all()]
         raise ValueError(
             f"{table.source}: {int(keep.sum())} row(s) left of {len(keep)} after dropping "
             f"missing values (data.missing: {spec.missing}); a study needs train, "
             "validation and test rows"
+            + (f"; column(s) {empty} have no value in any row" if empty else "")
         )
     return target, keep, missing_counts
 
@@ -343,18 +392,21 @@ def prepare_tabular(
         (:data:`SPLIT_CODES`), ``rows`` int64 (each row's 0-based data row in the
         table); meta: ``key``, ``source``, ``task``, ``class_names``, ``num_classes``,
         ``input_columns``, per numeric column ``mean``/``std``, per categorical column
-        ``categories``, ``missing_counts``, ``rows_dropped``, ``constant_features``,
+        ``categories``, ``missing_counts`` (every missing cell, non-finite numbers
+        included), ``nonfinite_counts`` (only when any), ``rows_dropped``, ``constant_features``,
         ``unseen_categories``, ``split_counts``, ``warnings``...
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: naming the file (and the line and column where one cell is at
-            fault): a missing or non-numeric column, a bad target for the task, a split
-            without rows, no row left after dropping missing values.
+            fault): a missing or non-numeric column, a bad target for the task (a
+            regression target constant over the training rows), a split without rows,
+            no row left after dropping missing values, a column with no value in the
+            training rows.
     """
     r = read_split_rows(spec, split, task, run_dir)
     rows, labels, class_names, codes = r["rows"], r["labels"], r["class_names"], r["codes"]
-    x, encoding = encode_features(r["columns"], rows, codes == SPLIT_CODES["train"])
+    x, encoding = encode_features(r["columns"], rows, codes == SPLIT_CODES["train"], r["file"])
     meta = {
         "key": dataset_key(file_digest(r["file"]), spec, split, r["task"]),
         "source": r["source"],
@@ -369,12 +421,21 @@ def prepare_tabular(
         "rows_dropped": int(len(r["keep"]) - len(rows)),
         "missing_policy": spec.missing,
         "missing_counts": r["missing_counts"],
+        **optional_meta(r),
         **encoding,
         **split_summary(codes, labels, class_names),
     }
     meta["warnings"] = dataset_warnings(meta)
     arrays = {"x": x, "labels": labels, "split": codes, "rows": rows.astype(np.int64)}
     return arrays, meta
+
+
+def optional_meta(read: dict) -> dict:
+    """The meta entries a table only has when they say something (so the datasets row
+    of any other table stays as it was): ``nonfinite_counts`` (features holding
+    ``inf``/``-inf``, read as missing) and ``label_variants_merged``."""
+    keys = ("nonfinite_counts", "label_variants_merged")
+    return {k: read[k] for k in keys if read[k]}
 
 
 def read_split_rows(
@@ -387,9 +448,11 @@ def read_split_rows(
     encoding: what K-fold folds re-encode per fold (:mod:`dlpipe.tasks.tabular.folds`).
 
     Returns:
-        ``file``, ``source``, ``features``, ``columns`` (:func:`read_columns`), ``rows``
-        (kept 0-based data rows), ``labels``, ``class_names``, ``codes`` (split codes of
-        the kept rows), ``keep``, ``missing_counts``, ``task``, ``inferred``.
+        ``file``, ``source``, ``target`` (its column), ``features``, ``columns``
+        (:func:`read_columns`), ``rows`` (kept 0-based data rows), ``labels``,
+        ``class_names``, ``codes`` (split codes of the kept rows), ``keep``,
+        ``missing_counts``, ``nonfinite_counts`` (:func:`read_columns`), ``task``,
+        ``inferred``, ``label_variants_merged``.
 
     Raises:
         As :func:`prepare_tabular`.
@@ -397,21 +460,31 @@ def read_split_rows(
     file, source = resolve_table_path(spec.path, run_dir)
     table = read_table_file(file)
     features = feature_columns(spec, [str(c) for c in table.frame.columns], file)
-    columns = read_columns(table, spec, features)
+    columns, nonfinite_counts = read_columns(table, spec, features)
     target, keep, missing_counts = kept_rows(table, spec, columns)
     rows = np.flatnonzero(keep)
-    task, inferred = infer_task(target[rows], task)
+    values, merged = target_spellings(
+        target[rows],
+        spec,
+        task,
+        f"{file}: column `{spec.target}`",
+        lambda found: [table.where(int(rows[r])) for r in found],
+    )
+    task, inferred = infer_task(values, task)
     try:
         labels, class_names = encode_target(
-            target[rows], task, spec.target, lambda r: table.where(int(rows[r]))
+            values, task, spec.target, lambda r: table.where(int(rows[r]))
         )
     except ValueError as exc:
         raise ValueError(f"{file}: {exc}") from None
     codes = split_rows(labels if class_names else None, len(rows), split)
     check_splits(codes, labels, class_names, file)
+    if not class_names:
+        check_target_varies(labels, codes == SPLIT_CODES["train"], spec.target, file)
     return {
         "file": file,
         "source": source,
+        "target": spec.target,
         "features": features,
         "columns": columns,
         "rows": rows,
@@ -420,16 +493,32 @@ def read_split_rows(
         "codes": codes,
         "keep": keep,
         "missing_counts": missing_counts,
+        "nonfinite_counts": nonfinite_counts,
         "task": task,
         "inferred": inferred,
+        "label_variants_merged": merged,
     }
 
 
-def encode_features(columns: dict, rows: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, dict]:
+def encode_features(
+    columns: dict, rows: np.ndarray, train: np.ndarray, source=None
+) -> tuple[np.ndarray, dict]:
     """``(x, encoding)``: the float32 input rows of the kept ``rows`` (numeric columns
     normalized, categorical ones one-hot, in feature order) and what encoded them
     (``input_columns``, ``mean``, ``std``, ``categories``, ``constant_features``,
-    ``unseen_categories``)."""
+    ``unseen_categories``).
+
+    Args:
+        columns: :func:`read_columns`'s ``{column: (values, missing)}``.
+        rows: the kept 0-based data rows.
+        train: mask over ``rows`` of the training rows (their statistics encode all).
+        source: the file, for messages.
+
+    Raises:
+        ValueError: a column with no value in the training rows (no mean to fill
+            with, no category to encode), naming the file and the column.
+    """
+    check_training_values(columns, rows, train, source)
     blocks, names = [], []
     enc = {
         "mean": {},
@@ -457,6 +546,22 @@ def encode_features(columns: dict, rows: np.ndarray, train: np.ndarray) -> tuple
     return np.ascontiguousarray(x, dtype=np.float32), enc
 
 
+def check_training_values(columns: dict, rows: np.ndarray, train: np.ndarray, source) -> None:
+    """Every feature column has a value in the training rows (with ``data.missing:
+    mean`` a column missing in every training row would be filled with the mean of
+    nothing: NaN).
+
+    Raises:
+        ValueError: ``<source>: column `x2` has no value in the training rows``.
+    """
+    for column, (_, missing) in columns.items():
+        if missing[rows][train].all():
+            raise ValueError(
+                f"{source}: column `{column}` has no value in the training rows "
+                f"({int(train.sum())} rows); leave it out of `data.features`"
+            )
+
+
 def check_splits(codes: np.ndarray, labels: np.ndarray, class_names: list, source) -> None:
     """Every split has rows, and (classification) the training split every class.
 
@@ -473,6 +578,23 @@ def check_splits(codes: np.ndarray, labels: np.ndarray, class_names: list, sourc
     for i, name in enumerate(class_names):
         if not (train == i).any():
             raise ValueError(f"{source}: class {name!r} has no row in the training split")
+
+
+def check_target_varies(labels: np.ndarray, train: np.ndarray, column: str, source) -> None:
+    """A regression target takes more than one value in the training rows (the
+    weather kind's rule: a constant target leaves nothing to predict, and the mean
+    predictor's MAE of 0 no model can beat).
+
+    Raises:
+        ValueError: ``<source>: column `y` (the target) holds the same value 5.0 in
+            every training row: there is nothing to predict``.
+    """
+    values = labels[train]
+    if len(values) and np.all(values == values[0]):
+        raise ValueError(
+            f"{source}: column `{column}` (the target) holds the same value "
+            f"{values[0]} in every training row: there is nothing to predict"
+        )
 
 
 def split_summary(codes: np.ndarray, labels: np.ndarray, class_names: list) -> dict:

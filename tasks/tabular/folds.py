@@ -19,6 +19,7 @@ import numpy as np
 from dlpipe.tasks.tabular.data import (
     TabularDataSpec,
     TabularSplitSpec,
+    check_target_varies,
     encode_features,
     read_split_rows,
 )
@@ -40,7 +41,7 @@ def fold_codes(codes: np.ndarray, train: np.ndarray, validation: np.ndarray) -> 
 def encode_fold(read: dict, codes: np.ndarray) -> tuple[dict, dict]:
     """``(arrays, encoding)`` of the kept rows under split ``codes``, encoded with the
     statistics of the rows coded TRAIN only (:func:`encode_features`)."""
-    x, encoding = encode_features(read["columns"], read["rows"], codes == TRAIN)
+    x, encoding = encode_features(read["columns"], read["rows"], codes == TRAIN, read["file"])
     arrays = {
         "x": x,
         "labels": read["labels"],
@@ -99,6 +100,8 @@ def fold_arrays(
 
 def fold_entry(read: dict, codes: np.ndarray, repeat, fold) -> tuple[dict, dict]:
     """``(arrays, info)`` of one fold (or the final model: ``repeat``/``fold`` None)."""
+    if not read["class_names"]:
+        check_target_varies(read["labels"], codes == TRAIN, read["target"], read["file"])
     arrays, encoding = encode_fold(read, codes)
     counts = {name: int((codes == c).sum()) for name, c in SPLIT_CODES.items()}
     return arrays, {"repeat": repeat, "fold": fold, "split_counts": counts, **encoding}

@@ -4,18 +4,28 @@ Every CSV/TSV cell is read as text, so a cell that is not a number is found and 
 (file, line, column) rather than silently turned into NaN; Parquet columns keep their
 types. A cell is *missing* when it is null or, after trimming surrounding spaces, one
 of :data:`MISSING_SPELLINGS` (``""``, ``NA``, ``N/A``, ``NaN``, ``null``, ``None``, ``?``;
-case-insensitive). Locations: ``line N`` (1-based physical line of a CSV/TSV record,
+case-insensitive); in a numeric column a non-finite number (``inf``, ``-inf``) is
+missing too (counted apart). Locations: ``line N`` (1-based physical line of a CSV/TSV record,
 header = line 1) or ``row N`` (0-based Parquet data row).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from dlpipe.tasks.tabular.header import (
+    HEAD_BYTES,
+    check_header,
+    csv_header,
+    decode_utf8,
+    first_line,
+    parquet_header,
+    require_file,
+)
 
 #: cell spellings read as a missing value (case-insensitive, after trimming spaces)
 MISSING_SPELLINGS = ("", "na", "n/a", "nan", "null", "none", "?")
@@ -51,25 +61,26 @@ def read_table_file(path: str | Path) -> Table:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: naming the file: unknown suffix, not UTF-8, empty, not valid CSV,
-            not a readable Parquet file, no data row, a repeated column name.
+        ValueError: naming the file: a directory, unknown suffix, not UTF-8, empty, not
+            valid CSV, not a readable Parquet file, a column with no name, a repeated
+            column name, no data row.
     """
     import pandas as pd
 
     source = Path(path).expanduser()
     suffix = source.suffix.lower()
+    require_file(source)
     if suffix not in TABLE_SUFFIXES:
         raise ValueError(
             f"{source}: a table must end with one of {sorted(TABLE_SUFFIXES)} (CSV, TSV or Parquet)"
         )
-    if not source.is_file():
-        raise FileNotFoundError(f"table not found: {source}")
     sep = TABLE_SUFFIXES[suffix]
     if sep is None:
         try:
             table = Table(source, pd.read_parquet(source))
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
             raise ValueError(f"{source}: not a readable Parquet file ({first_line(exc)})") from None
+        check_header(source, "schema", list(table.frame.columns), csv_file=False)
     else:
         table = Table(source, *read_csv_text(source, sep))
     if not len(table.frame):
@@ -78,32 +89,34 @@ def read_table_file(path: str | Path) -> Table:
 
 
 def read_header(path: str | Path) -> list[str]:
-    """The column names of a table, without reading its rows (a cheap check before Ray
-    starts).
+    """The checked column names of a table from its first :data:`HEAD_BYTES`, cut to
+    whole lines (Parquet: its metadata), a cheap check before Ray starts; the same faults as
+    :func:`read_table_file` in the header, the first rows' bytes and a file without a
+    data row are refused.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: naming the file: unknown suffix, not UTF-8, not readable.
+        ValueError: naming the file: a directory, unknown suffix, not UTF-8 (the line),
+            empty, a column with no name (its position), a repeated column name, no
+            data row, not readable.
     """
     source = Path(path).expanduser()
     sep = TABLE_SUFFIXES.get(source.suffix.lower(), ",")
-    if not source.is_file():
-        raise FileNotFoundError(f"table not found: {source}")
+    require_file(source)
     if source.suffix.lower() not in TABLE_SUFFIXES:
         raise ValueError(
             f"{source}: a table must end with one of {sorted(TABLE_SUFFIXES)} (CSV, TSV or Parquet)"
         )
-    try:
-        if sep is None:
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(source).names)
-        with open(source, encoding="utf-8-sig", newline="") as f:
-            return next(csv.reader(f, delimiter=sep), [])
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"{source}: line 1: not a readable header ({first_line(exc)})") from None
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
-        raise ValueError(f"{source}: not a readable Parquet file ({first_line(exc)})") from None
+    if sep is None:
+        return parquet_header(source)
+    with open(source, "rb") as f:
+        raw = f.read(HEAD_BYTES + 1)
+        whole = len(raw) <= HEAD_BYTES
+        if not whole:  # whole lines only (a newline byte is never inside a character)
+            cut = raw.rfind(b"\n", 0, HEAD_BYTES)
+            raw = raw[: cut + 1] if cut >= 0 else raw + f.read()
+            whole = cut < 0
+    return csv_header(decode_utf8(raw, source), sep, source, whole)
 
 
 def read_csv_text(source: Path, sep: str):
@@ -111,21 +124,15 @@ def read_csv_text(source: Path, sep: str):
     guessing) and its decoded text.
 
     Raises:
-        ValueError: not UTF-8 (naming the line), empty, not valid CSV (the line), a
-            repeated column name.
+        ValueError: not UTF-8 (naming the line), empty, a column with no name, a
+            repeated column name, not valid CSV (the line).
     """
     import pandas as pd
 
     from dlpipe.tasks.io.csv_lines import CsvSyntaxError, OverlongRecord, find_csv_problem
 
-    raw = source.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ValueError(f"{source}: line {line}: not UTF-8 text") from None
-    if not text.strip():
-        raise ValueError(f"{source}: line 1: the file is empty (no header line)")
+    text = decode_utf8(source.read_bytes(), source)
+    csv_header(text, sep, source, whole=False)  # empty, unnamed or repeated columns
     try:
         frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     except pd.errors.ParserError as exc:
@@ -138,10 +145,6 @@ def read_csv_text(source: Path, sep: str):
         if isinstance(problem, CsvSyntaxError):
             raise ValueError(f"{source}: line {problem.line}: not valid CSV") from None
         raise ValueError(f"{source}: not valid CSV ({first_line(exc)})") from None
-    header = next(csv.reader(io.StringIO(text, newline=""), delimiter=sep), [])
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise ValueError(f"{source}: line 1: repeated column name(s) {repeated}")
     return frame, text
 
 
@@ -178,13 +181,14 @@ def numbers(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.nda
     return out, bad
 
 
-def number_column(table: Table, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(float64 values, missing)`` of a numeric column.
+def number_column(table: Table, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(float64 values, missing, nonfinite)`` of a numeric column: a non-finite number
+    (``inf``, ``-inf``, ``Infinity``) is a missing value (NaN, in ``missing``), as the
+    README's general rule has it, and also marked in ``nonfinite`` (counted apart).
 
     Raises:
         ValueError: naming the file, the column and the line: every present cell is
-            text (declare it in ``data.categorical``), one cell is not a number, or a
-            cell is infinite.
+            text (declare it in ``data.categorical``), or one cell is not a number.
     """
     values, missing = cells(table, column)
     out, bad = numbers(values, missing)
@@ -200,17 +204,6 @@ def number_column(table: Table, column: str) -> tuple[np.ndarray, np.ndarray]:
             f"{table.source}: {table.where(row)}: column `{column}`: {values[row]!r} is not "
             f"a number ({int(bad.sum())} such cell(s) in the column)"
         )
-    infinite = np.isinf(out)
-    if infinite.any():
-        row = int(np.flatnonzero(infinite)[0])
-        raise ValueError(
-            f"{table.source}: {table.where(row)}: column `{column}`: {values[row]!r} is not "
-            "a finite number"
-        )
-    return out, missing
-
-
-def first_line(exc: Exception) -> str:
-    """The first line of an exception's message (its type name when empty)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    nonfinite = np.isinf(out)
+    out[nonfinite] = np.nan
+    return out, missing | nonfinite, nonfinite

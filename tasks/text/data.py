@@ -19,7 +19,8 @@ folder reader uses the sorted folder names; the table reader the sorted distinct
 Label spellings (issue 12): labels are typed by people. A table's label cells are
 trimmed of surrounding whitespace (counted in ``report["labels_trimmed"]``). Labels
 that still differ only in letter case or spacing (``Positive``, ``positive``,
-``pos itive``: the same :func:`label_key`) are never trained as separate classes:
+``pos itive``: the same :func:`dlpipe.tasks.io.labels.label_key`) are never trained
+as separate classes (:func:`dlpipe.tasks.io.labels.merge_label_variants`):
 with ``label_variants="refuse"`` (the default) the reader raises an error listing
 each group of spellings with their counts and first line; with ``"merge"`` each group
 becomes one class spelled as in ``class_names`` when given, else as its most frequent
@@ -41,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe.tasks.io.labels import LABEL_VARIANT_POLICIES, merge_label_variants
+
 #: aclImdb's labelled classes, in label order (neg = 0, pos = 1).
 ACLIMDB_CLASSES = ("neg", "pos")
 #: aclImdb's folder of unlabelled reviews (only in ``train/``); never a class.
@@ -50,8 +53,6 @@ ACLIMDB_NAME = re.compile(r"^(\d+)_(\d+)\.txt$")
 DECODING_POLICY = "utf-8, errors=replace (U+FFFD), leading BOM dropped"
 
 _TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
-#: What to do with labels that differ only in letter case or spacing (module docstring).
-LABEL_VARIANT_POLICIES = ("refuse", "merge")
 
 
 @dataclass
@@ -498,86 +499,6 @@ def _table_labels(source: Path, label_column: str, stripped, class_names, label_
         (position[v] for v in label_values), dtype=np.int64, count=len(label_values)
     )
     return names, labels, merged
-
-
-def label_key(label: str) -> str:
-    """What two spellings of one label share: letters case-folded, all whitespace
-    removed (``" Very Good"``, ``"very good"``, ``"VeryGood"`` -> ``"verygood"``)."""
-    return "".join(str(label).casefold().split())
-
-
-def merge_label_variants(
-    values: list[str],
-    policy: str = "refuse",
-    *,
-    where=None,
-    class_names: Sequence[str] | None = None,
-    source: str = "",
-    locate=None,
-) -> tuple[list[str], dict]:
-    """Apply the label-spelling rule (module docstring) to one label per document.
-
-    Args:
-        values: The (trimmed) label of each document.
-        policy: ``"refuse"`` or ``"merge"``.
-        where: Optional name of each document (for the error message), e.g. its path.
-        class_names: Fixed class names; a variant of one of them merges into it.
-        source: What the labels are, for the message (file and column).
-        locate: Optional ``locate(rows) -> [str]`` naming rows (``line 7``).
-
-    Returns:
-        ``(values, merged)``: the labels with variants replaced (``"merge"``), and
-        ``{kept spelling: {variant: documents}}`` of what was merged (empty if nothing).
-
-    Raises:
-        ValueError: ``"refuse"`` and some labels differ only in case or spacing: one
-            line listing each group's spellings with their counts and first place.
-    """
-    if policy not in LABEL_VARIANT_POLICIES:
-        raise ValueError(
-            f"`label_variants` must be one of {list(LABEL_VARIANT_POLICIES)}. Received: {policy!r}"
-        )
-    counts: dict[str, int] = {}
-    first: dict[str, int] = {}
-    for i, v in enumerate(values):
-        counts[v] = counts.get(v, 0) + 1
-        first.setdefault(v, i)
-    groups: dict[str, list[str]] = {}
-    for v in sorted(set(counts) | set(class_names or ())):
-        groups.setdefault(label_key(v), []).append(v)
-    variants = {k: g for k, g in groups.items() if len(g) > 1}
-    if not variants:
-        return values, {}
-    if policy == "refuse":
-
-        def place(v):
-            if v not in first:
-                return "in `classes`"
-            i = first[v]
-            if locate is not None:
-                return f"first at {locate([i])[0]}"
-            return f"first at {where[i]}" if where is not None else f"first at row {i}"
-
-        def documents(v):
-            n = counts.get(v, 0)
-            return f"{n} document{'' if n == 1 else 's'}"
-
-        listed = "; ".join(
-            ", ".join(f"{v!r} ({documents(v)}, {place(v)})" for v in g) for g in variants.values()
-        )
-        raise ValueError(
-            f"{source}: labels differ only in letter case or spacing: {listed}. Fix the "
-            "spellings, or set `data.label_variants: merge` to train each group as one "
-            "class"
-        )
-    fixed = set(class_names or ())
-    canonical, merged = {}, {}
-    for g in variants.values():
-        in_fixed = [v for v in g if v in fixed]
-        keep = in_fixed[0] if in_fixed else max(g, key=lambda v: (counts.get(v, 0), -g.index(v)))
-        merged[keep] = {v: counts.get(v, 0) for v in g if v != keep}
-        canonical.update({v: keep for v in g})
-    return [canonical.get(v, v) for v in values], merged
 
 
 def _first_line(exc: Exception) -> str:
