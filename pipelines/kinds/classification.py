@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dlpipe.tasks.training.records import PreparedDataset, RunResult
+from dlpipe.tasks.training.records import PreparedDataset, RunResult, baseline_result
 
 
 def majority_baseline(run_id: str, cfg, prepared: PreparedDataset, data: dict) -> RunResult:
     """The majority-class baseline (book ch. 3.5) as a ``runs`` row (family
-    ``baseline``; scores by :func:`dlpipe.tasks.training.classifier.baseline_scores`): predict the
-    training split's most frequent class; its loss is the crossentropy of predicting the
+    ``baseline``; scores by :func:`dlpipe.tasks.training.classifier.baseline_scores`):
+    predict the training split's most frequent class; its loss is the crossentropy of predicting the
     training class frequencies.
 
     Args:
@@ -21,22 +21,13 @@ def majority_baseline(run_id: str, cfg, prepared: PreparedDataset, data: dict) -
     meta = prepared.meta
     scores = baseline_scores(data, meta["num_classes"])
     majority = meta["class_names"][scores.pop("majority_class")]
-    return RunResult(
+    return baseline_result(
+        run_id,
+        cfg.seed,
         {
-            "run_id": run_id,
-            "family": "baseline",
-            "hyperparameters": {
-                "rule": f"majority class of the training split ({majority})",
-                "frequencies": scores.pop("frequencies"),
-            },
-            "seed": cfg.seed,
-            "epochs_run": 0,
-            "params": 0,
-            "metric": "accuracy",
-            **scores,
-            "wall_time_s": 0.0,
-            "resources": {},
-            "devices": "",
-            "status": "ok",
-        }
+            "rule": f"majority class of the training split ({majority})",
+            "frequencies": scores.pop("frequencies"),
+        },
+        "accuracy",
+        scores,
     )

@@ -19,7 +19,7 @@ from dlpipe.pipelines.kinds.base import StudyKind
 from dlpipe.pipelines.kinds.classification import majority_baseline
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.tabular.data import DEMO_PREFIX, TASKS, TabularDataSpec, TabularSplitSpec
-from dlpipe.tasks.training.records import FoldDataset, PreparedDataset, RunResult
+from dlpipe.tasks.training.records import FoldDataset, PreparedDataset, RunResult, baseline_result
 
 #: the Keras log names (without ``val_``) each task's models compile
 TASK_LOGGED = {
@@ -220,21 +220,8 @@ class TabularKind(StudyKind):
 
         scores = mean_baseline_scores(data)
         mean = scores.pop("mean")
-        return RunResult(
-            {
-                "run_id": run_id,
-                "family": "baseline",
-                "hyperparameters": {"rule": "mean of the training targets", "mean": mean},
-                "seed": cfg.seed,
-                "epochs_run": 0,
-                "params": 0,
-                "metric": "mae",
-                **scores,
-                "wall_time_s": 0.0,
-                "resources": {},
-                "devices": "",
-                "status": "ok",
-            }
+        return baseline_result(
+            run_id, cfg.seed, {"rule": "mean of the training targets", "mean": mean}, "mae", scores
         )
 
     def headline_title(self, target: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dlpipe.pipelines.kinds.base import StudyKind
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
-from dlpipe.tasks.training.records import PreparedDataset, RunResult
+from dlpipe.tasks.training.records import PreparedDataset, RunResult, baseline_result
 from dlpipe.tasks.weather.prepare import SplitSpec, baseline_mae, split_window_counts
 from dlpipe.tasks.weather.read import DataSpec, check_weather_source, resolve_path
 from dlpipe.tasks.weather.windows import WindowSpec
@@ -146,27 +146,20 @@ class TimeseriesKind(StudyKind):
             batches = split_batches(data, meta, cfg.windows, split, max_batches=cap)
             scores[split] = baseline_mae(data, batches.rows, cfg.windows, meta["target_column"])
         val, test = scores["validation"], scores["test"]
-        return RunResult(
+        return baseline_result(
+            self.baseline_id(cfg, prepared),
+            cfg.seed,
+            {"rule": "last observed target value"},
+            "mae",
             {
-                "run_id": self.baseline_id(cfg, prepared),
-                "family": "baseline",
-                "hyperparameters": {"rule": "last observed target value"},
-                "seed": cfg.seed,
-                **self.input_columns(cfg.windows),
-                "epochs_run": 0,
-                "params": 0,
-                **self.score_columns("val", val, val * std),
-                **self.score_columns("test", test, test * std),
-                "metric": "mae",
                 "val_loss": val,
                 "test_loss": test,
                 "val_metric": val * std,
                 "test_metric": test * std,
-                "wall_time_s": 0.0,
-                "resources": {},
-                "devices": "",
-                "status": "ok",
-            }
+            },
+            **self.input_columns(cfg.windows),
+            **self.score_columns("val", val, val * std),
+            **self.score_columns("test", test, test * std),
         )
 
     def headline_title(self, target: str) -> str:

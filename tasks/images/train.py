@@ -22,7 +22,6 @@ probabilities (:mod:`dlpipe.ensembles.metrics`), like the text pipeline.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict
 from types import SimpleNamespace
@@ -32,7 +31,7 @@ import numpy as np
 from dlpipe.tasks.images.prepare import ImageSpec, base_preprocessing, describe_weights
 from dlpipe.tasks.training.classifier import (
     head_classes,
-    score_classifier_split,
+    score_classifier_splits,
     score_saved_classifier,
     split_index,
 )
@@ -210,22 +209,15 @@ def train_image_model(
         )
     if model_path:
         model.save(model_path)
-    scores = {
-        "val_loss": math.nan,
-        "test_loss": math.nan,
-        "val_metric": math.nan,
-        "test_metric": math.nan,
-    }
-    predictions = []
-    for name, short in (("validation", "val"), ("test", "test")):
-        if name == "test" and not evaluate_test:
-            continue
-        x = model_inputs(data, split[name], family, inputs, bs, False, seed)
-        loss, accuracy, rows = score_classifier_split(
-            model, x, split[name], data, name, run_id, width
-        )
-        scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, accuracy
-        predictions += rows
+    scores, predictions = score_classifier_splits(
+        model,
+        lambda name: model_inputs(data, split[name], family, inputs, bs, False, seed),
+        split,
+        data,
+        run_id,
+        width,
+        evaluate_test=evaluate_test,
+    )
     run = run_row(
         run_id=run_id,
         family=family,

@@ -20,7 +20,7 @@ import numpy as np
 from dlpipe.tasks.text.prepare import SPLIT_CODES, TextSpec, multi_hot_rows, sequences
 from dlpipe.tasks.training.classifier import (
     head_classes,
-    score_classifier_split,
+    score_classifier_splits,
     score_saved_classifier,
     split_index,
 )
@@ -175,21 +175,9 @@ def train_text_model(
     )
     if model_path:
         model.save(model_path)
-    scores = {
-        "val_loss": math.nan,
-        "test_loss": math.nan,
-        "val_metric": math.nan,
-        "test_metric": math.nan,
-    }
-    predictions = []
-    for name, short in (("validation", "val"), ("test", "test")):
-        if name == "test" and not evaluate_test:
-            continue
-        loss, accuracy, rows = score_classifier_split(
-            model, batches[name], split[name], data, name, run_id, width
-        )
-        scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, accuracy
-        predictions += rows
+    scores, predictions = score_classifier_splits(
+        model, batches.__getitem__, split, data, run_id, width, evaluate_test=evaluate_test
+    )
     run = run_row(
         run_id=run_id,
         family=family,

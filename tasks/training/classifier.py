@@ -125,3 +125,31 @@ def score_saved_classifier(
         model, make_inputs(index, width), index, data, split, run_id, width
     )
     return {"loss": loss, "metric": accuracy, "predictions": rows}
+
+
+def score_classifier_splits(
+    model, inputs_of, indices: dict, data: dict, run_id: str, width: int, *, evaluate_test=True
+) -> tuple[dict, list[dict]]:
+    """Score a trained classifier on validation and (``evaluate_test``) test.
+
+    Args:
+        inputs_of: ``inputs_of(split) -> Keras input`` of that split's rows.
+        indices: ``{split: row indices}`` of the prepared arrays.
+        width: 1 for a sigmoid head, else the number of classes.
+
+    Returns:
+        ``(scores, prediction rows)``; ``scores``: ``val_loss``/``test_loss``
+        (crossentropy) and ``val_metric``/``test_metric`` (accuracy), NaN for a split
+        not scored (:func:`score_classifier_split`).
+    """
+    scores = {k: math.nan for k in ("val_loss", "test_loss", "val_metric", "test_metric")}
+    predictions = []
+    for name, short in (("validation", "val"), ("test", "test")):
+        if name == "test" and not evaluate_test:
+            continue
+        loss, accuracy, rows = score_classifier_split(
+            model, inputs_of(name), indices[name], data, name, run_id, width
+        )
+        scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, accuracy
+        predictions += rows
+    return scores, predictions

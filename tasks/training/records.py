@@ -177,6 +177,37 @@ def tag_result(result: RunResult, columns: dict) -> RunResult:
     )
 
 
+def baseline_result(
+    run_id: str, seed: int, hyperparameters: dict, metric: str, scores: dict, **columns
+) -> RunResult:
+    """The ``runs`` row of a baseline (family ``baseline``: no parameters, no epochs, no
+    training time), the same for every kind.
+
+    Args:
+        hyperparameters: the baseline's rule and its fitted values (JSON).
+        metric: the headline metric name (``mae``, ``accuracy``).
+        scores: ``val_loss``, ``test_loss``, ``val_metric``, ``test_metric``.
+        columns: the kind's own columns (weather: windows and normalized MAE).
+    """
+    return RunResult(
+        {
+            "run_id": run_id,
+            "family": "baseline",
+            "hyperparameters": hyperparameters,
+            "seed": seed,
+            **columns,
+            "epochs_run": 0,
+            "params": 0,
+            "metric": metric,
+            **scores,
+            "wall_time_s": 0.0,
+            "resources": {},
+            "devices": "",
+            "status": "ok",
+        }
+    )
+
+
 def record_run(
     run_dir: str | Path, result: RunResult, *, pipeline: str, study: str, dataset_key: str
 ) -> dict:
