@@ -31,7 +31,13 @@ class ConfigError(ValueError):
 
 
 #: ``evaluation:`` modes of a study file
-EVALUATION_MODES = ("holdout", "kfold", "iterated_kfold")
+EVALUATION_MODES = ("holdout", "kfold", "iterated_kfold", "forward_chaining")
+#: the keys each non-hold-out mode's mapping may hold (the first is required)
+MODE_KEYS = {
+    "kfold": ("k", "stratified"),
+    "iterated_kfold": ("k", "stratified", "repeats"),
+    "forward_chaining": ("folds",),
+}
 
 
 @dataclass(frozen=True)
@@ -39,14 +45,17 @@ class EvaluationSpec:
     """How the study scores its models (book ch. 3.6.4; 2nd ed. 4.2).
 
     Study file: ``evaluation: holdout`` (the default: the split's validation rows),
-    ``evaluation: {kfold: {k: 4}}`` or ``evaluation: {iterated_kfold: {k: 4, repeats: 3}}``;
-    each mode mapping may add ``stratified: true|false``.
+    ``evaluation: {kfold: {k: 4}}`` or ``evaluation: {iterated_kfold: {k: 4, repeats: 3}}``
+    (each may add ``stratified: true|false``), or, for a time series,
+    ``evaluation: {forward_chaining: {folds: 4}}`` (time-ordered folds with expanding
+    training windows: :func:`dlpipe.tasks.training.folds.forward_chaining_folds`).
 
     Attributes:
-        mode: ``holdout``, ``kfold`` or ``iterated_kfold``.
-        k: folds per repeat (K-fold modes, >= 2).
-        repeats: reshuffled partitions (``iterated_kfold``; 1 for ``kfold``).
-        stratified: folds stratified by class; None: stratified for classification.
+        mode: ``holdout``, ``kfold``, ``iterated_kfold`` or ``forward_chaining``.
+        k: folds per repeat (K-fold modes, >= 2); ``forward_chaining``: its ``folds``.
+        repeats: reshuffled partitions (``iterated_kfold``; 1 otherwise).
+        stratified: folds stratified by class; None: stratified for classification
+            (always None for ``forward_chaining``).
     """
 
     mode: str = "holdout"
@@ -65,10 +74,17 @@ class EvaluationSpec:
         for name, least in (("k", 2), ("repeats", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                field_name = "folds" if name == "k" and self.is_forward_chaining else name
                 raise ValueError(
-                    f"`evaluation.{self.mode}.{name}` must be an integer >= {least}. "
+                    f"`evaluation.{self.mode}.{field_name}` must be an integer >= {least}. "
                     f"Received: {value!r}"
                 )
+        if self.is_forward_chaining and (self.repeats != 1 or self.stratified is not None):
+            raise ValueError(
+                "`evaluation.forward_chaining` takes `folds` only (one time-ordered "
+                f"partition, never shuffled nor stratified). Received: repeats="
+                f"{self.repeats!r}, stratified={self.stratified!r}"
+            )
         if self.stratified is not None and not isinstance(self.stratified, bool):
             raise ValueError(
                 f"`evaluation.{self.mode}.stratified` must be a boolean. "
@@ -96,16 +112,18 @@ class EvaluationSpec:
                 f"`{where}`: unknown mode `{mode}` (known: {', '.join(EVALUATION_MODES)})"
             )
         settings = settings or {}
-        known = ("k", "stratified") + (("repeats",) if mode == "iterated_kfold" else ())
+        known = MODE_KEYS[mode]
         unknown = sorted(set(settings) - set(known)) if isinstance(settings, dict) else ["?"]
         if unknown:
             raise ConfigError(
                 f"unknown key `{where}.{mode}.{unknown[0]}` (known keys: {', '.join(known)})"
             )
-        if "k" not in settings:
-            raise ConfigError(f"missing required key `{where}.{mode}.k`")
+        if known[0] not in settings:
+            raise ConfigError(f"missing required key `{where}.{mode}.{known[0]}`")
         try:
-            return cls(mode, settings["k"], settings.get("repeats", 1), settings.get("stratified"))
+            return cls(
+                mode, settings[known[0]], settings.get("repeats", 1), settings.get("stratified")
+            )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -114,12 +132,20 @@ class EvaluationSpec:
         """The hold-out split (today's behaviour: no folds)."""
         return self.mode == "holdout"
 
+    @property
+    def is_forward_chaining(self) -> bool:
+        """Time-ordered folds with expanding training windows (time series)."""
+        return self.mode == "forward_chaining"
+
     def stratify(self, classification: bool) -> bool:
         """Whether the folds are stratified (default: for classification)."""
         return classification if self.stratified is None else self.stratified
 
     def key_payload(self) -> dict:
-        """What a K-fold run's key adds (the mode, ``k``, ``repeats``, ``stratified``)."""
+        """What a K-fold run's key adds (the mode, ``k``, ``repeats``, ``stratified``;
+        forward chaining: the mode and ``folds``)."""
+        if self.is_forward_chaining:
+            return {"mode": self.mode, "folds": self.k}
         return {
             "mode": self.mode,
             "k": self.k,

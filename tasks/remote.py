@@ -97,6 +97,18 @@ def tabular_folds_task(spec, split, task, run_dir, evaluation, seed):
 
 
 @ray.remote(num_cpus=1)
+def weather_folds_task(spec, split, windows, folds):
+    """Ray task: :func:`dlpipe.tasks.weather.folds.fold_arrays` -> every fold's normalized
+    array, the final model's, then the list of their infos; call it with
+    ``.options(num_returns=folds + 2)`` so each array is its own object in the store,
+    put once, sent to its training tasks by reference (case C14)."""
+    from dlpipe.tasks.weather import folds as weather_folds
+
+    entries = weather_folds.fold_arrays(spec, split, windows, folds)
+    return (*[data for data, _ in entries], [info for _, info in entries])
+
+
+@ray.remote(num_cpus=1)
 def text_shard_task(function: str, *args):
     """Ray task: one tokenization shard, ``count_words`` or ``encode_shard`` of
     :mod:`dlpipe.tasks.text.prepare` (names, so the task stays one definition)."""

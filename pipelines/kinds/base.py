@@ -46,6 +46,11 @@ class StudyKind:
     evaluations: tuple[str, ...] = ("holdout",)
     #: why the kind refuses K-fold (the study-file error's reason)
     kfold_refusal: str = "not built yet for this kind"
+    #: why the kind refuses forward chaining (the study-file error's reason)
+    forward_chaining_refusal: str = (
+        "forward chaining validates each fold on the block that follows its training "
+        "rows in one time-ordered series (timeseries studies); use kfold or iterated_kfold"
+    )
 
     def for_metric(self, metric: str) -> StudyKind:
         """The kind as runs whose headline metric is ``metric`` are shown (their stored
@@ -111,7 +116,8 @@ class StudyKind:
         return None
 
     def check_evaluation(self, cfg) -> None:
-        """The study's ``evaluation:`` mode is one the kind supports, and K-fold studies
+        """The study's ``evaluation:`` mode is one the kind supports (else the kind's
+        :attr:`kfold_refusal` or :attr:`forward_chaining_refusal`), and K-fold studies
         build no ensemble (out-of-fold ensembles are not built yet).
 
         Raises:
@@ -119,9 +125,13 @@ class StudyKind:
         """
         mode = cfg.evaluation.mode
         if mode not in self.evaluations:
+            reason = (
+                self.forward_chaining_refusal
+                if cfg.evaluation.is_forward_chaining
+                else self.kfold_refusal
+            )
             raise ConfigError(
-                f"`evaluation`: {mode} is not available for {self.name} studies: "
-                f"{self.kfold_refusal}"
+                f"`evaluation`: {mode} is not available for {self.name} studies: {reason}"
             )
         if mode != "holdout" and cfg.ensemble.enabled:
             raise ConfigError(

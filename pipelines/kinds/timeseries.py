@@ -4,6 +4,10 @@ DAG: prepare (one Ray task: load, clean, repair the time axis, split, normalize 
 the training split's statistics; the array goes to the object store once) ->
 common-sense baseline (last observed target value) -> training tasks on windows
 (lookback / step / delay) -> reports in the target's units.
+
+``evaluation: {forward_chaining: {folds: K}}`` adds one Ray task that builds every
+fold's array (:mod:`dlpipe.tasks.weather.folds`), then the K-fold stages of
+:mod:`dlpipe.pipelines.kfold`; shuffled K-fold is refused (it trains on the future).
 """
 
 from __future__ import annotations
@@ -13,7 +17,12 @@ from pathlib import Path
 
 from dlpipe.pipelines.kinds.base import StudyKind
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
-from dlpipe.tasks.training.records import PreparedDataset, RunResult, baseline_result
+from dlpipe.tasks.training.records import (
+    FoldDataset,
+    PreparedDataset,
+    RunResult,
+    baseline_result,
+)
 from dlpipe.tasks.weather.prepare import SplitSpec, baseline_mae, split_window_counts
 from dlpipe.tasks.weather.read import DataSpec, check_weather_source, resolve_path
 from dlpipe.tasks.weather.windows import WindowSpec
@@ -47,8 +56,11 @@ class TimeseriesKind(StudyKind):
     """Weather studies: windows of a multivariate series, MAE in the target's units."""
 
     name = "timeseries"
+    evaluations = ("holdout", "forward_chaining")
     kfold_refusal = (
-        "plain K-fold on a time series trains on the future; use forward chaining (not yet built)"
+        "plain K-fold on a time series trains on the future: shuffled folds put future "
+        "rows into training (leakage); use forward chaining, "
+        "`evaluation: {forward_chaining: {folds: K}}`"
     )
     config_class = TimeseriesStudyConfig
     inputs_name = "windows"
@@ -94,6 +106,21 @@ class TimeseriesKind(StudyKind):
     def input_length(self, cfg, model: ModelSpec) -> tuple[int, str]:
         return cfg.model_windows(model).timesteps, "window timesteps (lookback // step)"
 
+    def check_evaluation(self, cfg) -> None:
+        """As every kind's (:meth:`StudyKind.check_evaluation`); forward chaining also
+        needs one time-ordered block (``split.blocks: 1``).
+
+        Raises:
+            ConfigError: naming ``evaluation`` or ``split.blocks`` and the reason.
+        """
+        super().check_evaluation(cfg)
+        if cfg.evaluation.is_forward_chaining and cfg.split.blocks != 1:
+            raise ConfigError(
+                "`split.blocks`: forward chaining trains each fold on the rows before its "
+                "validation block in one time-ordered series; blocked splits interleave "
+                f"test rows into it: set `split.blocks: 1`. Received: {cfg.split.blocks}"
+            )
+
     def check_source(self, cfg) -> None:
         """File readable, header, first rows, time column
         (:func:`dlpipe.tasks.weather.read.check_weather_source`)."""
@@ -123,6 +150,34 @@ class TimeseriesKind(StudyKind):
         return PreparedDataset(
             data_ref, meta, units=target_units(meta["target"]), dataset_row=dataset_row(meta)
         )
+
+    def fold_datasets(self, cfg, prepared: PreparedDataset) -> list[FoldDataset]:
+        """One Ray task re-reads and cleans the series and normalizes every
+        forward-chaining fold with its own training rows
+        (:func:`dlpipe.tasks.weather.folds.fold_arrays`); each fold's array is its own
+        object in the store; its meta is the dataset's with the fold's ``splits``,
+        ``blocks``, ``mean`` and ``std``."""
+        import ray
+
+        from dlpipe.tasks.remote import weather_folds_task
+
+        folds = cfg.evaluation.k
+        windows = [cfg.model_windows(model) for model in cfg.models]
+        refs = weather_folds_task.options(num_returns=folds + 2).remote(
+            cfg.data, cfg.split, windows, folds
+        )
+        try:
+            infos = ray.get(refs[-1])
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, Exception) else exc
+            raise cause from None
+        base = {k: v for k, v in prepared.meta.items() if k != "windows_excluded"}
+        return [
+            FoldDataset(
+                info["repeat"], info["fold"], PreparedDataset(ref, {**base, **info}, prepared.units)
+            )
+            for ref, info in zip(refs[:-1], infos)
+        ]
 
     def check_prepared(self, cfg, prepared: PreparedDataset) -> None:
         """Every model's windows fit in every split (every block, and between gaps),

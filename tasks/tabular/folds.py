@@ -24,18 +24,7 @@ from dlpipe.tasks.tabular.data import (
     read_split_rows,
 )
 from dlpipe.tasks.training.classifier import SPLIT_CODES
-from dlpipe.tasks.training.folds import make_folds
-
-TRAIN, VALIDATION, TEST = (SPLIT_CODES[s] for s in ("train", "validation", "test"))
-
-
-def fold_codes(codes: np.ndarray, train: np.ndarray, validation: np.ndarray) -> np.ndarray:
-    """Split codes of one fold: the test rows stay test, ``train``/``validation``
-    (positions among the kept rows) become the training and validation rows."""
-    out = np.full(len(codes), TEST, dtype=np.int8)
-    out[train] = TRAIN
-    out[validation] = VALIDATION
-    return out
+from dlpipe.tasks.training.folds import TEST, TRAIN, fold_codes, make_folds
 
 
 def encode_fold(read: dict, codes: np.ndarray) -> tuple[dict, dict]:

@@ -6,6 +6,11 @@ each of those rows exactly once; a fold's training rows are the other ``k - 1`` 
 Stratified folds deal each class's shuffled rows round-robin over the folds, so every
 fold holds within one sample of its share of each class. Iterated K-fold reshuffles
 before each repeat, with a seed derived from the study seed and the repeat.
+
+Forward chaining (time series, :func:`forward_chaining_folds`) never shuffles: the
+time-ordered rows are cut into ``folds + 1`` consecutive blocks; fold ``j`` trains on
+blocks ``0..j`` (an expanding window) and validates on block ``j + 1``, so no fold
+trains on rows later than the ones it is validated on.
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from dlpipe.tasks.training.classifier import SPLIT_CODES
+
+TRAIN, VALIDATION, TEST = (SPLIT_CODES[s] for s in ("train", "validation", "test"))
 
 
 @dataclass(frozen=True)
@@ -118,3 +127,79 @@ def make_folds(
                 )
             )
     return folds
+
+
+def forward_chaining_folds(n: int, folds: int) -> list[Fold]:
+    """Time-ordered folds with expanding training windows over rows ``0..n-1``.
+
+    The rows are cut into ``folds + 1`` consecutive blocks of nearly equal length
+    (edges ``round(linspace(0, n, folds + 2))``); fold ``j`` trains on every row before
+    block ``j + 1`` and validates on block ``j + 1``.
+
+    Args:
+        n: time-ordered rows (positions ``0..n-1``, earliest first).
+        folds: number of folds (>= 1).
+
+    Returns:
+        ``folds`` :class:`Fold` (``repeat`` 0), each with ``train = arange(0, s)`` and
+        ``validation = arange(s, e)``: every training position is below every
+        validation position, and each fold's training rows hold the previous fold's.
+
+    Raises:
+        ValueError: ``folds < 1`` or fewer than ``folds + 1`` rows.
+    """
+    if folds < 1 or n < folds + 1:
+        raise ValueError(
+            f"forward chaining needs folds >= 1 and at least folds + 1 rows. "
+            f"Received: folds={folds}, rows={n}"
+        )
+    edges = np.linspace(0, n, folds + 2).round().astype(np.int64)
+    return [
+        Fold(0, j, np.arange(0, edges[j + 1]), np.arange(edges[j + 1], edges[j + 2]))
+        for j in range(folds)
+    ]
+
+
+def fold_codes(codes: np.ndarray, train: np.ndarray, validation: np.ndarray) -> np.ndarray:
+    """Split codes of one fold: the test rows stay test, ``train``/``validation``
+    (positions into ``codes``) become the training and validation rows."""
+    out = np.full(len(codes), TEST, dtype=np.int8)
+    out[train] = TRAIN
+    out[validation] = VALIDATION
+    return out
+
+
+def split_code_folds(
+    codes: np.ndarray, labels: np.ndarray, evaluation, seed: int, class_names=None
+) -> list[tuple[int | None, int | None, np.ndarray]]:
+    """The split codes of every K-fold fold of a classification dataset, then the final
+    model's (every non-test row trains): the folds partition the non-test rows
+    (:func:`make_folds`, stratified by class unless ``stratified: false``).
+
+    Args:
+        codes: ``(n,)`` split codes (:data:`~dlpipe.tasks.training.classifier.SPLIT_CODES`).
+        labels: ``(n,)`` int class codes.
+        evaluation: the study's :class:`~dlpipe.pipelines.sections.EvaluationSpec`.
+        seed: the study seed (fold shuffles).
+        class_names: names of the class codes (error messages).
+
+    Returns:
+        ``repeats * k`` ``(repeat, fold, codes)`` (repeat-major), then
+        ``(None, None, codes)`` of the final model.
+
+    Raises:
+        ValueError: too few non-test rows (or rows of a class, stratified) for ``k``.
+    """
+    pool = np.flatnonzero(np.asarray(codes) != TEST)
+    stratified = evaluation.stratify(True)
+    folds = make_folds(
+        len(pool),
+        evaluation.k,
+        repeats=evaluation.repeats,
+        labels=np.asarray(labels)[pool] if stratified else None,
+        seed=seed,
+        class_names=class_names,
+    )
+    out = [(f.repeat, f.fold, fold_codes(codes, pool[f.train], pool[f.validation])) for f in folds]
+    out.append((None, None, fold_codes(codes, pool, np.zeros(0, dtype=np.int64))))
+    return out

@@ -297,28 +297,13 @@ def prepare_weather(
     key = dataset_key(spec, split, path)
     cached = _load_cached(cache_dir, key)
     if cached is None:
-        series = load_series(spec)
-        regular = (
-            regularize(series.times, series.values, max_gap=spec.max_gap)
-            if series.times is not None
-            else None
-        )
-        values = series.values if regular is None else regular.values
-        cleaned, sentinel_counts = clean_sentinels(
-            values, series.columns, spec.sentinels, spec.sentinel_policy
-        )
+        series, regular, cleaned, sentinel_counts = clean_series(spec)
         blocks = split.bounds(len(cleaned))
         breaks = regular.breaks if regular is not None else np.empty(0, np.int64)
         segments = {name: cut_segments(segs, breaks) for name, segs in blocks.items()}
         data, mean, std = normalize(cleaned, blocks["train"])
         target_column = series.columns.index(series.target)
-        constant = _constant_columns(cleaned, blocks["train"], series.columns)
-        if series.target in constant:
-            raise DataFormatError(
-                f"{series.source}: column `{series.target}` (the target) holds the same "
-                f"value {constant[series.target]!r} in every training row: there is "
-                "nothing to predict"
-            )
+        constant = check_target_varies(series, cleaned, blocks["train"])
         quality = dict(series.quality)
         if regular is not None:
             quality.update(
@@ -351,6 +336,53 @@ def prepare_weather(
     cached.meta["windows"] = {k: v["windows"] for k, v in counts.items()}
     cached.meta["windows_excluded"] = {k: v["excluded"] for k, v in counts.items()}
     return cached
+
+
+def clean_series(spec: DataSpec):
+    """The series of ``spec`` read, its time axis repaired and its missing values
+    replaced (the steps of :func:`prepare_weather` before the split).
+
+    Returns:
+        ``(series, regular, cleaned, sentinel_counts)``: the read series
+        (:func:`dlpipe.tasks.weather.read.load_series`), its regularized time axis (None
+        without a time column; ``regular.breaks``: rows where a run of equally spaced
+        rows starts), the cleaned float64 ``(rows, features)`` values and the replaced
+        values per column.
+
+    Raises:
+        FileNotFoundError, DataFormatError, ValueError: as :func:`prepare_weather`.
+    """
+    series = load_series(spec)
+    regular = (
+        regularize(series.times, series.values, max_gap=spec.max_gap)
+        if series.times is not None
+        else None
+    )
+    values = series.values if regular is None else regular.values
+    cleaned, sentinel_counts = clean_sentinels(
+        values, series.columns, spec.sentinels, spec.sentinel_policy
+    )
+    return series, regular, cleaned, sentinel_counts
+
+
+def check_target_varies(series, cleaned: np.ndarray, train_segments, where: str = "") -> dict:
+    """The columns constant over the training rows (``{name: value}``), the target not
+    among them.
+
+    Args:
+        where: what the training rows are, for the message (e.g. ``" of fold 2"``).
+
+    Raises:
+        DataFormatError: the target holds one value in every training row.
+    """
+    constant = _constant_columns(cleaned, train_segments, series.columns)
+    if series.target in constant:
+        raise DataFormatError(
+            f"{series.source}: column `{series.target}` (the target) holds the same "
+            f"value {constant[series.target]!r} in every training row{where}: there is "
+            "nothing to predict"
+        )
+    return constant
 
 
 def _constant_columns(values: np.ndarray, train_segments, columns) -> dict[str, float]:

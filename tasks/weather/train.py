@@ -135,7 +135,9 @@ def train_model(
     keras.utils.set_random_seed(seed)
     cap = training.max_batches_per_epoch
     train = split_batches(data, meta, inputs, "train", shuffle=True, seed=seed, max_batches=cap)
-    val = split_batches(data, meta, inputs, "validation", max_batches=cap)
+    # a K-fold final model has no validation rows (every non-test row trains)
+    has_val = bool(meta["splits"]["validation"])
+    val = split_batches(data, meta, inputs, "validation", max_batches=cap) if has_val else None
     test = split_batches(data, meta, inputs, "test", max_batches=cap)
     hp_resolved = resolved_hparams(family, hp)
     model = build_model(family, (inputs.timesteps, data.shape[1]), hp_resolved)
@@ -143,7 +145,7 @@ def train_model(
     recorder = fit_model(
         model,
         _py_dataset(train),
-        _py_dataset(val),
+        _py_dataset(val) if has_val else None,
         training=training,
         run_id=run_id,
         epoch_hook=epoch_hook,
@@ -151,12 +153,16 @@ def train_model(
     if model_path:
         model.save(model_path)
 
-    scores = {"test": float("nan")}
-    scores["validation"], predictions = score_split(model, val, "validation", run_id, meta)
+    scores = {"test": float("nan"), "validation": float("nan")}
+    predictions = []
+    if has_val:
+        scores["validation"], predictions = score_split(model, val, "validation", run_id, meta)
     if evaluate_test:
         scores["test"], test_rows = score_split(model, test, "test", run_id, meta)
         predictions += test_rows
     std = float(meta["std"][meta["target_column"]])
+    if meta.get("fold") is not None:
+        history_in_units(recorder.rows, std)
     run = run_row(
         run_id=run_id,
         family=family,
@@ -175,6 +181,7 @@ def train_model(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         devices=devices,
+        checked="val_loss" if has_val else "test_loss",
     )
     run.update(
         {
@@ -189,6 +196,17 @@ def train_model(
         }
     )
     return RunResult(run, recorder.rows, predictions)
+
+
+def history_in_units(rows: list[dict], std: float) -> None:
+    """A K-fold fold run's ``history`` rows with the headline per epoch: the MAE in the
+    target's units in ``metric``/``val_metric`` (the loss, a normalized MAE, times the
+    target's training std), the curve the folds are averaged over (book listing 3.29).
+    """
+    for row in rows:
+        for name in ("loss", "val_loss"):
+            value = row.get(name)
+            row[name.replace("loss", "metric")] = None if value is None else value * std
 
 
 def score_split(model, batches: WindowBatches, split: str, run_id: str, meta: dict):
