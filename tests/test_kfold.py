@@ -174,21 +174,30 @@ def test_evaluation_section_is_validated_at_load(tmp_path):
         parse_study(_raw(tmp_path, evaluation={"kfold": {"k": 3}}, ensemble={"enabled": True}))
 
 
-def test_kinds_without_kfold_refuse_it_with_their_reason():
+def test_kinds_refuse_the_modes_they_lack_with_their_reason():
     from dlpipe.pipelines.kinds import KINDS
 
-    assert KINDS["tabular"].evaluations == ("holdout", "kfold", "iterated_kfold")
+    for name in ("tabular", "text", "images"):
+        assert KINDS[name].evaluations == ("holdout", "kfold", "iterated_kfold")
+    assert KINDS["timeseries"].evaluations == ("holdout", "forward_chaining")
     assert "trains on the future" in KINDS["timeseries"].kfold_refusal
+    assert "leakage" in KINDS["timeseries"].kfold_refusal
     assert "forward chaining" in KINDS["timeseries"].kfold_refusal
-    for name in ("text", "images"):
-        assert KINDS[name].evaluations == ("holdout",)
-        assert KINDS[name].kfold_refusal == "not built yet for this kind"
 
     class Cfg:
         evaluation = EvaluationSpec("kfold", 3)
 
     with pytest.raises(ConfigError, match="kfold is not available for timeseries studies: plain"):
         KINDS["timeseries"].check_evaluation(Cfg())
+
+    class Chained:
+        evaluation = EvaluationSpec("forward_chaining", 3)
+
+    for name in ("tabular", "text", "images"):
+        with pytest.raises(
+            ConfigError, match=f"forward_chaining is not available for {name} studies: forward"
+        ):
+            KINDS[name].check_evaluation(Chained())
 
 
 def test_holdout_keys_are_unchanged_and_fold_keys_differ():

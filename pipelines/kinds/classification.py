@@ -1,8 +1,14 @@
-"""What the classification kinds (text, images) share: the majority-class baseline."""
+"""What the classification kinds (text, images) share: the majority-class baseline and
+the K-fold datasets put in the object store."""
 
 from __future__ import annotations
 
-from dlpipe.tasks.training.records import PreparedDataset, RunResult, baseline_result
+from dlpipe.tasks.training.records import (
+    FoldDataset,
+    PreparedDataset,
+    RunResult,
+    baseline_result,
+)
 
 
 def majority_baseline(run_id: str, cfg, prepared: PreparedDataset, data: dict) -> RunResult:
@@ -31,3 +37,24 @@ def majority_baseline(run_id: str, cfg, prepared: PreparedDataset, data: dict) -
         "accuracy",
         scores,
     )
+
+
+def put_fold_datasets(prepared: PreparedDataset, entries) -> list[FoldDataset]:
+    """Each fold's arrays put in the object store once (passed to its training tasks by
+    reference, case C14), its meta the dataset's with the fold's ``info``.
+
+    Args:
+        prepared: the study's prepared dataset.
+        entries: ``(arrays, info)`` per fold then the final model's; ``info`` holds
+            ``repeat`` and ``fold`` (None for the final) and what the fold changes.
+    """
+    import ray
+
+    return [
+        FoldDataset(
+            info["repeat"],
+            info["fold"],
+            PreparedDataset(ray.put(arrays), {**prepared.meta, **info}, prepared.units),
+        )
+        for arrays, info in entries
+    ]

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dlpipe.pipelines.kinds.base import StudyKind
-from dlpipe.pipelines.kinds.classification import majority_baseline
+from dlpipe.pipelines.kinds.classification import majority_baseline, put_fold_datasets
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.images.prepare import DEMO_PREFIX, ImageDataSpec, ImageSpec
-from dlpipe.tasks.training.records import PreparedDataset, RunResult
+from dlpipe.tasks.training.records import FoldDataset, PreparedDataset, RunResult
 
 #: families whose models run the conv base (its weights must be at hand)
 CONV_BASE_FAMILIES = ("features_head", "frozen_base")
@@ -63,6 +63,7 @@ class ImagesKind(StudyKind):
     features; accuracy."""
 
     name = "images"
+    evaluations = ("holdout", "kfold", "iterated_kfold")
     config_class = ImageStudyConfig
     inputs_name = "images"
     headline = "accuracy"
@@ -110,6 +111,39 @@ class ImagesKind(StudyKind):
         arrays, meta = prepare_image_dataset(cfg, run_dir)
         self.print_dataset(meta)
         return PreparedDataset(ray.put(arrays), meta, dataset_row=dataset_row(meta))
+
+    def fold_datasets(self, cfg, prepared: PreparedDataset) -> list[FoldDataset]:
+        """The folds as split codes over the prepared arrays
+        (:func:`dlpipe.tasks.training.folds.split_code_folds`): index subsets of the
+        validated non-test images and of their cached conv-base features, so the fold
+        runs and final models perform no conv-base forward pass; each fold's arrays
+        are put in the object store once."""
+        import ray
+
+        from dlpipe.tasks.training.folds import class_counts, split_code_folds, split_counts
+
+        arrays, meta = ray.get(prepared.data), prepared.meta
+        entries = [
+            (
+                {**arrays, "split": codes},
+                {
+                    "repeat": repeat,
+                    "fold": fold,
+                    "split_counts": split_counts(codes),
+                    "class_counts": class_counts(codes, arrays["labels"], meta["num_classes"]),
+                },
+            )
+            for repeat, fold, codes in split_code_folds(
+                arrays["split"], arrays["labels"], cfg.evaluation, cfg.seed, meta["class_names"]
+            )
+        ]
+        if "features" in arrays:
+            pool = sum(meta["split_counts"][s] for s in ("train", "validation"))
+            print(
+                f"K-fold on the cached conv-base features of {pool} non-test images: "
+                "0 conv-base forward passes (folds are index subsets)"
+            )
+        return put_fold_datasets(prepared, entries)
 
     def baseline(self, cfg, prepared: PreparedDataset, data) -> RunResult:
         return majority_baseline(self.baseline_id(cfg, prepared), cfg, prepared, data)

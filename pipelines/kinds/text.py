@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dlpipe.pipelines.kinds.base import StudyKind
-from dlpipe.pipelines.kinds.classification import majority_baseline
+from dlpipe.pipelines.kinds.classification import majority_baseline, put_fold_datasets
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.text.prepare import TextDataSpec, TextSpec, TextSplitSpec, resolve_text_path
-from dlpipe.tasks.training.records import PreparedDataset, RunResult
+from dlpipe.tasks.training.records import FoldDataset, PreparedDataset, RunResult
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class TextKind(StudyKind):
     """Text classification: documents to token sequences or multi-hot rows; accuracy."""
 
     name = "text"
+    evaluations = ("holdout", "kfold", "iterated_kfold")
     config_class = TextStudyConfig
     inputs_name = "text"
     headline = "accuracy"
@@ -155,11 +156,50 @@ class TextKind(StudyKind):
         self.print_dataset(meta)
         return PreparedDataset(ray.put(arrays), meta, dataset_row=row)
 
+    def fold_datasets(self, cfg, prepared: PreparedDataset) -> list[FoldDataset]:
+        """Every fold's documents encoded with a vocabulary of its own training
+        documents only (:func:`dlpipe.tasks.text.folds.fold_arrays`; counting and
+        encoding shards as Ray tasks, as the hold-out prepare), put in the object store
+        once each; the final model's vocabulary (every non-test document) is saved
+        next to the dataset's (``<key>.<evaluation>.final.vocabulary.json``) and named
+        in its meta (``vocabulary_path``)."""
+        from dlpipe.tasks.text.folds import fold_arrays
+
+        entries = fold_arrays(
+            cfg.data, cfg.split, cfg.text, cfg.evaluation, cfg.seed, map_fn=ray_map
+        )
+        *_, (_, final_info, vocab) = entries
+        for _, info, _ in entries[:-1]:
+            info["vocabulary_path"] = None  # a fold's vocabulary is not kept
+        final_info["vocabulary_path"] = save_final_vocabulary(cfg, prepared, vocab)
+        sizes = [info["distinct_train_words"] for _, info, _ in entries[:-1]]
+        print(
+            f"K-fold: {len(sizes)} fold vocabularies from each fold's training documents "
+            f"only ({min(sizes)}-{max(sizes)} distinct words); final model: "
+            f"{final_info['distinct_train_words']} distinct words of the non-test documents"
+        )
+        return put_fold_datasets(prepared, [(arrays, info) for arrays, info, _ in entries])
+
     def baseline(self, cfg, prepared: PreparedDataset, data) -> RunResult:
         return majority_baseline(self.baseline_id(cfg, prepared), cfg, prepared, data)
 
     def print_dataset(self, meta: dict) -> None:
         print_dataset(meta)
+
+
+def save_final_vocabulary(cfg, prepared: PreparedDataset, vocab) -> str:
+    """Write the K-fold final model's vocabulary under ``<run_dir>/artifacts`` (named by
+    the dataset key and the evaluation settings) and return its absolute path."""
+    import hashlib
+
+    from dlpipe.tasks.reports import tables as reports
+
+    payload = reports.dumps(cfg.evaluation.key_payload()).encode()
+    name = f"{prepared.key}.{hashlib.sha256(payload).hexdigest()[:8]}.final.vocabulary.json"
+    path = Path(cfg.run_dir) / "artifacts" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    reports.atomic_write_bytes(path, vocab.to_json().encode())
+    return str(path.resolve())
 
 
 def ray_map(function, args_list):

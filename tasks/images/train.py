@@ -115,13 +115,18 @@ def weights_used(family: str, meta: dict, images: ImageSpec) -> str:
 def _fit(model, data, split, family, images, training, seed, run_id, epoch_hook):
     bs = training.batch_size
     train = model_inputs(data, split["train"], family, images, bs, True, seed)
-    val = model_inputs(data, split["validation"], family, images, bs, False, seed)
+    has_val = bool(len(split["validation"]))  # a K-fold final model has none
+    val = (
+        model_inputs(data, split["validation"], family, images, bs, False, seed)
+        if has_val
+        else None
+    )
     if family in FEATURE_FAMILIES:
         labels = np.asarray(data["labels"])
         return fit_model(
             model,
             train,
-            (val, labels[split["validation"]]),
+            (val, labels[split["validation"]]) if has_val else None,
             training=training,
             run_id=run_id,
             epoch_hook=epoch_hook,
@@ -130,7 +135,13 @@ def _fit(model, data, split, family, images, training, seed, run_id, epoch_hook)
             shuffle=True,
         )
     return fit_model(
-        model, train, val, training=training, run_id=run_id, epoch_hook=epoch_hook, shuffle=False
+        model,
+        train,
+        val,
+        training=training,
+        run_id=run_id,
+        epoch_hook=epoch_hook,
+        shuffle=False,
     )  # tf.data shuffles the training split
 
 
@@ -231,6 +242,7 @@ def train_image_model(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         devices=devices,
+        checked="val_loss" if len(split["validation"]) else "test_loss",
     )
     run["inputs"] = {
         **asdict(inputs),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from itertools import starmap
@@ -412,33 +413,13 @@ def prepare_text(
         cached = _load_cached(Path(cache_dir), key)
         if cached is not None:
             return cached
-    corpus, read_report = read_corpus(data)
+    corpus, read_report, dedupe, codes, warnings = read_split_documents(data, split)
     texts, labels = corpus["texts"], corpus["labels"]
-    if len(corpus["class_names"]) < 2:
-        raise ValueError(
-            f"{data.path}: text studies need at least 2 classes. Found: {corpus['class_names']}"
-        )
-    keep, dedupe = deduplicate(texts, labels) if data.deduplicate else (np.arange(len(texts)), {})
-    if data.max_documents is not None and len(keep) > data.max_documents:
-        rng = np.random.default_rng(split.seed + 1)
-        keep = np.sort(rng.choice(keep, data.max_documents, replace=False))
-    codes = split_documents(len(texts), corpus["is_test"], split, keep)
-    warnings = check_split_classes(labels, codes, corpus["class_names"], data.path)
-
-    train_texts = [texts[i] for i in np.flatnonzero(codes == SPLIT_CODES["train"])]
-    counts = merge_counts(map_fn(count_words, [(s,) for s in shards(train_texts, text.num_shards)]))
-    vocab = build_vocabulary(counts, text.max_words)
     used = np.flatnonzero(codes >= 0)
-    parts = list(
-        map_fn(
-            encode_shard, [(s, vocab) for s in shards([texts[i] for i in used], text.num_shards)]
-        )
-    )
-    ids = np.concatenate([p[0] for p in parts]).astype(np.int32)
-    lengths = np.concatenate([p[1] for p in parts])
+    encoded, vocab, counts = encode_documents([texts[i] for i in used], codes[used], text, map_fn)
+    ids = encoded["ids"]
     arrays = {
-        "ids": ids,
-        "offsets": np.r_[0, np.cumsum(lengths)].astype(np.int64),
+        **encoded,
         "labels": labels[used],
         "split": codes[used],
         "paths": np.asarray([corpus["paths"][i] for i in used], dtype=str),
@@ -477,6 +458,59 @@ def prepare_text(
         _store(Path(cache_dir), key, arrays, meta, vocab)
         meta["vocabulary_path"] = str((Path(cache_dir) / f"{key}.vocabulary.json").resolve())
     return arrays, meta
+
+
+def read_split_documents(data: TextDataSpec, split: TextSplitSpec):
+    """Read, deduplicate and split the documents (steps 1-2 of the module docstring).
+
+    Returns:
+        ``(corpus, read_report, dedupe, codes, warnings)``: :func:`read_corpus`'s
+        corpus and report, the :func:`deduplicate` counts, the split code of every
+        document read (-1: unused) and :func:`check_split_classes`'s warnings.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`prepare_text`.
+    """
+    corpus, read_report = read_corpus(data)
+    texts, labels = corpus["texts"], corpus["labels"]
+    if len(corpus["class_names"]) < 2:
+        raise ValueError(
+            f"{data.path}: text studies need at least 2 classes. Found: {corpus['class_names']}"
+        )
+    keep, dedupe = deduplicate(texts, labels) if data.deduplicate else (np.arange(len(texts)), {})
+    if data.max_documents is not None and len(keep) > data.max_documents:
+        rng = np.random.default_rng(split.seed + 1)
+        keep = np.sort(rng.choice(keep, data.max_documents, replace=False))
+    codes = split_documents(len(texts), corpus["is_test"], split, keep)
+    warnings = check_split_classes(labels, codes, corpus["class_names"], data.path)
+    return corpus, read_report, dedupe, codes, warnings
+
+
+def encode_documents(
+    texts: list[str], codes: np.ndarray, text: TextSpec, map_fn: Callable = starmap
+) -> tuple[dict, Vocabulary, Counter]:
+    """The vocabulary of the training documents only, and every document encoded with
+    it (steps 3-4 of the module docstring), word counting and encoding sharded through
+    ``map_fn``.
+
+    Args:
+        texts: the documents.
+        codes: their split codes (:data:`SPLIT_CODES`); only ``train`` documents count.
+        text: the ``text`` section (``max_words``, ``num_shards``).
+        map_fn: as :func:`prepare_text`'s.
+
+    Returns:
+        ``({"ids": int32 (tokens,), "offsets": int64 (n + 1,)}, vocabulary, word
+        counts of the training documents)``.
+    """
+    train_texts = [texts[i] for i in np.flatnonzero(codes == SPLIT_CODES["train"])]
+    counts = merge_counts(map_fn(count_words, [(s,) for s in shards(train_texts, text.num_shards)]))
+    vocab = build_vocabulary(counts, text.max_words)
+    parts = list(map_fn(encode_shard, [(s, vocab) for s in shards(texts, text.num_shards)]))
+    ids = np.concatenate([p[0] for p in parts]).astype(np.int32)
+    lengths = np.concatenate([p[1] for p in parts])
+    encoded = {"ids": ids, "offsets": np.r_[0, np.cumsum(lengths)].astype(np.int64)}
+    return encoded, vocab, counts
 
 
 #: share of malformed lines above which a GloVe file is refused (the real files have none)

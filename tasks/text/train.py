@@ -165,10 +165,11 @@ def train_text_model(
         s: _batches(data, split[s], family, inputs, width, bs, s == "train", seed)
         for s in SPLIT_CODES
     }
+    has_val = bool(len(split["validation"]))  # a K-fold final model has none
     recorder = fit_model(
         model,
         batches["train"],
-        batches["validation"],
+        batches["validation"] if has_val else None,
         training=training,
         run_id=run_id,
         epoch_hook=epoch_hook,
@@ -191,6 +192,7 @@ def train_text_model(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         devices=devices,
+        checked="val_loss" if has_val else "test_loss",
     )
     run["inputs"] = {**asdict(inputs), "input": "multi_hot" if multi_hot else "sequences"}
     return RunResult(run, recorder.rows, predictions)

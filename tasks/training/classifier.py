@@ -140,12 +140,14 @@ def score_classifier_splits(
     Returns:
         ``(scores, prediction rows)``; ``scores``: ``val_loss``/``test_loss``
         (crossentropy) and ``val_metric``/``test_metric`` (accuracy), NaN for a split
-        not scored (:func:`score_classifier_split`).
+        not scored or without rows (:func:`score_classifier_split`).
     """
     scores = {k: math.nan for k in ("val_loss", "test_loss", "val_metric", "test_metric")}
     predictions = []
     for name, short in (("validation", "val"), ("test", "test")):
         if name == "test" and not evaluate_test:
+            continue
+        if not len(indices[name]):  # a K-fold final model has no validation rows
             continue
         loss, accuracy, rows = score_classifier_split(
             model, inputs_of(name), indices[name], data, name, run_id, width

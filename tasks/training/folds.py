@@ -203,3 +203,17 @@ def split_code_folds(
     out = [(f.repeat, f.fold, fold_codes(codes, pool[f.train], pool[f.validation])) for f in folds]
     out.append((None, None, fold_codes(codes, pool, np.zeros(0, dtype=np.int64))))
     return out
+
+
+def split_counts(codes: np.ndarray) -> dict:
+    """Rows per split of split ``codes`` (``{split: count}``)."""
+    return {s: int((np.asarray(codes) == c).sum()) for s, c in SPLIT_CODES.items()}
+
+
+def class_counts(codes: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+    """Rows per class of every split (``{split: [count per class]}``)."""
+    codes, labels = np.asarray(codes), np.asarray(labels)
+    return {
+        s: np.bincount(labels[codes == c], minlength=num_classes).tolist()
+        for s, c in SPLIT_CODES.items()
+    }
