@@ -6,6 +6,7 @@ study per kind through local Ray."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -144,6 +145,25 @@ def test_forward_chaining_section_is_validated_at_load(tmp_path):
     }
     with pytest.raises(ConfigError, match=r"forward_chaining is not available for tabular .*"):
         parse_study(tabular)
+
+
+def test_forward_chaining_example_study_file_loads():
+    from dlpipe.pipelines.cli import demo_config_path
+    from dlpipe.pipelines.config import load_study
+    from dlpipe.tasks.weather.folds import fold_blocks
+
+    cfg = load_study(demo_config_path().parent / "demo_weather_forward_chaining.yaml")
+    assert cfg.evaluation.key_payload() == {"mode": "forward_chaining", "folds": 4}
+    assert cfg.split.blocks == 1 and not cfg.ensemble.enabled
+    # TMY3: 8,760 hourly rows, 7,008 non-test; 5 blocks of ~1,402, one window needs 144
+    blocks = fold_blocks(cfg.split, 8760, 4)
+    assert [b["validation"] for b in blocks[:-1]] == [
+        [(1402, 2803)],
+        [(2803, 4205)],
+        [(4205, 5606)],
+        [(5606, 7008)],
+    ]
+    assert blocks[-1]["train"] == [(0, 7008)] and blocks[-1]["test"] == [(7008, 8760)]
 
 
 def test_forward_chaining_keys_differ_from_holdout_and_kfold_keys():
@@ -316,9 +336,9 @@ def test_forward_chaining_study_end_to_end(tmp_path):
 @pytest.mark.ray
 def test_text_kfold_study_end_to_end(tmp_path):
     rows = ["text,label"] + [
-        f"{'fine good great' if i % 2 else 'poor bad awful'} word{i % 7},"
+        f"{'fine good great' if i % 2 else 'poor bad awful'} word{i % 7} doc{i},"
         f"{'pos' if i % 2 else 'neg'}"
-        for i in range(40)
+        for i in range(60)
     ]
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
     study = tmp_path / "study.yaml"
@@ -329,7 +349,7 @@ def test_text_kfold_study_end_to_end(tmp_path):
             pipeline: text
             output_dir: out
             data: {format: table, path: t.csv}
-            text: {max_words: 50, maxlen: 8, num_shards: 2}
+            text: {max_words: 50, maxlen: 8, num_shards: 1}
             evaluation: {kfold: {k: 3}}
             training: {epochs: 2, batch_size: 8}
             models:
@@ -350,9 +370,12 @@ def test_images_kfold_study_on_cached_features_end_to_end(tmp_path):
     from dlpipe.tasks.features.store import list_entries
     from dlpipe.tasks.reports import tables as reports
 
-    from image_files import flat_folder
+    from image_files import encode, pixels, write
 
-    flat_folder(tmp_path / "flat", bad=False)
+    for i in range(8):  # dark cats, bright dogs (a flat Kaggle-named folder)
+        write(tmp_path / "flat" / f"cat.{i}.jpg", encode(pixels(48, 48, seed=i) // 3, "JPEG"))
+        bright = 255 - pixels(48, 48, seed=100 + i) // 3
+        write(tmp_path / "flat" / f"dog.{i}.png", encode(bright, "PNG"))
     study = tmp_path / "study.yaml"
     study.write_text(
         textwrap.dedent(
@@ -362,7 +385,8 @@ def test_images_kfold_study_on_cached_features_end_to_end(tmp_path):
             output_dir: out
             data: {path: flat, counts: {train: 4, validation: 2, test: 2}}
             images: {size: [48, 48], weights: none, preprocessing: base,
-                     feature_batch_size: 8, cache_root: cache}
+                     feature_batch_size: 8, cache_root: cache, validation_shards: 1,
+                     feature_shards: 1}
             evaluation: {kfold: {k: 2}}
             training: {epochs: 2, batch_size: 4}
             models:
@@ -374,9 +398,9 @@ def test_images_kfold_study_on_cached_features_end_to_end(tmp_path):
     assert "0 conv-base forward passes (folds are index subsets)" in proc.stdout
     run_dir = tmp_path / "out" / "ik"
     _check_fold_rows(run_dir, "features_head", 2)
-    cache = reports.read_table(run_dir, "datasets").iloc[0]["quality"]
-    cache = __import__("json").loads(cache)["feature_cache"] if isinstance(cache, str) else cache
-    images = sum(reports.read_table(run_dir, "datasets").iloc[0]["splits"].values())
+    dataset = reports.read_table(run_dir, "datasets").iloc[0]
+    cache = json.loads(dataset["quality"])["feature_cache"]
+    images = sum(json.loads(dataset["splits"]).values())
     # every image went through the conv base once, in the prepare stage; the fold runs
     # and the final model added no entry and no forward pass
     assert cache["forward_images"] == images
