@@ -1,5 +1,6 @@
 """The K-fold stages of a study (book ch. 3.6.4, listings 3.27-3.30; 2nd ed. 4.2), for
-kinds whose ``evaluations`` hold ``kfold``/``iterated_kfold``:
+kinds whose ``evaluations`` hold ``kfold``/``iterated_kfold`` (tabular, text, images) or
+``forward_chaining`` (timeseries: time-ordered folds, same stages):
 
 1. the kind's :meth:`~dlpipe.pipelines.kinds.base.StudyKind.fold_datasets` (each fold
    encoded with its training rows only, in the object store once);

@@ -228,6 +228,7 @@ def test_text_fold_vocabulary_comes_from_the_fold_training_texts_only(tmp_path):
 def test_image_folds_on_cached_features_run_no_conv_base_forward_pass(monkeypatch):
     import dlpipe.models.images as image_models
     import dlpipe.tasks.features.extract as extract
+    from dlpipe.pipelines.kfold import final_training
     from dlpipe.tasks.images.prepare import ImageSpec
     from dlpipe.tasks.images.train import train_image_model
     from dlpipe.tasks.training.fit import TrainingSpec
@@ -255,6 +256,7 @@ def test_image_folds_on_cached_features_run_no_conv_base_forward_pass(monkeypatc
     meta = {"num_classes": 2, "class_names": ["a", "b"], "feature_shape": [1, 1, 8]}
     folds = split_code_folds(split, labels, EvaluationSpec("kfold", 3), 7, ["a", "b"])
     assert len(folds) == 4
+    training = TrainingSpec(epochs=1, batch_size=4)
     for _, fold, codes in folds:
         result = train_image_model(
             data={**arrays, "split": codes},
@@ -262,7 +264,7 @@ def test_image_folds_on_cached_features_run_no_conv_base_forward_pass(monkeypatc
             family="features_head",
             hp={"units": 4},
             inputs=ImageSpec(size=(48, 48), weights="none"),
-            training=TrainingSpec(epochs=1, batch_size=4),
+            training=training if fold is not None else final_training(training, 1),
             seed=0,
             run_id=f"f{fold}",
         )
