@@ -111,23 +111,18 @@ class StudyKind:
         return None
 
     def check_evaluation(self, cfg) -> None:
-        """The study's ``evaluation:`` mode is one the kind supports, and K-fold studies
-        build no ensemble (out-of-fold ensembles are not built yet).
+        """The study's ``evaluation:`` mode is one the kind supports (a K-fold study's
+        ensemble stage fits on out-of-fold predictions,
+        :mod:`dlpipe.tasks.ensembling.oof`).
 
         Raises:
-            ConfigError: naming ``evaluation`` (with the kind's reason) or ``ensemble``.
+            ConfigError: naming ``evaluation`` (with the kind's reason).
         """
         mode = cfg.evaluation.mode
         if mode not in self.evaluations:
             raise ConfigError(
                 f"`evaluation`: {mode} is not available for {self.name} studies: "
                 f"{self.kfold_refusal}"
-            )
-        if mode != "holdout" and cfg.ensemble.enabled:
-            raise ConfigError(
-                f"`ensemble.enabled`: the ensemble stage needs hold-out validation "
-                f"predictions; with `evaluation: {mode}` (out-of-fold ensembles are not "
-                "built yet) set `ensemble.enabled: false`"
             )
 
     def check_source(self, cfg) -> None:

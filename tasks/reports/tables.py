@@ -172,6 +172,9 @@ def _schemas() -> dict:
                 ("val_accuracy", pa.float64()),  # classification losses only, else NaN
                 ("test_accuracy", pa.float64()),
                 ("sources", pa.string()),  # JSON list of run directories
+                # K-fold studies only: where the weights were fitted: oof (out-of-fold
+                # predictions of every non-test sample) | holdout (fold 0 of repeat 0)
+                kfold_field("fit", pa.string()),
                 ("created_at", pa.timestamp("ms", tz="UTC")),
             ]
         ),
