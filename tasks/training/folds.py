@@ -6,6 +6,7 @@ each of those rows exactly once; a fold's training rows are the other ``k - 1`` 
 Stratified folds deal each class's shuffled rows round-robin over the folds, so every
 fold holds within one sample of its share of each class. Iterated K-fold reshuffles
 before each repeat, with a seed derived from the study seed and the repeat.
+:func:`aggregate_row` sums up one model's fold runs (mean and std over the folds).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from dlpipe.tasks.training.records import RunResult
 
 
 @dataclass(frozen=True)
@@ -118,3 +121,31 @@ def make_folds(
                 )
             )
     return folds
+
+
+def aggregate_row(run_id: str, folds) -> RunResult:
+    """The model's aggregate ``runs`` row over its fold rows (a ``runs`` frame): mean and
+    std (ddof=0) of ``val_loss``/``val_metric`` over the ok folds, ``folds`` = their
+    count; failed when any fold failed (a K-fold study's ``mean`` row,
+    :mod:`dlpipe.pipelines.kfold`, and a K-fold sweep trial's,
+    :mod:`dlpipe.tasks.sweep.kfold_trial`)."""
+    ok = folds[folds["status"] == "ok"]
+    first = (ok if len(ok) else folds).iloc[0]
+    bad = len(folds) - len(ok)
+    row = {
+        "run_id": run_id,
+        "evaluation": "mean",
+        "folds": len(ok),
+        "status": "ok" if bad == 0 and len(ok) else "failed",
+        "error": f"{bad} of {len(folds)} fold run(s) failed" if bad else None,
+        "wall_time_s": float(folds["wall_time_s"].sum()),
+    }
+    for name in ("family", "hyperparameters", "seed", "metric", "inputs", "resources"):
+        row[name] = first[name]
+    if len(ok):
+        row.update(params=int(first["params"]), devices=first["devices"], node=first["node"])
+    for name in ("val_loss", "val_metric"):
+        values = ok[name].to_numpy(np.float64)
+        row[name] = float(values.mean()) if len(values) else float("nan")
+        row[f"{name}_std"] = float(values.std()) if len(values) else float("nan")
+    return RunResult(row)
