@@ -4,7 +4,10 @@ Reads the ``runs`` and ``predictions`` reports of one or several finished run
 directories, chooses the ensembling method by cross-fitting on validation data, refits
 it on all validation samples, scores every method once on test, writes the
 ``ensembles`` Parquet report and ``plots/ensemble_weights.png``, and prints the methods
-side by side (see `dlpipe.tasks.ensembling.build`).
+side by side (see `dlpipe.tasks.ensembling.build`). K-fold studies are ensembled twice,
+weights fitted on the out-of-fold predictions of every non-test sample and on fold 0
+alone, both scored with the final models' test predictions
+(`dlpipe.tasks.ensembling.oof`).
 
 ``dlpipe ensemble RUN_DIR [RUN_DIR ...]`` runs it; ``dlpipe run`` ends with it when the
 study file has ``ensemble: {enabled: true}``. Runs as a script too::

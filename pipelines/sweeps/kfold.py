@@ -49,13 +49,18 @@ def fold_parallelism(cfg: StudyCommon, count: int) -> int:
 
 
 def kfold_context(cfg: StudyCommon, ctx, folds: list):
-    """``(ctx, resources)`` of a K-fold sweep's trials: the context with the fold
-    datasets (``folds``: the kind's ``fold_datasets``, the final one last) and the
+    """``(trainable, ctx, resources)`` of a K-fold sweep's trials: the K-fold trainable
+    (:func:`dlpipe.tasks.sweep.kfold_trial.kfold_sweep_trial`); the context with the
+    fold datasets (``folds``: the kind's ``fold_datasets``, the final one last) and the
     evaluation payload of their run keys; a placement group of one bundle per fold run
     that may train at once (:func:`fold_parallelism`)."""
     from dataclasses import replace
 
-    from dlpipe.tasks.sweep.kfold_trial import TrialFold, kfold_trial_resources
+    from dlpipe.tasks.sweep.kfold_trial import (
+        TrialFold,
+        kfold_sweep_trial,
+        kfold_trial_resources,
+    )
 
     trial_folds = tuple(
         TrialFold(fd.repeat, fd.fold, fd.prepared.data, fd.prepared.meta) for fd in folds[:-1]
@@ -63,7 +68,7 @@ def kfold_context(cfg: StudyCommon, ctx, folds: list):
     ctx = replace(ctx, folds=trial_folds, evaluation=cfg.evaluation.key_payload(), isolated=True)
     res = cfg.resources
     parallel = fold_parallelism(cfg, len(trial_folds))
-    return ctx, kfold_trial_resources(res.num_cpus, res.num_gpus, parallel)
+    return kfold_sweep_trial, ctx, kfold_trial_resources(res.num_cpus, res.num_gpus, parallel)
 
 
 def final_job(cfg: StudyCommon, prepared, data, trial, seed: int, epochs: int) -> TrainingJob:

@@ -307,11 +307,11 @@ def make_trainable(cfg: StudyCommon, sweep_dir: Path, prepared, folds=None):
         isolated=isolated,
         hparam_specs=hparam_specs(cfg.pipeline, sweep_spaces(cfg)),
     )
-    resources = trial_resources(res.num_cpus, res.num_gpus, isolated)
+    trial, resources = sweep_trial, trial_resources(res.num_cpus, res.num_gpus, isolated)
     if folds is not None:
-        ctx, resources = kfold_context(cfg, ctx, folds)
+        trial, ctx, resources = kfold_context(cfg, ctx, folds)
     return tune.with_resources(
-        tune.with_parameters(sweep_trial, data=prepared.data, meta=prepared.meta, ctx=ctx),
+        tune.with_parameters(trial, data=prepared.data, meta=prepared.meta, ctx=ctx),
         resources,
     )
 

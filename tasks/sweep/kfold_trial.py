@@ -13,18 +13,22 @@ mean of ``val_loss`` (the searched objective, as in hold-out sweeps) and of
 ``val_metric``, and the fold scores themselves (``val_loss_folds``,
 ``val_metric_folds``, ``val_metric_std``), which the ``trials`` report records.
 
-A fold run finished before (a resumed trial, or the same configuration in a study's
-directory layout) is not trained again; a trial whose aggregate row is stored reports it.
+A fold run finished before (a resumed trial, or another trial of the same
+configuration) is not trained again; a trial whose aggregate row is stored reports it
+(``reused_from``). The trainable is :func:`kfold_sweep_trial`.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass
 
 import numpy as np
 
 from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.sweep.space import decode
+from dlpipe.tasks.sweep.trial import TrialFailed, final_result, launch_in_worker, resolve_hparams
 from dlpipe.tasks.training.folds import aggregate_row
 from dlpipe.tasks.training.records import record_run, run_key, stored_run, tag_result
 
@@ -67,8 +71,6 @@ def fold_runs(ctx, meta: dict, family: str, hp: dict) -> list[dict]:
     """The ``runs`` rows of the configuration's fold runs: the stored ones, and the
     others trained now (all at once) and recorded as they are collected."""
     import ray
-
-    from dlpipe.tasks.sweep.trial import launch_in_worker
 
     rows, pending = [], {}
     for fd in ctx.folds:
@@ -126,8 +128,6 @@ def kfold_trial(ctx, meta: dict, family: str, hp: dict, base: dict) -> dict:
     """
     import pandas as pd
 
-    from dlpipe.tasks.sweep.trial import TrialFailed, final_result
-
     agg_id = fold_key(ctx, meta, family, hp, aggregate=True)
     base = {**base, "run_id": agg_id}
     stored = stored_run(ctx.sweep_dir, agg_id)
@@ -156,3 +156,26 @@ def kfold_trial(ctx, meta: dict, family: str, hp: dict, base: dict) -> dict:
         val_metric_folds=json.dumps([float(row["val_metric"]) for row in rows]),
     )
     return result
+
+
+def kfold_sweep_trial(config: dict, *, data, meta: dict, ctx) -> None:
+    """Ray Tune function trainable of a K-fold sweep (the hold-out sweep's is
+    :func:`dlpipe.tasks.sweep.trial.sweep_trial`): decode the configuration, train its
+    fold runs (:func:`kfold_trial`) and report their mean. The trial imports neither
+    TensorFlow nor Keras; ``data`` (the hold-out dataset) is not used.
+
+    Raises:
+        TrialFailed: a fold run failed or the fold mean is not finite.
+        ValueError: a hyperparameter cannot be converted.
+    """
+    from ray import tune
+
+    family, hp = decode(config)
+    hp_resolved = resolve_hparams(ctx, family, hp)
+    base = {
+        "family": family,
+        "hyperparameters": reports.dumps(hp_resolved),
+        "node": socket.gethostname(),
+        "devices": "",
+    }
+    tune.report(kfold_trial(ctx, meta, family, hp_resolved, base))

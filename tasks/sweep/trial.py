@@ -175,11 +175,6 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
         "node": socket.gethostname(),
         "devices": ",".join(devices),
     }
-    if ctx.folds:  # K-fold: the fold mean over the trial's fold runs
-        from dlpipe.tasks.sweep.kfold_trial import kfold_trial
-
-        tune.report(kfold_trial(ctx, meta, family, hp_resolved, base))
-        return
     previous = stored_run(ctx.sweep_dir, run_id)
     if previous is not None:
         base["hyperparameters"] = previous["hyperparameters"]  # incl. data-fixed values
