@@ -30,6 +30,8 @@ load average it prints.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -70,7 +72,8 @@ def prepare(cfg):
 
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    prepared = get_kind(cfg).prepare(cfg, run_dir)
+    with contextlib.redirect_stdout(io.StringIO()):  # the dataset summary, once per study
+        prepared = get_kind(cfg).prepare(cfg, run_dir)
     record_dataset(run_dir, prepared)
     return run_dir, prepared, write_baseline(run_dir, cfg, prepared, ray.get(prepared.data))
 
