@@ -20,6 +20,9 @@ deadlock. The trial imports neither TensorFlow nor Keras: the family defaults an
 parameter types that resolve a trial's hyperparameters come in the context
 (``hparam_specs``). A sweep with an early-termination scheduler (ASHA) needs per-epoch
 reports from inside training, so its trials still train in their own process.
+
+K-fold sweeps use their own trainable, :func:`dlpipe.tasks.sweep.kfold_trial.kfold_sweep_trial`
+(one training task per fold, the fold mean as objective).
 """
 
 from __future__ import annotations
