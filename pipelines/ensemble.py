@@ -4,7 +4,10 @@ Reads the ``runs`` and ``predictions`` reports of one or several finished run
 directories, chooses the ensembling method by cross-fitting on validation data, refits
 it on all validation samples, scores every method once on test, writes the
 ``ensembles`` Parquet report and ``plots/ensemble_weights.png``, and prints the methods
-side by side (see `dlpipe.tasks.ensembling.build`).
+side by side (see `dlpipe.tasks.ensembling.build`). K-fold studies are ensembled twice,
+weights fitted on the out-of-fold predictions of every non-test sample and on fold 0
+alone, both scored with the final models' test predictions
+(`dlpipe.tasks.ensembling.oof`).
 
 ``dlpipe ensemble RUN_DIR [RUN_DIR ...]`` runs it; ``dlpipe run`` ends with it when the
 study file has ``ensemble: {enabled: true}``. Runs as a script too::
@@ -25,6 +28,12 @@ if TYPE_CHECKING:  # the stage itself is imported on use: `dlpipe --help` stays 
 
 ALIGN_CHOICES = ("exact", "common")  # = dlpipe.tasks.ensembling.members.ALIGN_MODES (tested)
 LOSS_CHOICES = ("mae", "mse", "log_loss", "accuracy")  # = dlpipe.ensembles.LOSSES (tested)
+
+#: a K-fold build's fit (``MemberPredictions.fit``), as its table's title names it
+FIT_TITLES = {
+    "holdout": "holdout (fold 0 of repeat 0's validation predictions)",
+    "oof": "oof (out-of-fold predictions of every non-test sample)",
+}
 
 MIN_SHOWN_WEIGHT = 0.001
 """Members below this weight are not counted as used (softmax weights are never 0)."""
@@ -53,6 +62,12 @@ def run_ensemble(
 ) -> Path:
     """Builds, writes and prints the ensembles of the members of ``run_dirs``.
 
+    K-fold studies get two builds, both scored on the test split with the final models'
+    predictions: weights fitted on fold 0 of repeat 0 only (``fit`` = ``holdout``, what
+    a hold-out study would have) and on the out-of-fold predictions of every non-test
+    sample (``fit`` = ``oof``); the console shows both, then their test scores side by
+    side.
+
     Args:
         run_dirs: one or several run directories of finished studies or sweeps.
         out_dir: run directory the report and plot go to (default: the first of
@@ -73,35 +88,60 @@ def run_ensemble(
         ValueError: too few members, misaligned members (the message names them), or
             bad settings.
     """
-    from dlpipe.tasks.ensembling.build import build_ensembles, ensemble_key
-    from dlpipe.tasks.ensembling.members import load_member_predictions
-    from dlpipe.tasks.ensembling.report import write_ensemble_report
-    from dlpipe.tasks.reports import tables as reports
+    from dlpipe.tasks.ensembling.oof import kfold_run_dirs
 
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
     run_dirs = [Path(d) for d in run_dirs]
-    members = load_member_predictions(run_dirs, align=align)
     out = Path(out_dir) if out_dir is not None else run_dirs[0]
-    key = ensemble_key(members, loss=loss, n_folds=n_folds, random_state=random_state)
+    settings = dict(loss=loss, n_folds=n_folds, random_state=random_state)
+    builds = []
+    for members in load_members(run_dirs, align, kfold_run_dirs(run_dirs)):
+        rows, paths = build_or_reuse(out, members, settings, progress)
+        builds.append((rows, members, paths))
+    if progress:
+        for rows, members, paths in builds:
+            print_ensembles(rows, members)
+            print(f"ensembles report: {paths[0]}\nweights plot:     {paths[1]}")
+        if len(builds) > 1:
+            print_fit_comparison([rows for rows, _, _ in builds])
+    return out
+
+
+def load_members(run_dirs: list[Path], align: str, kfold: bool) -> list["MemberPredictions"]:
+    """The members of each build: hold-out studies one; K-fold studies two, the
+    hold-out fit (fold 0 of repeat 0) then the out-of-fold fit
+    (:mod:`dlpipe.tasks.ensembling.oof`)."""
+    if not kfold:
+        from dlpipe.tasks.ensembling.members import load_member_predictions
+
+        return [load_member_predictions(run_dirs, align=align)]
+    from dlpipe.tasks.ensembling.oof import FITS, load_kfold_members
+
+    return [load_kfold_members(run_dirs, fit=fit, align=align) for fit in FITS]
+
+
+def build_or_reuse(out: Path, members: "MemberPredictions", settings: dict, progress: bool):
+    """``(rows, [report part, weights plot])`` of one build: read back when the same
+    members, predictions and settings were built before, else built and written."""
+    from dlpipe.tasks.ensembling.build import build_ensembles, ensemble_key
+    from dlpipe.tasks.ensembling.report import weights_plot_name, write_ensemble_report
+    from dlpipe.tasks.reports import tables as reports
+
+    key = ensemble_key(members, **settings)
     paths = [
         out / "reports" / "ensembles" / f"part-{key}.parquet",
-        out / "plots" / "ensemble_weights.png",
+        out / "plots" / weights_plot_name(members),
     ]
     if all(p.is_file() for p in paths):  # same members, predictions and settings: done
-        rows = reports.read_part(out, "ensembles", key)
         if progress:
             print(
                 f"ensembles {key}: already built from these members and settings "
                 "(kept, not refitted)"
             )
-    else:
-        rows = build_ensembles(members, loss=loss, n_folds=n_folds, random_state=random_state)
-        paths = write_ensemble_report(out, rows, members)
-    if progress:
-        print_ensembles(rows, members)
-        print(f"ensembles report: {paths[0]}\nweights plot:     {paths[1]}")
-    return out
+        return reports.read_part(out, "ensembles", key), paths
+    rows = build_ensembles(members, **settings)
+    return rows, write_ensemble_report(out, rows, members)
 
 
 def run_ensemble_stage(run_dir, spec) -> Path | None:
@@ -141,8 +181,9 @@ def print_ensembles(rows: list[dict], members: "MemberPredictions") -> None:
         index = json.loads(best_single["weights"]).index(1.0)
         best_name = f"{members.families[index]} {members.run_ids[index]}"
     dropped = {k: v for k, v in members.dropped_samples.items() if v}
+    fit = f"fit {FIT_TITLES[members.fit]}: " if members.fit else ""
     title = (
-        f"ensembles {first['ensemble_id']}: {members.n_members} members, "
+        f"{fit}ensembles {first['ensemble_id']}: {members.n_members} members, "
         f"{members.val_targets.size} validation / {members.test_targets.size} test "
         f"samples, loss {first['loss']}; best single {best_name} val "
         f"{first['best_single_val']:.4f} test {first['best_single_test']:.4f}; mean "
@@ -192,6 +233,38 @@ def print_ensembles(rows: list[dict], members: "MemberPredictions") -> None:
                 f" and {len(run_ids) - 3} more" if len(run_ids) > 3 else ""
             )
             print(f"not used ({len(run_ids)}): {reason}: {shown}")
+
+
+def print_fit_comparison(builds: list[list[dict]]) -> None:
+    """A K-fold study's fits side by side: per method, each fit's choice and test score,
+    and the test difference (oof - holdout).
+
+    Args:
+        builds: the rows of the hold-out fit's build, then the out-of-fold fit's.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    holdout, oof = ({row["method"]: row for row in rows} for rows in builds)
+    table = Table(
+        title=f"fit holdout vs oof: test {builds[0][0]['loss']} of the same final models' "
+        "predictions, weights fitted on one fold vs on every non-test sample",
+        title_justify="left",
+    )
+    for name in ("method", "holdout chosen", "holdout test", "oof chosen", "oof test"):
+        table.add_column(name, justify="left" if name == "method" else "right")
+    table.add_column("test oof - holdout", justify="right")
+    for method, row in holdout.items():
+        other = oof[method]
+        table.add_row(
+            method,
+            "*" if row["chosen"] else "",
+            f"{row['test_score']:.4f}",
+            "*" if other["chosen"] else "",
+            f"{other['test_score']:.4f}",
+            f"{other['test_score'] - row['test_score']:+.4f}",
+        )
+    Console(width=160).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,8 @@ from dlpipe.pipelines.jobs import (
 )
 from dlpipe.pipelines.kinds import get_kind
 from dlpipe.tasks.reports import tables as reports
-from dlpipe.tasks.training.records import PreparedDataset, RunResult, stored_run
+from dlpipe.tasks.training.folds import aggregate_row
+from dlpipe.tasks.training.records import PreparedDataset, stored_run
 
 #: curves shorter than this many epochs are not smoothed
 SMOOTH_MIN_EPOCHS = 20
@@ -61,32 +62,6 @@ def fold_jobs(cfg, prepared, folds, run_dir) -> tuple[list[TrainingJob], int]:
                 TrainingJob(run_id, model, seed, inputs, fd.prepared, cfg.training, columns)
             )
     return jobs, skipped
-
-
-def aggregate_row(run_id: str, folds) -> RunResult:
-    """The model's aggregate ``runs`` row over its fold rows (a ``runs`` frame): mean and
-    std (ddof=0) of ``val_loss``/``val_metric`` over the ok folds, ``folds`` = their
-    count; failed when any fold failed."""
-    ok = folds[folds["status"] == "ok"]
-    first = (ok if len(ok) else folds).iloc[0]
-    bad = len(folds) - len(ok)
-    row = {
-        "run_id": run_id,
-        "evaluation": "mean",
-        "folds": len(ok),
-        "status": "ok" if bad == 0 and len(ok) else "failed",
-        "error": f"{bad} of {len(folds)} fold run(s) failed" if bad else None,
-        "wall_time_s": float(folds["wall_time_s"].sum()),
-    }
-    for name in ("family", "hyperparameters", "seed", "metric", "inputs", "resources"):
-        row[name] = first[name]
-    if len(ok):
-        row.update(params=int(first["params"]), devices=first["devices"], node=first["node"])
-    for name in ("val_loss", "val_metric"):
-        values = ok[name].to_numpy(np.float64)
-        row[name] = float(values.mean()) if len(values) else float("nan")
-        row[f"{name}_std"] = float(values.std()) if len(values) else float("nan")
-    return RunResult(row)
 
 
 def averaged_curve(history, run_ids: list[str]):

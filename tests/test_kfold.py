@@ -170,8 +170,9 @@ def test_evaluation_section_is_validated_at_load(tmp_path):
     ):
         with pytest.raises(ConfigError, match=message):
             parse_study(_raw(tmp_path, evaluation=value))
-    with pytest.raises(ConfigError, match=r"`ensemble.enabled`.*out-of-fold"):
-        parse_study(_raw(tmp_path, evaluation={"kfold": {"k": 3}}, ensemble={"enabled": True}))
+    # out-of-fold ensembles: the ensemble stage is allowed under K-fold
+    cfg = parse_study(_raw(tmp_path, evaluation={"kfold": {"k": 3}}, ensemble={"enabled": True}))
+    assert cfg.ensemble.enabled and cfg.evaluation.mode == "kfold"
 
 
 def test_kinds_refuse_the_modes_they_lack_with_their_reason():

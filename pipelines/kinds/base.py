@@ -117,11 +117,12 @@ class StudyKind:
 
     def check_evaluation(self, cfg) -> None:
         """The study's ``evaluation:`` mode is one the kind supports (else the kind's
-        :attr:`kfold_refusal` or :attr:`forward_chaining_refusal`), and K-fold studies
-        build no ensemble (out-of-fold ensembles are not built yet).
+        :attr:`kfold_refusal` or :attr:`forward_chaining_refusal`); a K-fold study's
+        ensemble stage fits on out-of-fold predictions
+        (:mod:`dlpipe.tasks.ensembling.oof`).
 
         Raises:
-            ConfigError: naming ``evaluation`` (with the kind's reason) or ``ensemble``.
+            ConfigError: naming ``evaluation`` (with the kind's reason).
         """
         mode = cfg.evaluation.mode
         if mode not in self.evaluations:
@@ -132,12 +133,6 @@ class StudyKind:
             )
             raise ConfigError(
                 f"`evaluation`: {mode} is not available for {self.name} studies: {reason}"
-            )
-        if mode != "holdout" and cfg.ensemble.enabled:
-            raise ConfigError(
-                f"`ensemble.enabled`: the ensemble stage needs hold-out validation "
-                f"predictions; with `evaluation: {mode}` (out-of-fold ensembles are not "
-                "built yet) set `ensemble.enabled: false`"
             )
 
     def check_source(self, cfg) -> None:

@@ -21,12 +21,18 @@ its loop and saves its state, the finished trials stay recorded, nothing is scor
 the test split (unless ``--score-partial``), and the command names the outstanding
 trials and the command that resumes the sweep; exit code 130 / 143.
 
+Under ``evaluation: kfold|iterated_kfold`` a trial trains its configuration once per
+fold (parallel Ray tasks in the trial's placement group) and its objective is the fold
+mean; the ``trials`` report records the fold scores, and the best K configurations are
+scored on test through a final model on every non-test row (:mod:`.kfold`).
+
 Every comparison of trials (Tune's ``mode``, the best trial, the top K, the summary's
 order) takes its direction from :func:`dlpipe.metrics.get_metric` of the objective
 (``val_loss``: lower is better).
 
 Modules, in the order a sweep runs: :mod:`.stamp` (the sweep's identity and
 fingerprint), :mod:`.searcher` (TPE on Tune), :mod:`.run` (the Tune loop and the test
-scoring), :mod:`.recorder` (the ``trials`` rows), :mod:`.summary` (best trials, plots),
-:mod:`.command` (``dlpipe sweep``). ``pipelines/sweep.py`` is the ``ray submit`` script.
+scoring; :mod:`.kfold`: K-fold trials and their test scoring), :mod:`.recorder` (the
+``trials`` rows), :mod:`.summary` (best trials, plots), :mod:`.command`
+(``dlpipe sweep``). ``pipelines/sweep.py`` is the ``ray submit`` script.
 """

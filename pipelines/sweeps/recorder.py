@@ -116,6 +116,7 @@ class TrialRecorder:
             "searcher": self.searcher,
             "warm_start": number <= self.warm_starts,
             "reused_from": reused_from,
+            **kfold_scores(result, error),
             "resources": self.resources,
             "node": result.get("node"),
             "started_at": self.started.get(trial.trial_id),
@@ -152,6 +153,15 @@ class TrialRecorder:
 
     def __getstate__(self):  # Tune pickles callbacks with the experiment state
         return self.__dict__
+
+
+def kfold_scores(result: dict, error: str | None) -> dict:
+    """A K-fold trial's fold scores for its ``trials`` row (``val_loss_folds``,
+    ``val_metric_folds``, ``val_metric_std``); none for hold-out trials or on error."""
+    names = ("val_loss_folds", "val_metric_folds", "val_metric_std")
+    if error or "val_loss_folds" not in result:
+        return {}
+    return {name: result[name] for name in names}
 
 
 def trial_error_text(trial) -> str:

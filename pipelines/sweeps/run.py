@@ -17,6 +17,7 @@ from dlpipe.pipelines.interrupt import (
 )
 from dlpipe.pipelines.kinds import get_kind
 from dlpipe.pipelines.sections import StudyCommon
+from dlpipe.pipelines.sweeps.kfold import check_kfold_sweep, evaluate_top_k_kfold, kfold_context
 from dlpipe.pipelines.sweeps.recorder import (
     OBJECTIVE,
     TrialRecorder,
@@ -101,17 +102,12 @@ def run_sweep(
     sweep_dir = sweep_dir_of(cfg)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     stamp = open_stamp(cfg, sweep_dir)
-    if cfg.evaluation.mode != "holdout":
-        print(
-            f"warning: {cfg.source_file}: the sweep scores trials on the hold-out split; "
-            f"`evaluation: {cfg.evaluation.mode}` applies to `dlpipe run` only (sweeps on "
-            "K-fold are not built yet)",
-            file=sys.stderr,
-        )
+    check_kfold_sweep(cfg)
 
     prepared = get_kind(cfg).prepare(cfg, sweep_dir)
     record_dataset(sweep_dir, prepared)
-    write_baseline(sweep_dir, cfg, prepared, ray.get(prepared.data))
+    baseline = write_baseline(sweep_dir, cfg, prepared, ray.get(prepared.data))
+    folds = None if cfg.evaluation.is_holdout else get_kind(cfg).fold_datasets(cfg, prepared)
     spaces = sweep_spaces(cfg)
     if len(spaces) == 1 and is_constant(next(iter(spaces.values()))) and sweep.num_trials > 1:
         print(
@@ -119,7 +115,7 @@ def run_sweep(
             "value); the first trial trains it and the others reuse its result",
             file=sys.stderr,
         )
-    run_trials(cfg, sweep_dir, stamp, spaces, prepared, stop)
+    run_trials(cfg, sweep_dir, stamp, spaces, prepared, stop, folds)
     trials = reports.read_table(sweep_dir, "trials")
     ok = trials[trials["status"].isin(["ok", "reused"])]
     if ok.empty and not stop.signum:
@@ -131,7 +127,9 @@ def run_sweep(
         )
     complete = trials["trial"].nunique() >= sweep.num_trials
     scored = not ok.empty and (complete or not stop.signum or score_partial)
-    if scored:  # a partial sweep is scored on test only when the user asks
+    if scored and folds is not None:  # K-fold: the best K's final models
+        evaluate_top_k_kfold(cfg, sweep_dir, ok, prepared, folds[-1].prepared, baseline)
+    elif scored:  # a partial sweep is scored on test only when the user asks
         evaluate_top_k(cfg, sweep_dir, ok, prepared)
     if len(trials):
         write_sweep_plots(sweep_dir)
@@ -147,16 +145,18 @@ def run_trials(
     spaces: dict,
     prepared,
     stop: TuneStop,
+    folds=None,
 ) -> None:
     """Run Tune until the sweep holds ``num_trials`` recorded trials: restore its last
     Tune experiment if that one is unfinished, then start one more experiment for the
     trials still missing (numbered on from the last recorded trial; its searcher
-    starts from every recorded result). Returns early when ``stop`` caught a signal."""
+    starts from every recorded result). Returns early when ``stop`` caught a signal.
+    ``folds``: a K-fold sweep's fold datasets (the kind's ``fold_datasets``), else None."""
     from ray import tune
 
     sweep, res = cfg.sweep, cfg.resources
     target = sweep.num_trials
-    trainable = make_trainable(cfg, sweep_dir, prepared)
+    trainable = make_trainable(cfg, sweep_dir, prepared, folds)
     done = _restore_unfinished(sweep_dir, stamp["segments"], target, trainable, stop)
     if done is None:
         return
@@ -279,9 +279,11 @@ def _scheduler(cfg: StudyCommon):
     )
 
 
-def make_trainable(cfg: StudyCommon, sweep_dir: Path, prepared):
+def make_trainable(cfg: StudyCommon, sweep_dir: Path, prepared, folds=None):
     """The Tune trainable of the sweep: :func:`dlpipe.tasks.sweep.trial.sweep_trial` with the
-    dataset and the :class:`TrialContext`, and the trial's resources."""
+    dataset and the :class:`TrialContext`, and the trial's resources (K-fold, ``folds``
+    given: the fold datasets, and a bundle per fold run that may run at once,
+    :func:`dlpipe.pipelines.sweeps.kfold.kfold_context`)."""
     from ray import tune
 
     from dlpipe.tasks.sweep.trial import hparam_specs, sweep_trial, trial_resources
@@ -305,9 +307,12 @@ def make_trainable(cfg: StudyCommon, sweep_dir: Path, prepared):
         isolated=isolated,
         hparam_specs=hparam_specs(cfg.pipeline, sweep_spaces(cfg)),
     )
+    trial, resources = sweep_trial, trial_resources(res.num_cpus, res.num_gpus, isolated)
+    if folds is not None:
+        trial, ctx, resources = kfold_context(cfg, ctx, folds)
     return tune.with_resources(
-        tune.with_parameters(sweep_trial, data=prepared.data, meta=prepared.meta, ctx=ctx),
-        trial_resources(res.num_cpus, res.num_gpus, isolated),
+        tune.with_parameters(trial, data=prepared.data, meta=prepared.meta, ctx=ctx),
+        resources,
     )
 
 

@@ -37,6 +37,8 @@ def settings(cfg: StudyCommon, *, legacy: bool = False) -> dict:
         "seed": cfg.seed,
         "resources": asdict(cfg.resources),
     }
+    if not cfg.evaluation.is_holdout:  # K-fold: other objective; hold-out keeps its print
+        keep["evaluation"] = asdict(cfg.evaluation)
     if not cfg.sweep.max_failures:  # the default: sweeps stored before the field match
         del keep["sweep"]["max_failures"]
     if not legacy:

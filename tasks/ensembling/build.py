@@ -54,20 +54,20 @@ def ensemble_key(members: MemberPredictions, *, loss: str, n_folds: int, random_
 
     Returns:
         ``"ens-<12 hex>"``; the same members with the same predictions and settings give
-        the same key (a rerun rewrites the same part with the same numbers).
+        the same key (a rerun rewrites the same part with the same numbers). A K-fold
+        build's key holds its ``fit`` too.
     """
+    payload = {
+        "members": list(members.run_ids),
+        "loss": loss,
+        "n_folds": n_folds,
+        "random_state": random_state,
+        "align": members.align,
+    }
+    if members.fit is not None:  # K-fold builds only: hold-out keys stay as they were
+        payload["fit"] = members.fit
     digest = hashlib.sha256()
-    digest.update(
-        reports.dumps(
-            {
-                "members": list(members.run_ids),
-                "loss": loss,
-                "n_folds": n_folds,
-                "random_state": random_state,
-                "align": members.align,
-            }
-        ).encode()
-    )
+    digest.update(reports.dumps(payload).encode())
     for split in SPLITS:
         for array in (
             members.sample_index(split),
@@ -124,7 +124,8 @@ def build_ensembles(
         ``best_single_val``/``best_single_test``; the mean pairwise correlation of the
         members' validation predictions; ``val_accuracy``/``test_accuracy`` of the
         combined probabilities for the classification losses (None otherwise);
-        ``sources``. All rows share one
+        ``sources``; ``fit`` (K-fold studies: ``oof`` or ``holdout``, see
+        `dlpipe.tasks.ensembling.oof`; None for hold-out studies). All rows share one
         ``ensemble_id`` (see `ensemble_key`).
 
     Raises:
@@ -175,6 +176,7 @@ def build_ensembles(
                 "val_accuracy": accuracy(val_y, val_pred) if classification else None,
                 "test_accuracy": accuracy(test_y, test_pred) if classification else None,
                 "sources": json.dumps(list(members.sources)),
+                "fit": members.fit,  # K-fold studies: holdout | oof; else None (left out)
                 "created_at": created,
             }
         )

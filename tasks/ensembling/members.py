@@ -43,6 +43,9 @@ class MemberPredictions:
             by all (0 with ``align="exact"``).
         skipped: run id -> why a run of the directories is not a member (failed, no
             predictions, duplicate run id). Baseline rows are not listed.
+        fit: K-fold studies only (:mod:`dlpipe.tasks.ensembling.oof`), what the
+            validation predictions are: ``"oof"`` (out-of-fold, every non-test sample)
+            or ``"holdout"`` (one fold's); None: a hold-out study's validation split.
     """
 
     run_ids: tuple[str, ...]
@@ -57,6 +60,7 @@ class MemberPredictions:
     align: str = "exact"
     dropped_samples: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
+    fit: str | None = None
 
     @property
     def n_members(self) -> int:
@@ -88,6 +92,23 @@ def _describe_ids(ids: np.ndarray) -> str:
     return f"{ids.size} samples, sample_index {int(ids[0])}..{int(ids[-1])}"
 
 
+def read_run_reports(run_dir: Path):
+    """``(runs, predictions)`` reports of a run directory (pandas DataFrames).
+
+    Raises:
+        FileNotFoundError: the directory or its ``runs`` report does not exist.
+    """
+    runs_folder = run_dir / "reports" / "runs"
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    if not runs_folder.is_dir() or not any(runs_folder.glob("part-*.parquet")):
+        raise FileNotFoundError(
+            f"no `runs` report in {run_dir} (expected part files in {runs_folder}); "
+            "pass the run directory of a finished study (e.g. runs/weather-demo)"
+        )
+    return reports.read_table(run_dir, "runs"), reports.read_table(run_dir, "predictions")
+
+
 def _read_member_frames(run_dirs: list[Path]):
     """Reads runs + predictions of every directory; returns the member rows in order.
 
@@ -97,16 +118,7 @@ def _read_member_frames(run_dirs: list[Path]):
     """
     members, skipped, seen = [], {}, {}
     for run_dir in run_dirs:
-        runs_folder = run_dir / "reports" / "runs"
-        if not run_dir.is_dir():
-            raise FileNotFoundError(f"run directory not found: {run_dir}")
-        if not runs_folder.is_dir() or not any(runs_folder.glob("part-*.parquet")):
-            raise FileNotFoundError(
-                f"no `runs` report in {run_dir} (expected part files in {runs_folder}); "
-                "pass the run directory of a finished study (e.g. runs/weather-demo)"
-            )
-        runs = reports.read_table(run_dir, "runs")
-        predictions = reports.read_table(run_dir, "predictions")
+        runs, predictions = read_run_reports(run_dir)
         by_run = dict(tuple(predictions.groupby("run_id", sort=False)))
         runs = runs[runs["family"] != "baseline"].sort_values("run_id", kind="stable")
         for run in runs.itertuples(index=False):
@@ -234,8 +246,31 @@ def load_member_predictions(
             at the same sample id (other dataset or target column). Every message
             names the members involved.
     """
-    run_dirs = _check_load_arguments(run_dirs, min_members, align)
+    run_dirs = check_load_arguments(run_dirs, min_members, align)
     frames, skipped = _read_member_frames(run_dirs)
+    return align_member_frames(frames, skipped, run_dirs, min_members=min_members, align=align)
+
+
+def align_member_frames(
+    frames, skipped: dict, run_dirs, *, min_members: int, align: str, fit: str | None = None
+) -> MemberPredictions:
+    """Aligns the members' prediction rows by sample id (the second half of
+    `load_member_predictions`; K-fold studies pass their out-of-fold rows).
+
+    Args:
+        frames: ``[(run_id, family, frame)]``: each member's ``predictions`` rows
+            (``split``, ``sample_index``, ``prediction``, ``target``, ``probabilities``).
+        skipped: run id -> why it is not a member.
+        run_dirs: the run directories read (``sources``).
+        min_members, align: as `load_member_predictions`.
+        fit: ``MemberPredictions.fit``.
+
+    Returns:
+        `MemberPredictions`.
+
+    Raises:
+        ValueError: as `load_member_predictions`.
+    """
     if len(frames) < min_members:
         detail = f"; not used: {skipped}" if skipped else ""
         raise ValueError(
@@ -269,10 +304,11 @@ def load_member_predictions(
         align=align,
         dropped_samples=dropped,
         skipped=skipped,
+        fit=fit,
     )
 
 
-def _check_load_arguments(run_dirs, min_members, align: str) -> list[Path]:
+def check_load_arguments(run_dirs, min_members, align: str) -> list[Path]:
     """Checks the arguments of `load_member_predictions`; returns the run directories.
 
     Raises:
@@ -381,5 +417,8 @@ __all__ = [
     "ALIGN_MODES",
     "SPLITS",
     "MemberPredictions",
+    "align_member_frames",
+    "check_load_arguments",
     "load_member_predictions",
+    "read_run_reports",
 ]

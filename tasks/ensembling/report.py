@@ -77,7 +77,7 @@ def write_ensemble_report(run_dir, rows: list[dict], members: MemberPredictions)
 
     Returns:
         ``[<run_dir>/reports/ensembles/part-<ensemble_id>.parquet,
-        <run_dir>/plots/ensemble_weights.png]``.
+        <run_dir>/plots/<weights_plot_name(members)>]``.
 
     Raises:
         ValueError: ``rows`` is empty, mixes several ensemble ids, or has weights that
@@ -97,8 +97,14 @@ def write_ensemble_report(run_dir, rows: list[dict], members: MemberPredictions)
             )
     run_dir = Path(run_dir)
     part = reports.write_part(run_dir, "ensembles", ids.pop(), rows)
-    plot = plot_ensemble_weights(rows, members, run_dir / "plots" / "ensemble_weights.png")
+    plot = plot_ensemble_weights(rows, members, run_dir / "plots" / weights_plot_name(members))
     return [part, plot]
 
 
-__all__ = ["plot_ensemble_weights", "write_ensemble_report"]
+def weights_plot_name(members: MemberPredictions) -> str:
+    """``ensemble_weights.png`` (hold-out studies, and a K-fold study's out-of-fold fit),
+    ``ensemble_weights_holdout.png`` (a K-fold study's hold-out fit)."""
+    return "ensemble_weights_holdout.png" if members.fit == "holdout" else "ensemble_weights.png"
+
+
+__all__ = ["plot_ensemble_weights", "weights_plot_name", "write_ensemble_report"]

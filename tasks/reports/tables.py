@@ -148,6 +148,11 @@ def _schemas() -> dict:
                 ("searcher", pa.string()),  # tpe | random
                 ("warm_start", pa.bool_()),
                 ("reused_from", pa.string()),  # run_id whose result was reused, else null
+                # K-fold sweeps only: val_loss/val_metric above are the fold means; the
+                # fold scores (JSON lists, (repeat, fold) order) and the headline's std
+                kfold_field("val_loss_folds", pa.string()),
+                kfold_field("val_metric_folds", pa.string()),
+                kfold_field("val_metric_std", pa.float64()),
                 ("resources", pa.string()),  # JSON
                 ("node", pa.string()),
                 ("started_at", pa.timestamp("ms", tz="UTC")),
@@ -172,6 +177,9 @@ def _schemas() -> dict:
                 ("val_accuracy", pa.float64()),  # classification losses only, else NaN
                 ("test_accuracy", pa.float64()),
                 ("sources", pa.string()),  # JSON list of run directories
+                # K-fold studies only: where the weights were fitted: oof (out-of-fold
+                # predictions of every non-test sample) | holdout (fold 0 of repeat 0)
+                kfold_field("fit", pa.string()),
                 ("created_at", pa.timestamp("ms", tz="UTC")),
             ]
         ),

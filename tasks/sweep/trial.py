@@ -20,6 +20,9 @@ deadlock. The trial imports neither TensorFlow nor Keras: the family defaults an
 parameter types that resolve a trial's hyperparameters come in the context
 (``hparam_specs``). A sweep with an early-termination scheduler (ASHA) needs per-epoch
 reports from inside training, so its trials still train in their own process.
+
+K-fold sweeps use their own trainable, :func:`dlpipe.tasks.sweep.kfold_trial.kfold_sweep_trial`
+(one training task per fold, the fold mean as objective).
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ class TrialContext:
     #: family -> (defaults, parameter types) of the registry, so that a trial resolves
     #: hyperparameters without importing Keras; None: ask the registry
     hparam_specs: dict | None = None
+    #: K-fold sweeps: the fold datasets (:class:`dlpipe.tasks.sweep.kfold_trial.TrialFold`)
+    #: a trial trains on, and the evaluation payload of their run keys; () under hold-out
+    folds: tuple = ()
+    evaluation: dict | None = None
 
 
 def trial_resources(num_cpus: float, num_gpus: float, isolated: bool):
@@ -108,10 +115,18 @@ def hparam_specs(pipeline: str, families) -> dict:
     }
 
 
-def _train_in_worker(ctx: TrialContext, data, **kwargs) -> dict:
+def train_in_worker(ctx: TrialContext, data, **kwargs):
     """Run the training in :func:`dlpipe.tasks.remote.train_model_task` inside the
-    trial's placement group (any bundle: the head one holds no resources) and wait."""
+    trial's placement group (any bundle: the head one holds no resources) and wait.
+    Returns its :class:`RunResult`."""
     import ray
+
+    return ray.get(launch_in_worker(ctx, data, **kwargs))
+
+
+def launch_in_worker(ctx: TrialContext, data, **kwargs):
+    """Start the training task of :func:`train_in_worker` (an ObjectRef to its
+    :class:`RunResult`): a K-fold trial starts one per fold, all at once."""
     from ray.util import get_current_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -124,7 +139,7 @@ def _train_in_worker(ctx: TrialContext, data, **kwargs) -> dict:
             group, placement_group_bundle_index=-1
         )
     task = tf_task(train_model_task, **options)
-    return ray.get(task.remote(ctx.train, data=data, inputs=ctx.inputs, **kwargs))
+    return task.remote(ctx.train, data=data, inputs=ctx.inputs, **kwargs)
 
 
 def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
@@ -166,7 +181,7 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     previous = stored_run(ctx.sweep_dir, run_id)
     if previous is not None:
         base["hyperparameters"] = previous["hyperparameters"]  # incl. data-fixed values
-        tune.report(_final_result(previous, base, reused_from=run_id))
+        tune.report(final_result(previous, base, reused_from=run_id))
         return
     hook = _epoch_hook(base) if ctx.report_epochs else None
     models_dir = Path(ctx.sweep_dir) / "models"
@@ -184,7 +199,7 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
         model_path=str(models_dir / f"{run_id}.keras"),
     )
     if isolated:  # TensorFlow in a fresh worker without pyarrow (module docstring)
-        result = _train_in_worker(ctx, data, **run_args)
+        result = train_in_worker(ctx, data, **run_args)
     else:
         result = ctx.train(data=data, inputs=ctx.inputs, epoch_hook=hook, **run_args)
     run = record_run(
@@ -194,10 +209,10 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
     base["devices"] = run.get("devices") or base["devices"]
     if run["status"] != "ok":
         raise TrialFailed(f"{run['error']} (family {family}, hp {reports.dumps(hp_resolved)})")
-    tune.report(_final_result(run, base, reused_from=""))
+    tune.report(final_result(run, base, reused_from=""))
 
 
-def _final_result(run: dict, base: dict, *, reused_from: str) -> dict:
+def final_result(run: dict, base: dict, *, reused_from: str) -> dict:
     """The trial's final Tune result from its ``runs`` row (trained now or stored)."""
     value = run.get("val_mae_units")
     return {

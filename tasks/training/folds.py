@@ -11,6 +11,8 @@ Forward chaining (time series, :func:`forward_chaining_folds`) never shuffles: t
 time-ordered rows are cut into ``folds + 1`` consecutive blocks; fold ``j`` trains on
 blocks ``0..j`` (an expanding window) and validates on block ``j + 1``, so no fold
 trains on rows later than the ones it is validated on.
+
+:func:`aggregate_row` sums up one model's fold runs (mean and std over the folds).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlpipe.tasks.training.classifier import SPLIT_CODES
+from dlpipe.tasks.training.records import RunResult
 
 TRAIN, VALIDATION, TEST = (SPLIT_CODES[s] for s in ("train", "validation", "test"))
 
@@ -217,3 +220,29 @@ def class_counts(codes: np.ndarray, labels: np.ndarray, num_classes: int) -> dic
         s: np.bincount(labels[codes == c], minlength=num_classes).tolist()
         for s, c in SPLIT_CODES.items()
     }
+def aggregate_row(run_id: str, folds) -> RunResult:
+    """The model's aggregate ``runs`` row over its fold rows (a ``runs`` frame): mean and
+    std (ddof=0) of ``val_loss``/``val_metric`` over the ok folds, ``folds`` = their
+    count; failed when any fold failed (a K-fold study's ``mean`` row,
+    :mod:`dlpipe.pipelines.kfold`, and a K-fold sweep trial's,
+    :mod:`dlpipe.tasks.sweep.kfold_trial`)."""
+    ok = folds[folds["status"] == "ok"]
+    first = (ok if len(ok) else folds).iloc[0]
+    bad = len(folds) - len(ok)
+    row = {
+        "run_id": run_id,
+        "evaluation": "mean",
+        "folds": len(ok),
+        "status": "ok" if bad == 0 and len(ok) else "failed",
+        "error": f"{bad} of {len(folds)} fold run(s) failed" if bad else None,
+        "wall_time_s": float(folds["wall_time_s"].sum()),
+    }
+    for name in ("family", "hyperparameters", "seed", "metric", "inputs", "resources"):
+        row[name] = first[name]
+    if len(ok):
+        row.update(params=int(first["params"]), devices=first["devices"], node=first["node"])
+    for name in ("val_loss", "val_metric"):
+        values = ok[name].to_numpy(np.float64)
+        row[name] = float(values.mean()) if len(values) else float("nan")
+        row[f"{name}_std"] = float(values.std()) if len(values) else float("nan")
+    return RunResult(row)
