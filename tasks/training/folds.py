@@ -220,6 +220,8 @@ def class_counts(codes: np.ndarray, labels: np.ndarray, num_classes: int) -> dic
         s: np.bincount(labels[codes == c], minlength=num_classes).tolist()
         for s, c in SPLIT_CODES.items()
     }
+
+
 def aggregate_row(run_id: str, folds) -> RunResult:
     """The model's aggregate ``runs`` row over its fold rows (a ``runs`` frame): mean and
     std (ddof=0) of ``val_loss``/``val_metric`` over the ok folds, ``folds`` = their
