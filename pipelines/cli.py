@@ -10,6 +10,7 @@ Examples::
     dlpipe run study.yaml --smoke-test
     dlpipe sweep study.yaml          # hyperparameter sweep of its `sweep:` section
     dlpipe report runs/weather-demo  # the runs table of a finished study
+    dlpipe tensorboard runs/weather-demo  # TensorBoard on its runs' event files
     dlpipe ensemble runs/weather-demo  # weighted ensembles of its models
     dlpipe cache list CACHE_ROOT     # conv-base feature cache: entries per base
     dlpipe cache prune CACHE_ROOT --base KEY [--older-than DAYS] [--dry-run]
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_rep.add_argument("run_dir", help="run directory (e.g. runs/weather-demo)")
     from dlpipe.pipelines import cache as cache_cli
+    from dlpipe.pipelines import tensorboard as tensorboard_cli
     from dlpipe.pipelines.ensemble import add_arguments
 
     add_arguments(
@@ -185,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
             description="Weighted ensembles (book ch. 7.3.3) from the stored predictions of "
             "finished studies: method chosen by cross-fitting on validation, "
             "weights refit on all validation samples, test scored once.",
+        )
+    )
+    tensorboard_cli.add_arguments(
+        sub.add_parser(
+            "tensorboard",
+            help="start TensorBoard on a run directory's event files (localhost)",
+            description="Start TensorBoard (book ch. 7.2.2) on <run_dir>/tensorboard, "
+            "listening on 127.0.0.1 only, and print its URL; Ctrl-C stops it.",
         )
     )
     cache_cli.add_arguments(
@@ -307,6 +317,10 @@ def _main(argv: list[str] | None = None) -> int:
         from dlpipe.pipelines import cache as cache_cli
 
         return cache_cli.run_from_args(args)
+    if args.command == "tensorboard":
+        from dlpipe.pipelines.tensorboard import run_from_args as tensorboard_from_args
+
+        return tensorboard_from_args(args)
     if args.command == "ensemble":
         from dlpipe.pipelines.ensemble import run_from_args
 

@@ -134,7 +134,10 @@ def run_sweep(
     if scored:  # a partial sweep is scored on test only when the user asks
         evaluate_top_k(cfg, sweep_dir, ok, prepared)
     if len(trials):
+        from dlpipe.tasks.reports.hparams import write_hparams
+
         write_sweep_plots(sweep_dir)
+        write_hparams(sweep_dir, trials)  # TensorBoard's HParams tab: every trial
     if stop.signum and not complete:
         raise SweepInterrupted(stop.signum, scored=scored)
     return sweep_dir

@@ -37,6 +37,7 @@ def settings(cfg: StudyCommon, *, legacy: bool = False) -> dict:
         "seed": cfg.seed,
         "resources": asdict(cfg.resources),
     }
+    del keep["training"]["tensorboard"]  # event files only: sweeps stored before match
     if not cfg.sweep.max_failures:  # the default: sweeps stored before the field match
         del keep["sweep"]["max_failures"]
     if not legacy:

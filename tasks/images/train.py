@@ -238,7 +238,7 @@ def train_image_model(
         "weights_used": weights_used(family, meta, inputs),
         **extra,
     }
-    return RunResult(run, recorder.rows, predictions)
+    return RunResult(run, recorder.rows, predictions, recorder.tensorboard)
 
 
 def _fine_tune_step(

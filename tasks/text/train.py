@@ -193,7 +193,7 @@ def train_text_model(
         devices=devices,
     )
     run["inputs"] = {**asdict(inputs), "input": "multi_hot" if multi_hot else "sequences"}
-    return RunResult(run, recorder.rows, predictions)
+    return RunResult(run, recorder.rows, predictions, recorder.tensorboard)
 
 
 def evaluate_saved_text_model(

@@ -188,7 +188,7 @@ def train_model(
             "inputs": asdict(inputs),
         }
     )
-    return RunResult(run, recorder.rows, predictions)
+    return RunResult(run, recorder.rows, predictions, recorder.tensorboard)
 
 
 def score_split(model, batches: WindowBatches, split: str, run_id: str, meta: dict):
