@@ -83,7 +83,8 @@ def run_command(
     print_report(run_dir)
     print(
         f"\nreports: {run_dir / 'reports'}  (Parquet datasets: runs, history, predictions, "
-        f"datasets)\nplots:   {run_dir / 'plots'}\nsummary: dlpipe report {run_dir}"
+        f"datasets)\nplots:   {run_dir / 'plots'}\ncurves:  dlpipe tensorboard {run_dir}\n"
+        f"summary: dlpipe report {run_dir}\nhtml:    {run_dir / 'reports' / 'index.html'}"
     )
     return failed_runs_exit_code(run_dir, started, len(cfg.models))
 
@@ -176,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the runs table of a finished study.",
     )
     p_rep.add_argument("run_dir", help="run directory (e.g. runs/weather-demo)")
+    p_rep.add_argument(
+        "--html",
+        action="store_true",
+        help="also write the self-contained HTML report <run_dir>/reports/index.html",
+    )
     from dlpipe.pipelines import cache as cache_cli
     from dlpipe.pipelines import tensorboard as tensorboard_cli
     from dlpipe.pipelines.ensemble import add_arguments
@@ -347,6 +353,10 @@ def _main(argv: list[str] | None = None) -> int:
             )
             return 2
         print_report(args.run_dir)
+        if args.html:
+            from dlpipe.pipelines.html_report import write_html_report
+
+            print(f"\nhtml: {write_html_report(args.run_dir)}")
         return 0
     config = demo_config_path(args.name) if args.command == "demo" else args.study
     return run_command(

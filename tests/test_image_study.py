@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import check_report
 
 from dlpipe.pipelines.config import ConfigError, ImageStudyConfig, parse_study
 from dlpipe.tasks.features.study import cache_features
@@ -277,6 +278,7 @@ def test_image_study_end_to_end_smoke_through_local_ray(tmp_path):
     assert (run_dir / "plots" / "loss_curves.png").is_file()
     predictions = reports.read_table(run_dir, "predictions")
     assert predictions["sample_index"].max() < 15  # rows of the 15 valid images only
+    check_report(run_dir, runs, "images.png")  # the HTML report in Chromium (issue 16)
     # a rerun: every feature from the cache, nothing trained again
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -108,6 +108,15 @@ def test_smoke_run_reports(first_run):
         assert (run_dir / "plots" / png).stat().st_size > 10_000
 
 
+def test_html_report_in_chromium(first_run):
+    """The page the study wrote, in a real browser (issue 16; skipped without Chromium)."""
+    from browser import check_report
+
+    out, run_dir = first_run
+    assert f"html:    {run_dir / 'reports' / 'index.html'}" in out
+    check_report(run_dir, reports.read_table(run_dir, "runs"), "weather.png")
+
+
 def test_rerun_skips_finished_runs_and_report_command(first_run, study):
     _, run_dir = first_run
     before = sorted(p.name for p in (run_dir / "reports" / "runs").iterdir())

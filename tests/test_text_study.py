@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import check_report
 
 from dlpipe.pipelines.config import ConfigError, TextStudyConfig, parse_study
 from dlpipe.tasks.reports import tables as reports
@@ -359,6 +360,7 @@ def test_text_study_end_to_end_smoke_through_local_ray(tmp_path):
     assert (run_dir / "plots" / "val_metric.png").is_file()
     ensembles = reports.read_table(run_dir, "ensembles")
     assert len(ensembles) and ensembles["chosen"].sum() == 1
+    check_report(run_dir, runs, "text.png")  # the HTML report in Chromium (issue 16)
     # a rerun trains nothing again and writes no duplicate row
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "resuming: 2 finished run(s)" in proc.stdout
