@@ -80,11 +80,14 @@ def run_command(
             file=sys.stderr,
         )
         return 2
+    from dlpipe.pipelines.html_report import write_html_report
+
+    html = write_html_report(run_dir)
     print_report(run_dir)
     print(
         f"\nreports: {run_dir / 'reports'}  (Parquet datasets: runs, history, predictions, "
         f"datasets)\nplots:   {run_dir / 'plots'}\ncurves:  dlpipe tensorboard {run_dir}\n"
-        f"summary: dlpipe report {run_dir}\nhtml:    {run_dir / 'reports' / 'index.html'}"
+        f"summary: dlpipe report {run_dir}\nhtml:    {html}"
     )
     return failed_runs_exit_code(run_dir, started, len(cfg.models))
 

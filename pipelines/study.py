@@ -142,8 +142,9 @@ def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
 def run_study(cfg, *, progress: bool = True) -> Path:
     """Run a study end to end on the connected Ray (call ``init_ray`` first): ``study.json``
     -> the kind's ``prepare`` -> its ``check_prepared`` -> its baseline -> one training
-    task per model not yet finished -> plots -> the optional ensemble stage -> the HTML
-    report (``reports/index.html``).
+    task per model not yet finished -> plots -> the optional ensemble stage (the
+    command then writes the HTML report,
+    :func:`dlpipe.pipelines.html_report.write_html_report`).
 
     Returns:
         The run directory (``reports/``, ``plots/``, ``tensorboard/``, ``artifacts/``,
@@ -172,7 +173,4 @@ def run_study(cfg, *, progress: bool = True) -> Path:
         from dlpipe.pipelines.ensemble import run_ensemble_stage
 
         run_ensemble_stage(run_dir, cfg.ensemble)
-    from dlpipe.pipelines.html_report import write_html_report
-
-    write_html_report(run_dir)
     return run_dir

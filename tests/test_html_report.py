@@ -10,10 +10,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-from browser import check_report, click_header, column_texts, open_browser
 
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.records import RunResult, record_run
+
+from browser import check_report, click_header, column_texts, open_browser
 
 STUDY = "weather-fixture"
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import check_report
 
 from dlpipe.pipelines.config import ConfigError, ImageStudyConfig, parse_study
 from dlpipe.tasks.features.study import cache_features
@@ -19,6 +18,7 @@ from dlpipe.tasks.images.prepare import SPLIT_CODES, ImageDataSpec, ImageSpec, p
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.fit import TrainingSpec
 
+from browser import check_report
 from image_files import cut, encode, jpeg, pixels, write
 
 BIN = Path(sys.executable).parent

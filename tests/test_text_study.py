@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import check_report
 
 from dlpipe.pipelines.config import ConfigError, TextStudyConfig, parse_study
 from dlpipe.tasks.reports import tables as reports
@@ -29,6 +28,8 @@ from dlpipe.tasks.text.prepare import (
 )
 from dlpipe.tasks.text.tokenize import multi_hot
 from dlpipe.tasks.training.fit import TrainingSpec
+
+from browser import check_report
 
 BIN = Path(sys.executable).parent
 GOOD = [
