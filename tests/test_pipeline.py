@@ -3,6 +3,7 @@ copied script (the way `ray submit` runs it) and through the `dlpipe` CLI."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,9 @@ def first_run(study):
 def test_smoke_run_reports(first_run):
     out, run_dir = first_run
     assert "plots:" in out and str(run_dir.name) in out
+    # stdout is a pipe here, as in a log file: one plain line per finished run (issue 16)
+    finished = re.findall(r"^\[\d+:\d\d:\d\d\] run (\d)/3 ok: \S+ val MAE", out, re.M)
+    assert finished == ["1", "2", "3"]
     runs = reports.read_table(run_dir, "runs")
     assert sorted(runs["family"]) == ["baseline", "conv_gru", "dense", "gru"]
     assert (runs["status"] == "ok").all() and runs["run_id"].is_unique
