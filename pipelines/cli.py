@@ -10,6 +10,7 @@ Examples::
     dlpipe run study.yaml --smoke-test
     dlpipe sweep study.yaml          # hyperparameter sweep of its `sweep:` section
     dlpipe report runs/weather-demo  # the runs table of a finished study
+    dlpipe report runs/a runs/b --html  # side by side; each one's reports/index.html
     dlpipe tensorboard runs/weather-demo  # TensorBoard on its runs' event files
     dlpipe ensemble runs/weather-demo  # weighted ensembles of its models
     dlpipe cache list CACHE_ROOT     # conv-base feature cache: entries per base
@@ -124,6 +125,34 @@ def print_report(run_dir: str | Path) -> None:
     print_frame(*runs_summary(run_dir))
 
 
+def report_command(run_dirs: list[str], *, html: bool = False) -> int:
+    """``dlpipe report RUN_DIR... [--html]``: the runs table of each run directory
+    (several: the studies side by side first); ``html`` also writes each one's
+    ``reports/index.html`` and prints its path. Loads no TensorFlow. Exit 2 when a
+    directory has no runs report."""
+    for run_dir in run_dirs:
+        if not (Path(run_dir) / "reports" / "runs").is_dir():
+            print(
+                f"error: no runs report in {run_dir} (expected "
+                f"{Path(run_dir) / 'reports' / 'runs'})",
+                file=sys.stderr,
+            )
+            return 2
+    if len(run_dirs) > 1:
+        from dlpipe.pipelines.report import studies_side_by_side
+
+        print_frame(*studies_side_by_side(run_dirs))
+    for run_dir in run_dirs:
+        print_report(run_dir)
+    if html:
+        from dlpipe.pipelines.html_report import write_html_report
+
+        print()
+        for run_dir in run_dirs:
+            print(f"html: {write_html_report(run_dir)}")
+    return 0
+
+
 def script_main(command: str, description: str, argv: list[str] | None = None) -> int:
     """Entry point of a pipeline module run as a script (what ``ray submit`` runs):
     ``--config STUDY.yaml [--smoke-test] [--address A] [--output-dir D]`` is passed on
@@ -169,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep Learning with Python studies as Ray pipelines: prepare data, "
         "train many tf.keras models in parallel, write Parquet reports and plots.",
     )
+    from importlib.metadata import version
+
+    parser.add_argument("--version", action="version", version=f"dlpipe {version('dlpipe')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     study_commands = [_add_run(sub), _add_demo(sub), _add_sweep(sub)]
@@ -176,10 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         _add_study_options(p, sweep=p is study_commands[-1])
     p_rep = sub.add_parser(
         "report",
-        help="print the runs table of a run directory",
-        description="Print the runs table of a finished study.",
+        help="print the runs table of a run directory (several: side by side)",
+        description="Print the runs table of a finished study; given several run "
+        "directories, a table of the studies side by side first, then each one's runs.",
     )
-    p_rep.add_argument("run_dir", help="run directory (e.g. runs/weather-demo)")
+    p_rep.add_argument(
+        "run_dir", nargs="+", help="run directory or directories (e.g. runs/weather-demo)"
+    )
     p_rep.add_argument(
         "--html",
         action="store_true",
@@ -348,19 +383,7 @@ def _main(argv: list[str] | None = None) -> int:
             score_partial=args.score_partial,
         )
     if args.command == "report":
-        if not (Path(args.run_dir) / "reports" / "runs").is_dir():
-            print(
-                f"error: no runs report in {args.run_dir} (expected "
-                f"{Path(args.run_dir) / 'reports' / 'runs'})",
-                file=sys.stderr,
-            )
-            return 2
-        print_report(args.run_dir)
-        if args.html:
-            from dlpipe.pipelines.html_report import write_html_report
-
-            print(f"\nhtml: {write_html_report(args.run_dir)}")
-        return 0
+        return report_command(args.run_dir, html=args.html)
     config = demo_config_path(args.name) if args.command == "demo" else args.study
     return run_command(
         config,

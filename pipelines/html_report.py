@@ -22,6 +22,7 @@ from dlpipe.tasks.reports.html import html_table, image_uri, write_page
 #: plot file -> caption (other PNGs in ``plots/`` are shown under their file name)
 CAPTIONS = {
     "loss_curves.png": "Training and validation loss per model (best epoch marked)",
+    "accuracy_curves.png": "Training and validation accuracy per model (best epoch marked)",
     "val_mae.png": "Validation MAE per model against the common-sense baseline",
     "val_metric.png": "Validation accuracy per model against the majority-class baseline",
     "ensemble_weights.png": "Member weights per ensemble method",
