@@ -130,7 +130,7 @@ def ensembles_table(run_dir: Path) -> dict | None:
             "val/test gap": ens["val_test_gap"].to_numpy(),
             "best single val": ens["best_single_val"].to_numpy(),
             "weights": [
-                ", ".join(f"{m} {w:.2f}" for m, w in zip(ms, ws) if w > 0)
+                ", ".join(f"{m} {w:.2f}" for m, w in zip(ms, ws) if round(w, 2) > 0)
                 for ms, ws in zip(members, weights)
             ],
         }
