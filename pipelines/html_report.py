@@ -54,7 +54,7 @@ def header_facts(run_dir: Path, datasets) -> list[tuple[str, str]]:
     if (run_dir / "study.json").is_file():
         study = json.loads((run_dir / "study.json").read_text())
     facts = [
-        ("run directory", str(run_dir)),
+        ("run directory", str(run_dir.resolve())),
         ("study file", str(study.get("source_file", "n/a"))),
         ("pipeline", str(study.get("pipeline", "n/a"))),
     ]
