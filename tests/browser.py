@@ -44,13 +44,13 @@ def open_browser(width: int = 1300, height: int = 2400):
     return webdriver.Chrome(options=options, service=Service(paths[1]))
 
 
-def best_run_id(runs) -> str:
-    """The run with the best validation headline (computed here from the ``runs``
-    report: the highest accuracy, the lowest MAE), baseline included."""
+def best_run_ids(runs) -> set[str]:
+    """The runs with the best validation headline (computed here from the ``runs``
+    report: the highest accuracy, the lowest MAE; ties all count), baseline included."""
     higher = runs["metric"].dropna().iloc[-1] == "accuracy"
     scored = runs[[math.isfinite(v) for v in runs["val_metric"]]]
     values = scored["val_metric"] * (-1 if higher else 1)
-    return scored.loc[values.idxmin(), "run_id"]
+    return set(scored.loc[values == values.min(), "run_id"])
 
 
 def column_texts(driver, table_id: str, column: str) -> list[str]:
@@ -96,7 +96,7 @@ def check_report(run_dir: Path, runs, screenshot: str = "index.png") -> None:
         click_header(driver, "runs", "run_id")
         assert column_texts(driver, "runs", "run_id") == sorted(ids)
         click_header(driver, "runs", "val ")
-        assert column_texts(driver, "runs", "run_id")[0] == best_run_id(runs)
+        assert column_texts(driver, "runs", "run_id")[0] in best_run_ids(runs)
         driver.save_screenshot(str(run_dir / "reports" / screenshot))
         logs += driver.get_log("browser")
         assert [e for e in logs if e["level"] == "SEVERE"] == []  # no console error

@@ -148,6 +148,9 @@ def test_features_head_and_frozen_base_fine_tune_step(tmp_path):
     assert [r["epoch"] for r in tuned.history] == [1, 2]  # head step, then fine-tuning
     assert run["inputs"]["fine_tune_step"]["head_epochs"] == 1
     assert run["inputs"]["fine_tune_step"]["fine_tune_epochs"] == 1
+    # TensorBoard: the fine-tuning step's event files beside the head's (issue 16)
+    steps = {name.split("/events")[0] for name in tuned.tensorboard}
+    assert steps == {"train", "validation", "fine_tune/train", "fine_tune/validation"}
     assert run["hyperparameters"]["weights"] == "none"
     # the fine-tune step ran: the saved model's base trains exactly block5_conv1..3
     import keras

@@ -246,7 +246,8 @@ def _fine_tune_step(
 ):
     """Step 2 of the book's schedule (5.3.2): unfreeze ``images.fine_tune_layers``,
     recompile at ``fine_tune_learning_rate``, train again. Returns a recorder holding
-    both steps' rows (epochs numbered on) and the ``fine_tune_step`` report."""
+    both steps' rows (epochs numbered on) and event files (the second step's under
+    ``fine_tune/``), and the ``fine_tune_step`` report."""
     from dlpipe.models.images import fine_tune
 
     offset = len(head.rows)
@@ -260,7 +261,15 @@ def _fine_tune_step(
         row["epoch"] += offset
     best = offset + tuned.best_epoch if tuned.best_epoch else head.best_epoch
     both = SimpleNamespace(
-        rows=head.rows + tuned.rows, best_epoch=best, diverged=head.diverged or tuned.diverged
+        rows=head.rows + tuned.rows,
+        best_epoch=best,
+        diverged=head.diverged or tuned.diverged,
+        # TensorBoard: the fine-tuning step's curves as their own runs (its steps
+        # restart at 0), beside the head's
+        tensorboard={
+            **head.tensorboard,
+            **{f"fine_tune/{k}": v for k, v in tuned.tensorboard.items()},
+        },
     )
     report = {
         "fine_tune_step": {
