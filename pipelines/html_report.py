@@ -53,6 +53,8 @@ def header_facts(run_dir: Path, datasets) -> list[tuple[str, str]]:
     study = {}
     if (run_dir / "study.json").is_file():
         study = json.loads((run_dir / "study.json").read_text())
+    elif (run_dir / "sweep.json").is_file():  # a sweep keeps its study in its stamp
+        study = json.loads((run_dir / "sweep.json").read_text()).get("study", {})
     facts = [
         ("run directory", str(run_dir.resolve())),
         ("study file", str(study.get("source_file", "n/a"))),

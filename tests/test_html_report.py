@@ -90,8 +90,11 @@ def test_sweep_page_lists_trials_with_the_running_best(study_dir):
         for i, loss in enumerate(losses)
     ]
     reports.write_part(study_dir, "trials", "t", trials, kind="timeseries")
+    (study_dir / "study.json").unlink()  # a sweep directory keeps its study in sweep.json
+    stamp = {"study": {"source_file": "sweep_study.yaml", "pipeline": "timeseries"}}
+    (study_dir / "sweep.json").write_text(json.dumps(stamp))
     html = write_html_report(study_dir).read_text()
-    assert "<title>sweep weather-fixture</title>" in html
+    assert "<title>sweep weather-fixture</title>" in html and "sweep_study.yaml" in html
     section = html.split('id="trials"')[1].split("</table>")[0]
     running = re.findall(
         r'<td class="num" data-value="([^"]*)">[^<]*</td>\s*'

@@ -49,6 +49,13 @@ def test_log_axis_labels_plain_numbers_within_decades():
     labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
     plt.close(fig)
     assert {"0.0001", "0.0002", "0.0005", "0.001", "0.002"} <= set(labels)
+    fig, ax = plt.subplots()  # within one decade: every digit labelled
+    ax.scatter([6e-4, 9.7e-4], [1, 2])
+    readable_log_axis(ax.xaxis)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    plt.close(fig)
+    assert {"0.0006", "0.0007", "0.0008", "0.0009"} <= set(labels)
 
 
 def test_run_ids_are_printed_whole(capsys):

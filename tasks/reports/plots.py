@@ -265,12 +265,18 @@ def plot_hp_effects(trials, path: str | Path) -> Path:
 
 def readable_log_axis(axis) -> None:
     """A log axis labelled at 1, 2 and 5 of each decade in plain numbers (``0.0002``,
-    ``0.0005``, ``0.001``), not powers of ten only."""
+    ``0.0005``, ``0.001``), not powers of ten only; at every digit (``0.0007``,
+    ``0.0008``...) when the data spans less than a decade. Call after plotting."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     axis.axes.set_xscale("log") if axis.axis_name == "x" else axis.axes.set_yscale("log")
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    low, high = sorted(axis.get_view_interval())
+    narrow = low > 0 and high / low < 10  # within a decade: label every digit
+    subs = tuple(float(d) for d in range(1, 10)) if narrow else (1.0, 2.0, 5.0)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(
+        FuncFormatter(lambda v, _: np.format_float_positional(v, precision=6, trim="-"))
+    )
     axis.set_minor_formatter(NullFormatter())
     axis.set_tick_params(labelsize=7, labelrotation=30)
 
