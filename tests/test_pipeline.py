@@ -121,6 +121,12 @@ def test_html_report_in_chromium(first_run):
     check_report(run_dir, reports.read_table(run_dir, "runs"), "weather.png")
 
 
+def test_event_files_equal_the_history_of_every_run(first_run):
+    from event_files import assert_events_match_history
+
+    assert assert_events_match_history(first_run[1]) == 3
+
+
 def test_rerun_skips_finished_runs_and_report_command(first_run, study):
     _, run_dir = first_run
     before = sorted(p.name for p in (run_dir / "reports" / "runs").iterdir())

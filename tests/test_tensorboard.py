@@ -2,10 +2,8 @@
 TensorBoard's own reader, equal the ``history`` report; weight histograms on request;
 run keys and sweep fingerprints ignore the setting."""
 
-import numpy as np
 import pytest
 
-from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.fit import (
     ReduceLROnPlateauSpec,
     TensorBoardSpec,
@@ -13,20 +11,7 @@ from dlpipe.tasks.training.fit import (
 )
 from dlpipe.tasks.training.records import record_run, run_key
 
-
-def tensors(folder):
-    """``{tag: {step: array}}`` of one event folder, read by TensorBoard's reader."""
-    from tensorboard.backend.event_processing import event_accumulator
-    from tensorboard.util import tensor_util
-
-    acc = event_accumulator.EventAccumulator(
-        str(folder), size_guidance={event_accumulator.TENSORS: 0}
-    )
-    acc.Reload()
-    return {
-        tag: {e.step: tensor_util.make_ndarray(e.tensor_proto) for e in acc.Tensors(tag)}
-        for tag in acc.Tags()["tensors"]
-    }
+from event_files import assert_events_match_history, tensors
 
 
 def test_tensorboard_setting_is_no_part_of_the_run_key():
@@ -67,21 +52,8 @@ def test_event_files_hold_the_history_values(tmp_path):
         n.startswith(("train/", "validation/")) for n in out.tensorboard
     )
     record_run(tmp_path, out, pipeline="timeseries", study="s", dataset_key="tiny")
-    history = reports.read_table(tmp_path, "history").sort_values("epoch")
+    assert assert_events_match_history(tmp_path) == 1
     train = tensors(tmp_path / "tensorboard" / "r1" / "train")
-    val = tensors(tmp_path / "tensorboard" / "r1" / "validation")
-    steps = {e - 1: e for e in history["epoch"]}  # Keras's step = epoch - 1
-    for tag, events, column in (
-        ("epoch_loss", train, "loss"),
-        ("epoch_learning_rate", train, "lr"),
-        ("epoch_loss", val, "val_loss"),
-    ):
-        expected = dict(zip(history["epoch"], history[column]))
-        got = {steps[s]: float(v) for s, v in events[tag].items()}
-        assert got.keys() == expected.keys(), tag
-        np.testing.assert_allclose(
-            [got[e] for e in sorted(got)], [expected[e] for e in sorted(got)], rtol=1e-6
-        )
     # histogram_freq=1: a weight histogram per epoch, of the GRU kernel among others
     hist_tags = [t for t in train if t.endswith("/histogram")]
     assert any("gru" in t and "kernel" in t for t in hist_tags)
