@@ -59,3 +59,15 @@ def test_epoch_board_keeps_the_latest_epoch_per_run():
     for run_id, epoch in (("a", 1), ("a", 3), ("b", 2), ("a", 2)):
         board.report(run_id, epoch)
     assert board.snapshot() == {"a": 3, "b": 2}
+
+
+def test_terminal_bar_shows_runs_epochs_and_time_left(monkeypatch):
+    now = FakeClock()
+    monkeypatch.setattr(progress_mod.time, "monotonic", now)
+    with RunProgress(4, 40, plain=False, stream=io.StringIO()) as shown:
+        shown.run_finished("ok: a")
+        now.now = 130.0  # 30 s for 10 of 40 epochs -> 90 s more
+        shown.update(10, 3, "running 3, failed 0")
+        task = shown.bar.tasks[0]
+        assert task.completed == 1 and task.total == 4
+        assert task.description == "running 3, failed 0, epochs 10/40, ~0:01:30 left"
