@@ -10,6 +10,8 @@ Examples::
     dlpipe run study.yaml --smoke-test
     dlpipe sweep study.yaml          # hyperparameter sweep of its `sweep:` section
     dlpipe report runs/weather-demo  # the runs table of a finished study
+    dlpipe report runs/a runs/b --html  # side by side; each one's reports/index.html
+    dlpipe tensorboard runs/weather-demo  # TensorBoard on its runs' event files
     dlpipe ensemble runs/weather-demo  # weighted ensembles of its models
     dlpipe cache list CACHE_ROOT     # conv-base feature cache: entries per base
     dlpipe cache prune CACHE_ROOT --base KEY [--older-than DAYS] [--dry-run]
@@ -79,10 +81,14 @@ def run_command(
             file=sys.stderr,
         )
         return 2
+    from dlpipe.pipelines.html_report import write_html_report
+
+    html = write_html_report(run_dir)
     print_report(run_dir)
     print(
         f"\nreports: {run_dir / 'reports'}  (Parquet datasets: runs, history, predictions, "
-        f"datasets)\nplots:   {run_dir / 'plots'}\nsummary: dlpipe report {run_dir}"
+        f"datasets)\nplots:   {run_dir / 'plots'}\ncurves:  dlpipe tensorboard {run_dir}\n"
+        f"summary: dlpipe report {run_dir}\nhtml:    {html}"
     )
     return failed_runs_exit_code(run_dir, started, len(cfg.models))
 
@@ -117,6 +123,34 @@ def print_report(run_dir: str | Path) -> None:
     from dlpipe.pipelines.report import runs_summary
 
     print_frame(*runs_summary(run_dir))
+
+
+def report_command(run_dirs: list[str], *, html: bool = False) -> int:
+    """``dlpipe report RUN_DIR... [--html]``: the runs table of each run directory
+    (several: the studies side by side first); ``html`` also writes each one's
+    ``reports/index.html`` and prints its path. Loads no TensorFlow. Exit 2 when a
+    directory has no runs report."""
+    for run_dir in run_dirs:
+        if not (Path(run_dir) / "reports" / "runs").is_dir():
+            print(
+                f"error: no runs report in {run_dir} (expected "
+                f"{Path(run_dir) / 'reports' / 'runs'})",
+                file=sys.stderr,
+            )
+            return 2
+    if len(run_dirs) > 1:
+        from dlpipe.pipelines.report import studies_side_by_side
+
+        print_frame(*studies_side_by_side(run_dirs))
+    for run_dir in run_dirs:
+        print_report(run_dir)
+    if html:
+        from dlpipe.pipelines.html_report import write_html_report
+
+        print()
+        for run_dir in run_dirs:
+            print(f"html: {write_html_report(run_dir)}")
+    return 0
 
 
 def script_main(command: str, description: str, argv: list[str] | None = None) -> int:
@@ -164,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep Learning with Python studies as Ray pipelines: prepare data, "
         "train many tf.keras models in parallel, write Parquet reports and plots.",
     )
+    from importlib.metadata import version
+
+    parser.add_argument("--version", action="version", version=f"dlpipe {version('dlpipe')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     study_commands = [_add_run(sub), _add_demo(sub), _add_sweep(sub)]
@@ -171,11 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
         _add_study_options(p, sweep=p is study_commands[-1])
     p_rep = sub.add_parser(
         "report",
-        help="print the runs table of a run directory",
-        description="Print the runs table of a finished study.",
+        help="print the runs table of a run directory (several: side by side)",
+        description="Print the runs table of a finished study; given several run "
+        "directories, a table of the studies side by side first, then each one's runs.",
     )
-    p_rep.add_argument("run_dir", help="run directory (e.g. runs/weather-demo)")
+    p_rep.add_argument(
+        "run_dir", nargs="+", help="run directory or directories (e.g. runs/weather-demo)"
+    )
+    p_rep.add_argument(
+        "--html",
+        action="store_true",
+        help="also write the self-contained HTML report <run_dir>/reports/index.html",
+    )
     from dlpipe.pipelines import cache as cache_cli
+    from dlpipe.pipelines import tensorboard as tensorboard_cli
     from dlpipe.pipelines.ensemble import add_arguments
 
     add_arguments(
@@ -185,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
             description="Weighted ensembles (book ch. 7.3.3) from the stored predictions of "
             "finished studies: method chosen by cross-fitting on validation, "
             "weights refit on all validation samples, test scored once.",
+        )
+    )
+    tensorboard_cli.add_arguments(
+        sub.add_parser(
+            "tensorboard",
+            help="start TensorBoard on a run directory's event files (localhost)",
+            description="Start TensorBoard (book ch. 7.2.2) on <run_dir>/tensorboard, "
+            "listening on 127.0.0.1 only, and print its URL; Ctrl-C stops it.",
         )
     )
     cache_cli.add_arguments(
@@ -307,6 +361,10 @@ def _main(argv: list[str] | None = None) -> int:
         from dlpipe.pipelines import cache as cache_cli
 
         return cache_cli.run_from_args(args)
+    if args.command == "tensorboard":
+        from dlpipe.pipelines.tensorboard import run_from_args as tensorboard_from_args
+
+        return tensorboard_from_args(args)
     if args.command == "ensemble":
         from dlpipe.pipelines.ensemble import run_from_args
 
@@ -325,15 +383,7 @@ def _main(argv: list[str] | None = None) -> int:
             score_partial=args.score_partial,
         )
     if args.command == "report":
-        if not (Path(args.run_dir) / "reports" / "runs").is_dir():
-            print(
-                f"error: no runs report in {args.run_dir} (expected "
-                f"{Path(args.run_dir) / 'reports' / 'runs'})",
-                file=sys.stderr,
-            )
-            return 2
-        print_report(args.run_dir)
-        return 0
+        return report_command(args.run_dir, html=args.html)
     config = demo_config_path(args.name) if args.command == "demo" else args.study
     return run_command(
         config,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+#: columns printed whole, whatever the console width (ids people copy)
+WHOLE_COLUMNS = ("run_id", "best run_id")
+
 
 def print_frame(frame, title: str) -> None:
     """Print a DataFrame as a rich table (floats to 4 significant digits; a missing or
@@ -14,7 +17,11 @@ def print_frame(frame, title: str) -> None:
     table = Table(title=title)
     for col in frame.columns:
         text = frame[col].dtype == object or str(frame[col].dtype).startswith("string")
-        table.add_column(str(col), justify="left" if text else "right")
+        whole = col in WHOLE_COLUMNS  # never wrapped or cut: other columns give way
+        width = max([len(str(col))] + [len(cell(v)) for v in frame[col]]) if whole else None
+        table.add_column(
+            str(col), justify="left" if text else "right", no_wrap=whole, min_width=width
+        )
     for row in frame.itertuples(index=False):
         table.add_row(*[cell(v) for v in row])
     Console(width=160).print(table)

@@ -82,13 +82,25 @@ def write_result(run_dir: Path, cfg, prepared: PreparedDataset, result: RunResul
     )
 
 
-def launch_jobs(cfg, jobs: list[TrainingJob]) -> dict:
+class PendingJobs(dict):
+    """``{ObjectRef: TrainingJob}`` of launched training tasks, with the
+    :class:`~dlpipe.tasks.training.progress.EpochBoard` actor they report epochs to
+    (``board``; None when nothing was launched)."""
+
+    board = None
+
+
+def launch_jobs(cfg, jobs: list[TrainingJob]) -> PendingJobs:
     """Start one Ray training task per job (all at once; Ray runs as many as the study's
-    per-task resources allow). Returns ``{ObjectRef: job}``."""
+    per-task resources allow), each reporting its epochs to one board. Returns
+    ``{ObjectRef: job}``."""
     from dlpipe.tasks.remote import tf_task, train_model_task
+    from dlpipe.tasks.training.progress import epoch_board
 
     kind, res = get_kind(cfg), cfg.resources
-    pending = {}
+    pending = PendingJobs()
+    if jobs:
+        pending.board = epoch_board()
     for job in jobs:
         ref = tf_task(
             train_model_task,
@@ -97,6 +109,7 @@ def launch_jobs(cfg, jobs: list[TrainingJob]) -> dict:
             max_retries=res.max_retries,
         ).remote(
             kind.train,
+            board=pending.board,
             data=job.data.data,
             meta=job.data.meta,
             family=job.model.family,
@@ -136,23 +149,19 @@ def job_result(cfg, ref, job: TrainingJob) -> RunResult:
 
 
 def collect_jobs(run_dir, cfg, prepared, pending: dict, baseline: dict, progress: bool) -> list:
-    """Wait for training tasks, writing each result as it arrives, with live progress.
-    Returns the ``runs`` rows written."""
+    """Wait for training tasks, writing each result as it arrives, with live progress
+    (:class:`dlpipe.pipelines.progress.RunProgress`: a bar on a terminal, plain lines
+    in a log). Returns the ``runs`` rows written."""
     import ray
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dlpipe.pipelines.progress import RunProgress
 
     metric = get_metric(baseline["metric"])
     units = f" {prepared.units}" if prepared.units else ""
     done, failed, best, written = 0, 0, metric.worst, []
-    with Progress(
-        TextColumn("[bold]training"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        disable=not progress,
-    ) as bar:
-        task = bar.add_task("", total=len(pending))
+    budget = {job.run_id: job.training.epochs for job in pending.values()}
+    finished_epochs = 0
+    with RunProgress(len(pending), sum(budget.values()), enabled=progress) as shown:
         waiting = list(pending)
         while waiting:
             ready, waiting = ray.wait(waiting, num_returns=1, timeout=1.0)
@@ -160,19 +169,38 @@ def collect_jobs(run_dir, cfg, prepared, pending: dict, baseline: dict, progress
                 run = write_result(run_dir, cfg, prepared, job_result(cfg, ref, pending[ref]))
                 written.append(run)
                 done += 1
+                finished_epochs += budget.pop(pending[ref].run_id, 0)
                 if run["status"] != "ok":
                     failed += 1
                     error = str(run["error"]).splitlines()[-1]
                     print(f"run {run['run_id']} failed: {error}", file=sys.stderr)
-                elif metric.is_better(run["val_metric"], best):
+                    shown.run_finished(f"failed: {run['run_id']}")
+                    continue
+                if metric.is_better(run["val_metric"], best):
                     best = run["val_metric"]
-            shown = f"{best:.3f}" if math.isfinite(best) else "none yet"
-            bar.update(
-                task,
-                completed=done,
-                description=(
-                    f"running {len(waiting)}, failed {failed}, best {metric.display} {shown}"
-                    f"{units} (baseline {baseline['val_metric']:.3f})"
-                ),
+                shown.run_finished(
+                    f"ok: {run['run_id']} val {metric.display} {run['val_metric']:.3f}{units} "
+                    f"(best {best:.3f}, baseline {baseline['val_metric']:.3f})"
+                )
+            shown_best = f"{best:.3f}" if math.isfinite(best) else "none yet"
+            shown.update(
+                finished_epochs + running_epochs(getattr(pending, "board", None), budget),
+                len(waiting),
+                f"running {len(waiting)}, failed {failed}, best {metric.display} {shown_best}"
+                f"{units} (baseline {baseline['val_metric']:.3f})",
             )
     return written
+
+
+def running_epochs(board, budget: dict) -> int:
+    """Epochs finished by the runs still training (``budget``: their run ids), as their
+    tasks reported them to ``board``; 0 without a board or when it cannot be read."""
+    if board is None or not budget:
+        return 0
+    import ray
+
+    try:
+        epochs = ray.get(board.snapshot.remote(), timeout=5)
+    except Exception:  # progress is best effort: never fail a study over it
+        return 0
+    return sum(min(epochs.get(run_id, 0), cap) for run_id, cap in budget.items())

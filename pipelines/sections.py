@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dlpipe.tasks.training.fit import EarlyStoppingSpec, ReduceLROnPlateauSpec, TrainingSpec
+from dlpipe.tasks.training.fit import (
+    EarlyStoppingSpec,
+    ReduceLROnPlateauSpec,
+    TensorBoardSpec,
+    TrainingSpec,
+)
 
 __all__ = [
     "ConfigError",
@@ -22,6 +27,7 @@ __all__ = [
     "StudyCommon",
     "EarlyStoppingSpec",
     "ReduceLROnPlateauSpec",
+    "TensorBoardSpec",
     "TrainingSpec",
 ]
 

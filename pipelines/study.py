@@ -98,7 +98,9 @@ def kind_of_runs(runs):
 
 
 def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
-    """Loss curves per model and the validation-metric bar chart, from the reports."""
+    """Loss curves per model (and accuracy curves for classification), with the
+    restored best epoch marked, and the validation-metric bar chart, from the
+    reports."""
     from dlpipe.tasks.reports.plots import plot_loss_curves, plot_val_mae
 
     run_dir = Path(run_dir)
@@ -117,13 +119,29 @@ def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
         r.run_id: f"{r.run_id} (val {name} {v:.3f})"
         for r, v in zip(ok[models].itertuples(), values[models])
     }
+    best = {r.run_id: int(r.best_epoch) for r in ok[models].itertuples() if r.best_epoch > 0}
     paths = []
     if len(history):
         paths.append(
             plot_loss_curves(
-                history, labels, run_dir / "plots" / "loss_curves.png", ylabel=kind.loss_label
+                history,
+                labels,
+                run_dir / "plots" / "loss_curves.png",
+                ylabel=kind.loss_label,
+                best_epochs=best,
             )
         )
+        if metric.higher_is_better and history["val_metric"].notna().any():
+            paths.append(
+                plot_loss_curves(
+                    history.rename(columns={"metric": name, "val_metric": f"val_{name}"}),
+                    labels,
+                    run_dir / "plots" / "accuracy_curves.png",
+                    ylabel=name,
+                    best_epochs=best,
+                    columns=(name, f"val_{name}"),
+                )
+            )
     if (~models).any() and models.any():
         paths.append(
             plot_val_mae(
@@ -142,10 +160,13 @@ def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
 def run_study(cfg, *, progress: bool = True) -> Path:
     """Run a study end to end on the connected Ray (call ``init_ray`` first): ``study.json``
     -> the kind's ``prepare`` -> its ``check_prepared`` -> its baseline -> one training
-    task per model not yet finished -> plots -> the optional ensemble stage.
+    task per model not yet finished -> plots -> the optional ensemble stage (the
+    command then writes the HTML report,
+    :func:`dlpipe.pipelines.html_report.write_html_report`).
 
     Returns:
-        The run directory (``reports/``, ``plots/``, ``artifacts/``, ``study.json``).
+        The run directory (``reports/``, ``plots/``, ``tensorboard/``, ``artifacts/``,
+        ``study.json``).
 
     Raises:
         Whatever preparation or the kind's checks raise (bad data or settings:

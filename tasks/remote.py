@@ -140,13 +140,15 @@ def image_features_task(paths, labels, images, root, seed, num_cpus=1, num_gpus=
 
 
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
-def train_model_task(train, **kwargs):
+def train_model_task(train, board=None, **kwargs):
     """Ray task: one training run in a fresh worker process.
 
     Args:
         train: the study kind's training function (a plain module-level function such as
             :func:`dlpipe.tasks.weather.train.train_model`; Ray sends it by reference, so
             the worker imports that kind's module only).
+        board: an :class:`dlpipe.tasks.training.progress.EpochBoard` actor told of every
+            finished epoch (the driver's progress display), or None.
         kwargs: its keyword arguments (``data``, ``meta``, ``family``, ``hp``,
             ``inputs``, ``training``, ``seed``, ``run_id``, resources...).
 
@@ -154,6 +156,10 @@ def train_model_task(train, **kwargs):
         The :class:`dlpipe.tasks.training.records.RunResult` of the run.
     """
     keep_pyarrow_out()
+    if board is not None:
+        from dlpipe.tasks.training.progress import epoch_reporter
+
+        kwargs["epoch_hook"] = epoch_reporter(board, kwargs["run_id"])
     return train(**kwargs)
 
 

@@ -18,6 +18,7 @@ from dlpipe.tasks.images.prepare import SPLIT_CODES, ImageDataSpec, ImageSpec, p
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.fit import TrainingSpec
 
+from browser import check_report
 from image_files import cut, encode, jpeg, pixels, write
 
 BIN = Path(sys.executable).parent
@@ -147,6 +148,9 @@ def test_features_head_and_frozen_base_fine_tune_step(tmp_path):
     assert [r["epoch"] for r in tuned.history] == [1, 2]  # head step, then fine-tuning
     assert run["inputs"]["fine_tune_step"]["head_epochs"] == 1
     assert run["inputs"]["fine_tune_step"]["fine_tune_epochs"] == 1
+    # TensorBoard: the fine-tuning step's event files beside the head's (issue 16)
+    steps = {name.split("/events")[0] for name in tuned.tensorboard}
+    assert steps == {"train", "validation", "fine_tune/train", "fine_tune/validation"}
     assert run["hyperparameters"]["weights"] == "none"
     # the fine-tune step ran: the saved model's base trains exactly block5_conv1..3
     import keras
@@ -277,6 +281,7 @@ def test_image_study_end_to_end_smoke_through_local_ray(tmp_path):
     assert (run_dir / "plots" / "loss_curves.png").is_file()
     predictions = reports.read_table(run_dir, "predictions")
     assert predictions["sample_index"].max() < 15  # rows of the 15 valid images only
+    check_report(run_dir, runs, "images.png")  # the HTML report in Chromium (issue 16)
     # a rerun: every feature from the cache, nothing trained again
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

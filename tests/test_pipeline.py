@@ -3,6 +3,7 @@ copied script (the way `ray submit` runs it) and through the `dlpipe` CLI."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,9 @@ def first_run(study):
 def test_smoke_run_reports(first_run):
     out, run_dir = first_run
     assert "plots:" in out and str(run_dir.name) in out
+    # stdout is a pipe here, as in a log file: one plain line per finished run (issue 16)
+    finished = re.findall(r"^\[\d+:\d\d:\d\d\] run (\d)/3 ok: \S+ val MAE", out, re.M)
+    assert finished == ["1", "2", "3"]
     runs = reports.read_table(run_dir, "runs")
     assert sorted(runs["family"]) == ["baseline", "conv_gru", "dense", "gru"]
     assert (runs["status"] == "ok").all() and runs["run_id"].is_unique
@@ -106,6 +110,21 @@ def test_smoke_run_reports(first_run):
     assert json.loads(datasets["sentinel_counts"].iloc[0])["wv (m/s)"] == 1
     for png in ("loss_curves.png", "val_mae.png"):
         assert (run_dir / "plots" / png).stat().st_size > 10_000
+
+
+def test_html_report_in_chromium(first_run):
+    """The page the study wrote, in a real browser (issue 16; skipped without Chromium)."""
+    from browser import check_report
+
+    out, run_dir = first_run
+    assert re.search(rf"^html: +\S*{run_dir.name}/reports/index.html$", out, re.M)
+    check_report(run_dir, reports.read_table(run_dir, "runs"), "weather.png")
+
+
+def test_event_files_equal_the_history_of_every_run(first_run):
+    from event_files import assert_events_match_history
+
+    assert assert_events_match_history(first_run[1]) == 3
 
 
 def test_rerun_skips_finished_runs_and_report_command(first_run, study):

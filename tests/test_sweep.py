@@ -207,6 +207,24 @@ def test_sweep_smoke_failed_trials_best_and_test_top_k(tmp_path):
     assert "trial 1 (conv1d):" in proc.stderr and "timesteps" in proc.stderr
     for png in ("trials.png", "hyperparameters.png"):
         assert (sweep_dir / "plots" / png).stat().st_size > 5000
+    # issue 16: every trained trial's event files; TensorBoard's HParams lists every
+    # trial, failed ones included, with its hyperparameters; the sweep's HTML page
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.plugins.hparams import metadata
+
+    for run_id in ok["run_id"]:
+        assert list((sweep_dir / "tensorboard" / run_id / "validation").iterdir())
+    hparams = sweep_dir / "tensorboard" / "hparams"
+    sessions = sorted(p.name for p in hparams.iterdir() if p.is_dir())
+    assert sessions == [f"trial-{t:04d}" for t in sorted(trials.index)]
+    acc = event_accumulator.EventAccumulator(str(hparams / "trial-0002"))
+    acc.Reload()
+    start = metadata.parse_session_start_info_plugin_data(
+        acc.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_START_INFO_TAG]
+    )
+    assert start.hparams["hp.units"].number_value == 16
+    assert start.hparams["family"].string_value == "dense"
+    assert f"html:    {sweep_dir / 'reports' / 'index.html'}" in proc.stdout
 
 
 @pytest.mark.slow

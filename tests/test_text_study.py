@@ -29,6 +29,9 @@ from dlpipe.tasks.text.prepare import (
 from dlpipe.tasks.text.tokenize import multi_hot
 from dlpipe.tasks.training.fit import TrainingSpec
 
+from browser import check_report
+from event_files import assert_events_match_history
+
 BIN = Path(sys.executable).parent
 GOOD = [
     "great film loved it",
@@ -359,6 +362,8 @@ def test_text_study_end_to_end_smoke_through_local_ray(tmp_path):
     assert (run_dir / "plots" / "val_metric.png").is_file()
     ensembles = reports.read_table(run_dir, "ensembles")
     assert len(ensembles) and ensembles["chosen"].sum() == 1
+    check_report(run_dir, runs, "text.png")  # the HTML report in Chromium (issue 16)
+    assert assert_events_match_history(run_dir) == 2  # TensorBoard = history, per epoch
     # a rerun trains nothing again and writes no duplicate row
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "resuming: 2 finished run(s)" in proc.stdout

@@ -118,7 +118,9 @@ def sweep_command(
     print_frame(*sweep_summary(sweep_dir))
     print(
         f"\ntrials:  {sweep_dir / 'reports' / 'trials'}\nplots:   {sweep_dir / 'plots'}\n"
-        f"runs:    {sweep_dir / 'reports' / 'runs'} (history, predictions beside it)"
+        f"runs:    {sweep_dir / 'reports' / 'runs'} (history, predictions beside it)\n"
+        f"curves:  dlpipe tensorboard {sweep_dir}  (HParams tab: every trial)\n"
+        f"html:    {sweep_dir / 'reports' / 'index.html'}"
     )
     trials = reports.read_table(sweep_dir, "trials")
     failed = trials[trials["status"] == "failed"].sort_values("trial")

@@ -27,7 +27,7 @@ from dlpipe.pipelines.sweeps.recorder import (
 )
 from dlpipe.pipelines.sweeps.searcher import searcher_class
 from dlpipe.pipelines.sweeps.stamp import open_stamp, sweep_dir_of, write_stamp
-from dlpipe.pipelines.sweeps.summary import top_k, write_sweep_plots
+from dlpipe.pipelines.sweeps.summary import top_k, write_sweep_outputs
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.sweep.space import is_constant, sweep_space, warm_start_point
 from dlpipe.tasks.sweep.trial import METRIC, TrialContext
@@ -132,7 +132,7 @@ def run_sweep(
     elif scored:  # a partial sweep is scored on test only when the user asks
         evaluate_top_k(cfg, sweep_dir, ok, prepared)
     if len(trials):
-        write_sweep_plots(sweep_dir)
+        write_sweep_outputs(sweep_dir)
     if stop.signum and not complete:
         raise SweepInterrupted(stop.signum, scored=scored)
     return sweep_dir

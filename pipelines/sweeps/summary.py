@@ -26,6 +26,17 @@ def write_sweep_plots(sweep_dir: Path) -> list[Path]:
     ]
 
 
+def write_sweep_outputs(sweep_dir: Path) -> Path:
+    """Everything a finished (or stopped) sweep shows: its plots, TensorBoard's HParams
+    experiment (one session per trial) and the HTML report. Returns the report's path."""
+    from dlpipe.pipelines.html_report import write_html_report
+    from dlpipe.tasks.reports.hparams import write_hparams
+
+    write_sweep_plots(sweep_dir)
+    write_hparams(sweep_dir, reports.read_table(sweep_dir, "trials"))
+    return write_html_report(sweep_dir)
+
+
 def sweep_summary(sweep_dir: str | Path, top: int = 10):
     """The best trials with their resolved hyperparameters and, for the top K, test MAE.
 

@@ -250,7 +250,7 @@ def train_image_model(
         "weights_used": weights_used(family, meta, inputs),
         **extra,
     }
-    return RunResult(run, recorder.rows, predictions)
+    return RunResult(run, recorder.rows, predictions, recorder.tensorboard)
 
 
 def _fine_tune_step(
@@ -258,7 +258,8 @@ def _fine_tune_step(
 ):
     """Step 2 of the book's schedule (5.3.2): unfreeze ``images.fine_tune_layers``,
     recompile at ``fine_tune_learning_rate``, train again. Returns a recorder holding
-    both steps' rows (epochs numbered on) and the ``fine_tune_step`` report."""
+    both steps' rows (epochs numbered on) and event files (the second step's under
+    ``fine_tune/``), and the ``fine_tune_step`` report."""
     from dlpipe.models.images import fine_tune
 
     offset = len(head.rows)
@@ -272,7 +273,15 @@ def _fine_tune_step(
         row["epoch"] += offset
     best = offset + tuned.best_epoch if tuned.best_epoch else head.best_epoch
     both = SimpleNamespace(
-        rows=head.rows + tuned.rows, best_epoch=best, diverged=head.diverged or tuned.diverged
+        rows=head.rows + tuned.rows,
+        best_epoch=best,
+        diverged=head.diverged or tuned.diverged,
+        # TensorBoard: the fine-tuning step's curves as their own runs (its steps
+        # restart at 0), beside the head's
+        tensorboard={
+            **head.tensorboard,
+            **{f"fine_tune/{k}": v for k, v in tuned.tensorboard.items()},
+        },
     )
     report = {
         "fine_tune_step": {

@@ -34,6 +34,39 @@ def smooth_curve(values, factor: float = 0.8) -> np.ndarray:
     return out
 
 
+#: curves shorter than this many epochs are drawn raw only: an average over a handful of
+#: points mostly shows its own lag
+MIN_SMOOTH_EPOCHS = 20
+
+
+def smooth_debiased(values, factor: float = 0.8) -> np.ndarray:
+    """Bias-corrected exponential moving average (as Adam corrects its moments):
+    ``m[i] = factor * m[i-1] + (1 - factor) * v[i]`` from ``m = 0``, shown as
+    ``m[i] / (1 - factor ** n)`` after ``n`` finite values. Unlike the book's EMA
+    (:func:`smooth_curve`, which starts at the first value) it does not hold early
+    values back: the first point is the first value, the second the weighted mean of
+    two. Non-finite values are skipped (the last average is carried).
+
+    Args:
+        values: 1-D sequence of floats.
+        factor: smoothing factor in [0, 1); 0 returns the values unchanged.
+
+    Returns:
+        float64 array of the same length (NaN before the first finite value).
+    """
+    if not 0 <= factor < 1:
+        raise ValueError(f"`factor` must be in [0, 1). Received: factor={factor}")
+    raw = np.asarray(values, dtype=np.float64)
+    out = np.full(len(raw), np.nan)
+    mean, seen = 0.0, 0
+    for i, value in enumerate(raw):
+        if math.isfinite(value):
+            mean, seen = factor * mean + (1 - factor) * value, seen + 1
+        if seen:
+            out[i] = mean / (1 - factor**seen)
+    return out
+
+
 def pyplot():
     """matplotlib.pyplot on the Agg backend (PNG files, no screen needed)."""
     import matplotlib
@@ -60,16 +93,22 @@ def plot_loss_curves(
     *,
     factor: float = 0.8,
     ylabel: str = "MAE (normalized)",
+    best_epochs: dict[str, int] | None = None,
+    columns: tuple[str, str] = ("loss", "val_loss"),
 ) -> Path:
-    """Training and validation loss per epoch, one panel per run, raw and smoothed.
+    """Training and validation curves per epoch, one panel per run: raw, smoothed by a
+    bias-corrected EMA (:func:`smooth_debiased`) from :data:`MIN_SMOOTH_EPOCHS` epochs
+    on, and the restored best epoch marked.
 
     Args:
-        history: DataFrame of the ``history`` table (run_id, epoch, loss, val_loss).
+        history: DataFrame of the ``history`` table (run_id, epoch and ``columns``).
         labels: run_id -> panel title.
         path: PNG file to write.
         factor: EMA factor for the smoothed lines (book ch. 5.3: 0.8).
-        ylabel: the loss's name (weather: normalized MAE; classification:
-            crossentropy).
+        ylabel: the curves' name and units (weather: MAE (normalized); classification:
+            crossentropy, or accuracy for the accuracy curves).
+        best_epochs: run_id -> the epoch whose weights were restored (1-based).
+        columns: the training and validation columns drawn.
     """
     plt = pyplot()
     runs = [r for r in labels if r in set(history["run_id"])]
@@ -79,14 +118,16 @@ def plot_loss_curves(
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
     for ax, run_id in zip(axes.flat, runs):
         h = history[history["run_id"] == run_id].sort_values("epoch")
-        for col, color in (("loss", "tab:blue"), ("val_loss", "tab:orange")):
-            ax.plot(h["epoch"], h[col], color=color, alpha=0.3, marker=".", label=col)
-            ax.plot(
-                h["epoch"],
-                smooth_curve(h[col].to_numpy(), factor),
-                color=color,
-                label=f"{col}, smoothed (EMA {factor})",
-            )
+        smooth = len(h) >= MIN_SMOOTH_EPOCHS
+        for col, color in zip(columns, ("tab:blue", "tab:orange")):
+            ax.plot(h["epoch"], h[col], color=color, alpha=0.3 if smooth else 1.0, marker=".",
+                    label=col)  # fmt: skip
+            if smooth:
+                ax.plot(h["epoch"], smooth_debiased(h[col].to_numpy(), factor), color=color,
+                        label=f"{col}, smoothed (EMA {factor}, bias-corrected)")  # fmt: skip
+        best = (best_epochs or {}).get(run_id)
+        if best:
+            ax.axvline(best, color="tab:gray", linestyle=":", label=f"best epoch {best}")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(labels[run_id], fontsize=9)
         ax.set_xlabel("epoch")
@@ -211,8 +252,7 @@ def plot_hp_effects(trials, path: str | Path) -> Path:
             mask = families == family
             ax.scatter(xs[mask], loss[mask], s=18, label=family)
         if name.endswith("learning_rate") and np.nanmin(xs) > 0:
-            ax.set_xscale("log")
-            ax.tick_params(axis="x", labelsize=7, labelrotation=30)
+            readable_log_axis(ax.xaxis)
         ax.set_xlabel(name)
         ax.set_ylabel("validation loss")
     if names:
@@ -221,6 +261,24 @@ def plot_hp_effects(trials, path: str | Path) -> Path:
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def readable_log_axis(axis) -> None:
+    """A log axis labelled at 1, 2 and 5 of each decade in plain numbers (``0.0002``,
+    ``0.0005``, ``0.001``), not powers of ten only; at every digit (``0.0007``,
+    ``0.0008``...) when the data spans less than a decade. Call after plotting."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.axes.set_xscale("log") if axis.axis_name == "x" else axis.axes.set_yscale("log")
+    low, high = sorted(axis.get_view_interval())
+    narrow = low > 0 and high / low < 10  # within a decade: label every digit
+    subs = tuple(float(d) for d in range(1, 10)) if narrow else (1.0, 2.0, 5.0)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(
+        FuncFormatter(lambda v, _: np.format_float_positional(v, precision=6, trim="-"))
+    )
+    axis.set_minor_formatter(NullFormatter())
+    axis.set_tick_params(labelsize=7, labelrotation=30)
 
 
 def plot_kfold_curve(

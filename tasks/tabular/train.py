@@ -191,7 +191,7 @@ def train_tabular_model(
         checked="val_loss" if len(x_val) else "test_loss",
     )
     run["inputs"] = {"task": meta["task"], "input_columns": meta["input_columns"]}
-    return RunResult(run, recorder.rows, predictions)
+    return RunResult(run, recorder.rows, predictions, recorder.tensorboard)
 
 
 def chain_hook(epoch_hook, logs: list):

@@ -195,7 +195,7 @@ def train_text_model(
         checked="val_loss" if has_val else "test_loss",
     )
     run["inputs"] = {**asdict(inputs), "input": "multi_hot" if multi_hot else "sequences"}
-    return RunResult(run, recorder.rows, predictions)
+    return RunResult(run, recorder.rows, predictions, recorder.tensorboard)
 
 
 def evaluate_saved_text_model(

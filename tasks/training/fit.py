@@ -11,12 +11,15 @@ only, after :func:`dlpipe.tasks.training.tf_setup.setup_tensorflow` (shared case
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +48,30 @@ class ReduceLROnPlateauSpec:
 
 
 @dataclass(frozen=True)
+class TensorBoardSpec:
+    """``keras.callbacks.TensorBoard`` settings (book ch. 7.2.2).
+
+    Every run's event files (per-epoch scalars: loss, the metrics Keras logs, learning
+    rate; step = epoch - 1, Keras's numbering) land in ``<run_dir>/tensorboard/<run_id>/``
+    (``train/`` and ``validation/``). They do not change a run's result, so they are no
+    part of its key.
+
+    Attributes:
+        enabled: write event files.
+        histogram_freq: epochs between weight histograms (0: none; study file
+            ``training.tensorboard: {histogram_freq: 1}``).
+    """
+
+    enabled: bool = True
+    histogram_freq: int = 0
+
+    def __post_init__(self):
+        value = self.histogram_freq
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"`histogram_freq` must be an integer >= 0. Received: {value!r}")
+
+
+@dataclass(frozen=True)
 class TrainingSpec:
     """How a model is trained.
 
@@ -59,6 +86,7 @@ class TrainingSpec:
         steps_per_execution: batches per compiled call (Keras ``compile`` argument):
             > 1 cuts the per-step overhead that bounds small models such as heads on
             cached features.
+        tensorboard: TensorBoard event files of every run.
     """
 
     epochs: int = 20
@@ -67,6 +95,7 @@ class TrainingSpec:
     max_batches_per_epoch: int | None = None
     batch_size: int = 32
     steps_per_execution: int = 1
+    tensorboard: TensorBoardSpec = field(default_factory=TensorBoardSpec)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "steps_per_execution"):
@@ -75,17 +104,28 @@ class TrainingSpec:
                 raise ValueError(f"`{name}` must be an integer >= 1. Received: {value!r}")
 
 
-def callbacks(training: TrainingSpec, recorder) -> list:
-    """The study's Keras callbacks: the recorder, TerminateOnNaN, EarlyStopping and
-    ReduceLROnPlateau as configured, each with the ``mode`` (min/max) of its monitored
-    metric from :mod:`dlpipe.metrics` (shared case C16).
+def callbacks(training: TrainingSpec, recorder, log_dir: str | None = None) -> list:
+    """The study's Keras callbacks: the recorder, TensorBoard (when ``log_dir`` is
+    given), TerminateOnNaN, EarlyStopping and ReduceLROnPlateau as configured, each with
+    the ``mode`` (min/max) of its monitored metric from :mod:`dlpipe.metrics` (shared
+    case C16). TensorBoard comes before ReduceLROnPlateau, so it logs the learning rate
+    of the epoch that ran, as the recorder does.
 
     Raises:
         ValueError: a monitor name that is not in the metric table.
     """
     import keras
 
-    out = [recorder, keras.callbacks.TerminateOnNaN()]
+    out = [recorder]
+    if log_dir is not None:
+        out.append(
+            keras.callbacks.TensorBoard(
+                log_dir=log_dir,
+                histogram_freq=training.tensorboard.histogram_freq,
+                write_graph=False,
+            )
+        )
+    out.append(keras.callbacks.TerminateOnNaN())
     es = training.early_stopping
     if es.enabled:
         out.append(
@@ -130,19 +170,45 @@ def fit_model(
 
     Returns:
         The epoch recorder: ``rows`` (``history`` report rows), ``best_epoch``,
-        ``diverged`` (a monitored value became NaN/inf).
+        ``diverged`` (a monitored value became NaN/inf), ``tensorboard`` (the run's
+        event files, ``{path relative to its log folder: bytes}``; empty when
+        ``training.tensorboard.enabled`` is false). The worker returns the files and the
+        driver writes them (:func:`dlpipe.tasks.training.records.record_run`), so they
+        reach the run directory from any node.
     """
     recorder = epoch_recorder(run_id, training.early_stopping, epoch_hook)
-    model.fit(
-        train,
-        validation_data=validation,
-        epochs=training.epochs,
-        callbacks=callbacks(training, recorder),
-        verbose=0,
-        **fit_kwargs,
-    )
+    with tensorboard_folder(training.tensorboard) as log_dir:
+        model.fit(
+            train,
+            validation_data=validation,
+            epochs=training.epochs,
+            callbacks=callbacks(training, recorder, log_dir),
+            verbose=0,
+            **fit_kwargs,
+        )
+        recorder.tensorboard = read_folder(log_dir) if log_dir else {}
     recorder.restore_best(model)
     return recorder
+
+
+@contextlib.contextmanager
+def tensorboard_folder(spec: TensorBoardSpec):
+    """A temporary folder for one run's event files (None when TensorBoard is off)."""
+    if not spec.enabled:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="dlpipe-tb-") as folder:
+        yield folder
+
+
+def read_folder(folder: str | Path) -> dict[str, bytes]:
+    """Every file under ``folder`` as ``{relative POSIX path: bytes}``."""
+    root = Path(folder)
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def gpu_details(devices: list[str]) -> str:
@@ -243,6 +309,7 @@ def epoch_recorder(run_id: str, early_stopping: EarlyStoppingSpec, epoch_hook=No
             self.rows: list[dict] = []
             self.best, self.best_epoch, self.best_weights = self.metric.worst, 0, None
             self.diverged = False
+            self.tensorboard: dict[str, bytes] = {}
             self._t0 = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):

@@ -17,6 +17,7 @@ Importing this module loads neither TensorFlow nor pyarrow.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,11 +72,14 @@ class RunResult:
             ``val_metric``...).
         history: ``history`` rows, one per epoch.
         predictions: ``predictions`` rows, one per scored sample and split.
+        tensorboard: the run's TensorBoard event files, ``{relative path: bytes}``
+            (written under ``<run_dir>/tensorboard/<run_id>/``).
     """
 
     run: dict
     history: list = field(default_factory=list)
     predictions: list = field(default_factory=list)
+    tensorboard: dict = field(default_factory=dict)
 
 
 def run_key(
@@ -107,6 +111,7 @@ def run_key(
         ``"<family>-<12 hex digits of sha256>"``.
     """
     train = asdict(training)
+    train.pop("tensorboard")  # event files do not change a result: keys of stored runs
     for name, default in (("batch_size", 32), ("steps_per_execution", 1)):
         if train.get(name) == default:  # keys of runs stored before these settings existed
             train.pop(name)
@@ -174,6 +179,7 @@ def tag_result(result: RunResult, columns: dict) -> RunResult:
         {**result.run, **columns},
         [{**row, **rows_only} for row in result.history],
         [{**row, **rows_only} for row in result.predictions],
+        result.tensorboard,
     )
 
 
@@ -227,7 +233,24 @@ def record_run(
         finished_at=datetime.now(timezone.utc),
     )
     run_id = run["run_id"]
+    write_event_files(run_dir, run_id, result.tensorboard)
     reports.write_part(run_dir, "history", run_id, result.history)
     reports.write_part(run_dir, "predictions", run_id, result.predictions)
     reports.write_part(run_dir, "runs", run_id, [run], kind=pipeline)
     return run
+
+
+def write_event_files(run_dir: str | Path, run_id: str, files: dict[str, bytes]) -> None:
+    """Write a run's TensorBoard event files under ``<run_dir>/tensorboard/<run_id>/``
+    (each atomically; a rerun of the run replaces the folder's files)."""
+    if not files:
+        return
+    root = Path(run_dir) / "tensorboard" / run_id
+    if root.is_dir():
+        shutil.rmtree(root)
+    for name, payload in files.items():
+        path = root / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise ValueError(f"event file path outside the run's folder: {name!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reports.atomic_write_bytes(path, payload)

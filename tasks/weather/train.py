@@ -195,7 +195,7 @@ def train_model(
             "inputs": asdict(inputs),
         }
     )
-    return RunResult(run, recorder.rows, predictions)
+    return RunResult(run, recorder.rows, predictions, recorder.tensorboard)
 
 
 def history_in_units(rows: list[dict], std: float) -> None:
