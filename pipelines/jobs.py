@@ -178,9 +178,11 @@ def collect_jobs(run_dir, cfg, prepared, pending: dict, baseline: dict, progress
                     continue
                 if metric.is_better(run["val_metric"], best):
                     best = run["val_metric"]
+                split, score = shown_score(run)
+                shown_best = f"{best:.3f}" if math.isfinite(best) else "none yet"
                 shown.run_finished(
-                    f"ok: {run['run_id']} val {metric.display} {run['val_metric']:.3f}{units} "
-                    f"(best {best:.3f}, baseline {baseline['val_metric']:.3f})"
+                    f"ok: {run['run_id']} {split} {metric.display} {score:.3f}{units} "
+                    f"(best val {shown_best}, baseline {baseline['val_metric']:.3f})"
                 )
             shown_best = f"{best:.3f}" if math.isfinite(best) else "none yet"
             shown.update(
@@ -190,6 +192,17 @@ def collect_jobs(run_dir, cfg, prepared, pending: dict, baseline: dict, progress
                 f"{units} (baseline {baseline['val_metric']:.3f})",
             )
     return written
+
+
+def shown_score(run: dict) -> tuple[str, float]:
+    """``(split, value)`` of a finished run's headline for its progress line: the
+    validation score, or the test score of a run without validation rows (a K-fold
+    final model)."""
+    value = run.get("val_metric")
+    if value is not None and math.isfinite(value):
+        return "val", float(value)
+    test = run.get("test_metric")
+    return ("test", float(test)) if test is not None and math.isfinite(test) else ("val", value)
 
 
 def running_epochs(board, budget: dict) -> int:

@@ -16,6 +16,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
+
 from dlpipe.metrics import get_metric
 from dlpipe.pipelines.jobs import (
     TrainingJob,
@@ -119,7 +121,11 @@ def write_plots(run_dir: str | Path, *, units: str = "") -> list[Path]:
         r.run_id: f"{r.run_id} (val {name} {v:.3f})"
         for r, v in zip(ok[models].itertuples(), values[models])
     }
-    best = {r.run_id: int(r.best_epoch) for r in ok[models].itertuples() if r.best_epoch > 0}
+    best = {  # K-fold aggregate rows have no epoch of their own (NA)
+        r.run_id: int(r.best_epoch)
+        for r in ok[models].itertuples()
+        if pd.notna(r.best_epoch) and r.best_epoch > 0
+    }
     paths = []
     if len(history):
         paths.append(
