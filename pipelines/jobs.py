@@ -82,14 +82,41 @@ def write_result(run_dir: Path, cfg, prepared: PreparedDataset, result: RunResul
     )
 
 
+def keeps_model(job: TrainingJob) -> bool:
+    """Whether the job's trained model is kept (hold-out runs and K-fold final models;
+    not K-fold fold runs, which only score the folds)."""
+    return job.columns.get("evaluation") != "fold"
+
+
+def save_model_plan(cfg, job: TrainingJob) -> str | None:
+    """Write the job's description and its dataset's preprocessing state under
+    ``<run_dir>/models/`` (:mod:`dlpipe.tasks.training.saved`) and return where its
+    trainer saves the model; None for a job that keeps no model (:func:`keeps_model`)."""
+    from dlpipe.tasks.training.saved import save_run_state
+
+    if not keeps_model(job):
+        return None
+    kind = get_kind(cfg)
+    info = {
+        "kind": kind.name,
+        "family": job.model.family,
+        "inputs": asdict(job.inputs) if job.inputs is not None else None,
+        "dataset_key": job.data.key,
+    }
+    state = kind.predict_state(cfg, job.data.meta)
+    return str(save_run_state(cfg.run_dir, job.run_id, state, info))
+
+
 def launch_jobs(cfg, jobs: list[TrainingJob]) -> dict:
     """Start one Ray training task per job (all at once; Ray runs as many as the study's
-    per-task resources allow). Returns ``{ObjectRef: job}``."""
+    per-task resources allow); each kept model is saved under ``<run_dir>/models/``
+    with its preprocessing state (:func:`save_model_plan`). Returns ``{ObjectRef: job}``."""
     from dlpipe.tasks.remote import tf_task, train_model_task
 
     kind, res = get_kind(cfg), cfg.resources
     pending = {}
     for job in jobs:
+        path = save_model_plan(cfg, job)
         ref = tf_task(
             train_model_task,
             num_cpus=res.num_cpus,
@@ -107,6 +134,7 @@ def launch_jobs(cfg, jobs: list[TrainingJob]) -> dict:
             run_id=job.run_id,
             num_cpus=res.num_cpus,
             num_gpus=res.num_gpus,
+            model_path=path,
         )
         pending[ref] = job
     return pending

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dlpipe.pipelines.kinds.base import StudyKind
+from dlpipe.pipelines.kinds.base import PredictInputs, StudyKind
 from dlpipe.pipelines.kinds.classification import majority_baseline
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.text.prepare import TextDataSpec, TextSpec, TextSplitSpec, resolve_text_path
@@ -160,6 +160,32 @@ class TextKind(StudyKind):
 
     def print_dataset(self, meta: dict) -> None:
         print_dataset(meta)
+
+    def predict_state(self, cfg, meta: dict) -> dict:
+        """The ``data`` section, class names and the training vocabulary
+        (:func:`dlpipe.tasks.text.predict.predict_state`)."""
+        from dlpipe.tasks.text.predict import predict_state
+        from dlpipe.tasks.text.prepare import load_vocabulary
+
+        return predict_state(cfg.data, meta, load_vocabulary(meta))
+
+    def predict_shards(self, path, folder: Path, size: int) -> list[dict] | None:
+        """A table: Parquet files of ``size`` rows each, offset by their first row; a
+        folder or a file of lines runs in-process."""
+        from dlpipe.tasks.tabular.predict import write_table_shards
+        from dlpipe.tasks.text.predict import TABLE_SUFFIXES
+
+        if Path(path).suffix.lower() not in TABLE_SUFFIXES:
+            return None
+        return write_table_shards(path, folder, size)
+
+    def predict_inputs(self, state, run, path, *, last=False, batch_size=32) -> PredictInputs:
+        """Documents of a folder, a table or a file of lines, as the run's sequences or
+        multi-hot rows (:mod:`dlpipe.tasks.text.predict`)."""
+        from dlpipe.tasks.text.predict import read_documents, text_inputs
+
+        texts, ids = read_documents(state, path)
+        return PredictInputs(text_inputs(state, texts, run["family"], run["inputs"]), ids)
 
 
 def ray_map(function, args_list):
