@@ -240,6 +240,30 @@ def check_study(run_dir: Path, input_path, id_of, tmp_path: Path, **kw) -> None:
         check_reproduces(fresh, stored_outputs(run_dir, selection), id_of)
 
 
+def check_ray_data(run_dir: Path, table: Path, tmp_path: Path, monkeypatch) -> None:
+    """Ray Data with 2 actors over shards of 50 rows gives the in-process output, row
+    ids included, with one model load per actor."""
+    import ray
+
+    from dlpipe.pipelines import predict_ray
+    from dlpipe.pipelines.predict import LOAD_LOG_ENV
+    from dlpipe.pipelines.predict_command import run_predict
+
+    monkeypatch.setattr(predict_ray, "SHARD_SIZE", 50)
+    monkeypatch.setenv(LOAD_LOG_ENV, str(tmp_path / "loads.txt"))
+    try:
+        _, out = run_predict(run_dir, table, output=tmp_path / "ray.parquet", workers=2)
+    finally:
+        ray.shutdown()
+    streamed = pd.read_parquet(out).sort_values("row", ignore_index=True)
+    local, _ = run_predict(run_dir, table, output=tmp_path / "local.parquet")
+    assert streamed["row"].tolist() == local["row"].tolist() == list(range(len(local)))
+    assert np.abs(streamed["prediction"] - local["prediction"]).max() <= TOLERANCE
+    loads = (tmp_path / "loads.txt").read_text().split()[::2]  # "<pid> <run_id>" lines
+    ray_loads = [pid for pid in loads if pid != str(os.getpid())]
+    assert len(ray_loads) == len(set(ray_loads)) <= 2  # one per actor, never per shard
+
+
 def study_file(root: Path, body: str) -> Path:
     path = root / "study.yaml"
     path.write_text(textwrap.dedent(body))
@@ -275,7 +299,7 @@ def test_weather_predict_reproduces_stored_predictions(tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.train
-def test_tabular_predict_reproduces_stored_predictions(tmp_path):
+def test_tabular_predict_reproduces_stored_predictions(tmp_path, monkeypatch):
     rng = np.random.default_rng(2)
     n = 120
     x = rng.normal(size=(n, 3))
@@ -298,7 +322,9 @@ def test_tabular_predict_reproduces_stored_predictions(tmp_path):
         """,
     )
     dlpipe("run", study, "--num-cpus", "2", cwd=tmp_path)
-    check_study(tmp_path / "out" / "t", tmp_path / "t.csv", lambda r: r["row"], tmp_path)
+    run_dir = tmp_path / "out" / "t"
+    check_ray_data(run_dir, tmp_path / "t.csv", tmp_path, monkeypatch)
+    check_study(run_dir, tmp_path / "t.csv", lambda r: r["row"], tmp_path)
 
 
 @pytest.mark.slow
@@ -437,3 +463,38 @@ def test_bundle_refuses_changed_missing_or_unlisted_files(tmp_path):
     state_file.unlink()
     with pytest.raises(BundleError, match=r"missing; bundle refused"):
         load_bundle(bundle)
+
+
+def test_best_is_the_best_validation_run_with_a_model_and_kfold_takes_the_final(tmp_path):
+    from dlpipe.pipelines.predict import best_run, select_models
+    from dlpipe.tasks.training.saved import model_path, save_run_state
+
+    def run(run_id, family, val, **extra):
+        row = {"run_id": run_id, "family": family, "status": "ok", "metric": "mae"}
+        row.update(val_metric=val, hyperparameters="{}", seed=1, **extra)
+        reports.write_part(tmp_path, "runs", run_id, [row], kind="tabular")
+
+    def keep(run_id):
+        save_run_state(tmp_path, run_id, {"kind": "tabular"}, {"kind": "tabular"})
+        model_path(tmp_path, run_id).write_bytes(b"model")
+
+    run("baseline-k", "baseline", 0.1)
+    run("dense-a", "dense", 2.0)
+    run("gru-b", "gru", 1.0)
+    keep("dense-a")
+    assert best_run(tmp_path) == "dense-a"  # gru-b is better but kept no model
+    keep("gru-b")
+    assert best_run(tmp_path) == "gru-b"  # MAE: lower is better
+    assert select_models(tmp_path, "dense-a").run_ids == ("dense-a",)
+    with pytest.raises(FileNotFoundError, match="run nope has no saved model"):
+        select_models(tmp_path, "nope")
+    # K-fold: the fold means choose, the chosen model's final model predicts
+    for name in ("dense-a", "gru-b"):
+        (tmp_path / "reports" / "runs" / f"part-{name}.parquet").unlink()
+    run("dense-mean", "dense", 0.5, evaluation="mean")
+    run("dense-final", "dense", float("nan"), evaluation="final")
+    run("gru-mean", "gru", 0.7, evaluation="mean")
+    run("gru-final", "gru", float("nan"), evaluation="final")
+    for name in ("dense-final", "gru-final"):
+        keep(name)
+    assert best_run(tmp_path) == "dense-final"
