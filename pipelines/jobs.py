@@ -91,7 +91,8 @@ def keeps_model(job: TrainingJob) -> bool:
 def save_model_plan(cfg, job: TrainingJob) -> str | None:
     """Write the job's description and its dataset's preprocessing state under
     ``<run_dir>/models/`` (:mod:`dlpipe.tasks.training.saved`) and return where its
-    trainer saves the model; None for a job that keeps no model (:func:`keeps_model`)."""
+    trainer saves the model; None for a job that keeps no model (:func:`keeps_model`), or
+    whose state cannot be written (a warning names the run; training goes on)."""
     from dlpipe.tasks.training.saved import save_run_state
 
     if not keeps_model(job):
@@ -103,8 +104,12 @@ def save_model_plan(cfg, job: TrainingJob) -> str | None:
         "inputs": asdict(job.inputs) if job.inputs is not None else None,
         "dataset_key": job.data.key,
     }
-    state = kind.predict_state(cfg, job.data.meta)
-    return str(save_run_state(cfg.run_dir, job.run_id, state, info))
+    try:
+        state = kind.predict_state(cfg, job.data.meta)
+        return str(save_run_state(cfg.run_dir, job.run_id, state, info))
+    except (OSError, KeyError, ValueError) as exc:  # training goes on without a kept model
+        print(f"warning: run {job.run_id} keeps no model: {exc}", file=sys.stderr)
+        return None
 
 
 def launch_jobs(cfg, jobs: list[TrainingJob]) -> dict:
