@@ -176,10 +176,13 @@ def dlpipe(*args, cwd) -> str:
     return proc.stdout
 
 
-def stored_outputs(run_dir: Path, selection) -> pd.DataFrame:
-    """The stored predictions of a selection by ``sample_index``: one member's
-    ``prediction``/``probabilities``, or the ensemble's weighted sum of its members'."""
+def stored_outputs(run_dir: Path, selection, split: str | None = None) -> pd.DataFrame:
+    """The stored predictions of a selection by ``sample_index`` (of ``split``, or
+    every split): one member's ``prediction``/``probabilities``, or the ensemble's
+    weighted sum of its members'."""
     table = reports.read_table(run_dir, "predictions")
+    if split is not None:
+        table = table[table["split"] == split]
     weights = selection.weights or (1.0,)
     out = None
     for run_id, w in zip(selection.run_ids, weights):
@@ -202,7 +205,7 @@ def check_reproduces(frame: pd.DataFrame, stored: pd.DataFrame, id_of) -> int:
     return len(stored)
 
 
-def check_study(run_dir: Path, input_path, id_of, tmp_path: Path, **kw) -> None:
+def check_study(run_dir: Path, input_path, id_of, tmp_path: Path, split=None, **kw) -> None:
     """best + ensemble through the run directory (in-process) and exported bundles
     (loaded in a fresh process, which starts no Ray)."""
     from dlpipe.pipelines.predict import select_models
@@ -218,7 +221,7 @@ def check_study(run_dir: Path, input_path, id_of, tmp_path: Path, **kw) -> None:
             and (frame["run_id"].str.startswith("ensemble:") == (model != "best")).all()
         )
         assert frame["dataset_key"].nunique() == 1 and frame["model_sha256"].str.len().eq(64).all()
-        assert check_reproduces(frame, stored_outputs(run_dir, selection), id_of) > 0
+        assert check_reproduces(frame, stored_outputs(run_dir, selection, split), id_of) > 0
         dlpipe("export", run_dir, tmp_path / f"bundle-{model}", "--model", model, cwd=tmp_path)
     script = textwrap.dedent(f"""
         import sys
@@ -237,7 +240,7 @@ def check_study(run_dir: Path, input_path, id_of, tmp_path: Path, **kw) -> None:
     shutil.rmtree(run_dir / "models")  # the bundles need nothing of the run directory
     for model, selection in selections.items():
         fresh = pd.read_parquet(tmp_path / f"fresh-{model}.parquet")
-        check_reproduces(fresh, stored_outputs(run_dir, selection), id_of)
+        check_reproduces(fresh, stored_outputs(run_dir, selection, split), id_of)
 
 
 def check_ray_data(run_dir: Path, table: Path, tmp_path: Path, monkeypatch) -> None:
@@ -366,7 +369,7 @@ def test_text_predict_reproduces_stored_predictions(tmp_path):
     inputs.mkdir()
     for i in np.flatnonzero(split == 2):
         shutil.copyfile(paths[i], inputs / f"{i:06d}.txt")
-    check_study(run_dir, inputs, lambda r: int(Path(r["path"]).stem), tmp_path)
+    check_study(run_dir, inputs, lambda r: int(Path(r["path"]).stem), tmp_path, split="test")
 
 
 @pytest.mark.slow
@@ -400,13 +403,13 @@ def test_images_predict_reproduces_stored_predictions(tmp_path):
     from dlpipe.tasks.images.prepare import list_splits
 
     quality = json.loads(reports.read_table(run_dir, "datasets")["quality"].iloc[0])
-    _, rows = list_splits(Path(quality["split"]["root"]))  # no bad file: every row kept
+    _, rows = list_splits(tmp_path / quality["split"]["root"])  # no bad file: all rows kept
     listing = tmp_path / "test_files.txt"
     index = {p: i for i, (s, p, _) in enumerate(rows)}
     listing.write_text("\n".join(p for s, p, _ in rows if s == "test") + "\n")
     write(tmp_path / "broken.jpg", cut(jpeg(48, 48, seed=3)))
     listing.write_text(listing.read_text() + str(tmp_path / "broken.jpg") + "\n")
-    check_study(run_dir, listing, lambda r: index[r["path"]], tmp_path)
+    check_study(run_dir, listing, lambda r: index[r["path"]], tmp_path, split="test")
     frame = pd.read_parquet(tmp_path / "fresh-best.parquet")
     bad = frame[frame["status"] == "bad"]
     assert bad["path"].tolist() == [str(tmp_path / "broken.jpg")] and bad["reason"].iloc[0]
