@@ -127,7 +127,7 @@ def predict_with_ray(predictor, path, output, *, workers: int = 1, batch_size: i
             batch_format="pandas",
             concurrency=workers,
             num_cpus=1,
-            num_gpus=gpus or None,
+            **({"num_gpus": gpus} if gpus else {}),
         )
         if output.suffix.lower() == ".csv":
             ds.write_csv(str(output.resolve()))
