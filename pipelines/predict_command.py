@@ -52,7 +52,7 @@ def run_predict(
         output = run_dir / "predictions" / f"{Path(input_path).name or 'input'}.parquet"
     if wants_ray(input_path, workers):
         return None, predict_with_ray(
-            predictor, input_path, output, workers=workers or 1, batch_size=batch_size
+            predictor, input_path, output, workers=workers or 2, batch_size=batch_size
         )
     frame = predictor.predict(input_path, last=last, batch_size=batch_size)
     return frame, write_output(frame, output)

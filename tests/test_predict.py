@@ -501,3 +501,12 @@ def test_best_is_the_best_validation_run_with_a_model_and_kfold_takes_the_final(
     for name in ("dense-final", "gru-final"):
         keep(name)
     assert best_run(tmp_path) == "dense-final"
+
+
+def test_cli_predict_and_export_say_what_is_missing(tmp_path, capsys):
+    from dlpipe.pipelines.cli import main
+
+    assert main(["predict", str(tmp_path), "--input", "new.csv"]) == 2
+    assert "no finished model run in reports/runs" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), str(tmp_path / "b"), "--model", "ensemble"]) == 2
+    assert "no ensembles report: run `dlpipe ensemble" in capsys.readouterr().err
