@@ -125,15 +125,15 @@ def dlpipe_ray(run_dir: Path, run_id: str, path: Path, out: Path, workers: int, 
     from dlpipe.pipelines.predict import LOAD_LOG_ENV, Predictor, Selection
     from dlpipe.pipelines.predict_ray import predict_with_ray
 
-    log = out.with_suffix(".loads")
-    os.environ[LOAD_LOG_ENV] = str(log)
+    log = Path(os.environ[LOAD_LOG_ENV])  # set before Ray started: actors inherit it
+    before = log.read_text().splitlines() if log.is_file() else []
     started = time.perf_counter()
     predictor = Predictor(run_dir, Selection(run_id, (run_id,)))
     predict_with_ray(predictor, path, out, workers=workers, batch_size=bs)
     seconds = time.perf_counter() - started
-    lines = log.read_text().split("\n") if log.is_file() else []
-    pids = {line.split()[0] for line in lines if line}
-    return seconds, len([line for line in lines if line]), len(pids)
+    lines = log.read_text().splitlines()[len(before) :]
+    actors = [line for line in lines if line.split()[0] != str(os.getpid())]
+    return seconds, len(actors), len({line.split()[0] for line in actors})
 
 
 def measure(name, count, unit, loop, ray_run) -> None:
@@ -158,6 +158,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import ray
 
+    from dlpipe.pipelines.predict import LOAD_LOG_ENV
     from dlpipe.pipelines.runtime import init_ray
     from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
@@ -168,6 +169,7 @@ def main(argv=None) -> None:
         make_images(tmp / "images", args.images, args.size)
         image_dir, image_run = image_run_dir(tmp / "run-images", args.size)
         table_dir, table_run = tabular_run_dir(tmp / "run-table", tmp / "table.parquet", args.rows)
+        os.environ[LOAD_LOG_ENV] = str(tmp / "model_loads.log")
         init_ray(None, num_cpus=os.cpu_count())
         bs = args.batch_size
         measure(

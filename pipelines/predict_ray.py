@@ -3,7 +3,7 @@ input with a pool of actors, each loading the model(s) once (GPU actors when
 ``--num-gpus`` asks), results streamed to a Parquet (or CSV) folder with Ray Data's
 progress bars.
 
-The input is cut into shards of :data:`SHARD_SIZE` inputs by the kind's rule
+The input is cut into shards (the kind's ``shard_inputs`` inputs each) by the kind's rule
 (:meth:`~dlpipe.pipelines.kinds.base.StudyKind.predict_shards`): image files into
 list files, table rows into Parquet files (each shard keeps its first row's number, so
 the ``row`` ids are the input's). A kind whose inputs cannot be cut apart (a time
@@ -16,8 +16,9 @@ from pathlib import Path
 
 #: inputs above which ``dlpipe predict`` uses Ray without ``--workers``
 RAY_MIN_INPUTS = 20_000
-#: inputs per shard (one ``map_batches`` item; the actor predicts it in model batches)
-SHARD_SIZE = 1024
+#: inputs per shard (one ``map_batches`` item; the actor predicts it in model batches);
+#: None: the kind's :attr:`~dlpipe.pipelines.kinds.base.StudyKind.shard_inputs`
+SHARD_SIZE: int | None = None
 
 
 def count_inputs(path) -> int:
@@ -105,7 +106,8 @@ def predict_with_ray(predictor, path, output, *, workers: int = 1, batch_size: i
 
     output = Path(output)
     with tempfile.TemporaryDirectory(prefix="dlpipe-predict-") as tmp:
-        shards = predictor.kind.predict_shards(path, Path(tmp), SHARD_SIZE)
+        size = SHARD_SIZE or predictor.kind.shard_inputs
+        shards = predictor.kind.predict_shards(path, Path(tmp), size)
         if shards is None:
             from dlpipe.pipelines.predict import write_output
 

@@ -66,6 +66,8 @@ class StudyKind:
     evaluations: tuple[str, ...] = ("holdout",)
     #: why the kind refuses K-fold (the study-file error's reason)
     kfold_refusal: str = "not built yet for this kind"
+    #: inputs per Ray Data shard of ``dlpipe predict`` (:meth:`predict_shards`)
+    shard_inputs: int = 1024
 
     def for_metric(self, metric: str) -> StudyKind:
         """The kind as runs whose headline metric is ``metric`` are shown (their stored
