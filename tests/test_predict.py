@@ -510,3 +510,11 @@ def test_cli_predict_and_export_say_what_is_missing(tmp_path, capsys):
     assert "no finished model run in reports/runs" in capsys.readouterr().err
     assert main(["export", str(tmp_path), str(tmp_path / "b"), "--model", "ensemble"]) == 2
     assert "no ensembles report: run `dlpipe ensemble" in capsys.readouterr().err
+
+
+def test_every_kind_replays_its_own_preprocessing():
+    from dlpipe.pipelines.kinds import KINDS, StudyKind
+
+    for kind in KINDS.values():
+        for method in ("predict_state", "predict_inputs"):
+            assert getattr(type(kind), method) is not getattr(StudyKind, method), (kind, method)
