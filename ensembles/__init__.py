@@ -6,7 +6,7 @@ Public API:
     weighted: `SimpleAverage`, `WeightedAverage` (Nelder-Mead or SLSQP on the
         probability simplex, Chollet DLwP ch. 7.3.3), `GreedyEnsembleSelection`
         (Caruana et al., 2004), all scikit-learn shaped (``fit`` returns self,
-        ``weights_``, ``predict``).
+        ``weights_``, ``predict``); `combine` (stored weights applied to members).
     best_single: `BestSingleMember` (the member with the best loss, one-hot weights:
         the reference every ensemble must beat), in the same shape.
     selection: `cross_fit_select` (choose the method by cross-fitting on validation
@@ -27,6 +27,7 @@ from .weighted import (
     SimpleAverage,
     WeightedAverage,
     check_predictions,
+    combine,
 )
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "WeightedAverage",
     "accuracy",
     "check_predictions",
+    "combine",
     "cross_fit_select",
     "default_candidates",
     "get_loss",

@@ -139,6 +139,33 @@ def _combine(weights: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     return np.tensordot(weights, predictions, axes=1)
 
 
+def combine(weights, predictions) -> np.ndarray:
+    """Combines member predictions with given (stored) weights: what a fitted
+    ensemble's ``predict`` computes, for weights read back from the ``ensembles``
+    report (issue 15: ``dlpipe predict --model ensemble``).
+
+    Args:
+        weights: (n_models,), >= 0.
+        predictions: (n_models, n_samples[, n_classes]), the members in the weights'
+            order.
+
+    Returns:
+        (n_samples,) or (n_samples, n_classes): ``sum_j weights[j] * predictions[j]``.
+
+    Raises:
+        ValueError: invalid predictions (:func:`check_predictions`), or a number of
+            weights that differs from the members.
+    """
+    predictions, _ = check_predictions(predictions)
+    weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if weights.shape[0] != predictions.shape[0]:
+        raise ValueError(
+            f"`weights` must hold one weight per member ({predictions.shape[0]}). "
+            f"Received: {weights.shape[0]} weights"
+        )
+    return _combine(weights, predictions)
+
+
 def _unique_members(predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Groups members whose predictions are exactly identical.
 

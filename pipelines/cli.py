@@ -1,4 +1,5 @@
-"""The ``dlpipe`` command: ``run``, ``demo``, ``sweep``, ``report``, ``ensemble``, ``cache``.
+"""The ``dlpipe`` command: ``run``, ``demo``, ``sweep``, ``report``, ``ensemble``,
+``predict``, ``export``, ``cache``.
 
 Examples::
 
@@ -13,6 +14,8 @@ Examples::
     dlpipe report runs/a runs/b --html  # side by side; each one's reports/index.html
     dlpipe tensorboard runs/weather-demo  # TensorBoard on its runs' event files
     dlpipe ensemble runs/weather-demo  # weighted ensembles of its models
+    dlpipe predict runs/weather-demo --input new.csv [--model ensemble] [--output out.parquet]
+    dlpipe export runs/weather-demo bundle/ [--model ensemble]   # self-contained bundle
     dlpipe cache list CACHE_ROOT     # conv-base feature cache: entries per base
     dlpipe cache prune CACHE_ROOT --base KEY [--older-than DAYS] [--dry-run]
 """
@@ -241,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
             "listening on 127.0.0.1 only, and print its URL; Ctrl-C stops it.",
         )
     )
+    _add_predict(sub)
     cache_cli.add_arguments(
         sub.add_parser(
             "cache",
@@ -251,6 +255,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     return parser
+
+
+def _add_predict(sub) -> None:
+    """``dlpipe predict RUN_DIR --input PATH`` and ``dlpipe export RUN_DIR DEST``."""
+    from dlpipe.pipelines import bundle, predict_command
+
+    predict_command.add_arguments(
+        sub.add_parser(
+            "predict",
+            help="apply a finished study's best model, a run or its ensemble to new data",
+            description="Replay the study's preprocessing on new data (a file or folder in "
+            "the study's format) and predict with its saved model(s); writes Parquet (or "
+            "CSV) with an id per input and provenance columns. Works on a run directory or "
+            "an exported bundle.",
+        )
+    )
+    bundle.add_arguments(
+        sub.add_parser(
+            "export",
+            help="write a self-contained bundle of a study's model(s)",
+            description="Copy the selected model(s), their preprocessing state and ensemble "
+            "weights into DEST with a manifest of versions and sha256 hashes; load it with "
+            "dlpipe.load_bundle(DEST).",
+        )
+    )
 
 
 def _add_run(sub) -> argparse.ArgumentParser:
@@ -365,6 +394,14 @@ def _main(argv: list[str] | None = None) -> int:
         from dlpipe.pipelines.tensorboard import run_from_args as tensorboard_from_args
 
         return tensorboard_from_args(args)
+    if args.command == "predict":
+        from dlpipe.pipelines.predict_command import run_from_args as predict_from_args
+
+        return predict_from_args(args)
+    if args.command == "export":
+        from dlpipe.pipelines.bundle import run_from_args as export_from_args
+
+        return export_from_args(args)
     if args.command == "ensemble":
         from dlpipe.pipelines.ensemble import run_from_args
 

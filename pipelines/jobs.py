@@ -90,10 +90,41 @@ class PendingJobs(dict):
     board = None
 
 
+def keeps_model(job: TrainingJob) -> bool:
+    """Whether the job's trained model is kept (hold-out runs and K-fold final models;
+    not K-fold fold runs, which only score the folds)."""
+    return job.columns.get("evaluation") != "fold"
+
+
+def save_model_plan(cfg, job: TrainingJob) -> str | None:
+    """Write the job's description and its dataset's preprocessing state under
+    ``<run_dir>/models/`` (:mod:`dlpipe.tasks.training.saved`) and return where its
+    trainer saves the model; None for a job that keeps no model (:func:`keeps_model`), or
+    whose state cannot be written (a warning names the run; training goes on)."""
+    from dlpipe.tasks.training.saved import save_run_state
+
+    if not keeps_model(job):
+        return None
+    kind = get_kind(cfg)
+    info = {
+        "kind": kind.name,
+        "family": job.model.family,
+        "inputs": asdict(job.inputs) if job.inputs is not None else None,
+        "dataset_key": job.data.key,
+    }
+    try:
+        state = kind.predict_state(cfg, job.data.meta)
+        return str(save_run_state(cfg.run_dir, job.run_id, state, info))
+    except (OSError, KeyError, ValueError) as exc:  # training goes on without a kept model
+        print(f"warning: run {job.run_id} keeps no model: {exc}", file=sys.stderr)
+        return None
+
+
 def launch_jobs(cfg, jobs: list[TrainingJob]) -> PendingJobs:
     """Start one Ray training task per job (all at once; Ray runs as many as the study's
-    per-task resources allow), each reporting its epochs to one board. Returns
-    ``{ObjectRef: job}``."""
+    per-task resources allow), each reporting its epochs to one board; each kept model
+    is saved under ``<run_dir>/models/`` with its preprocessing state
+    (:func:`save_model_plan`). Returns ``{ObjectRef: job}``."""
     from dlpipe.tasks.remote import tf_task, train_model_task
     from dlpipe.tasks.training.progress import epoch_board
 
@@ -102,6 +133,7 @@ def launch_jobs(cfg, jobs: list[TrainingJob]) -> PendingJobs:
     if jobs:
         pending.board = epoch_board()
     for job in jobs:
+        path = save_model_plan(cfg, job)
         ref = tf_task(
             train_model_task,
             num_cpus=res.num_cpus,
@@ -120,6 +152,7 @@ def launch_jobs(cfg, jobs: list[TrainingJob]) -> PendingJobs:
             run_id=job.run_id,
             num_cpus=res.num_cpus,
             num_gpus=res.num_gpus,
+            model_path=path,
         )
         pending[ref] = job
     return pending

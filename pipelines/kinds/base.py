@@ -12,10 +12,30 @@ families in ``models/`` and one registry line.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.training.records import FoldDataset, PreparedDataset, RunResult
+
+
+@dataclass
+class PredictInputs:
+    """New inputs replayed through a study's preprocessing, ready for one model.
+
+    Attributes:
+        x: the model's input (a float32/int32 array, or a ``tf.data.Dataset``).
+        ids: the id columns, one value per input (a timestamp or row, a file path,
+            a row or line number).
+        bad: inputs left out, ``{"path", "reason"}`` each (image files that fail the
+            study's validation).
+        notes: what the user should know (unseen categories...), one line each.
+    """
+
+    x: object
+    ids: dict
+    bad: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
 
 class StudyKind:
@@ -51,6 +71,8 @@ class StudyKind:
         "forward chaining validates each fold on the block that follows its training "
         "rows in one time-ordered series (timeseries studies); use kfold or iterated_kfold"
     )
+    #: inputs per Ray Data shard of ``dlpipe predict`` (:meth:`predict_shards`)
+    shard_inputs: int = 1024
 
     def for_metric(self, metric: str) -> StudyKind:
         """The kind as runs whose headline metric is ``metric`` are shown (their stored
@@ -190,3 +212,49 @@ class StudyKind:
 
     def print_dataset(self, meta: dict) -> None:
         """Print what was read, repaired, split and cached."""
+
+    # -- prediction on new data (issue 15) ------------------------------------------------
+    def predict_state(self, cfg, meta: dict) -> dict:
+        """The preprocessing state of a prepared dataset (JSON-able), stored beside the
+        models trained on it (:mod:`dlpipe.tasks.training.saved`): what
+        :meth:`predict_inputs` needs to replay the preprocessing on new data."""
+        raise NotImplementedError
+
+    def predict_inputs(
+        self, state: dict, run: dict, path, *, last: bool = False, batch_size: int = 32
+    ) -> PredictInputs:
+        """New inputs at ``path`` through the preprocessing the run was trained with,
+        by the same functions ``prepare`` used.
+
+        Args:
+            state: :meth:`predict_state` of the run's dataset.
+            run: the run's stored description (``family``, ``inputs``).
+            path: the new data (a file or folder, as the kind reads them).
+            last: timeseries only: the newest window only.
+            batch_size: inputs per batch of a ``tf.data`` input.
+
+        Raises:
+            FileNotFoundError, ValueError: naming the file and the field at fault.
+        """
+        raise NotImplementedError
+
+    def predict_shards(self, path, folder: Path, size: int) -> list[dict] | None:
+        """The input cut into shard files of ``size`` inputs under ``folder`` for Ray
+        Data (:mod:`dlpipe.pipelines.predict_ray`): ``[{"path", "offset"}]`` (``offset``:
+        added to a shard's ``row``/``line`` ids), or None when the kind's input is not cut
+        (the default: it runs in-process)."""
+        return None
+
+    def predict_columns(self, state: dict, raw) -> dict:
+        """The output columns of a model's (or an ensemble's) raw outputs: ``prediction``
+        as the stored ``predictions`` report holds it, with the units or the class
+        probabilities and class name."""
+        from dlpipe.tasks.training.classifier import class_columns
+
+        return class_columns(state["class_names"], raw)
+
+    def load_model(self, path: str):
+        """A saved model, Keras ``safe_mode`` on (no arbitrary code is deserialized)."""
+        import keras
+
+        return keras.saving.load_model(path, safe_mode=True)

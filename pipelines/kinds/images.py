@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dlpipe.pipelines.kinds.base import StudyKind
+from dlpipe.pipelines.kinds.base import PredictInputs, StudyKind
 from dlpipe.pipelines.kinds.classification import majority_baseline, put_fold_datasets
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.images.prepare import DEMO_PREFIX, ImageDataSpec, ImageSpec
@@ -150,6 +150,43 @@ class ImagesKind(StudyKind):
 
     def print_dataset(self, meta: dict) -> None:
         print_dataset(meta)
+
+    def predict_state(self, cfg, meta: dict) -> dict:
+        """The ``images`` section, class names, feature cache root and base key, the
+        study's seed (:func:`dlpipe.tasks.images.predict.predict_state`)."""
+        from dlpipe.tasks.images.predict import predict_state
+        from dlpipe.tasks.images.prepare import cache_root
+
+        return predict_state(cfg.images, meta, cfg.seed, cache_root(cfg.images, cfg.run_dir))
+
+    def predict_shards(self, path, folder: Path, size: int) -> list[dict]:
+        """List files of ``size`` image paths each (the path is the id)."""
+        from dlpipe.tasks.images.predict import list_images, write_list_shards
+
+        return write_list_shards(list_images(path), folder, size)
+
+    def predict_inputs(self, state, run, path, *, last=False, batch_size=32) -> PredictInputs:
+        """The image files of a folder or a list, validated as the study validated its
+        files (bad ones left out with their reason), as the run's inputs
+        (:mod:`dlpipe.tasks.images.predict`); id ``path``."""
+        from dlpipe.tasks.features.study import features_of
+        from dlpipe.tasks.images.predict import check_files, image_inputs, image_spec, list_images
+        from dlpipe.tasks.images.train import FEATURE_FAMILIES
+
+        good, bad = check_files(state, list_images(path), run["inputs"])
+        if not good:
+            raise ValueError(
+                f"{path}: field `files`: no image passed the study's validation "
+                f"({len(bad)} bad; first: {bad[0]['path']}: {bad[0]['reason']})"
+            )
+        if run["family"] in FEATURE_FAMILIES:
+            spec = image_spec(run["inputs"])
+            x = features_of(good, spec, state["cache_root"], state["seed"])
+        else:
+            x = image_inputs(good, run["family"], run["inputs"], batch_size)
+        return PredictInputs(
+            x, {"path": good}, [{"path": b["path"], "reason": b["reason"]} for b in bad]
+        )
 
 
 def uses_conv_base(cfg) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dlpipe.pipelines.kinds.base import StudyKind
+from dlpipe.pipelines.kinds.base import PredictInputs, StudyKind
 from dlpipe.pipelines.kinds.classification import majority_baseline
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.tabular.data import DEMO_PREFIX, TASKS, TabularDataSpec, TabularSplitSpec
@@ -78,6 +78,7 @@ class TabularKind(StudyKind):
     loss_label = "MSE (target units squared)"
     metric_plot = "val_mae.png"
     evaluations = ("holdout", "kfold", "iterated_kfold")
+    shard_inputs = 65536  # table rows: cheap per row, so large shards
 
     def for_metric(self, metric: str) -> StudyKind:
         """The classification view for runs scored by ``accuracy``, else this kind."""
@@ -230,6 +231,41 @@ class TabularKind(StudyKind):
 
     def print_dataset(self, meta: dict) -> None:
         print_dataset(meta)
+
+    def predict_state(self, cfg, meta: dict) -> dict:
+        """The ``data`` section, task, classes, features and the training encoding
+        (:func:`dlpipe.tasks.tabular.predict.predict_state`)."""
+        from dlpipe.tasks.tabular.predict import predict_state
+
+        return predict_state(cfg.data, meta)
+
+    def predict_shards(self, path, folder: Path, size: int) -> list[dict]:
+        """Parquet files of ``size`` table rows each, offset by their first row."""
+        from dlpipe.tasks.tabular.predict import write_table_shards
+
+        return write_table_shards(path, folder, size)
+
+    def predict_inputs(self, state, run, path, *, last=False, batch_size=32) -> PredictInputs:
+        """A table's feature columns, encoded with the training encoding
+        (:func:`dlpipe.tasks.tabular.predict.encode_table`); id ``row``."""
+        from dlpipe.tasks.tabular.predict import encode_table
+
+        x, ids, unseen = encode_table(state, path)
+        notes = [
+            f"column `{c}`: {n} row(s) hold a category not seen in training (all-zero one-hot)"
+            for c, n in unseen.items()
+        ]
+        return PredictInputs(x, ids, notes=notes)
+
+    def predict_columns(self, state, raw) -> dict:
+        """Regression: ``prediction`` in the target's units and ``target``; else the
+        class probabilities and class name."""
+        if state["task"] != "regression":
+            return super().predict_columns(state, raw)
+        import numpy as np
+
+        values = np.asarray(raw, np.float64).reshape(-1)
+        return {"prediction": values, "target": [state["target"]] * len(values)}
 
 
 class TabularClassificationKind(TabularKind):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dlpipe.pipelines.kinds.base import StudyKind
+from dlpipe.pipelines.kinds.base import PredictInputs, StudyKind
 from dlpipe.pipelines.kinds.classification import majority_baseline, put_fold_datasets
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.text.prepare import TextDataSpec, TextSpec, TextSplitSpec, resolve_text_path
@@ -51,6 +51,7 @@ class TextKind(StudyKind):
     headline = "accuracy"
     baseline_name = "majority-class"
     loss_label = "crossentropy"
+    shard_inputs = 65536  # table rows: cheap per row, so large shards
 
     @property
     def train(self):
@@ -185,6 +186,32 @@ class TextKind(StudyKind):
 
     def print_dataset(self, meta: dict) -> None:
         print_dataset(meta)
+
+    def predict_state(self, cfg, meta: dict) -> dict:
+        """The ``data`` section, class names and the training vocabulary
+        (:func:`dlpipe.tasks.text.predict.predict_state`)."""
+        from dlpipe.tasks.text.predict import predict_state
+        from dlpipe.tasks.text.prepare import load_vocabulary
+
+        return predict_state(cfg.data, meta, load_vocabulary(meta))
+
+    def predict_shards(self, path, folder: Path, size: int) -> list[dict] | None:
+        """A table: Parquet files of ``size`` rows each, offset by their first row; a
+        folder or a file of lines runs in-process."""
+        from dlpipe.tasks.tabular.predict import write_table_shards
+        from dlpipe.tasks.text.predict import TABLE_SUFFIXES
+
+        if Path(path).suffix.lower() not in TABLE_SUFFIXES:
+            return None
+        return write_table_shards(path, folder, size)
+
+    def predict_inputs(self, state, run, path, *, last=False, batch_size=32) -> PredictInputs:
+        """Documents of a folder, a table or a file of lines, as the run's sequences or
+        multi-hot rows (:mod:`dlpipe.tasks.text.predict`)."""
+        from dlpipe.tasks.text.predict import read_documents, text_inputs
+
+        texts, ids = read_documents(state, path)
+        return PredictInputs(text_inputs(state, texts, run["family"], run["inputs"]), ids)
 
 
 def save_final_vocabulary(cfg, prepared: PreparedDataset, vocab) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dlpipe.pipelines.kinds.base import StudyKind
+from dlpipe.pipelines.kinds.base import PredictInputs, StudyKind
 from dlpipe.pipelines.sections import ConfigError, ModelSpec, StudyCommon
 from dlpipe.tasks.training.records import (
     FoldDataset,
@@ -223,6 +223,37 @@ class TimeseriesKind(StudyKind):
 
     def print_dataset(self, meta: dict) -> None:
         print_dataset(meta)
+
+    def predict_state(self, cfg, meta: dict) -> dict:
+        """Reader settings, columns, target, training mean/std, period
+        (:func:`dlpipe.tasks.weather.predict.predict_state`)."""
+        from dlpipe.tasks.weather.predict import predict_state
+
+        return predict_state(cfg.data, meta)
+
+    def predict_inputs(self, state, run, path, *, last=False, batch_size=32) -> PredictInputs:
+        """One window per window end of the file (``last``: the newest only), ids
+        ``window_end``, ``target_row`` and ``target_time``
+        (:func:`dlpipe.tasks.weather.predict.forecast_inputs`)."""
+        from dlpipe.tasks.weather.predict import forecast_inputs
+
+        windows = WindowSpec(**run["inputs"])
+        found = forecast_inputs(state, path, windows, last=last)
+        ids = {k: v for k, v in found.ids.items() if v is not None}
+        return PredictInputs(found.x, ids)
+
+    def predict_columns(self, state, raw) -> dict:
+        """``prediction`` in the target's units, ``target`` (its column), ``units``."""
+        from dlpipe.tasks.weather.predict import forecast_columns
+
+        return forecast_columns(state, raw)
+
+    def load_model(self, path: str):
+        """The saved model, with the custom reverse-time layer registered first."""
+        from dlpipe.models.timeseries import reverse_time_layer
+
+        reverse_time_layer()
+        return super().load_model(path)
 
 
 def dataset_row(meta: dict) -> dict:

@@ -98,6 +98,26 @@ def cache_features(
     }
 
 
+def features_of(paths: list[str], images: ImageSpec, root: str, seed: int = 42) -> np.ndarray:
+    """Conv-base features of new image files (issue 15: ``dlpipe predict`` with a
+    ``features_head`` model), taken from the study's cache ``root`` or computed and
+    added to it: :func:`cache_features` with the study's conv base, weights, size,
+    preprocessing and ``seed`` (the same base key as the study's).
+
+    Returns:
+        float32 ``(len(paths), *feature_shape)``, in ``paths`` order.
+    """
+    empty = np.zeros(0, np.int64)
+    features, _ = cache_features(
+        {"train": list(paths), "validation": [], "test": []},
+        {"train": np.zeros(len(paths), np.int64), "validation": empty, "test": empty},
+        images,
+        root,
+        seed,
+    )
+    return features
+
+
 def feature_shards(paths: dict, labels: dict, num_shards: int) -> list[tuple[dict, dict]]:
     """``(paths, labels)`` of each feature shard: all images (split order, then input
     order) cut into at most ``num_shards`` contiguous pieces, as per-split dicts."""

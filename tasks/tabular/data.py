@@ -250,8 +250,16 @@ def normalize(values: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, float,
     column (std 0) is only centred."""
     mean = float(np.nanmean(values[train]))
     std = float(np.nanstd(values[train]))
+    return scale(values, mean, std), mean, std
+
+
+def scale(values: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """One numeric column centred and scaled with given statistics (a constant
+    column, std 0, only centred), missing cells (NaN) filled with the mean
+    (normalized: 0): how :func:`normalize` encodes every split and how new rows are
+    encoded for prediction."""
     scaled = (values - mean) / (std if std > 0 else 1.0)
-    return np.where(np.isnan(scaled), 0.0, scaled), mean, std
+    return np.where(np.isnan(scaled), 0.0, scaled)
 
 
 def one_hot(values: np.ndarray, missing: np.ndarray, train: np.ndarray):
@@ -261,6 +269,16 @@ def one_hot(values: np.ndarray, missing: np.ndarray, train: np.ndarray):
     training split hold an unseen category)."""
     names = np.array([str(v) for v in values], dtype=object)
     categories = sorted(set(names[train & ~missing]))
+    matrix, unseen = one_hot_rows(values, missing, categories)
+    return matrix, categories, unseen
+
+
+def one_hot_rows(values: np.ndarray, missing: np.ndarray, categories: list[str]):
+    """``(matrix, unseen)``: float32 ``(rows, len(categories))`` one-hot rows of a
+    categorical column over ``categories`` (a missing cell or a category not among
+    them: an all-zero row; ``unseen``: how many rows hold such a category); how
+    :func:`one_hot` encodes every split and how new rows are encoded for prediction."""
+    names = np.array([str(v) for v in values], dtype=object)
     position = {c: i for i, c in enumerate(categories)}
     matrix = np.zeros((len(values), len(categories)), dtype=np.float32)
     unseen = 0
@@ -271,7 +289,7 @@ def one_hot(values: np.ndarray, missing: np.ndarray, train: np.ndarray):
             matrix[row, position[name]] = 1.0
         else:
             unseen += 1
-    return matrix, categories, unseen
+    return matrix, unseen
 
 
 def resolve_table_path(path: str, run_dir: str | Path | None = None) -> tuple[Path, str]:

@@ -155,3 +155,29 @@ def score_classifier_splits(
         scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, accuracy
         predictions += rows
     return scores, predictions
+
+
+def class_columns(class_names: list[str], raw) -> dict:
+    """Output columns of a classifier's raw outputs for new inputs (issue 15).
+
+    Args:
+        class_names: the study's classes in label order.
+        raw: ``(n,)`` or ``(n, 1)`` P(class 1) of a sigmoid head (two classes), or
+            ``(n, k)`` probabilities of a softmax head.
+
+    Returns:
+        ``prediction`` as the ``predictions`` report holds it (P(class 1) for two
+        classes, the argmax class index otherwise), ``class_name`` (the most probable
+        class) and ``prob_<class>`` per class.
+    """
+    prob = np.asarray(raw, np.float64)
+    if len(class_names) == 2:
+        p1 = prob.reshape(-1)
+        prob, prediction = np.stack([1.0 - p1, p1], axis=1), p1
+    else:
+        prediction = np.argmax(prob, axis=1).astype(np.float64)
+    best = np.argmax(prob, axis=1)
+    out = {"prediction": prediction, "class_name": [class_names[i] for i in best]}
+    for j, name in enumerate(class_names):
+        out[f"prob_{name}"] = prob[:, j]
+    return out

@@ -173,7 +173,14 @@ def normalize(values: np.ndarray, train_segments) -> tuple[np.ndarray, np.ndarra
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
-    return ((values - mean) / std).astype(np.float32), mean, std
+    return apply_normalization(values, mean, std), mean, std
+
+
+def apply_normalization(values: np.ndarray, mean, std) -> np.ndarray:
+    """``(values - mean) / std`` as float32 (rows, features): how :func:`normalize`
+    scales every split, and how new rows are scaled for prediction with the stored
+    training statistics (``mean``, ``std``: (features,), target units)."""
+    return ((values - np.asarray(mean)) / np.asarray(std)).astype(np.float32)
 
 
 def baseline_mae(data: np.ndarray, rows: np.ndarray, spec: WindowSpec, target_column: int) -> float:

@@ -168,6 +168,46 @@ def check_blocks(spec: WindowSpec, blocks, *, split: str = "split") -> None:
         window_rows(spec, start, stop, split=split, block=block)
 
 
+def window_inputs(data: np.ndarray, rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The inputs of the windows whose last input rows are ``rows``, by one gather.
+
+    Args:
+        data: (rows, features) array, any float dtype (never modified).
+        rows: int64 (b,) last input rows ``t``.
+        offsets: the geometry's :attr:`WindowSpec.offsets` (timesteps,).
+
+    Returns:
+        float32 (b, timesteps, features): ``data[t + offsets]`` per window.
+    """
+    idx = rows[:, None] + offsets  # (b, timesteps) row numbers
+    x = np.empty((len(rows), len(offsets), data.shape[1]), dtype=np.float32)
+    if data.dtype == np.float32:
+        # indices are in range by construction; "clip" avoids numpy's buffered copy
+        np.take(data, idx, axis=0, out=x, mode="clip")
+    else:
+        x[...] = data[idx]
+    return x
+
+
+def forecast_rows(spec: WindowSpec, segments) -> np.ndarray:
+    """Last input rows ``t`` of every window whose inputs lie in one segment, the
+    target (``t + delay``) not needed: the windows a forecast is made from.
+
+    Args:
+        spec: the window geometry.
+        segments: ``[(start, stop), ...]`` runs of equally spaced rows (stop exclusive).
+
+    Returns:
+        int64 (windows,), ascending: ``t`` with ``t - lookback + step >= start`` and
+        ``t < stop`` in its segment (a segment of ``R`` rows gives
+        ``max(0, R - (lookback - step))``); empty when no segment holds one window's
+        inputs.
+    """
+    reach = spec.lookback - spec.step
+    parts = [np.arange(a + reach, b, dtype=np.int64) for a, b in segments if b - a > reach]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
 def count_windows(spec: WindowSpec, segments) -> int:
     """Number of windows that fit in the segments, none crossing a boundary, int.
 
@@ -244,13 +284,7 @@ class WindowBatches:
             raise IndexError(f"batch index {index} out of range [0, {self.num_batches})")
         b = self.spec.batch_size
         t = self._order[index * b : (index + 1) * b]
-        idx = t[:, None] + self._offsets  # (b, timesteps) row numbers
-        x = np.empty((len(t), len(self._offsets), self.data.shape[1]), dtype=np.float32)
-        if self.data.dtype == np.float32:
-            # indices are in range by construction; "clip" avoids numpy's buffered copy
-            np.take(self.data, idx, axis=0, out=x, mode="clip")
-        else:
-            x[...] = self.data[idx]
+        x = window_inputs(self.data, t, self._offsets)
         y = self.data[t + self.spec.delay, self.target_column].astype(np.float32)[:, None]
         return x, y
 
