@@ -180,11 +180,20 @@ def lose_gpu_node_mid_sweep(sim, gpu_node, tmp_path, name, max_failures=None):
         assert proc.poll() is None, log.read_text()[-3000:]
         # trial 2 starts as trial 1 is recorded: remove its node now
         assert len(list(trials_dir.glob("part-*"))) == 1
-        sim.remove_node(gpu_node)
+        # a lost node (crash, preemption): killed, not shut down gracefully. A graceful
+        # removal (SIGTERM) is reported by Ray as an expected termination, which Tune
+        # does not retry: the test then flaked between the two outcomes
+        sim.remove_node(gpu_node, allow_graceful=False)
         replacement = sim.add_node(num_cpus=2, num_gpus=1)
         sim.wait_for_nodes()
         rc = proc.wait(timeout=300)
     return rc, log.read_text(), replacement
+
+
+def node_lost(text: str) -> bool:
+    """Whether ``text`` holds Ray's word for an actor lost with its killed node: "its
+    node has died", or, when the RPC to it broke first, "is unavailable"."""
+    return "its node has died" in text or "is unavailable" in text
 
 
 @pytest.mark.slow
@@ -205,7 +214,7 @@ def test_gpu_node_lost_mid_sweep_still_ends_with_the_requested_trials(cluster, t
     # a GPU node again, and trials 3 and 4 run on the replacement.
     assert set(failed["trial"]) <= {2}, failed
     for error in failed["error"]:
-        assert "its node has died" in error, error
+        assert node_lost(error), error
     # a failed trial makes the command exit 3 after the reports, naming it
     assert rc == (3 if len(failed) else 0), text[-3000:]
     if len(failed):
@@ -229,7 +238,7 @@ def test_node_lost_with_max_failures_retries_the_trial_under_its_number(cluster,
     print(trials[["trial", "status", "run_id", "error"]].to_string())
     # trial 2 lost its node and was run again by Tune (same number, same run key)
     assert "[trial   2/4] retrying after failure 1 (max_failures 1)" in text, text[-3000:]
-    assert "its node has died" in text
+    assert node_lost(text), text[-3000:]
     # exactly num_trials rows, every trial ok, no trial number twice
     assert sorted(trials["trial"]) == [1, 2, 3, 4]
     assert set(trials["status"]) <= {"ok", "reused"}, trials
