@@ -14,6 +14,7 @@ from pathlib import Path
 from dlpipe.metrics import get_metric
 from dlpipe.pipelines.kinds import get_kind
 from dlpipe.pipelines.sections import ModelSpec
+from dlpipe.pipelines.slots import schedule
 from dlpipe.tasks.training.fit import TrainingSpec
 from dlpipe.tasks.training.records import (
     PreparedDataset,
@@ -124,8 +125,9 @@ def save_model_plan(cfg, job: TrainingJob, run_dir: Path | None = None) -> str |
 
 
 def launch_jobs(cfg, jobs: list[TrainingJob], run_dir: Path | None = None) -> PendingJobs:
-    """Start one Ray training task per job (all at once; Ray runs as many as the study's
-    per-task resources allow), each reporting its epochs to one board; each kept model
+    """Start one Ray training task per job (all at once, longest expected first:
+    :func:`dlpipe.pipelines.slots.schedule`; Ray runs as many as the study's per-task
+    resources allow), each reporting its epochs to one board; each kept model
     comes back with its result and is written under ``<run_dir>/models/`` by the
     recorder, beside its preprocessing state (:func:`save_model_plan`; ``run_dir``: where
     the results are recorded, default ``cfg.run_dir``). Returns ``{ObjectRef: job}``."""
@@ -136,7 +138,7 @@ def launch_jobs(cfg, jobs: list[TrainingJob], run_dir: Path | None = None) -> Pe
     pending = PendingJobs()
     if jobs:
         pending.board = epoch_board()
-    for job in jobs:
+    for job in schedule(kind, jobs, run_dir or cfg.run_dir):
         path = save_model_plan(cfg, job, run_dir)
         ref = tf_task(
             train_model_task,
