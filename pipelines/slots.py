@@ -201,7 +201,7 @@ class SlotUse:
 
 def slot_use(rows: list[dict], slots: int, study_wall_s: float) -> SlotUse:
     """The :class:`SlotUse` of the ``runs`` rows a study's training tasks wrote."""
-    total = sum(number(row.get("wall_time_s")) or 0.0 for row in rows)
+    total = sum((number(row.get("wall_time_s")) or 0.0 for row in rows), 0.0)
     return SlotUse(len(rows), total, slots, study_wall_s)
 
 

@@ -149,4 +149,5 @@ def test_efficiency_on_hand_worked_numbers(tmp_path):
     write_slot_use(tmp_path, idle)
     entries = json.loads((tmp_path / "slots.json").read_text())
     assert [e["tasks"] for e in entries] == [4, 0]
+    assert [type(e["task_wall_s"]) for e in entries] == [float, float]  # 0.0, not 0
     assert entries[0]["efficiency"] == pytest.approx(0.75) and entries[1]["efficiency"] is None
