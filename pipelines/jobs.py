@@ -14,6 +14,7 @@ from pathlib import Path
 from dlpipe.metrics import get_metric
 from dlpipe.pipelines.kinds import get_kind
 from dlpipe.pipelines.sections import ModelSpec
+from dlpipe.pipelines.slots import schedule
 from dlpipe.tasks.training.fit import TrainingSpec
 from dlpipe.tasks.training.records import (
     PreparedDataset,
@@ -96,11 +97,14 @@ def keeps_model(job: TrainingJob) -> bool:
     return job.columns.get("evaluation") != "fold"
 
 
-def save_model_plan(cfg, job: TrainingJob) -> str | None:
+def save_model_plan(cfg, job: TrainingJob, run_dir: Path | None = None) -> str | None:
     """Write the job's description and its dataset's preprocessing state under
     ``<run_dir>/models/`` (:mod:`dlpipe.tasks.training.saved`) and return where its
-    trainer saves the model; None for a job that keeps no model (:func:`keeps_model`), or
-    whose state cannot be written (a warning names the run; training goes on)."""
+    model will be written (by the recorder, from the bytes its task returns); None for
+    a job that keeps no model (:func:`keeps_model`), or whose state cannot be written (a
+    warning names the run; training goes on). ``run_dir``: the folder its results are
+    recorded in (default ``cfg.run_dir``; a sweep's folder for a K-fold sweep's final
+    models), so the description lies beside the model."""
     from dlpipe.tasks.training.saved import save_run_state
 
     if not keeps_model(job):
@@ -114,17 +118,19 @@ def save_model_plan(cfg, job: TrainingJob) -> str | None:
     }
     try:
         state = kind.predict_state(cfg, job.data.meta)
-        return str(save_run_state(cfg.run_dir, job.run_id, state, info))
+        return str(save_run_state(run_dir or cfg.run_dir, job.run_id, state, info))
     except (OSError, KeyError, ValueError) as exc:  # training goes on without a kept model
         print(f"warning: run {job.run_id} keeps no model: {exc}", file=sys.stderr)
         return None
 
 
-def launch_jobs(cfg, jobs: list[TrainingJob]) -> PendingJobs:
-    """Start one Ray training task per job (all at once; Ray runs as many as the study's
-    per-task resources allow), each reporting its epochs to one board; each kept model
-    is saved under ``<run_dir>/models/`` with its preprocessing state
-    (:func:`save_model_plan`). Returns ``{ObjectRef: job}``."""
+def launch_jobs(cfg, jobs: list[TrainingJob], run_dir: Path | None = None) -> PendingJobs:
+    """Start one Ray training task per job (all at once, longest expected first:
+    :func:`dlpipe.pipelines.slots.schedule`; Ray runs as many as the study's per-task
+    resources allow), each reporting its epochs to one board; each kept model
+    comes back with its result and is written under ``<run_dir>/models/`` by the
+    recorder, beside its preprocessing state (:func:`save_model_plan`; ``run_dir``: where
+    the results are recorded, default ``cfg.run_dir``). Returns ``{ObjectRef: job}``."""
     from dlpipe.tasks.remote import tf_task, train_model_task
     from dlpipe.tasks.training.progress import epoch_board
 
@@ -132,8 +138,8 @@ def launch_jobs(cfg, jobs: list[TrainingJob]) -> PendingJobs:
     pending = PendingJobs()
     if jobs:
         pending.board = epoch_board()
-    for job in jobs:
-        path = save_model_plan(cfg, job)
+    for job in schedule(kind, jobs, run_dir or cfg.run_dir):
+        path = save_model_plan(cfg, job, run_dir)
         ref = tf_task(
             train_model_task,
             num_cpus=res.num_cpus,
@@ -152,7 +158,7 @@ def launch_jobs(cfg, jobs: list[TrainingJob]) -> PendingJobs:
             run_id=job.run_id,
             num_cpus=res.num_cpus,
             num_gpus=res.num_gpus,
-            model_path=path,
+            keep_model=path is not None,
         )
         pending[ref] = job
     return pending

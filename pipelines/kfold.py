@@ -102,15 +102,18 @@ def final_training(training, epochs: int):
     )
 
 
-def train_kfold(cfg, run_dir: Path, prepared, baseline: dict, *, progress: bool = True) -> None:
+def train_kfold(
+    cfg, run_dir: Path, prepared, baseline: dict, *, progress: bool = True
+) -> list[dict]:
     """The K-fold stages (module docstring): fold runs, aggregate rows, averaged curves
-    and plots, final models. Runs finished before are not trained again."""
+    and plots, final models. Runs finished before are not trained again. Returns the
+    ``runs`` rows the training tasks wrote (fold runs and final models)."""
     datasets = get_kind(cfg).fold_datasets(cfg, prepared)
     folds, final = datasets[:-1], datasets[-1]
     jobs, skipped = fold_jobs(cfg, prepared, folds, run_dir)
     if skipped:
         print(f"resuming: {skipped} finished run(s) found in {run_dir}, not trained again")
-    collect_jobs(run_dir, cfg, prepared, launch_jobs(cfg, jobs), baseline, progress)
+    written = collect_jobs(run_dir, cfg, prepared, launch_jobs(cfg, jobs), baseline, progress)
     runs = reports.read_table(run_dir, "runs").set_index("run_id", drop=False)
     history = reports.read_table(run_dir, "history")
     metric = get_metric(baseline["metric"])
@@ -134,7 +137,9 @@ def train_kfold(cfg, run_dir: Path, prepared, baseline: dict, *, progress: bool 
     if done:
         print(f"resuming: {done} final model(s) found in {run_dir}, not trained again")
     print_folds(cfg, run_dir, metric, prepared.units)
-    collect_jobs(run_dir, cfg, prepared, launch_jobs(cfg, finals), baseline, progress)
+    return written + collect_jobs(
+        run_dir, cfg, prepared, launch_jobs(cfg, finals), baseline, progress
+    )
 
 
 def final_job(cfg, prepared, data: PreparedDataset, i: int, epochs: int) -> TrainingJob:

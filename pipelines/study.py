@@ -13,6 +13,7 @@ finished with status ``ok``. What differs by kind comes from
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -68,20 +69,32 @@ def model_jobs(cfg, prepared: PreparedDataset, run_dir: Path) -> tuple[list[Trai
 
 def train_models(
     cfg, run_dir: Path, prepared: PreparedDataset, baseline: dict, *, progress: bool = True
-) -> None:
+) -> list[dict]:
     """One Ray training task per configured model not already finished (K-fold studies:
     per model and fold, then the final models, :func:`dlpipe.pipelines.kfold.train_kfold`);
-    results are written as they arrive; a run that raises is reported failed, the others
-    go on."""
+    results are written as they arrive; a run that raised is reported failed, the others
+    go on. Returns the ``runs`` rows the training tasks wrote."""
     if not cfg.evaluation.is_holdout:
         from dlpipe.pipelines.kfold import train_kfold
 
-        train_kfold(cfg, run_dir, prepared, baseline, progress=progress)
-        return
+        return train_kfold(cfg, run_dir, prepared, baseline, progress=progress)
     jobs, skipped = model_jobs(cfg, prepared, run_dir)
     if skipped:
         print(f"resuming: {skipped} finished run(s) found in {run_dir}, not trained again")
-    collect_jobs(run_dir, cfg, prepared, launch_jobs(cfg, jobs), baseline, progress)
+    return collect_jobs(run_dir, cfg, prepared, launch_jobs(cfg, jobs), baseline, progress)
+
+
+def measure_slots(cfg, run_dir: Path, rows: list[dict], wall_s: float):
+    """The study's :class:`~dlpipe.pipelines.slots.SlotUse` (``rows``: the ``runs`` rows
+    its training tasks wrote in ``wall_s`` seconds; slots from the connected Ray's
+    resources), appended to ``<run_dir>/slots.json``."""
+    import ray
+
+    from dlpipe.pipelines.slots import slot_use, task_slots, write_slot_use
+
+    use = slot_use(rows, task_slots(cfg.resources, ray.cluster_resources()), wall_s)
+    write_slot_use(run_dir, use)
+    return use
 
 
 def headline(runs):
@@ -168,7 +181,8 @@ def run_study(cfg, *, progress: bool = True) -> Path:
     -> the kind's ``prepare`` -> its ``check_prepared`` -> its baseline -> one training
     task per model not yet finished -> plots -> the optional ensemble stage (the
     command then writes the HTML report,
-    :func:`dlpipe.pipelines.html_report.write_html_report`).
+    :func:`dlpipe.pipelines.html_report.write_html_report`); it ends with its slot
+    efficiency (:mod:`dlpipe.pipelines.slots`, also appended to ``slots.json``).
 
     Returns:
         The run directory (``reports/``, ``plots/``, ``tensorboard/``, ``artifacts/``,
@@ -191,10 +205,13 @@ def run_study(cfg, *, progress: bool = True) -> Path:
     record_dataset(run_dir, prepared)
     kind.check_prepared(cfg, prepared)
     baseline = write_baseline(run_dir, cfg, prepared, ray.get(prepared.data))
-    train_models(cfg, run_dir, prepared, baseline, progress=progress)
+    started = time.perf_counter()
+    rows = train_models(cfg, run_dir, prepared, baseline, progress=progress)
+    slots = measure_slots(cfg, run_dir, rows, time.perf_counter() - started)
     write_plots(run_dir, units=prepared.units)
     if cfg.ensemble.enabled:
         from dlpipe.pipelines.ensemble import run_ensemble_stage
 
         run_ensemble_stage(run_dir, cfg.ensemble)
+    print(slots.line())
     return run_dir

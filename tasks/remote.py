@@ -140,7 +140,7 @@ def image_features_task(paths, labels, images, root, seed, num_cpus=1, num_gpus=
 
 
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
-def train_model_task(train, board=None, **kwargs):
+def train_model_task(train, board=None, keep_model=False, **kwargs):
     """Ray task: one training run in a fresh worker process.
 
     Args:
@@ -149,6 +149,9 @@ def train_model_task(train, board=None, **kwargs):
             the worker imports that kind's module only).
         board: an :class:`dlpipe.tasks.training.progress.EpochBoard` actor told of every
             finished epoch (the driver's progress display), or None.
+        keep_model: return the trained model's ``.keras`` bytes in the result's ``model``
+            (:func:`dlpipe.tasks.training.saved.train_keeping_model`): the recorder
+            writes them into the run directory, which this worker may not see.
         kwargs: its keyword arguments (``data``, ``meta``, ``family``, ``hp``,
             ``inputs``, ``training``, ``seed``, ``run_id``, resources...).
 
@@ -156,11 +159,13 @@ def train_model_task(train, board=None, **kwargs):
         The :class:`dlpipe.tasks.training.records.RunResult` of the run.
     """
     keep_pyarrow_out()
+    from dlpipe.tasks.training.saved import train_keeping_model
+
     if board is not None:
         from dlpipe.tasks.training.progress import epoch_reporter
 
         kwargs["epoch_hook"] = epoch_reporter(board, kwargs["run_id"])
-    return train(**kwargs)
+    return train_keeping_model(train, keep_model, **kwargs)
 
 
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)

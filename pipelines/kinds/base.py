@@ -113,6 +113,12 @@ class StudyKind:
         """The kind's own ``runs`` columns for a model's inputs (none by default)."""
         return {}
 
+    def sample_length(self, inputs) -> int:
+        """The length of one sample a model of these inputs reads (1 by default: a
+        tabular row), a factor of a run's expected cost
+        (:func:`dlpipe.pipelines.slots.expected_cost`)."""
+        return 1
+
     # -- the study file ----------------------------------------------------------------
     def resolve_paths(self, cfg, base_dir: Path | None):
         """``cfg`` with its file paths resolved against the study file's folder and

@@ -76,6 +76,11 @@ class ImagesKind(StudyKind):
 
         return train_image_model
 
+    def sample_length(self, inputs) -> int:
+        """Pixels of an image (height x width of ``size``)."""
+        height, width = inputs.size
+        return height * width
+
     @property
     def evaluate(self):
         from dlpipe.tasks.images.train import evaluate_saved_image_model

@@ -59,6 +59,10 @@ class TextKind(StudyKind):
 
         return train_text_model
 
+    def sample_length(self, inputs) -> int:
+        """The padded sequence length (``maxlen``)."""
+        return inputs.maxlen
+
     @property
     def evaluate(self):
         from dlpipe.tasks.text.train import evaluate_saved_text_model

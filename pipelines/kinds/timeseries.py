@@ -85,6 +85,10 @@ class TimeseriesKind(StudyKind):
         """``lookback``, ``step``, ``delay`` (timesteps) of the model's windows."""
         return {"lookback": inputs.lookback, "step": inputs.step, "delay": inputs.delay}
 
+    def sample_length(self, inputs: WindowSpec) -> int:
+        """Timesteps of a window (``lookback // step``)."""
+        return inputs.lookback // inputs.step
+
     def score_columns(self, split: str, loss: float, metric: float) -> dict:
         """``<split>_mae`` (normalized) and ``<split>_mae_units`` (target's units)."""
         return {f"{split}_mae": loss, f"{split}_mae_units": metric}

@@ -140,7 +140,8 @@ def evaluate_top_k_kfold(
         finals[trial.run_id] = (row, job.run_id)
         if stored_run(sweep_dir, job.run_id) is None and job.run_id not in {j.run_id for j in jobs}:
             jobs.append(job)
-    collect_jobs(sweep_dir, cfg, prepared, launch_jobs(cfg, jobs), baseline, progress=False)
+    pending = launch_jobs(cfg, jobs, sweep_dir)
+    collect_jobs(sweep_dir, cfg, prepared, pending, baseline, progress=False)
     for run_id, (row, final_id) in finals.items():
         final = stored_run(sweep_dir, final_id)
         if final is None:

@@ -5,9 +5,11 @@ hyperparameters to Python types once (case C09), and derives the run key from th
 resolved values. If a run with that key already finished (an identical proposal, or a
 trial re-run after a resume), its stored result is reported instead of training again.
 Otherwise the model is trained (validation only: test data is never used to choose),
-saved for the final test evaluation, and its ``runs``/``history``/``predictions`` parts
-are written before the metric is reported. A diverged (NaN/inf) or crashed training
-raises, so Tune and Hyperopt record the trial as failed (case C12).
+kept for the final test evaluation (its training returns the ``.keras`` bytes, which
+the trial's recorder writes as ``models/<run_id>.keras``), and its
+``runs``/``history``/``predictions`` parts are written before the metric is reported.
+A diverged (NaN/inf) or crashed training raises, so Tune and Hyperopt record the trial
+as failed (case C12).
 
 Clean workers (issue 11, section 3): Ray Tune loads pyarrow into a trial's process
 itself, and TensorFlow >= 2.20 with pyarrow in one process has aborted at exit. So a
@@ -30,12 +32,12 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.sweep.space import decode
 from dlpipe.tasks.training.fit import TrainingSpec
 from dlpipe.tasks.training.records import RunResult, record_run, run_key, stored_run
+from dlpipe.tasks.training.saved import train_keeping_model
 from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
 METRIC = "val_loss"  # the model's validation loss (weather: normalized MAE), minimized
@@ -184,8 +186,6 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
         tune.report(final_result(previous, base, reused_from=run_id))
         return
     hook = _epoch_hook(base) if ctx.report_epochs else None
-    models_dir = Path(ctx.sweep_dir) / "models"
-    models_dir.mkdir(parents=True, exist_ok=True)
     run_args = dict(
         meta=meta,
         family=family,
@@ -196,12 +196,14 @@ def sweep_trial(config: dict, *, data, meta: dict, ctx: TrialContext) -> None:
         num_cpus=ctx.num_cpus,
         num_gpus=ctx.num_gpus,
         evaluate_test=False,
-        model_path=str(models_dir / f"{run_id}.keras"),
+        keep_model=True,  # its bytes come back; record_run writes models/<run_id>.keras
     )
     if isolated:  # TensorFlow in a fresh worker without pyarrow (module docstring)
         result = train_in_worker(ctx, data, **run_args)
     else:
-        result = ctx.train(data=data, inputs=ctx.inputs, epoch_hook=hook, **run_args)
+        result = train_keeping_model(
+            ctx.train, data=data, inputs=ctx.inputs, epoch_hook=hook, **run_args
+        )
     run = record_run(
         ctx.sweep_dir, result, pipeline=ctx.pipeline, study=ctx.study, dataset_key=meta["key"]
     )

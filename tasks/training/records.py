@@ -8,8 +8,8 @@
 - :func:`run_key` / :func:`stored_run`: a run's key from everything that determines its
   result, and the stored row of a finished run (resume).
 - :func:`record_run`: writes one result as report parts, for studies and sweep trials
-  alike (``history`` and ``predictions`` first, the ``runs`` row last: a runs row only
-  exists once its details are on disk).
+  alike (event files, the kept model, ``history`` and ``predictions`` first, the ``runs``
+  row last: a runs row only exists once its details are on disk).
 
 Importing this module loads neither TensorFlow nor pyarrow.
 """
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.fit import TrainingSpec, error_text
+from dlpipe.tasks.training.saved import write_model
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,16 @@ class RunResult:
         predictions: ``predictions`` rows, one per scored sample and split.
         tensorboard: the run's TensorBoard event files, ``{relative path: bytes}``
             (written under ``<run_dir>/tensorboard/<run_id>/``).
+        model: the trained model's ``.keras`` bytes when the run keeps its model (set by
+            :func:`dlpipe.tasks.training.saved.train_keeping_model`, written at
+            ``<run_dir>/models/<run_id>.keras``), else None.
     """
 
     run: dict
     history: list = field(default_factory=list)
     predictions: list = field(default_factory=list)
     tensorboard: dict = field(default_factory=dict)
+    model: bytes | None = None
 
 
 def run_key(
@@ -180,6 +185,7 @@ def tag_result(result: RunResult, columns: dict) -> RunResult:
         [{**row, **rows_only} for row in result.history],
         [{**row, **rows_only} for row in result.predictions],
         result.tensorboard,
+        result.model,
     )
 
 
@@ -217,8 +223,10 @@ def baseline_result(
 def record_run(
     run_dir: str | Path, result: RunResult, *, pipeline: str, study: str, dataset_key: str
 ) -> dict:
-    """Write one run's ``history``, ``predictions`` and then its ``runs`` row, with the
-    study's columns (``pipeline``, ``study``, ``dataset_key``, ``finished_at``).
+    """Write one run's TensorBoard event files, trained model (``models/<run_id>.keras``,
+    :func:`dlpipe.tasks.training.saved.write_model`), ``history``, ``predictions`` and
+    then its ``runs`` row, with the study's columns (``pipeline``, ``study``,
+    ``dataset_key``, ``finished_at``).
 
     The one recorder of run results: study runs, baselines and sweep trials.
 
@@ -234,6 +242,7 @@ def record_run(
     )
     run_id = run["run_id"]
     write_event_files(run_dir, run_id, result.tensorboard)
+    write_model(run_dir, run_id, result.model)
     reports.write_part(run_dir, "history", run_id, result.history)
     reports.write_part(run_dir, "predictions", run_id, result.predictions)
     reports.write_part(run_dir, "runs", run_id, [run], kind=pipeline)

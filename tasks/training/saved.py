@@ -2,7 +2,10 @@
 
 Layout under ``<run_dir>/models/``:
 
-* ``<run_id>.keras``: the trained model (best weights), written by the training task;
+* ``<run_id>.keras``: the trained model (best weights): the training task saves it to a
+  temporary file and returns its bytes with its result (:func:`train_keeping_model`),
+  and the recorder writes them here (:func:`write_model`), so the model reaches the run
+  directory from any node of a cluster, as TensorBoard event files do;
 * ``<run_id>.json``: what the run is (``run_id``, ``kind``, ``family``, ``inputs``,
   ``dataset_key``) and which preprocessing state it was trained with (``state``);
 * ``state-<id>.json``: a dataset's preprocessing state as the study kind stores it
@@ -11,13 +14,15 @@ Layout under ``<run_dir>/models/``:
   every run trained on it.
 
 Plain files, no Ray, no TensorFlow: the driver writes the JSON files when it launches a
-run; :mod:`dlpipe.pipelines.predict` and bundles read them.
+run and the model when its result arrives; :mod:`dlpipe.pipelines.predict` and bundles
+read them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 from dlpipe.tasks.reports import tables as reports
@@ -33,6 +38,41 @@ def models_dir(run_dir: str | Path) -> Path:
 def model_path(run_dir: str | Path, run_id: str) -> Path:
     """Where run ``run_id``'s trained model is saved: ``models/<run_id>.keras``."""
     return models_dir(run_dir) / f"{run_id}.keras"
+
+
+def train_keeping_model(train, keep_model: bool, **kwargs):
+    """Run a kind's trainer and return its result with the trained model's bytes.
+
+    The trainer saves the model (its ``model_path`` argument) to a temporary ``.keras``
+    file of this process, whose bytes become the result's ``model``: the process that
+    trains never writes the run directory, which may be on another node.
+
+    Args:
+        train: the kind's training function (``train(**kwargs) -> RunResult``).
+        keep_model: whether the run keeps its model; False runs ``train(**kwargs)``.
+        kwargs: the trainer's keyword arguments (``run_id`` among them; no
+            ``model_path``).
+
+    Returns:
+        The trainer's :class:`dlpipe.tasks.training.records.RunResult`, its ``model`` set
+        to the ``.keras`` file's bytes when the trainer saved one (None otherwise: a run
+        that failed before saving).
+    """
+    if not keep_model:
+        return train(**kwargs)
+    with tempfile.TemporaryDirectory(prefix="dlpipe-model-") as folder:
+        path = Path(folder) / f"{kwargs['run_id']}.keras"
+        result = train(model_path=str(path), **kwargs)
+        if path.is_file():
+            result.model = path.read_bytes()
+    return result
+
+
+def write_model(run_dir: str | Path, run_id: str, payload: bytes | None) -> None:
+    """Write a run's trained model (``.keras`` bytes) atomically at :func:`model_path`;
+    nothing when ``payload`` is None (a run that keeps no model)."""
+    if payload is not None:
+        reports.atomic_write_bytes(model_path(run_dir, run_id), payload)
 
 
 def state_id(state: dict) -> str:
@@ -51,7 +91,7 @@ def save_run_state(run_dir: str | Path, run_id: str, state: dict, info: dict) ->
         info: the run's ``kind``, ``family``, ``inputs``, ``dataset_key``.
 
     Returns:
-        The path the model is to be saved to (:func:`model_path`).
+        The path the run's model is written to (:func:`model_path`, by the recorder).
     """
     folder = models_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
