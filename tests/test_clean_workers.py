@@ -93,6 +93,44 @@ def test_keep_pyarrow_out_with_tensorflow_and_pandas():
     }
 
 
+@pytest.mark.train
+def test_clean_worker_loads_tensorflow_without_optional_packages():
+    """Issue 17: a clean TF worker (pyarrow hook in place) loads TensorFlow and Keras
+    without the packages of ``SKIPPED_AT_IMPORT`` (in a driver process, the same
+    ``setup_tensorflow`` loads them all: checked first, so the test shows the worker
+    path is what skips them); a model still trains, saves and loads, and each package
+    imports normally afterwards."""
+    from dlpipe.tasks.training.tf_setup import SKIPPED_AT_IMPORT
+
+    probe = f"[k for k in {list(SKIPPED_AT_IMPORT)!r} if k in sys.modules]"
+    driver = _run(
+        "import json, sys\n"
+        "from dlpipe.tasks.training.tf_setup import setup_tensorflow\n"
+        "setup_tensorflow(1, 0)\n"
+        f"print(json.dumps({probe}))"
+    )
+    worker = _run(
+        "import json, sys, tempfile, os\n"
+        "import numpy as np\n"
+        "from dlpipe.tasks.training.tf_setup import keep_pyarrow_out, setup_tensorflow\n"
+        "keep_pyarrow_out()\n"
+        "setup_tensorflow(1, 0)\n"
+        f"skipped = {probe}\n"
+        "import keras\n"
+        "m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])\n"
+        "m.compile('sgd', 'mse')\n"
+        "m.fit(np.ones((4, 2)), np.ones(4), verbose=0)\n"
+        "path = os.path.join(tempfile.mkdtemp(), 'm.keras')\n"
+        "m.save(path)\n"
+        "same = bool(np.allclose(keras.models.load_model(path).predict(np.ones((1, 2)), "
+        "verbose=0), m.predict(np.ones((1, 2)), verbose=0)))\n"
+        "import pandas, scipy.special, sklearn, matplotlib\n"
+        f"print(json.dumps({{'during': skipped, 'after': {probe}, 'same': same}}))"
+    )
+    assert sorted(driver) == sorted(SKIPPED_AT_IMPORT)
+    assert worker == {"during": [], "after": list(SKIPPED_AT_IMPORT), "same": True}
+
+
 def test_keep_pyarrow_out_after_pyarrow_is_loaded_says_so():
     """In a process that already holds pyarrow (a driver) the hook is not installed, so
     the driver's own Parquet reads keep working."""
@@ -113,7 +151,7 @@ def test_ray_training_worker_never_loads_pyarrow():
     """Tiny weather runs through the real ``remote.train_model_task`` as the pipelines
     submit it (``remote.tf_task``: a fresh worker whose Ray set-up hook keeps pyarrow
     out before any argument is deserialized). The run is ok and, at its end, the worker
-    holds pandas (Keras loaded it) but no pyarrow. Control: the same task submitted
+    holds no pyarrow (nor pandas: Keras loads without it in a clean worker). Control: the same task submitted
     without the hook loads pyarrow (Ray's argument serializers import it), so the check
     can fail; and a job-level ``worker_process_setup_hook`` still runs in TF workers."""
     import ray
@@ -159,7 +197,9 @@ def test_ray_training_worker_never_loads_pyarrow():
         without = ray.get(plain.remote(worker_probe.train_and_report, **kwargs), timeout=300)
     finally:
         ray.shutdown()
-    assert with_hook == ("ok", 1, ["pandas"], True)  # True: the job's hook ran too
+    # [] : no pyarrow, and no pandas either (skipped while Keras loads, issue 17);
+    # True: the job's hook ran too
+    assert with_hook == ("ok", 1, [], True)
     assert "pyarrow" in without[2]
 
 

@@ -23,6 +23,10 @@ def setup_tensorflow(num_cpus: float = 1, num_gpus: float = 0) -> list[str]:
       is visible, :class:`DeviceError`.
     * intra-op threads = ``max(1, int(num_cpus))``, inter-op threads = 1 (two workers
       that each start one thread per core reached only 1.28x on 2 cores, DESIGN.md).
+    * in a clean TensorFlow worker (:func:`keep_pyarrow_out` in place), the packages of
+      :data:`SKIPPED_AT_IMPORT` are refused while TensorFlow and Keras load, so Keras
+      takes its "not installed" path for them (issue 17: ~2 s of the ~6.5 s CPU start-up
+      of every fresh worker here); they import normally afterwards if a task needs them.
 
     Returns:
         The logical devices TF will use, e.g. ``["CPU:0"]`` or ``["CPU:0", "GPU:0"]``.
@@ -31,13 +35,16 @@ def setup_tensorflow(num_cpus: float = 1, num_gpus: float = 0) -> list[str]:
         DeviceError: ``num_gpus > 0`` and no GPU is visible.
     """
     threads = max(1, int(num_cpus))
+    lean = contextlib.nullcontext()
     if "tensorflow" not in sys.modules:
         if not num_gpus:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
         os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    with quiet_native_stderr():  # TF >= 2.16 logs C++ banners before absl is set up
+        if any(isinstance(f, _RefusePyarrow) for f in sys.meta_path):  # a clean TF worker
+            lean = refusing(SKIPPED_AT_IMPORT)
+    with quiet_native_stderr(), lean:  # TF >= 2.16 logs C++ banners before absl is set up
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
@@ -58,6 +65,42 @@ def setup_tensorflow(num_cpus: float = 1, num_gpus: float = 0) -> list[str]:
             "run it on a GPU node or set resources.num_gpus: 0"
         )
     return devices
+
+
+#: packages Keras imports when it loads, each inside ``try/except ImportError``, only for
+#: features a training worker never uses: ``keras.visualization`` (matplotlib.pyplot,
+#: ~0.7 s), ``keras.wrappers`` (scikit-learn and scipy, ~0.8 s), pandas input support of
+#: ``fit`` (~0.5 s; dlpipe passes NumPy arrays and tf.data datasets). Measured: a fresh
+#: process's CPU time for import + a small fit + save, 6.2-7.6 s -> 4.0-4.4 s.
+SKIPPED_AT_IMPORT = ("matplotlib", "sklearn", "scipy", "pandas")
+
+
+class _Refuse(importlib.abc.MetaPathFinder):
+    """Import hook: the named top-level packages (and their submodules) raise
+    ModuleNotFoundError."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r} (dlpipe: not loaded with TensorFlow)",
+                name=fullname,
+            )
+        return None
+
+
+@contextlib.contextmanager
+def refusing(names):
+    """Refuse to import the packages ``names`` (top-level names) for the block; modules
+    already imported are not affected (Python finds them in ``sys.modules``)."""
+    hook = _Refuse(names)
+    sys.meta_path.insert(0, hook)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(hook)
 
 
 class _RefusePyarrow(importlib.abc.MetaPathFinder):
