@@ -142,8 +142,14 @@ def launch_jobs(cfg, jobs: list[TrainingJob], run_dir: Path | None = None) -> Pe
         return pending
     pending.board = epoch_board()
     ordered = schedule(kind, jobs, run_dir or cfg.run_dir)
-    slots = group_slots(res, kind, ordered)
-    for group in job_groups(kind, ordered, res.group_heads, slots):
+    groups = job_groups(kind, ordered, res.group_heads, group_slots(res, kind, ordered))
+    shared = [g for g in groups if len(g) > 1]
+    if shared:
+        print(
+            f"{sum(map(len, shared))} runs share {len(shared)} training task(s) (same "
+            "cached features and training settings; resources.group_heads)"
+        )
+    for group in groups:
         paths = [save_model_plan(cfg, job, run_dir) for job in group]
         refs = launch_group(kind, res, group, paths, pending.board)
         pending.update(zip(refs, group))

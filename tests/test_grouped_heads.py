@@ -187,3 +187,92 @@ def test_heads_in_one_task_match_alone_and_a_failure_stays_its_own(tmp_path):
     # and a run differs from another seed's (the comparison can fail)
     (other,) = train_group(train_image_model, shared, [{**second, "seed": 3}])
     assert not np.allclose(losses(other), losses(alone))
+
+
+def test_a_grouped_run_that_raised_is_reported_like_a_lone_one(monkeypatch):
+    import ray
+
+    from dlpipe.pipelines.config import parse_study
+    from dlpipe.pipelines.jobs import TrainingJob, job_result
+
+    cfg = parse_study(
+        {
+            "study": "s",
+            "pipeline": "images",
+            "data": {"path": "demo:digits"},
+            "models": [{"family": "features_head"}],
+            "images": {"size": [32, 32], "weights": "none"},
+        }
+    )
+    one = TrainingJob("features_head-x", cfg.models[0], 7, cfg.images, None, cfg.training)
+    text = "ValueError: `dropout` must be in [0, 1). Received: dropout=1.5"
+    monkeypatch.setattr(ray, "get", lambda ref: RunError(text))
+    grouped = job_result(cfg, object(), one)
+
+    def raise_it(ref):
+        raise ValueError("`dropout` must be in [0, 1). Received: dropout=1.5")
+
+    monkeypatch.setattr(ray, "get", raise_it)
+    alone = job_result(cfg, object(), one)
+    assert grouped.run == alone.run
+    assert grouped.run["status"] == "failed" and grouped.run["error"] == text
+    assert grouped.run["resources"] == {"num_cpus": 1, "num_gpus": 0, "max_retries": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_study_heads_grouped_or_alone_give_the_same_runs(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    from dlpipe.tasks.reports import tables as reports
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_image_study import flat_folder
+
+    flat_folder(tmp_path / "flat", per_class=6, bad=False)
+    runs = {}
+    for group in (True, False):
+        study = tmp_path / f"study-{group}.yaml"
+        study.write_text(
+            textwrap.dedent(f"""
+            study: heads
+            pipeline: images
+            output_dir: out-{group}
+            data: {{path: flat, counts: {{train: 3, validation: 2, test: 1}}}}
+            images: {{size: [32, 32], weights: none, preprocessing: base,
+                      validation_shards: 1}}
+            training: {{epochs: 2, batch_size: 2}}
+            resources: {{group_heads: {str(group).lower()}}}
+            models:
+              - {{family: features_head, hp: {{units: 8}}}}
+              - {{family: features_head, hp: {{units: 4, dropout: 0.2}}}}
+              - {{family: features_head, hp: {{units: 8}}, seed: 5}}
+            """)
+        )
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        cmd = [str(Path(sys.executable).parent / "dlpipe"), "run", str(study), "--num-cpus", "1"]
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        run_dir = tmp_path / f"out-{group}" / "heads"
+        table = reports.read_table(run_dir, "runs").sort_values("run_id")
+        table = table[table["family"] == "features_head"]
+        assert (table["status"] == "ok").all() and len(table) == 3
+        for run_id in table["run_id"]:
+            assert (run_dir / "models" / f"{run_id}.keras").is_file()
+        runs[group] = table
+        shared = "3 runs share 1 training task(s)" in proc.stdout  # --num-cpus 1: 1 slot
+        assert shared == group, proc.stdout[-3000:]
+    grouped, alone = runs[True], runs[False]
+    assert list(grouped["run_id"]) == list(alone["run_id"])  # the same run keys
+    np.testing.assert_allclose(grouped["val_loss"], alone["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(grouped["test_loss"], alone["test_loss"], rtol=1e-5)
+    assert list(grouped["epochs_run"]) == list(alone["epochs_run"])
+    hp = [json.loads(h) for h in grouped["hyperparameters"]]
+    assert sorted(h["units"] for h in hp) == [4, 8, 8]
