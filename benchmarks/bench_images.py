@@ -8,7 +8,11 @@ side by side in one run.
    the cached features (book 5.3.1: Flatten, Dense 256, Dropout, 30 epochs, batch 20),
    against heads that recompute the frozen base every epoch (measured for 1 head x 2
    epochs, extrapolated to 20 heads). Target: >= 100x at 20 heads, cache build included;
-   a second run of the same study does 0 conv-base forward passes.
+   a second run of the same study does 0 conv-base forward passes. Then (issue 17)
+   where a head step's time goes at the book's batch 20 (input path, shuffling,
+   callbacks, steps_per_execution, XLA, against one fixed batch and the matmul), and
+   the 20 heads x the epochs at batch 20 trained as one grouped training task trains
+   them (the same updates as the book's): target >= 300x, cache build included.
 2. Ingest: images/s of `image_dataset` vs `keras.utils.image_dataset_from_directory`
    on the same JPEG files (scikit-learn's digits, upscaled), same output size and batch.
    Target >= 1x.
