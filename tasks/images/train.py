@@ -11,7 +11,9 @@ Inputs per family:
   is bound by per-step overhead, not arithmetic: with ``training.steps_per_execution``
   at its default 1, its ``fit`` runs one compiled call per epoch
   (:func:`head_steps_per_execution`; the same updates, batches and per-epoch history,
-  validation and callbacks; predictions and the kept model keep 1).
+  validation and callbacks; predictions and the kept model keep 1). XLA stays Keras's
+  ``jit_compile="auto"`` (on with a GPU, off on CPU: no faster there, and XLA draws
+  other dropout masks for a seed, so a head's losses would change).
 * ``frozen_base`` (book 5.3.1 with augmentation; 5.3.2 fine-tuning): the images,
   preprocessed as ``images.preprocessing`` says, through the study's conv base and
   weights. With ``images.fine_tune``, after the head is trained the named layers are
