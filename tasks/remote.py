@@ -1,9 +1,11 @@
 """Thin Ray wrappers over the plain task functions (one definition each, module level).
 
 Resources are set per call with ``.options(num_cpus=..., num_gpus=...)``. Training
-tasks are declared with ``max_calls=1``: every training run gets a fresh worker
+tasks are declared with ``max_calls=1``: every training task gets a fresh worker
 process, so its TensorFlow thread and device settings (case C13) apply, and its GPU
-memory is freed when it ends (``.options(num_gpus=...)`` alone does not give that).
+memory is freed when it ends (``.options(num_gpus=...)`` alone does not give that); the
+runs of a grouped task (:func:`train_models_task`) share one, the Keras session cleared
+between them.
 
 No pyarrow in a TensorFlow process (issue 11, section 3): the worker of every task that
 runs TensorFlow (training, evaluation, image validation and features) runs
