@@ -14,10 +14,11 @@ from pathlib import Path
 from dlpipe.metrics import get_metric
 from dlpipe.pipelines.kinds import get_kind
 from dlpipe.pipelines.sections import ModelSpec
-from dlpipe.pipelines.slots import schedule
+from dlpipe.pipelines.slots import schedule, task_slots
 from dlpipe.tasks.training.fit import TrainingSpec
 from dlpipe.tasks.training.records import (
     PreparedDataset,
+    RunError,
     RunResult,
     failed_run,
     record_run,
@@ -125,43 +126,107 @@ def save_model_plan(cfg, job: TrainingJob, run_dir: Path | None = None) -> str |
 
 
 def launch_jobs(cfg, jobs: list[TrainingJob], run_dir: Path | None = None) -> PendingJobs:
-    """Start one Ray training task per job (all at once, longest expected first:
+    """Start the Ray training tasks of ``jobs`` (all at once, longest expected first:
     :func:`dlpipe.pipelines.slots.schedule`; Ray runs as many as the study's per-task
-    resources allow), each reporting its epochs to one board; each kept model
-    comes back with its result and is written under ``<run_dir>/models/`` by the
-    recorder, beside its preprocessing state (:func:`save_model_plan`; ``run_dir``: where
-    the results are recorded, default ``cfg.run_dir``). Returns ``{ObjectRef: job}``."""
-    from dlpipe.tasks.remote import tf_task, train_model_task
+    resources allow), each reporting its epochs to one board: one task per job, or per
+    group of jobs (:func:`job_groups`, ``resources.group_heads``), each job with its own
+    result object all the same. Each kept model comes back with its result and is
+    written under ``<run_dir>/models/`` by the recorder, beside its preprocessing state
+    (:func:`save_model_plan`; ``run_dir``: where the results are recorded, default
+    ``cfg.run_dir``). Returns ``{ObjectRef: job}``."""
     from dlpipe.tasks.training.progress import epoch_board
 
     kind, res = get_kind(cfg), cfg.resources
     pending = PendingJobs()
-    if jobs:
-        pending.board = epoch_board()
-    for job in schedule(kind, jobs, run_dir or cfg.run_dir):
-        path = save_model_plan(cfg, job, run_dir)
-        ref = tf_task(
-            train_model_task,
-            num_cpus=res.num_cpus,
-            num_gpus=res.num_gpus,
-            max_retries=res.max_retries,
-        ).remote(
-            kind.train,
-            board=pending.board,
-            data=job.data.data,
-            meta=job.data.meta,
-            family=job.model.family,
-            hp=job.model.hp,
-            inputs=job.inputs,
-            training=job.training,
-            seed=job.seed,
-            run_id=job.run_id,
-            num_cpus=res.num_cpus,
-            num_gpus=res.num_gpus,
-            keep_model=path is not None,
+    if not jobs:
+        return pending
+    pending.board = epoch_board()
+    ordered = schedule(kind, jobs, run_dir or cfg.run_dir)
+    groups = job_groups(kind, ordered, res.group_heads, group_slots(res, kind, ordered))
+    shared = [g for g in groups if len(g) > 1]
+    if shared:
+        print(
+            f"{sum(map(len, shared))} runs share {len(shared)} training task(s) (same "
+            "cached features and training settings; resources.group_heads)"
         )
-        pending[ref] = job
+    for group in groups:
+        paths = [save_model_plan(cfg, job, run_dir) for job in group]
+        refs = launch_group(kind, res, group, paths, pending.board)
+        pending.update(zip(refs, group))
     return pending
+
+
+def group_slots(res, kind, jobs: list[TrainingJob]) -> int:
+    """Tasks the cluster runs at once (:func:`dlpipe.pipelines.slots.task_slots`) when
+    some job may be grouped, else 1 (Ray is not asked)."""
+    if not res.group_heads or not any(j.model.family in kind.grouped_families for j in jobs):
+        return 1
+    import ray
+
+    return task_slots(res, ray.cluster_resources())
+
+
+def job_groups(kind, jobs: list[TrainingJob], enabled: bool, slots: int) -> list[list]:
+    """``jobs`` cut into the groups that share a training task.
+
+    Jobs of a family in ``kind.grouped_families`` that share their dataset (the same
+    object), inputs and training settings form a group (where its first job stands in
+    ``jobs``), dealt round-robin into ``min(len(group), slots)`` tasks, so every task
+    slot still gets work; any other job is a group of its own. ``enabled`` False: one
+    group per job.
+
+    Returns:
+        The groups (lists of jobs, each in ``jobs`` order), every job exactly once.
+    """
+    if not enabled:
+        return [[job] for job in jobs]
+    order, shared = [], {}
+    for job in jobs:
+        if job.model.family not in kind.grouped_families:
+            order.append([job])
+            continue
+        key = (id(job.data.data), job.inputs, job.training)
+        if key not in shared:
+            shared[key] = []
+            order.append(shared[key])
+        shared[key].append(job)
+    out = []
+    for group in order:
+        tasks = max(1, min(len(group), slots))
+        out += [group[i::tasks] for i in range(tasks)]
+    return out
+
+
+def launch_group(kind, res, group: list[TrainingJob], paths: list, board) -> list:
+    """Submit one training task for ``group`` (:func:`dlpipe.tasks.remote.train_model_task`
+    for one job, :func:`~dlpipe.tasks.remote.train_models_task` for several); ``paths``:
+    each job's kept-model path or None. Returns one ObjectRef per job, in order."""
+    from dlpipe.tasks.remote import tf_task, train_model_task, train_models_task
+
+    runs = [
+        {
+            "family": job.model.family,
+            "hp": job.model.hp,
+            "inputs": job.inputs,
+            "training": job.training,
+            "seed": job.seed,
+            "run_id": job.run_id,
+            "keep_model": path is not None,
+        }
+        for job, path in zip(group, paths)
+    ]
+    shared = {
+        "data": group[0].data.data,
+        "meta": group[0].data.meta,
+        "num_cpus": res.num_cpus,
+        "num_gpus": res.num_gpus,
+    }
+    options = {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus, "max_retries": res.max_retries}
+    if len(group) == 1:
+        task = tf_task(train_model_task, **options)
+        return [task.remote(kind.train, board=board, **runs[0], **shared)]
+    task = tf_task(train_models_task, num_returns=len(group), **options)
+    return list(task.remote(kind.train, runs, board=board, **shared))
 
 
 def job_result(cfg, ref, job: TrainingJob) -> RunResult:
@@ -171,20 +236,29 @@ def job_result(cfg, ref, job: TrainingJob) -> RunResult:
     try:
         result = ray.get(ref)
     except Exception as exc:  # a run that raised is reported, others go on
-        cause = getattr(exc, "cause", None) or exc
+        result = getattr(exc, "cause", None) or exc
+    if not isinstance(result, RunResult):  # it raised, alone or in a group (RunError)
         result = failed_run(
             job.run_id,
             job.model.family,
             job.model.hp,
             job.seed,
             job.inputs,
-            cause,
-            asdict(cfg.resources),
+            result.error if isinstance(result, RunError) else result,
+            resources_column(cfg.resources),
             get_kind(cfg).input_columns(job.inputs),
         )
     if job.extra_inputs and isinstance(result.run.get("inputs"), dict):
         result.run["inputs"] = {**result.run["inputs"], **job.extra_inputs}
     return tag_result(result, job.columns)
+
+
+def resources_column(res) -> dict:
+    """The ``resources`` of a failed run's row: the task's ``num_cpus``, ``num_gpus``
+    and ``max_retries`` (``group_heads`` says how runs share tasks, not what one held)."""
+    out = asdict(res)
+    out.pop("group_heads", None)
+    return out
 
 
 def collect_jobs(run_dir, cfg, prepared, pending: dict, baseline: dict, progress: bool) -> list:

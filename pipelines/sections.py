@@ -162,11 +162,24 @@ class EvaluationSpec:
 
 @dataclass(frozen=True)
 class ResourcesSpec:
-    """Ray resources of each training task (``num_gpus`` may be fractional)."""
+    """Ray resources of each training task (``num_gpus`` may be fractional).
+
+    Attributes:
+        num_cpus, num_gpus: per training task.
+        max_retries: Ray retries of a task whose worker died.
+        group_heads: train the models of a family that its study kind groups (images:
+            ``features_head``) that share their data, inputs and training settings
+            several to a task, in as many tasks as can run at once
+            (:func:`dlpipe.pipelines.jobs.job_groups`): the worker start-up, TensorFlow
+            import and data load are paid once per task, not per model. Every run keeps
+            its own key, rows, seed and kept model, and the same results. Not part of
+            any key or sweep fingerprint (it changes no result).
+    """
 
     num_cpus: float = 1
     num_gpus: float = 0
     max_retries: int = 1
+    group_heads: bool = True
 
 
 @dataclass(frozen=True)

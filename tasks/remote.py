@@ -1,9 +1,11 @@
 """Thin Ray wrappers over the plain task functions (one definition each, module level).
 
 Resources are set per call with ``.options(num_cpus=..., num_gpus=...)``. Training
-tasks are declared with ``max_calls=1``: every training run gets a fresh worker
+tasks are declared with ``max_calls=1``: every training task gets a fresh worker
 process, so its TensorFlow thread and device settings (case C13) apply, and its GPU
-memory is freed when it ends (``.options(num_gpus=...)`` alone does not give that).
+memory is freed when it ends (``.options(num_gpus=...)`` alone does not give that); the
+runs of a grouped task (:func:`train_models_task`) share one, the Keras session cleared
+between them.
 
 No pyarrow in a TensorFlow process (issue 11, section 3): the worker of every task that
 runs TensorFlow (training, evaluation, image validation and features) runs
@@ -166,6 +168,34 @@ def train_model_task(train, board=None, keep_model=False, **kwargs):
 
         kwargs["epoch_hook"] = epoch_reporter(board, kwargs["run_id"])
     return train_keeping_model(train, keep_model, **kwargs)
+
+
+@ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
+def train_models_task(train, runs, board=None, **shared):
+    """Ray task: several training runs, one after another, in one fresh worker
+    (:func:`dlpipe.tasks.training.grouped.train_group`; issue 17: heads on the same
+    cached features). Call it with ``.options(num_returns=len(runs))`` (2 or more): each
+    run's result (a ``RunResult``, or a ``RunError`` for a run that raised) is its own
+    object, as if each run were its own task.
+
+    Args:
+        train: the study kind's training function.
+        runs: each run's own keyword arguments (with ``keep_model``).
+        board: the progress :class:`~dlpipe.tasks.training.progress.EpochBoard`, or None.
+        shared: keyword arguments of every run (``data``, ``meta``, resources): top-level
+            arguments, so Ray fetches their object references once for the group.
+    """
+    keep_pyarrow_out()
+    from dlpipe.tasks.training.grouped import train_group
+
+    hook_of = None
+    if board is not None:
+        from dlpipe.tasks.training.progress import epoch_reporter
+
+        def hook_of(run_id):
+            return epoch_reporter(board, run_id)
+
+    return tuple(train_group(train, shared, runs, hook_of))
 
 
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)

@@ -73,6 +73,9 @@ class StudyKind:
     )
     #: inputs per Ray Data shard of ``dlpipe predict`` (:meth:`predict_shards`)
     shard_inputs: int = 1024
+    #: families whose runs may share a training task when they share data, inputs and
+    #: training settings (``resources.group_heads``; :func:`dlpipe.pipelines.jobs.job_groups`)
+    grouped_families: tuple[str, ...] = ()
 
     def for_metric(self, metric: str) -> StudyKind:
         """The kind as runs whose headline metric is ``metric`` are shown (their stored

@@ -69,6 +69,9 @@ class ImagesKind(StudyKind):
     headline = "accuracy"
     baseline_name = "majority-class"
     loss_label = "crossentropy"
+    #: heads on the same cached features train several to a task (issue 17): their steps
+    #: are cheap, a worker's start-up, TensorFlow import and feature load are not
+    grouped_families = ("features_head",)
 
     @property
     def train(self):

@@ -40,6 +40,7 @@ def settings(cfg: StudyCommon, *, legacy: bool = False) -> dict:
     if not cfg.evaluation.is_holdout:  # K-fold: other objective; hold-out keeps its print
         keep["evaluation"] = asdict(cfg.evaluation)
     del keep["training"]["tensorboard"]  # event files only: sweeps stored before match
+    del keep["resources"]["group_heads"]  # how runs share tasks: no result changes
     if not cfg.sweep.max_failures:  # the default: sweeps stored before the field match
         del keep["sweep"]["max_failures"]
     if not legacy:

@@ -7,7 +7,13 @@ Inputs per family:
   decode), resized to ``images.size`` and rescaled by 1/255; augmentation, when the
   family has it, is inside the model (active in training only).
 * ``features_head`` (book 5.3.1, fast feature extraction): the cached conv-base
-  features of the prepared data (``data["features"]``), in NumPy batches.
+  features of the prepared data (``data["features"]``), in NumPy batches. Such a head
+  is bound by per-step overhead, not arithmetic: with ``training.steps_per_execution``
+  at its default 1, its ``fit`` runs one compiled call per epoch
+  (:func:`head_steps_per_execution`; the same updates, batches and per-epoch history,
+  validation and callbacks; predictions and the kept model keep 1). XLA stays Keras's
+  ``jit_compile="auto"`` (on with a GPU, off on CPU: no faster there, and XLA draws
+  other dropout masks for a seed, so a head's losses would change).
 * ``frozen_base`` (book 5.3.1 with augmentation; 5.3.2 fine-tuning): the images,
   preprocessed as ``images.preprocessing`` says, through the study's conv base and
   weights. With ``images.fine_tune``, after the head is trained the named layers are
@@ -22,6 +28,7 @@ probabilities (:mod:`dlpipe.ensembles.metrics`), like the text pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict
 from types import SimpleNamespace
@@ -47,6 +54,8 @@ __all__ = [
     "evaluate_saved_image_model",
     "data_hparams",
     "model_inputs",
+    "head_steps_per_execution",
+    "fit_steps_per_execution",
 ]
 
 
@@ -123,17 +132,18 @@ def _fit(model, data, split, family, images, training, seed, run_id, epoch_hook)
     )
     if family in FEATURE_FAMILIES:
         labels = np.asarray(data["labels"])
-        return fit_model(
-            model,
-            train,
-            (val, labels[split["validation"]]) if has_val else None,
-            training=training,
-            run_id=run_id,
-            epoch_hook=epoch_hook,
-            y=labels[split["train"]],
-            batch_size=bs,
-            shuffle=True,
-        )
+        with fit_steps_per_execution(model, head_steps_per_execution(training, len(train))):
+            return fit_model(
+                model,
+                train,
+                (val, labels[split["validation"]]) if has_val else None,
+                training=training,
+                run_id=run_id,
+                epoch_hook=epoch_hook,
+                y=labels[split["train"]],
+                batch_size=bs,
+                shuffle=True,
+            )
     return fit_model(
         model,
         train,
@@ -143,6 +153,38 @@ def _fit(model, data, split, family, images, training, seed, run_id, epoch_hook)
         epoch_hook=epoch_hook,
         shuffle=False,
     )  # tf.data shuffles the training split
+
+
+def head_steps_per_execution(training: TrainingSpec, train_samples: int) -> int:
+    """Batches per compiled call of a head on cached features: the study's
+    ``training.steps_per_execution`` when set (> 1), else one call per epoch
+    (``ceil(train_samples / batch_size)`` batches; at least 1).
+
+    Keras runs that many training steps inside one ``tf.function`` call, so the Python
+    work per step (iterator, callbacks, logs) is paid once per epoch; the updates,
+    their order and every per-epoch callback are those of one call per step."""
+    if training.steps_per_execution > 1:
+        return training.steps_per_execution
+    return max(1, -(-int(train_samples) // training.batch_size))
+
+
+@contextlib.contextmanager
+def fit_steps_per_execution(model, steps: int):
+    """``model.steps_per_execution = steps`` inside the block (its ``fit``: training
+    and the per-epoch validation), the compiled value afterwards (``predict``, the kept
+    model's compile config). The compiled train/test/predict functions are dropped on
+    entry and exit, so Keras rebuilds them for the value in force."""
+    before = model.steps_per_execution
+
+    def use(value):
+        model.steps_per_execution = value
+        model.train_function = model.test_function = model.predict_function = None
+
+    use(steps)
+    try:
+        yield
+    finally:
+        use(before)
 
 
 def _recompile(model, training: TrainingSpec) -> None:

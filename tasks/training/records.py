@@ -141,6 +141,16 @@ def stored_run(run_dir: str | Path, run_id: str) -> dict | None:
     return row if row["status"] == "ok" else None
 
 
+@dataclass(frozen=True)
+class RunError:
+    """A run that raised inside a task that trains several runs
+    (:func:`dlpipe.tasks.training.grouped.train_group`): its error, as
+    :func:`~dlpipe.tasks.training.fit.error_text` wrote it, in place of its result (the
+    other runs of the task go on); the driver reports it as :func:`failed_run` does."""
+
+    error: str
+
+
 def failed_run(
     run_id: str,
     family: str,
