@@ -151,9 +151,9 @@ def test_ray_training_worker_never_loads_pyarrow():
     """Tiny weather runs through the real ``remote.train_model_task`` as the pipelines
     submit it (``remote.tf_task``: a fresh worker whose Ray set-up hook keeps pyarrow
     out before any argument is deserialized). The run is ok and, at its end, the worker
-    holds no pyarrow (nor pandas: Keras loads without it in a clean worker). Control: the same task submitted
-    without the hook loads pyarrow (Ray's argument serializers import it), so the check
-    can fail; and a job-level ``worker_process_setup_hook`` still runs in TF workers."""
+    holds no pyarrow (nor pandas: Keras loads without it in a clean worker). Control:
+    the same task submitted without the hook loads pyarrow (Ray's argument serializers
+    import it), so the check can fail; and a job-level ``worker_process_setup_hook`` still runs in TF workers."""
     import ray
 
     from dlpipe.tasks import remote
