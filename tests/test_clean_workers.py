@@ -153,7 +153,8 @@ def test_ray_training_worker_never_loads_pyarrow():
     out before any argument is deserialized). The run is ok and, at its end, the worker
     holds no pyarrow (nor pandas: Keras loads without it in a clean worker). Control:
     the same task submitted without the hook loads pyarrow (Ray's argument serializers
-    import it), so the check can fail; and a job-level ``worker_process_setup_hook`` still runs in TF workers."""
+    import it), so the check can fail; and a job-level ``worker_process_setup_hook``
+    still runs in TF workers."""
     import ray
 
     from dlpipe.tasks import remote
