@@ -189,3 +189,22 @@ def test_study_cache_key_has_the_policy_only_when_not_float32(tmp_path):
     assert report["base_key"] != report32["base_key"] and report["misses"] == 2
     assert bf16.dtype == np.float32 and bf16.shape == f32.shape == (2, 1, 1, 512)
     assert keras.config.dtype_policy().name == "float32"  # the scope was left
+
+
+@pytest.mark.train
+def test_frozen_base_trains_under_the_policy():
+    from dlpipe.models.registry import build_model
+
+    hp = {"base": "vgg16", "weights": "none", "units": 4, "augment": False, "num_classes": 1}
+    with dtype_policy_scope("mixed_bfloat16"):
+        model = build_model("frozen_base", (32, 32, 3), hp, "images")
+    vgg = model.get_layer("vgg16")
+    assert vgg.get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert vgg.get_layer("block1_conv1").kernel.dtype == "float32"  # mixed: float32 weights
+    x = np.random.default_rng(0).uniform(-100, 100, (4, 32, 32, 3)).astype(np.float32)
+    history = model.fit(x, np.array([0, 1, 0, 1]), epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    with dtype_policy_scope("mixed_float16"):  # float16 training scales the loss
+        small = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        small.compile(optimizer="rmsprop", loss="mse")
+    assert isinstance(small.optimizer, keras.optimizers.LossScaleOptimizer)
