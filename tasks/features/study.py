@@ -67,10 +67,7 @@ def cache_features(
         cache_keys.model_fingerprint(base) if weights is None else cache_keys.weights_id(weights)
     )
     pre = base_preprocessing(images)
-    args = (images.conv_base.lower(), identity, tuple(images.size), pre)
-    extra = {} if policy == "float32" else {"precision": policy}
-    key = cache_keys.base_key(*args, extra=extra)
-    description = cache_keys.base_description(*args, extra=extra)
+    key, description = study_base_key(images, identity, policy)
     filesystem, local_root = filesystem_of(root)
     out, splits = [], {}
     for split in SPLITS:
@@ -107,6 +104,18 @@ def cache_features(
         **totals,
         **({} if policy == "float32" else {"precision": policy}),
     }
+
+
+def study_base_key(images: ImageSpec, identity: str, policy: str) -> tuple[str, dict]:
+    """``(base key, base description)`` of a study's conv base: name, weights identity,
+    input size, preprocessing, Keras version and, when not ``float32``, the dtype
+    ``policy`` (``extra={"precision": policy}``; float32 keys are those written before
+    the setting existed)."""
+    from dlpipe.tasks.features import keys as cache_keys
+
+    args = (images.conv_base.lower(), identity, tuple(images.size), base_preprocessing(images))
+    extra = {} if policy == "float32" else {"precision": policy}
+    return cache_keys.base_key(*args, extra=extra), cache_keys.base_description(*args, extra=extra)
 
 
 def features_of(paths: list[str], images: ImageSpec, root: str, seed: int = 42) -> np.ndarray:
