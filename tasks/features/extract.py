@@ -257,9 +257,10 @@ def compiled_forward(conv_base):
     """The conv base's inference call as one compiled graph (issue 17).
 
     A Keras model called eagerly runs its layers op by op; compiled with
-    ``tf.function``, TensorFlow fuses each convolution with its bias and ReLU (oneDNN on
-    CPUs): VGG16's forward pass went from 0.67x to ~1.05x of the best float32 matmul
-    GFLOP/s on 2 CPU cores (``benchmarks/bench_images.py``, part 3). Traced once per
+    ``tf.function``, TensorFlow can fuse each convolution with its bias and ReLU (oneDNN
+    on CPUs). ``benchmarks/bench_images.py`` part 3, 2-core CPU under load: VGG16 at
+    150x150, 1 thread, 0.67x -> 1.08x the best float32 matmul's GFLOP/s (wall); at
+    96x96 per CPU-second 0.66x -> 0.76x (1 thread), 0.84x -> 1.05x (2). Traced once per
     model and process (``reduce_retracing``: a partial last batch does not trace it
     again per batch size). The output is cast to float32 (a bfloat16 or float16 base's
     features are stored float32).
