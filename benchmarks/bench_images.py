@@ -17,9 +17,16 @@ side by side in one run.
    on the same JPEG files (scikit-learn's digits, upscaled), same output size and batch.
    Target >= 1x.
 3. Conv-base forward GFLOP/s (FLOPs = 2 x multiply-adds counted from the layer shapes)
-   vs a float32 2048x2048 matmul in the same run. Target >= 0.8.
+   run as `extract_features` runs it (its compiled forward pass, the feature batch
+   size, the feature task's threads; then every core), against the best of several
+   float32 matmuls (numpy `@` and `tf.matmul`, 1024/2048/4096) measured in the same
+   process with the same threads; also the eager call of before, `predict_on_batch`,
+   `predict`, other batch sizes, mixed_bfloat16, `extract_features` end to end (input
+   pipeline stalls), optionally XLA (`--jit`) and oneDNN off (`--onednn-off`).
+   Target >= 0.8.
 
     python benchmarks/bench_images.py [--quick] [--size 150] [--images 800] [--epochs 30]
+    python benchmarks/bench_images.py --parts 3 [--flops-threads 1] [--jit] [--onednn-off]
 """
 
 from __future__ import annotations
@@ -163,12 +170,15 @@ class CountingBase:
     """The conv base, counting the images and calls that go through it."""
 
     def __init__(self, model):
+        from dlpipe.tasks.features.extract import compiled_forward
+
         self.model, self.name, self.images, self.calls = model, model.name, 0, 0
+        self.forward = compiled_forward(model)  # as extract_features runs a Keras base
 
     def __call__(self, x, training=False):
         self.images += int(x.shape[0])
         self.calls += 1
-        return self.model(x, training=training)
+        return self.forward(x)
 
 
 def head_time(
@@ -661,69 +671,234 @@ def bench_ingest(args, folder, root):
     return ratio
 
 
-def bench_flops(args, macs):
+def matmul_variants(sizes):
+    """``{name: (FLOPs, fn)}``: float32 matmuls (numpy ``@`` and ``tf.matmul``) at each
+    side in ``sizes``; the reference of part 3 is the fastest of them."""
+    import tensorflow as tf
+
+    out = {}
+    for m in sizes:
+        rng = np.random.default_rng(m)
+        a, b = (rng.standard_normal((m, m)).astype(np.float32) for _ in range(2))
+        ta, tb = tf.constant(a), tf.constant(b)
+        out[f"numpy {m}x{m} @"] = (2 * m**3, lambda a=a, b=b: a @ b)
+        out[f"tf.matmul {m}x{m}"] = (2 * m**3, lambda ta=ta, tb=tb: tf.matmul(ta, tb).numpy())
+    return out
+
+
+def conv_variants(spec, flop):
+    """``{name: (FLOPs, fn)}``: ways to run the VGG16 conv base (weights=None) forward on
+    ``spec["batch"]`` images: the eager call feature extraction made before issue 17,
+    ``compiled_forward`` (what ``extract_features`` runs now) at each batch size in
+    ``spec["batches"]``, ``predict_on_batch``, ``predict``, and optionally the compiled
+    call under ``mixed_bfloat16`` and with XLA (``jit_compile``)."""
     import keras
     import tensorflow as tf
 
     from dlpipe.models.images import conv_base
+    from dlpipe.models.precision import dtype_policy_scope
+    from dlpipe.tasks.features.extract import compiled_forward
 
-    size = args.size
-    flop = 2 * macs
-    print(
-        f"== 3. conv base forward GFLOP/s vs a float32 matmul ==\n"
-        f"FLOPs = 2 x multiply-adds, counted from the layer shapes (convolutions; "
-        f"biases, ReLU and pooling not counted): VGG16 conv part at {size}x{size} = "
-        f"{macs / 1e9:.3f} GMAC = {flop / 1e9:.2f} GFLOP per image; batch "
-        f"{args.flops_batch}; best of {args.flops_reps}, interleaved"
-    )
+    size, batch = spec["size"], spec["batch"]
     keras.utils.set_random_seed(0)
     base = conv_base("vgg16", weights=None, input_shape=(size, size, 3))
-    x = (
-        np.random.default_rng(0)
-        .uniform(-120, 150, (args.flops_batch, size, size, 3))
-        .astype(np.float32)
-    )
-
-    call = tf.function(lambda t: base(t, training=False))
-    xt = tf.constant(x)
-    m = 2048
-    a = tf.random.normal((m, m), seed=1)
-    b = tf.random.normal((m, m), seed=2)
-    an, bn = a.numpy(), b.numpy()
-    fns = [
-        lambda: base.predict_on_batch(x),
-        lambda: base.predict(x, batch_size=len(x), verbose=0),
-        lambda: call(xt).numpy(),
-        lambda: tf.matmul(a, b).numpy(),
-        lambda: an @ bn,
-    ]
-    for fn in fns:  # warm-up (tracing, thread pools)
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(args.flops_reps):  # interleaved, so a busy spell hits all alike
-        for fn, t in zip(fns, times):
-            t.append(timed(fn)[0])
-    on_batch_s, predict_s, call_s, mm_s, np_s = (min(t) for t in times)
-    mm = 2 * m**3 / mm_s / 1e9
-    rows = [
-        (f"VGG16 predict_on_batch (batch {len(x)})", len(x) * flop / on_batch_s / 1e9, on_batch_s),
-        ("VGG16 predict(x) (whole predict loop)", len(x) * flop / predict_s / 1e9, predict_s),
-        ("VGG16 tf.function call", len(x) * flop / call_s / 1e9, call_s),
-        (f"tf.matmul {m}x{m} float32 (2n^3 FLOPs)", mm, mm_s),
-        (f"numpy {m}x{m} float32 matmul", 2 * m**3 / np_s / 1e9, np_s),
-    ]
-    width = max(len(r[0]) for r in rows)
-    for name, gflops, s in rows:
-        print(
-            f"  {name:<{width}}  {gflops:7.1f} GFLOP/s  ({s * 1e3:7.1f} ms)  "
-            f"{gflops / mm:5.2f} x tf.matmul"
+    rng = np.random.default_rng(0)
+    x = {
+        b: rng.uniform(-120, 150, (b, size, size, 3)).astype(np.float32)
+        for b in sorted({batch, *spec["batches"]})
+    }
+    xt = {b: tf.constant(v) for b, v in x.items()}
+    forward = compiled_forward(base)
+    out = {
+        f"eager base(x), batch {batch} (extract_features before)": (
+            batch * flop,
+            lambda: np.asarray(base(xt[batch], training=False)),
         )
-    name, gflops, _ = max(rows[:2], key=lambda r: r[1])
-    frac = gflops / mm
+    }
+    for b in sorted(x):
+        out[f"compiled_forward, batch {b}" + (" (extract_features now)" if b == batch else "")] = (
+            b * flop,
+            lambda b=b: forward(xt[b]).numpy(),
+        )
+    out[f"predict_on_batch, batch {batch}"] = (
+        batch * flop,
+        lambda: base.predict_on_batch(x[batch]),
+    )
+    out[f"predict, batch {batch}"] = (
+        batch * flop,
+        lambda: base.predict(x[batch], batch_size=batch, verbose=0),
+    )
+    if spec["bf16"]:
+        with dtype_policy_scope("mixed_bfloat16"):
+            low = conv_base("vgg16", weights=None, input_shape=(size, size, 3))
+        low_forward = compiled_forward(low)
+        out[f"compiled_forward mixed_bfloat16, batch {batch}"] = (
+            batch * flop,
+            lambda: low_forward(xt[batch]).numpy(),
+        )
+    if spec["jit"]:
+        jit = tf.function(lambda t: base(t, training=False), jit_compile=True)
+        out[f"tf.function jit_compile, batch {batch}"] = (
+            batch * flop,
+            lambda: jit(xt[batch]).numpy(),
+        )
+    return out
+
+
+def extract_variant(spec, flop):
+    """``{name: (FLOPs, fn)}``: ``extract_features`` end to end without a cache (read,
+    decode, resize, preprocess through tf.data, compiled forward) on ``spec["paths"]``:
+    compared with the forward pass alone, it shows whether the input pipeline stalls
+    the base."""
+    import keras
+
+    from dlpipe.models.images import conv_base
+    from dlpipe.tasks.features.extract import extract_features
+
+    paths, size, batch = spec["paths"], spec["size"], spec["batch"]
+    keras.utils.set_random_seed(0)
+    base = conv_base("vgg16", weights=None, input_shape=(size, size, 3))
+    return {
+        f"extract_features end to end, {len(paths)} JPEGs, batch {batch}": (
+            len(paths) * flop,
+            lambda: extract_features(
+                paths, base, size=(size, size), preprocessing="vgg16", batch_size=batch
+            ),
+        )
+    }
+
+
+def flops_child(spec) -> dict:
+    """Part 3 in a fresh process whose threads were fixed before TensorFlow loaded (the
+    parent sets the environment): intra-op threads = ``spec["threads"]`` as
+    :func:`~dlpipe.tasks.training.tf_setup.setup_tensorflow` gives a task with that
+    ``num_cpus`` (BLAS threads alike). Interleaved best of ``spec["reps"]``.
+
+    Returns:
+        ``{name: [GFLOP/s, best seconds, GFLOP per CPU-second]}``, matmuls first (CPU
+        seconds of this process, all threads: steadier than wall time when other
+        processes take the cores).
+    """
+    from dlpipe.tasks.training.tf_setup import setup_tensorflow
+
+    setup_tensorflow(spec["threads"], 0)
+    flop = spec["flop"]
+    fns = {**matmul_variants(spec["sizes"]), **conv_variants(spec, flop)}
+    if spec["paths"]:
+        fns.update(extract_variant(spec, flop))
+    for _, fn in fns.values():  # warm-up: tracing, thread pools, oneDNN primitives
+        fn()
+    times = {name: [] for name in fns}
+    cpu = {name: [] for name in fns}
+    for _ in range(spec["reps"]):  # interleaved, so a busy spell hits all alike
+        for name, (_, fn) in fns.items():
+            c0 = time.process_time()
+            times[name].append(timed(fn)[0])
+            cpu[name].append(time.process_time() - c0)
+    return {
+        name: [fns[name][0] / min(t) / 1e9, min(t), fns[name][0] / min(cpu[name]) / 1e9]
+        for name, t in times.items()
+    }
+
+
+def run_flops_child(spec, onednn=None) -> dict:
+    """:func:`flops_child` in a subprocess with ``spec["threads"]`` threads (TensorFlow
+    intra-op, OpenMP, OpenBLAS, MKL) and ``TF_ENABLE_ONEDNN_OPTS=onednn`` if given."""
+    import json
+    import subprocess
+    import sys
+
+    threads = str(spec["threads"])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = threads
+    if onednn is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = onednn
+    done = subprocess.run(
+        [sys.executable, __file__, "--flops-child", json.dumps(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"part 3 child failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def print_flops(title, rows) -> tuple[float, float]:
+    """Print one child's table against its best matmul (wall GFLOP/s, and GFLOP per
+    CPU-second); return the two references."""
+    matmuls = {k: v for k, v in rows.items() if "matmul" in k or "@" in k}
+    ref_name = max(matmuls, key=lambda k: matmuls[k][0])
+    cpu_name = max(matmuls, key=lambda k: matmuls[k][2])
+    ref, cpu_ref = matmuls[ref_name][0], matmuls[cpu_name][2]
+    width = max(map(len, rows))
     print(
-        f"  fraction of matmul GFLOP/s, the faster Keras predict path ({name.split(' (')[0]}) "
-        f"/ tf.matmul: {frac:.2f} (target >= 0.8: {'met' if frac >= 0.8 else 'MISSED'}); "
-        f"the other: {min(r[1] for r in rows[:2]) / mm:.2f}\n"
+        f"  {title}; reference = the best float32 matmul: {ref_name} {ref:.1f} GFLOP/s "
+        f"wall; per CPU-second: {cpu_name} {cpu_ref:.1f}"
+    )
+    for name, (gflops, s, per_cpu) in rows.items():
+        print(
+            f"    {name:<{width}}  {gflops:7.1f} GFLOP/s ({s * 1e3:8.1f} ms) "
+            f"{gflops / ref:5.2f}x best matmul;  per CPU-second {per_cpu:6.1f} "
+            f"{per_cpu / cpu_ref:5.2f}x"
+        )
+    return ref, cpu_ref
+
+
+def bench_flops(args, macs, folder=None):
+    """Part 3: the conv base forward pass as feature extraction runs it, against the
+    best float32 matmul measured in the same process (same threads); once with the
+    feature task's threads (``--flops-threads``, resources.num_cpus) and once with
+    every core. Returns the fraction for the task's threads."""
+    size, flop, batch = args.size, 2 * macs, args.flops_batch
+    paths = [] if folder is None else list(folder.paths[: max(batch, args.flops_images)])
+    print(
+        f"== 3. conv base forward GFLOP/s vs the best float32 matmul ==\n"
+        f"FLOPs = 2 x multiply-adds, counted from the layer shapes (convolutions; "
+        f"biases, ReLU and pooling not counted): VGG16 conv part at {size}x{size} = "
+        f"{macs / 1e9:.3f} GMAC = {flop / 1e9:.2f} GFLOP per image; feature batch {batch}; "
+        f"best of {args.flops_reps}, interleaved; each thread setting in its own process "
+        f"(threads fixed before TensorFlow loads, as setup_tensorflow does for a task)"
+    )
+    spec = {
+        "size": size,
+        "batch": batch,
+        "batches": [int(b) for b in args.flops_batches.split(",") if b],
+        "sizes": [int(m) for m in args.matmul_sizes.split(",")],
+        "flop": flop,
+        "reps": args.flops_reps,
+        "bf16": not args.quick,
+        "jit": args.jit,
+        "paths": paths,
+    }
+    cores = os.cpu_count() or 1
+    settings = [(args.flops_threads, "the feature task's num_cpus")]
+    if cores != args.flops_threads:
+        settings.append((cores, "every core"))
+    fracs, cpu_fracs = {}, {}
+    for threads, label in settings:
+        rows = run_flops_child({**spec, "threads": threads})
+        ref, cpu_ref = print_flops(f"{threads} thread(s) ({label}), {load()}", rows)
+        now = next(v for k, v in rows.items() if k.endswith("(extract_features now)"))
+        fracs[threads] = now[0] / ref
+        cpu_fracs[threads] = now[2] / cpu_ref
+    if args.onednn_off:
+        small = {**spec, "threads": args.flops_threads, "bf16": False, "jit": False, "paths": []}
+        print_flops("TF_ENABLE_ONEDNN_OPTS=0", run_flops_child(small, onednn="0"))
+    frac, cpu_frac = fracs[args.flops_threads], cpu_fracs[args.flops_threads]
+    others = "; ".join(
+        f"{t} threads: {f:.2f} wall, {cpu_fracs[t]:.2f} per CPU-second"
+        for t, f in fracs.items()
+        if t != args.flops_threads
+    )
+    print(
+        f"  conv base forward as extract_features runs it (compiled_forward, batch {batch}) / "
+        f"best float32 matmul, {args.flops_threads} thread(s): {frac:.2f} wall, "
+        f"{cpu_frac:.2f} per CPU-second (target >= 0.8: {'met' if frac >= 0.8 else 'MISSED'} "
+        f"wall){'; ' + others if others else ''}\n"
     )
     return frac
 
@@ -761,12 +936,40 @@ def main():
     )
     parser.add_argument("--heads", type=int, default=5, help="heads actually trained")
     parser.add_argument("--ingest-reps", type=int, default=None)
-    parser.add_argument("--flops-batch", type=int, default=None)
-    parser.add_argument("--flops-reps", type=int, default=7)
+    parser.add_argument(
+        "--flops-batch", type=int, default=None, help="feature batch size (default 32; quick 16)"
+    )
+    parser.add_argument(
+        "--flops-batches", default=None, help="other batch sizes (default 8,64; quick none)"
+    )
+    parser.add_argument("--flops-reps", type=int, default=None, help="default 5; quick 3")
+    parser.add_argument(
+        "--flops-threads",
+        type=int,
+        default=1,
+        help="threads of the feature task (its resources.num_cpus; default 1)",
+    )
+    parser.add_argument(
+        "--flops-images", type=int, default=None, help="JPEGs of the end-to-end pass (64; 32)"
+    )
+    parser.add_argument(
+        "--matmul-sizes", default=None, help="matmul sides (1024,2048,4096; quick 1024,2048)"
+    )
+    parser.add_argument("--jit", action="store_true", help="part 3: also XLA (slow to compile)")
+    parser.add_argument(
+        "--onednn-off", action="store_true", help="part 3: also with TF_ENABLE_ONEDNN_OPTS=0"
+    )
+    parser.add_argument("--parts", default="1,2,3", help="parts to run (default 1,2,3)")
+    parser.add_argument("--flops-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--keep", default=None, help="work folder to keep (default: a temporary one, removed)"
     )
     args = parser.parse_args()
+    if args.flops_child:
+        import json
+
+        print(json.dumps(flops_child(json.loads(args.flops_child))))
+        return
     quick = args.quick
     for name, full, small in (
         ("size", 150, 96),
@@ -775,6 +978,10 @@ def main():
         ("epochs", 30, 10),
         ("ingest_reps", 5, 3),
         ("flops_batch", 32, 16),
+        ("flops_batches", "8,64", ""),
+        ("flops_reps", 5, 3),
+        ("flops_images", 64, 32),
+        ("matmul_sizes", "1024,2048,4096", "1024,2048"),
     ):
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
@@ -803,18 +1010,30 @@ def main():
         macs = count_macs(conv_base("vgg16", weights=None, input_shape=(args.size, args.size, 3)))[
             "total"
         ]
-        cache = bench_cache(args, folder, cache_root, macs)
-        ingest = bench_ingest(args, folder, root)
-        frac = bench_flops(args, macs)
+        parts = {p.strip() for p in args.parts.split(",")}
+        summary = []
+        if "1" in parts:
+            cache = bench_cache(args, folder, cache_root, macs)
+            summary.append(
+                f"cache study {cache['ratio']:.0f}x at {STUDY_HEADS} heads (target 100x), "
+                f"{cache['grouped_ratio']:.0f}x with the heads grouped at batch 20 (target "
+                f"300x), second run {cache['second_forward']} forward passes"
+            )
+        if "2" in parts:
+            ingest = bench_ingest(args, folder, root)
+            summary.append(f"ingest {ingest:.2f}x keras (images per CPU-second; target 1x)")
+        if "3" in parts:
+            frac = bench_flops(args, macs, folder)
+            summary.append(
+                f"VGG16 forward {frac:.2f} of the best float32 matmul GFLOP/s with "
+                f"{args.flops_threads} thread(s) (target 0.8)"
+            )
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(
-        f"summary: cache study {cache['ratio']:.0f}x at {STUDY_HEADS} heads (target 100x), "
-        f"{cache['grouped_ratio']:.0f}x with the heads grouped at batch 20 (target 300x), "
-        f"second run {cache['second_forward']} forward passes; ingest {ingest:.2f}x keras "
-        f"(images per CPU-second; target 1x); VGG16 {frac:.2f} of matmul GFLOP/s (target 0.8); "
-        f"{time.perf_counter() - start:.0f} s in all; {load()} at end"
+        f"summary: {'; '.join(summary)}; {time.perf_counter() - start:.0f} s in all; "
+        f"{load()} at end"
     )
 
 

@@ -8,7 +8,11 @@
 #      `resources: {num_cpus: 4, num_gpus: 1}` and its first 3 models, then prints the
 #      devices each run used (the `devices` column of the runs report) and its
 #      throughput (seconds per epoch and training windows per second, from the history
-#      report; the first epoch, which includes tracing, is left out of the median).
+#      report; the first epoch, which includes tracing, is left out of the median);
+#   4. only when a GPU is present: feature extraction (issue 17) with the VGG16 conv base
+#      (weights=None, 150x150, batch 64, the compiled forward pass of extract_features)
+#      in float32 and in mixed_float16 (`images.precision: float16`): images/s of each,
+#      their ratio, and the relative difference of the features.
 #
 # Installs nothing when .venv exists (else `make install`, as `make test` does).
 #
@@ -38,9 +42,11 @@ PY=.venv/bin/python
 unset RAY_ADDRESS  # a real local Ray, real devices
 
 echo "== nvidia-smi"
+have_gpu=1
 if ! nvidia-smi; then
     echo "nvidia-smi failed: no NVIDIA driver/GPU here" >&2
     [ "$NUM_GPUS" = 0 ] || exit 1
+    have_gpu=0
 fi
 
 echo "== pytest -m gpu"
@@ -119,4 +125,45 @@ if len(bad):
     sys.exit(f"error: runs not ok or not on a GPU: {list(bad['run_id'])}")
 print(f"all {len(runs)} runs ok" + (" on the GPU" if gpus else " (CPU only)"))
 EOF
+if [ "$have_gpu" = 1 ] && [ "$NUM_GPUS" != 0 ]; then
+    echo "== feature extraction: float16 vs float32 (VGG16 conv base, 150x150, batch 64)"
+    timeout "$(left)" "$PY" - "$NUM_CPUS" <<'EOF'
+import sys
+import time
+
+import numpy as np
+
+from dlpipe.tasks.training.tf_setup import setup_tensorflow
+
+setup_tensorflow(float(sys.argv[1]), 1)
+import keras
+
+from dlpipe.models.images import conv_base
+from dlpipe.models.precision import dtype_policy_scope
+from dlpipe.tasks.features.extract import compiled_forward
+
+batch, reps = 64, 5
+x = np.random.default_rng(0).uniform(-120, 150, (batch, 150, 150, 3)).astype(np.float32)
+rates, features = {}, {}
+for policy in ("float32", "mixed_float16"):
+    keras.utils.set_random_seed(0)  # the same weights in both policies
+    with dtype_policy_scope(policy):
+        base = conv_base("vgg16", weights=None, input_shape=(150, 150, 3))
+    forward = compiled_forward(base)
+    features[policy] = forward(x).numpy()  # warm-up: tracing, cuDNN autotuning
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        forward(x).numpy()
+        best = min(best, time.perf_counter() - t0)
+    rates[policy] = batch / best
+    print(f"  {policy:<14} {rates[policy]:8.0f} images/s (best of {reps}, batch {batch})")
+a, b = features["float32"], features["mixed_float16"]
+rel = float(np.linalg.norm(b - a) / np.linalg.norm(a))
+print(f"  float16 / float32: {rates['mixed_float16'] / rates['float32']:.2f}x images/s; "
+      f"features stored float32 ({b.dtype}), relative difference {rel:.2g}")
+EOF
+else
+    echo "== feature extraction float16 vs float32: skipped (no GPU)"
+fi
 echo "gpu_check: done in $((SECONDS - START)) s"

@@ -23,6 +23,7 @@ from dlpipe.tasks.training.records import (
     failed_run,
     record_run,
     run_key,
+    spec_dict,
     tag_result,
 )
 
@@ -114,7 +115,7 @@ def save_model_plan(cfg, job: TrainingJob, run_dir: Path | None = None) -> str |
     info = {
         "kind": kind.name,
         "family": job.model.family,
-        "inputs": asdict(job.inputs) if job.inputs is not None else None,
+        "inputs": spec_dict(job.inputs) if job.inputs is not None else None,
         "dataset_key": job.data.key,
     }
     try:

@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.training.records import spec_dict
 
 SLOTS_FILE = "slots.json"
 
@@ -45,7 +46,7 @@ SLOTS_FILE = "slots.json"
 def job_inputs(job) -> dict:
     """The job's inputs as its ``runs`` row stores them (JSON types), with its extra
     inputs (a K-fold final model's ``final_epochs``)."""
-    inputs = asdict(job.inputs) if job.inputs is not None else {}
+    inputs = spec_dict(job.inputs) if job.inputs is not None else {}
     return json.loads(reports.dumps({**inputs, **job.extra_inputs}))
 
 

@@ -13,6 +13,7 @@ from dlpipe.pipelines.config import ConfigError
 from dlpipe.pipelines.kinds import get_kind
 from dlpipe.pipelines.sections import StudyCommon
 from dlpipe.tasks.reports import tables as reports
+from dlpipe.tasks.training.records import spec_dict
 
 #: sweep settings that may change on a stored sweep (how long it goes on); any other
 #: change is refused
@@ -31,7 +32,7 @@ def settings(cfg: StudyCommon, *, legacy: bool = False) -> dict:
     keep = {
         "data": asdict(cfg.data),
         "split": asdict(cfg.split),
-        inputs: asdict(cfg.inputs),
+        inputs: spec_dict(cfg.inputs),
         "training": asdict(cfg.training),
         "sweep": asdict(cfg.sweep),
         "seed": cfg.seed,

@@ -21,10 +21,14 @@ def cache_features(
     """Conv-base features of every split's images through the cache (book 5.3.1, fast
     feature extraction; issue 5's cache).
 
-    The base is built once; its weights identity (:func:`feature_cache.weights_id`:
-    ``imagenet`` or a weights file's sha256; for ``none``, the fingerprint of the
-    seeded random initialization) goes into the base key with the base name, the input
-    size, the preprocessing and the Keras version.
+    The base is built once, under the Keras dtype policy ``images.precision`` resolves
+    to on this node (:func:`~dlpipe.tasks.images.precision.resolve_precision`); its
+    weights identity (:func:`feature_cache.weights_id`: ``imagenet`` or a weights
+    file's sha256; for ``none``, the fingerprint of the seeded random initialization)
+    goes into the base key with the base name, the input size, the preprocessing, the
+    Keras version and, when not ``float32``, the policy (``extra={"precision": ...}``:
+    float32 keys are those of caches written before the setting existed). Features
+    are stored float32 whatever the policy.
 
     Args:
         paths, labels: ``{split: [path]}`` and ``{split: int array}`` in SPLIT_CODES order.
@@ -37,7 +41,7 @@ def cache_features(
         ``(features float32 (n, *feature_shape), report)``: rows in split order then
         input order; report = ``{"root", "base_key", "base", "weights_used", "splits":
         {split: {"hits", "misses", "forward_images"}}, "hits", "misses",
-        "forward_images"}``.
+        "forward_images"}``, and ``"precision"`` (the policy) when not ``float32``.
 
     Raises:
         WeightsUnavailableError: ``imagenet`` weights could not be downloaded.
@@ -49,18 +53,21 @@ def cache_features(
     import keras
 
     from dlpipe.models.images import conv_base
+    from dlpipe.models.precision import dtype_policy_scope
     from dlpipe.tasks.features import keys as cache_keys
     from dlpipe.tasks.features.extract import extract_features
+    from dlpipe.tasks.images.precision import resolve_precision
 
     keras.utils.set_random_seed(seed)
     weights = None if images.weights == "none" else images.weights
-    base = conv_base(images.conv_base, weights=weights, input_shape=(*images.size, 3))
+    policy = resolve_precision(images.precision)
+    with dtype_policy_scope(policy):
+        base = conv_base(images.conv_base, weights=weights, input_shape=(*images.size, 3))
     identity = (
         cache_keys.model_fingerprint(base) if weights is None else cache_keys.weights_id(weights)
     )
     pre = base_preprocessing(images)
-    args = (images.conv_base.lower(), identity, tuple(images.size), pre)
-    key, description = cache_keys.base_key(*args), cache_keys.base_description(*args)
+    key, description = study_base_key(images, identity, policy)
     filesystem, local_root = filesystem_of(root)
     out, splits = [], {}
     for split in SPLITS:
@@ -95,7 +102,20 @@ def cache_features(
         "weights_used": describe_weights(images, identity),
         "splits": splits,
         **totals,
+        **({} if policy == "float32" else {"precision": policy}),
     }
+
+
+def study_base_key(images: ImageSpec, identity: str, policy: str) -> tuple[str, dict]:
+    """``(base key, base description)`` of a study's conv base: name, weights identity,
+    input size, preprocessing, Keras version and, when not ``float32``, the dtype
+    ``policy`` (``extra={"precision": policy}``; float32 keys are those written before
+    the setting existed)."""
+    from dlpipe.tasks.features import keys as cache_keys
+
+    args = (images.conv_base.lower(), identity, tuple(images.size), base_preprocessing(images))
+    extra = {} if policy == "float32" else {"precision": policy}
+    return cache_keys.base_key(*args, extra=extra), cache_keys.base_description(*args, extra=extra)
 
 
 def features_of(paths: list[str], images: ImageSpec, root: str, seed: int = 42) -> np.ndarray:

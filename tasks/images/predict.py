@@ -11,12 +11,12 @@ No Ray; TensorFlow is loaded only when inputs are built.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from dlpipe.tasks.images.prepare import ImageSpec
+from dlpipe.tasks.training.records import spec_dict
 
 #: file name endings listed from a folder (others are left out, as hidden files)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
@@ -30,7 +30,7 @@ def predict_state(images: ImageSpec, meta: dict, seed: int, cache_root: str) -> 
     return {
         "kind": "images",
         "dataset_key": meta["key"],
-        "images": asdict(images),
+        "images": spec_dict(images),
         "class_names": list(meta["class_names"]),
         "feature_shape": meta.get("feature_shape"),
         "cache_root": cache_root,

@@ -46,10 +46,12 @@ from pathlib import Path
 import numpy as np
 
 from dlpipe.tasks.images.folders import SPLITS
+from dlpipe.tasks.images.precision import check_precision
 from dlpipe.tasks.images.split import BOOK_COUNTS
 from dlpipe.tasks.images.validate import DEFAULT_MAX_PIXELS
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.classifier import SPLIT_CODES
+from dlpipe.tasks.training.records import OMIT_AT_DEFAULT, spec_dict
 
 PREPARE_VERSION = 2  # 2: EXIF orientation applied, rotated/mismatched files listed
 DEMO_PREFIX = "demo:"
@@ -133,6 +135,12 @@ class ImageSpec:
         max_pixels: largest ``width * height`` an image header may declare; larger
             files are bad files, never decoded (default Pillow's
             ``Image.MAX_IMAGE_PIXELS``, 89,478,485).
+        precision: dtype policy of the conv base in feature extraction and
+            ``frozen_base`` training: ``float32`` (default), ``bfloat16``, ``float16``
+            or ``auto`` (:mod:`dlpipe.tasks.images.precision`). At its default it is
+            left out of run keys, dataset keys and reports
+            (:func:`~dlpipe.tasks.training.records.spec_dict`), so those of studies
+            stored before the setting existed stay valid.
     """
 
     size: tuple[int, ...] = (150, 150)
@@ -147,6 +155,7 @@ class ImageSpec:
     feature_shards: int = 1
     feature_batch_size: int = 32
     max_pixels: int = DEFAULT_MAX_PIXELS
+    precision: str = field(default="float32", metadata={OMIT_AT_DEFAULT: True})
 
     def __post_init__(self):
         if len(self.size) != 2 or any(
@@ -176,6 +185,7 @@ class ImageSpec:
         for name in ("validation_shards", "feature_shards", "feature_batch_size", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Received: {getattr(self, name)}")
+        check_precision(self.precision)
 
 
 def base_preprocessing(images: ImageSpec):
@@ -370,7 +380,12 @@ def dataset_key(data: ImageDataSpec, images: ImageSpec, root: Path, paths: list[
     stamp = [
         (os.path.relpath(p, root), os.stat(p).st_size, int(os.stat(p).st_mtime)) for p in paths
     ]
-    payload = {"v": PREPARE_VERSION, "data": asdict(data), "images": asdict(images), "files": stamp}
+    payload = {
+        "v": PREPARE_VERSION,
+        "data": asdict(data),
+        "images": spec_dict(images),
+        "files": stamp,
+    }
     return "images-" + hashlib.sha256(reports.dumps(payload).encode()).hexdigest()[:12]
 
 

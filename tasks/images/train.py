@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict
 from types import SimpleNamespace
 
 import numpy as np
@@ -43,7 +42,7 @@ from dlpipe.tasks.training.classifier import (
     split_index,
 )
 from dlpipe.tasks.training.fit import TrainingSpec, fit_model, run_row
-from dlpipe.tasks.training.records import RunResult
+from dlpipe.tasks.training.records import RunResult, spec_dict
 from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
 FEATURE_FAMILIES = ("features_head",)
@@ -51,6 +50,7 @@ BASE_FAMILIES = ("features_head", "frozen_base")
 
 __all__ = [
     "train_image_model",
+    "training_policy",
     "evaluate_saved_image_model",
     "data_hparams",
     "model_inputs",
@@ -230,7 +230,8 @@ def train_image_model(
     Returns:
         a :class:`RunResult` (``run``, ``history``, ``predictions`` rows);
         ``metric`` = ``accuracy``;
-        ``inputs`` JSON = the ``images`` section + ``input``, ``weights_used`` and, when
+        ``inputs`` JSON = the ``images`` section + ``input``, ``weights_used``,
+        ``dtype_policy`` when not ``float32`` (:func:`training_policy`) and, when
         fine-tuned, ``fine_tune_step`` (``{"head_epochs", "fine_tune_epochs",
         "unfrozen"}``). Prediction rows: ``sample_index`` = row of the prepared data,
         ``prediction`` = P(class 1) (binary) or the argmax class with ``probabilities``.
@@ -244,22 +245,26 @@ def train_image_model(
     devices = setup_tensorflow(num_cpus, num_gpus)
     import keras
 
+    from dlpipe.models.precision import dtype_policy_scope
     from dlpipe.models.registry import build_model, resolved_hparams
 
     keras.utils.set_random_seed(seed)
     hp_resolved = resolved_hparams(family, data_hparams(family, hp, meta, inputs), "images")
     width = hp_resolved["num_classes"]
-    model = build_model(family, input_shape(family, meta, inputs), hp_resolved, "images")
+    policy = training_policy(family, inputs)
+    with dtype_policy_scope(policy):
+        model = build_model(family, input_shape(family, meta, inputs), hp_resolved, "images")
     _recompile(model, training)
     bs = training.batch_size
     cap = None if training.max_batches_per_epoch is None else training.max_batches_per_epoch * bs
     split = {s: split_index(data, s, cap) for s in ("train", "validation", "test")}
     recorder = _fit(model, data, split, family, inputs, training, seed, run_id, epoch_hook)
-    extra = {}
+    extra = {} if policy == "float32" else {"dtype_policy": policy}
     if family == "frozen_base" and inputs.fine_tune:
-        recorder, extra = _fine_tune_step(
+        recorder, step = _fine_tune_step(
             model, recorder, data, split, inputs, training, seed, run_id, epoch_hook
         )
+        extra.update(step)
     if model_path:
         model.save(model_path)
     scores, predictions = score_classifier_splits(
@@ -287,12 +292,25 @@ def train_image_model(
         checked="val_loss" if len(split["validation"]) else "test_loss",
     )
     run["inputs"] = {
-        **asdict(inputs),
+        **spec_dict(inputs),
         "input": "cached_features" if family in FEATURE_FAMILIES else "images",
         "weights_used": weights_used(family, meta, inputs),
         **extra,
     }
     return RunResult(run, recorder.rows, predictions, recorder.tensorboard)
+
+
+def training_policy(family: str, images: ImageSpec) -> str:
+    """The Keras dtype policy a model of ``family`` is built under: ``images.precision``
+    resolved on this node (:func:`~dlpipe.tasks.images.precision.resolve_precision`)
+    for ``frozen_base`` (the whole model: Keras mixed precision, loss scaling with
+    ``mixed_float16``), ``float32`` for the other families (``features_head`` trains on
+    the stored float32 features)."""
+    if family != "frozen_base":
+        return "float32"
+    from dlpipe.tasks.images.precision import resolve_precision
+
+    return resolve_precision(images.precision)
 
 
 def _fine_tune_step(

@@ -18,13 +18,35 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.training.fit import TrainingSpec, error_text
 from dlpipe.tasks.training.saved import write_model
+
+#: Field metadata flag: the field is left out of :func:`spec_dict` while it holds its
+#: default (a setting added after runs were stored: their keys and reports stay valid).
+OMIT_AT_DEFAULT = "omit_at_default"
+
+
+def spec_dict(spec) -> dict:
+    """A settings dataclass as run keys, dataset keys and reports store it:
+    ``dataclasses.asdict`` without the fields flagged :data:`OMIT_AT_DEFAULT` that hold
+    their default value.
+
+    Args:
+        spec: A dataclass instance (e.g. the image settings).
+
+    Returns:
+        A dict of field name -> value (nested dataclasses as dicts).
+    """
+    out = asdict(spec)
+    for f in fields(spec):
+        if f.metadata.get(OMIT_AT_DEFAULT) and getattr(spec, f.name) == f.default:
+            del out[f.name]
+    return out
 
 
 @dataclass(frozen=True)
@@ -124,7 +146,7 @@ def run_key(
         "dataset": dataset_key,
         "family": family,
         "hp": hp_resolved,
-        "windows": asdict(inputs) if inputs is not None else None,
+        "windows": spec_dict(inputs) if inputs is not None else None,
         "training": train,
         "seed": seed,
     }
@@ -179,7 +201,7 @@ def failed_run(
         **(input_columns or {}),
     }
     if inputs is not None:
-        run["inputs"] = asdict(inputs)
+        run["inputs"] = spec_dict(inputs)
     return RunResult(run)
 
 
