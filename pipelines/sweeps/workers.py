@@ -58,12 +58,15 @@ def worker_pool(cfg: StudyCommon, size: int):
     in :data:`last_pool_stats`."""
     global last_pool_stats
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from dlpipe.tasks.remote import tf_worker_runtime_env
     from dlpipe.tasks.sweep.pool import MAX_WORKER_RSS, pool_actor
 
     name = f"dlpipe-warm-pool-{uuid.uuid4().hex[:12]}"
-    pool = pool_actor.options(name=name).remote(
+    # on the driver's node: the pool lives as long as the driver, not a worker node
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    pool = pool_actor.options(name=name, scheduling_strategy=here).remote(
         size, cfg.resources.num_cpus, tf_worker_runtime_env(), MAX_WORKER_RSS
     )
     try:

@@ -75,6 +75,8 @@ class WorkerPool:
         try:
             ref = self.workers[index].run.remote(call[0])
             ray.wait([ref], fetch_local=False)
+            with self.lock:
+                self.runs += 1
             self.after_run(index)
         finally:
             self.free.put(index)
@@ -89,13 +91,13 @@ class WorkerPool:
             return  # restarting or gone: its next call waits for the new process
         with self.lock:
             self.pids.add(stats["pid"])
-            self.runs += 1
             if stats["rss"] > self.max_rss:
                 self.recycled += 1
                 ray.kill(worker, no_restart=False)
 
     def stats(self) -> dict:
-        """``{"workers": processes seen (TensorFlow start-ups), "runs", "recycled",
+        """``{"workers": worker processes seen (TensorFlow start-ups), "runs": calls
+        ended (failed ones too), "recycled": workers started again for their RSS,
         "size"}``."""
         with self.lock:
             return {
@@ -111,8 +113,9 @@ class WorkerPool:
             ray.kill(worker, no_restart=True)
 
 
-#: the pool's Ray actor: no resources, one thread per waiting run
-pool_actor = ray.remote(num_cpus=0, max_concurrency=64)(WorkerPool)
+#: the pool's Ray actor: no resources, one thread per waiting run (calls past that
+#: many wait in Ray's queue)
+pool_actor = ray.remote(num_cpus=0, max_concurrency=128)(WorkerPool)
 
 
 def launch_in_pool(pool_name: str, train, keep_model: bool, **kwargs):
