@@ -61,7 +61,9 @@ def outcome(result) -> dict:
         "history": [{k: v for k, v in h.items() if k != "seconds"} for h in result.history],
         "predictions": result.predictions,
         "val_loss": result.run["val_loss"],
+        "model": model.name,
         "layers": [layer.name for layer in model.layers],
+        "variables": [v.path for v in model.weights],
         "weights": [w.tolist() for w in model.get_weights()],
     }
 
@@ -74,8 +76,11 @@ def main(mode: str, out: str) -> None:
         worker.run(tiny_spec("gru", {"units": 16}, 11, "first"))
         worker.run(tiny_spec("dense", {"units": 8}, 5, "second"))
     result = worker.run(tiny_spec("gru", {"units": 8}, 3, "probe"))
+    other = {}
+    if mode == "warm":  # control: the same model with seed 4 next, in the same worker
+        other = outcome(worker.run(tiny_spec("gru", {"units": 8}, 4, "probe")))
     with open(out, "w") as f:
-        json.dump({**outcome(result), "runs": worker.stats()["runs"]}, f)
+        json.dump({**outcome(result), "runs": worker.stats()["runs"], "other": other}, f)
 
 
 def report_process(**kwargs):
