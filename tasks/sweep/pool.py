@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 import ray
 
@@ -73,6 +74,7 @@ class WorkerPool:
         """
         index = self.free.get()
         try:
+            self.worker_stats(index)  # a restarting worker refuses calls: wait for it
             ref = self.workers[index].run.remote(call[0])
             ray.wait([ref], fetch_local=False)
             with self.lock:
@@ -85,15 +87,29 @@ class WorkerPool:
     def after_run(self, index: int) -> None:
         """Note the worker's process; recycle it when its RSS is past the bound."""
         worker = self.workers[index]
-        try:
-            stats = ray.get(worker.stats.remote(), timeout=STATS_TIMEOUT_S)
-        except (ray.exceptions.RayError, TimeoutError):
-            return  # restarting or gone: its next call waits for the new process
+        stats = self.worker_stats(index)
+        if stats is None:
+            return
         with self.lock:
             self.pids.add(stats["pid"])
             if stats["rss"] > self.max_rss:
                 self.recycled += 1
                 ray.kill(worker, no_restart=False)
+
+    def worker_stats(self, index: int) -> dict | None:
+        """The worker's :meth:`WarmTrainer.stats`, once it is up (a restarting worker
+        answers ``ActorUnavailableError`` until its new process has started); None
+        when it is gone or not up within :data:`STATS_TIMEOUT_S`."""
+        deadline = time.monotonic() + STATS_TIMEOUT_S
+        while True:
+            try:
+                return ray.get(self.workers[index].stats.remote(), timeout=STATS_TIMEOUT_S)
+            except ray.exceptions.ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.2)
+            except (ray.exceptions.RayError, TimeoutError):
+                return None
 
     def stats(self) -> dict:
         """``{"workers": worker processes seen (TensorFlow start-ups), "runs": calls
