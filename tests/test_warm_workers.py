@@ -174,3 +174,67 @@ def test_pool_reuses_replaces_and_recycles_workers():
         assert ray.get(pool.stats.remote())["recycled"] == 2
     finally:
         ray.shutdown()
+
+
+SWEEPS = """
+import json, sys
+from dlpipe.pipelines.config import parse_study
+from dlpipe.pipelines.runtime import init_ray
+from dlpipe.pipelines.sweeps import workers
+from dlpipe.pipelines.sweeps.run import run_sweep
+from dlpipe.tasks.reports import tables as reports
+
+init_ray(None, num_cpus=2)
+out = {}
+for reuse in ("auto", "false"):
+    raw = {
+        "study": f"s-{reuse}", "output_dir": sys.argv[1],
+        "data": {"format": "tmy3", "path": "pvlib:723170TYA.CSV"},
+        "split": {"train_fraction": 0.6, "validation_fraction": 0.2, "blocks": 4},
+        "windows": {"lookback": 48, "step": 2, "delay": 24, "batch_size": 32},
+        "training": {"epochs": 2, "max_batches_per_epoch": 3},
+        "resources": {"num_cpus": 1}, "models": [{"family": "dense"}],
+        "sweep": {"families": ["dense"], "num_trials": 3, "max_concurrent_trials": 1,
+                  "searcher": "random", "test_top_k": 1, "reuse_workers": reuse,
+                  "spaces": {"dense": {"units": {"quniform": [8, 64, 8]}}}},
+    }
+    workers.last_pool_stats = None
+    sweep_dir = run_sweep(parse_study(raw, source="s.yaml"))
+    trials = reports.read_table(sweep_dir, "trials").sort_values("trial")
+    runs = reports.read_table(sweep_dir, "runs")
+    out[reuse] = {
+        "trials": trials[["trial", "run_id", "status", "val_loss"]].values.tolist(),
+        "runs": sorted(runs["run_id"]),
+        "models": sorted(p.name for p in (sweep_dir / "models").glob("*.keras")),
+        "boards": sorted(p.name for p in (sweep_dir / "tensorboard").iterdir()),
+        "pool": workers.last_pool_stats,
+    }
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.train
+def test_a_warm_sweep_records_what_a_fresh_worker_sweep_records(tmp_path):
+    """The same 3-trial sweep with ``reuse_workers`` auto (one warm worker: one
+    TensorFlow start-up for 3 trials) and false (a fresh worker per trial): the same
+    trials, run keys, validation losses (bit for bit), kept models and TensorBoard
+    runs."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", SWEEPS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    warm, fresh = out["auto"], out["false"]
+    assert warm["pool"] == {"workers": 1, "runs": 3, "recycled": 0, "size": 1}
+    assert fresh["pool"] is None
+    assert [t[2] for t in warm["trials"]] == ["ok"] * 3
+    for key in ("trials", "runs", "models", "boards"):
+        assert warm[key] == fresh[key], key
