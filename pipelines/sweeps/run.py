@@ -331,9 +331,8 @@ def make_trainable(cfg: StudyCommon, sweep_dir: Path, prepared, folds=None, pool
         hparam_specs=hparam_specs(cfg.pipeline, sweep_spaces(cfg)),
         pool=pool if isolated else None,
     )
-    pooled = ctx.pool is not None
     trial = sweep_trial
-    resources = trial_resources(res.num_cpus, res.num_gpus, isolated, pooled=pooled)
+    resources = trial_resources(res.num_cpus, res.num_gpus, isolated, pooled=bool(ctx.pool))
     if folds is not None:
         trial, ctx, resources = kfold_context(cfg, ctx, folds)
     return tune.with_resources(

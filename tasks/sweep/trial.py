@@ -96,12 +96,12 @@ def trial_resources(num_cpus: float, num_gpus: float, isolated: bool, pooled: bo
     trial itself holds ``{"cpu": n, "gpu": g}``. Pooled trials (their runs train in the
     warm pool's workers, which hold the CPUs): :data:`POOLED_TRIAL_BUNDLE` only.
     """
+    if not isolated and not pooled:
+        return {"cpu": num_cpus, "gpu": num_gpus}
     from ray.tune import PlacementGroupFactory
 
     if pooled:
         return PlacementGroupFactory([dict(POOLED_TRIAL_BUNDLE)])
-    if not isolated:
-        return {"cpu": num_cpus, "gpu": num_gpus}
     bundle = {"CPU": num_cpus, **({"GPU": num_gpus} if num_gpus else {})}
     return PlacementGroupFactory([{}, bundle])
 
