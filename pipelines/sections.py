@@ -265,6 +265,10 @@ class SweepSpec:
             Tune's ``FailureConfig(max_failures=...)``); the retry keeps the trial's
             number and run key, so reports hold one row per trial. ``0``: a failed
             trial is recorded as failed at once.
+        reuse_workers: train the trials in warm workers that each train run after run
+            (TensorFlow started once per worker, not per trial: issue 17): ``auto``
+            (the default: when the runs need no GPU), ``true`` (CPU runs only: refused
+            with ``resources.num_gpus`` > 0) or ``false`` (a fresh worker per run).
     """
 
     families: tuple[str, ...] = ()
@@ -279,8 +283,15 @@ class SweepSpec:
     scheduler: SchedulerSpec | None = None
     test_top_k: int = 3
     max_failures: int = 0
+    reuse_workers: bool | str = "auto"
 
     def __post_init__(self):
+        reuse = {True: "true", False: "false"}.get(self.reuse_workers, self.reuse_workers)
+        if reuse not in ("auto", "true", "false"):
+            raise ValueError(
+                f"`reuse_workers` must be auto, true or false. Received: {self.reuse_workers!r}"
+            )
+        object.__setattr__(self, "reuse_workers", reuse)
         if self.max_failures < 0:
             raise ValueError(f"`max_failures` must be >= 0. Received: {self.max_failures}")
         if self.searcher not in ("tpe", "random"):

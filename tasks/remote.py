@@ -25,6 +25,7 @@ import ray
 from ray._private import ray_constants
 
 from dlpipe.tasks.training.tf_setup import CHAINED_SETUP_HOOK_ENV, keep_pyarrow_out
+from dlpipe.tasks.training.warm import WarmTrainer
 
 #: Set in the environment of the workers of the tasks that run TensorFlow (their
 #: ``runtime_env``; Ray starts those tasks in workers of their own); the set-up hook
@@ -205,3 +206,12 @@ def evaluate_model_task(evaluate, **kwargs):
     ``{"loss", "metric", "predictions"}``."""
     keep_pyarrow_out()
     return evaluate(**kwargs)
+
+
+#: Ray actor of a warm training worker (:class:`dlpipe.tasks.training.warm.WarmTrainer`,
+#: issue 17): CPU sweep runs one after another in one process. Create it with
+#: ``.options(num_cpus=..., runtime_env=tf_worker_runtime_env())`` (no pyarrow, as the
+#: TensorFlow tasks above); ``max_restarts=-1``: a worker that died, or that the pool
+#: recycles with ``ray.kill(worker, no_restart=False)``, starts again in a new process
+#: (the call it was running fails; Tune retries the trial by its ``FailureConfig``).
+training_worker = ray.remote(max_restarts=-1, num_cpus=1)(WarmTrainer)

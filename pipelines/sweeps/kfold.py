@@ -53,7 +53,9 @@ def kfold_context(cfg: StudyCommon, ctx, folds: list):
     (:func:`dlpipe.tasks.sweep.kfold_trial.kfold_sweep_trial`); the context with the
     fold datasets (``folds``: the kind's ``fold_datasets``, the final one last) and the
     evaluation payload of their run keys; a placement group of one bundle per fold run
-    that may train at once (:func:`fold_parallelism`)."""
+    that may train at once (:func:`fold_parallelism`), or, when the runs train in the
+    sweep's warm pool (``ctx.pool``), the pooled trial's bundle (the workers hold the
+    CPUs)."""
     from dataclasses import replace
 
     from dlpipe.tasks.sweep.kfold_trial import (
@@ -61,12 +63,15 @@ def kfold_context(cfg: StudyCommon, ctx, folds: list):
         kfold_sweep_trial,
         kfold_trial_resources,
     )
+    from dlpipe.tasks.sweep.trial import trial_resources
 
     trial_folds = tuple(
         TrialFold(fd.repeat, fd.fold, fd.prepared.data, fd.prepared.meta) for fd in folds[:-1]
     )
     ctx = replace(ctx, folds=trial_folds, evaluation=cfg.evaluation.key_payload(), isolated=True)
     res = cfg.resources
+    if ctx.pool is not None:
+        return kfold_sweep_trial, ctx, trial_resources(res.num_cpus, res.num_gpus, True, True)
     parallel = fold_parallelism(cfg, len(trial_folds))
     return kfold_sweep_trial, ctx, kfold_trial_resources(res.num_cpus, res.num_gpus, parallel)
 

@@ -4,6 +4,7 @@ on the test split."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -17,7 +18,12 @@ from dlpipe.pipelines.interrupt import (
 )
 from dlpipe.pipelines.kinds import get_kind
 from dlpipe.pipelines.sections import StudyCommon
-from dlpipe.pipelines.sweeps.kfold import check_kfold_sweep, evaluate_top_k_kfold, kfold_context
+from dlpipe.pipelines.sweeps.kfold import (
+    check_kfold_sweep,
+    evaluate_top_k_kfold,
+    fold_parallelism,
+    kfold_context,
+)
 from dlpipe.pipelines.sweeps.recorder import (
     OBJECTIVE,
     TrialRecorder,
@@ -28,6 +34,7 @@ from dlpipe.pipelines.sweeps.recorder import (
 from dlpipe.pipelines.sweeps.searcher import searcher_class
 from dlpipe.pipelines.sweeps.stamp import open_stamp, sweep_dir_of, write_stamp
 from dlpipe.pipelines.sweeps.summary import top_k, write_sweep_outputs
+from dlpipe.pipelines.sweeps.workers import pool_size, uses_warm_workers, worker_pool
 from dlpipe.tasks.reports import tables as reports
 from dlpipe.tasks.sweep.space import is_constant, sweep_space, warm_start_point
 from dlpipe.tasks.sweep.trial import METRIC, TrialContext
@@ -103,6 +110,7 @@ def run_sweep(
     sweep_dir.mkdir(parents=True, exist_ok=True)
     stamp = open_stamp(cfg, sweep_dir)
     check_kfold_sweep(cfg)
+    uses_warm_workers(cfg)  # `reuse_workers: true` with GPUs is refused before training
 
     prepared = get_kind(cfg).prepare(cfg, sweep_dir)
     record_dataset(sweep_dir, prepared)
@@ -151,12 +159,26 @@ def run_trials(
     Tune experiment if that one is unfinished, then start one more experiment for the
     trials still missing (numbered on from the last recorded trial; its searcher
     starts from every recorded result). Returns early when ``stop`` caught a signal.
-    ``folds``: a K-fold sweep's fold datasets (the kind's ``fold_datasets``), else None."""
+    ``folds``: a K-fold sweep's fold datasets (the kind's ``fold_datasets``), else None.
+    The runs train in the sweep's warm worker pool while Tune runs when
+    :func:`~dlpipe.pipelines.sweeps.workers.uses_warm_workers` says so."""
+    pool = contextlib.nullcontext()
+    if uses_warm_workers(cfg):
+        parallel = 1 if folds is None else fold_parallelism(cfg, len(folds) - 1)
+        pool = worker_pool(cfg, pool_size(cfg, parallel))
+    with pool as pool_name:
+        trainable = make_trainable(cfg, sweep_dir, prepared, folds, pool=pool_name)
+        tune_trials(cfg, sweep_dir, stamp, spaces, prepared, stop, trainable)
+
+
+def tune_trials(
+    cfg: StudyCommon, sweep_dir: Path, stamp: dict, spaces: dict, prepared, stop, trainable
+) -> None:
+    """The Tune experiments of :func:`run_trials` with its ``trainable``."""
     from ray import tune
 
     sweep, res = cfg.sweep, cfg.resources
     target = sweep.num_trials
-    trainable = make_trainable(cfg, sweep_dir, prepared, folds)
     done = _restore_unfinished(sweep_dir, stamp["segments"], target, trainable, stop)
     if done is None:
         return
@@ -279,11 +301,12 @@ def _scheduler(cfg: StudyCommon):
     )
 
 
-def make_trainable(cfg: StudyCommon, sweep_dir: Path, prepared, folds=None):
+def make_trainable(cfg: StudyCommon, sweep_dir: Path, prepared, folds=None, pool=None):
     """The Tune trainable of the sweep: :func:`dlpipe.tasks.sweep.trial.sweep_trial` with the
     dataset and the :class:`TrialContext`, and the trial's resources (K-fold, ``folds``
     given: the fold datasets, and a bundle per fold run that may run at once,
-    :func:`dlpipe.pipelines.sweeps.kfold.kfold_context`)."""
+    :func:`dlpipe.pipelines.sweeps.kfold.kfold_context`). ``pool``: the name of the
+    warm worker pool the runs train in (the trials then hold no CPUs), or None."""
     from ray import tune
 
     from dlpipe.tasks.sweep.trial import hparam_specs, sweep_trial, trial_resources
@@ -306,8 +329,10 @@ def make_trainable(cfg: StudyCommon, sweep_dir: Path, prepared, folds=None):
         input_columns=get_kind(cfg).input_columns(cfg.inputs),
         isolated=isolated,
         hparam_specs=hparam_specs(cfg.pipeline, sweep_spaces(cfg)),
+        pool=pool if isolated else None,
     )
-    trial, resources = sweep_trial, trial_resources(res.num_cpus, res.num_gpus, isolated)
+    trial = sweep_trial
+    resources = trial_resources(res.num_cpus, res.num_gpus, isolated, pooled=bool(ctx.pool))
     if folds is not None:
         trial, ctx, resources = kfold_context(cfg, ctx, folds)
     return tune.with_resources(

@@ -44,6 +44,7 @@ def settings(cfg: StudyCommon, *, legacy: bool = False) -> dict:
     del keep["resources"]["group_heads"]  # how runs share tasks: no result changes
     if not cfg.sweep.max_failures:  # the default: sweeps stored before the field match
         del keep["sweep"]["max_failures"]
+    del keep["sweep"]["reuse_workers"]  # where runs train, not what: may change
     if not legacy:
         for name in GROWABLE:
             del keep["sweep"][name]

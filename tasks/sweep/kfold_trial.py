@@ -5,6 +5,10 @@ The trial trains the configuration once per fold, every fold as its own training
 (:func:`dlpipe.tasks.sweep.trial.launch_in_worker`: the fresh worker studies use),
 all started at once inside the trial's placement group, which holds one bundle per fold
 run that may run at the same time (:func:`kfold_trial_resources`), and waits for them.
+In a CPU sweep with warm workers (issue 17) the fold runs are calls to the sweep's
+warm pool instead (:mod:`dlpipe.tasks.sweep.pool`: as many workers as fold runs fit on
+the cluster at once, shared by the trials, which then hold no CPUs), started at once
+as well: the pool trains them as its workers come free.
 Each fold run is recorded as a study's fold run is (``runs``/``history``/
 ``predictions``, ``evaluation`` = ``fold``, ``repeat``, ``fold``; its key is the one a
 study of the same configuration gives it), then the trial's aggregate row
@@ -70,7 +74,7 @@ def fold_key(ctx, meta: dict, family: str, hp: dict, **place) -> str:
 def fold_runs(ctx, meta: dict, family: str, hp: dict) -> list[dict]:
     """The ``runs`` rows of the configuration's fold runs: the stored ones, and the
     others trained now (all at once) and recorded as they are collected."""
-    import ray
+    from dlpipe.tasks.sweep.pool import run_result
 
     rows, pending = [], {}
     for fd in ctx.folds:
@@ -95,7 +99,7 @@ def fold_runs(ctx, meta: dict, family: str, hp: dict) -> list[dict]:
         pending[ref] = fd
     for ref, fd in pending.items():
         columns = {"evaluation": "fold", "repeat": fd.repeat, "fold": fd.fold}
-        result = tag_result(ray.get(ref), columns)
+        result = tag_result(run_result(ref), columns)
         rows.append(
             record_run(
                 ctx.sweep_dir,

@@ -23,6 +23,10 @@ parameter types that resolve a trial's hyperparameters come in the context
 (``hparam_specs``). A sweep with an early-termination scheduler (ASHA) needs per-epoch
 reports from inside training, so its trials still train in their own process.
 
+Warm workers (issue 17): in a CPU sweep (``sweep.reuse_workers``) the training runs
+instead in a warm worker leased from the sweep's pool (:mod:`dlpipe.tasks.sweep.pool`,
+``ctx.pool``; same results), which holds the CPUs; the trial then holds none.
+
 K-fold sweeps use their own trainable, :func:`dlpipe.tasks.sweep.kfold_trial.kfold_sweep_trial`
 (one training task per fold, the fold mean as objective).
 """
@@ -72,20 +76,32 @@ class TrialContext:
     #: a trial trains on, and the evaluation payload of their run keys; () under hold-out
     folds: tuple = ()
     evaluation: dict | None = None
+    #: name of the sweep's warm worker pool (:mod:`dlpipe.tasks.sweep.pool`, CPU runs);
+    #: None: every run in a fresh worker
+    pool: str | None = None
 
 
-def trial_resources(num_cpus: float, num_gpus: float, isolated: bool):
+#: what a trial that trains in the warm pool holds itself (bytes of Ray's ``memory``
+#: resource): Tune needs a non-empty bundle, and a CPU share would count twice against
+#: the pool's workers, which hold the runs' CPUs
+POOLED_TRIAL_BUNDLE = {"memory": 1024**2}
+
+
+def trial_resources(num_cpus: float, num_gpus: float, isolated: bool, pooled: bool = False):
     """The resources of a trial for ``tune.with_resources``.
 
     Isolated trials: ``PlacementGroupFactory([{}, {"CPU": n, "GPU": g}])``, the trial
     actor in the empty head bundle (no resources), its training task in the other one
     (Ray Tune's way to give a trainable resources for the tasks it starts); otherwise the
-    trial itself holds ``{"cpu": n, "gpu": g}``.
+    trial itself holds ``{"cpu": n, "gpu": g}``. Pooled trials (their runs train in the
+    warm pool's workers, which hold the CPUs): :data:`POOLED_TRIAL_BUNDLE` only.
     """
-    if not isolated:
+    if not isolated and not pooled:
         return {"cpu": num_cpus, "gpu": num_gpus}
     from ray.tune import PlacementGroupFactory
 
+    if pooled:
+        return PlacementGroupFactory([dict(POOLED_TRIAL_BUNDLE)])
     bundle = {"CPU": num_cpus, **({"GPU": num_gpus} if num_gpus else {})}
     return PlacementGroupFactory([{}, bundle])
 
@@ -121,14 +137,23 @@ def train_in_worker(ctx: TrialContext, data, **kwargs):
     """Run the training in :func:`dlpipe.tasks.remote.train_model_task` inside the
     trial's placement group (any bundle: the head one holds no resources) and wait.
     Returns its :class:`RunResult`."""
-    import ray
+    from dlpipe.tasks.sweep.pool import run_result
 
-    return ray.get(launch_in_worker(ctx, data, **kwargs))
+    return run_result(launch_in_worker(ctx, data, **kwargs))
 
 
 def launch_in_worker(ctx: TrialContext, data, **kwargs):
-    """Start the training task of :func:`train_in_worker` (an ObjectRef to its
-    :class:`RunResult`): a K-fold trial starts one per fold, all at once."""
+    """Start the training of :func:`train_in_worker` (an ObjectRef for
+    :func:`dlpipe.tasks.sweep.pool.run_result`): a K-fold trial starts one per fold, all
+    at once. In the sweep's warm pool when ``ctx.pool`` names one, else in a fresh
+    worker."""
+    if ctx.pool is not None:
+        from dlpipe.tasks.sweep.pool import launch_in_pool
+
+        keep_model = kwargs.pop("keep_model", False)
+        return launch_in_pool(
+            ctx.pool, ctx.train, keep_model, data=data, inputs=ctx.inputs, **kwargs
+        )
     from ray.util import get_current_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
