@@ -8,6 +8,9 @@
    same way; the single-process loop encodes the table with the study's encoding
    (:func:`dlpipe.tasks.tabular.predict.encode_table`) and calls ``model.predict``.
 
+Each kind also runs ``dlpipe predict`` in-process (what it does without ``--workers`` for
+inputs up to ``RAY_MIN_INPUTS``), against the same loop.
+
 dlpipe's side also checks every image file with the study's validation (a second
 decode); the loop does not. Ray is started before the clock runs (``ray.init`` is paid
 once per command, seconds). Model loads are counted from the load log
@@ -27,6 +30,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
+from dlpipe.pipelines.predict_ray import RAY_MIN_INPUTS
 
 
 def make_images(folder: Path, count: int, size: int) -> None:
@@ -119,6 +124,18 @@ def loop_table(run_dir: Path, run_id: str, table: Path, batch_size: int) -> floa
     return time.perf_counter() - started
 
 
+def dlpipe_local(run_dir: Path, run_id: str, path: Path, out: Path, bs: int) -> float:
+    """Seconds of ``dlpipe predict`` in this process (its path for inputs up to
+    :data:`~dlpipe.pipelines.predict_ray.RAY_MIN_INPUTS`): the study's checks and
+    preprocessing, ``model.predict``, the Parquet output with its provenance columns."""
+    from dlpipe.pipelines.predict import Predictor, Selection, write_output
+
+    started = time.perf_counter()
+    predictor = Predictor(run_dir, Selection(run_id, (run_id,)))
+    write_output(predictor.predict(str(path), batch_size=bs), out)
+    return time.perf_counter() - started
+
+
 def dlpipe_ray(run_dir: Path, run_id: str, path: Path, out: Path, workers: int, bs: int):
     """``(seconds, model loads, processes that loaded)`` of ``dlpipe predict`` through
     Ray Data with ``workers`` actors (Ray already started)."""
@@ -136,10 +153,15 @@ def dlpipe_ray(run_dir: Path, run_id: str, path: Path, out: Path, workers: int, 
     return seconds, len(actors), len({line.split()[0] for line in actors})
 
 
-def measure(name, count, unit, loop, ray_run) -> None:
+def measure(name, count, unit, loop, local_run, ray_run) -> None:
     """Print one input kind's throughputs and ratios."""
     base = loop()
     print(f"{name}: single-process model.predict loop {count / base:,.0f} {unit}/s ({base:.1f} s)")
+    seconds = local_run()
+    print(
+        f"{name}: dlpipe predict in-process (its path up to {RAY_MIN_INPUTS:,} inputs): "
+        f"{count / seconds:,.0f} {unit}/s ({seconds:.1f} s), {base / seconds:.2f}x the loop"
+    )
     for workers in (1, 2):
         seconds, loads, actors = ray_run(workers)
         print(
@@ -177,6 +199,7 @@ def main(argv=None) -> None:
             args.images,
             "images",
             lambda: loop_images(image_dir, image_run, tmp / "images", bs),
+            lambda: dlpipe_local(image_dir, image_run, tmp / "images", tmp / "i0.parquet", bs),
             lambda w: dlpipe_ray(
                 image_dir, image_run, tmp / "images", tmp / f"i{w}.parquet", w, bs
             ),
@@ -186,6 +209,9 @@ def main(argv=None) -> None:
             args.rows,
             "rows",
             lambda: loop_table(table_dir, table_run, tmp / "table.parquet", 1024),
+            lambda: dlpipe_local(
+                table_dir, table_run, tmp / "table.parquet", tmp / "t0.parquet", 1024
+            ),
             lambda w: dlpipe_ray(
                 table_dir, table_run, tmp / "table.parquet", tmp / f"t{w}.parquet", w, 1024
             ),
