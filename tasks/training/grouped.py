@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dlpipe.tasks.training.fit import error_text
 from dlpipe.tasks.training.records import RunError, RunResult
 from dlpipe.tasks.training.saved import train_keeping_model
+from dlpipe.tasks.training.warm import reset_keras_state
 
 __all__ = ["train_group"]
 
@@ -53,19 +54,8 @@ def train_group(
             kwargs["epoch_hook"] = hook_of(kwargs["run_id"])
         try:
             if i:  # the first run sets TensorFlow up (C13) before Keras is imported
-                clear_keras_session()
+                reset_keras_state(None)
             out.append(train_keeping_model(train, keep_model, **kwargs))
         except Exception as exc:  # this run failed; the others go on
             out.append(RunError(error_text(exc)))
     return out
-
-
-def clear_keras_session() -> None:
-    """Drop the previous run's models and reset Keras's name counters and global state
-    (``keras.backend.clear_session``), as a fresh worker process would start."""
-    import gc
-
-    import keras
-
-    keras.backend.clear_session()
-    gc.collect()
