@@ -199,10 +199,18 @@ def job_groups(kind, jobs: list[TrainingJob], enabled: bool, slots: int) -> list
 
 
 def launch_group(kind, res, group: list[TrainingJob], paths: list, board) -> list:
-    """Submit one training task for ``group`` (:func:`dlpipe.tasks.remote.train_model_task`
-    for one job, :func:`~dlpipe.tasks.remote.train_models_task` for several); ``paths``:
+    """Submit one training task for ``group`` (one job:
+    :func:`dlpipe.tasks.remote.train_model_warm_task` in a reused worker where
+    ``resources.reuse_workers`` allows, else :func:`~dlpipe.tasks.remote.train_model_task`
+    in a fresh one; several: :func:`~dlpipe.tasks.remote.train_models_task`); ``paths``:
     each job's kept-model path or None. Returns one ObjectRef per job, in order."""
-    from dlpipe.tasks.remote import tf_task, train_model_task, train_models_task
+    from dlpipe.tasks.remote import (
+        tf_task,
+        train_model_task,
+        train_model_warm_task,
+        train_models_task,
+        warm_runtime_env,
+    )
 
     runs = [
         {
@@ -223,6 +231,9 @@ def launch_group(kind, res, group: list[TrainingJob], paths: list, board) -> lis
         "num_gpus": res.num_gpus,
     }
     options = {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus, "max_retries": res.max_retries}
+    if len(group) == 1 and res.warm_workers:  # a reused worker (resources.reuse_workers)
+        task = train_model_warm_task.options(runtime_env=warm_runtime_env(res.num_cpus), **options)
+        return [task.remote(kind.train, board=board, **runs[0], **shared)]
     if len(group) == 1:
         task = tf_task(train_model_task, **options)
         return [task.remote(kind.train, board=board, **runs[0], **shared)]
@@ -256,9 +267,11 @@ def job_result(cfg, ref, job: TrainingJob) -> RunResult:
 
 def resources_column(res) -> dict:
     """The ``resources`` of a failed run's row: the task's ``num_cpus``, ``num_gpus``
-    and ``max_retries`` (``group_heads`` says how runs share tasks, not what one held)."""
+    and ``max_retries`` (``group_heads`` and ``reuse_workers`` say how runs share tasks
+    and processes, not what one held)."""
     out = asdict(res)
     out.pop("group_heads", None)
+    out.pop("reuse_workers", None)
     return out
 
 

@@ -174,12 +174,40 @@ class ResourcesSpec:
             import and data load are paid once per task, not per model. Every run keeps
             its own key, rows, seed and kept model, and the same results. Not part of
             any key or sweep fingerprint (it changes no result).
+        reuse_workers: train a study's runs in warm workers that each train run after
+            run (TensorFlow started once per worker process, not per run; issues 14,
+            17; :data:`dlpipe.tasks.remote.train_model_warm_task`): ``auto`` (the
+            default: when the runs need no GPU), ``true`` (CPU runs only: refused with
+            ``num_gpus`` > 0: TensorFlow never gives GPU memory back) or ``false`` (a
+            fresh worker per run). A run gives the same results either way (Keras'
+            state and the seeds are reset before each run). Not part of any key or
+            sweep fingerprint. Sweeps have their own switch, ``sweep.reuse_workers``.
     """
 
     num_cpus: float = 1
     num_gpus: float = 0
     max_retries: int = 1
     group_heads: bool = True
+    reuse_workers: bool | str = "auto"
+
+    def __post_init__(self):
+        reuse = {True: "true", False: "false"}.get(self.reuse_workers, self.reuse_workers)
+        if reuse not in ("auto", "true", "false"):
+            raise ValueError(
+                f"`reuse_workers` must be auto, true or false. Received: {self.reuse_workers!r}"
+            )
+        if reuse == "true" and self.num_gpus:
+            raise ValueError(
+                "`reuse_workers: true` keeps one TensorFlow process per worker, which never "
+                f"gives GPU memory back; with num_gpus={self.num_gpus} leave it at `auto` "
+                "(fresh workers for GPU runs)"
+            )
+        object.__setattr__(self, "reuse_workers", reuse)
+
+    @property
+    def warm_workers(self) -> bool:
+        """Whether a study's runs train in warm workers (``reuse_workers``)."""
+        return self.reuse_workers == "true" or (self.reuse_workers == "auto" and not self.num_gpus)
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,44 @@ def train_model_task(train, board=None, keep_model=False, **kwargs):
     return train_keeping_model(train, keep_model, **kwargs)
 
 
+#: runs a reused training worker trains before Ray starts a new process in its place
+#: (bounds what a long study could leave behind in one process)
+WARM_MAX_CALLS = 64
+#: set in a warm training worker's environment: its TensorFlow threads (workers of
+#: different thread counts are different ``runtime_env`` and never share a process)
+WARM_THREADS_ENV = "DLPIPE_WARM_THREADS"
+
+
+def warm_runtime_env(num_cpus: float) -> dict:
+    """The ``runtime_env`` of :data:`train_model_warm_task` for runs of ``num_cpus``:
+    :func:`tf_worker_runtime_env` plus :data:`WARM_THREADS_ENV`."""
+    return tf_worker_runtime_env({WARM_THREADS_ENV: str(max(1, int(num_cpus)))})
+
+
+@ray.remote(max_calls=WARM_MAX_CALLS, num_cpus=1, runtime_env=_TF_WORKER)
+def train_model_warm_task(train, board=None, keep_model=False, **kwargs):
+    """Ray task: one CPU training run in a reused worker (issues 14, 17): as
+    :func:`train_model_task`, but Ray keeps the worker process for the next run of the
+    same ``runtime_env`` (:func:`warm_runtime_env`), so TensorFlow starts once per
+    worker; the worker's :func:`~dlpipe.tasks.training.warm.process_trainer` resets
+    Keras' state and the seeds before each run, so a run gives what a fresh worker
+    gives (tests/test_warm_workers.py). CPU runs only (GPU memory is never given back
+    by TensorFlow); a worker is replaced after :data:`WARM_MAX_CALLS` runs.
+
+    Returns:
+        The :class:`dlpipe.tasks.training.records.RunResult` of the run.
+    """
+    keep_pyarrow_out()
+    from dlpipe.tasks.training.warm import process_trainer
+
+    trainer = process_trainer(kwargs.get("num_cpus", 1))
+    if board is not None:
+        from dlpipe.tasks.training.progress import epoch_reporter
+
+        kwargs["epoch_hook"] = epoch_reporter(board, kwargs["run_id"])
+    return trainer.run({"train": train, "keep_model": keep_model, "kwargs": kwargs})
+
+
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
 def train_models_task(train, runs, board=None, **shared):
     """Ray task: several training runs, one after another, in one fresh worker

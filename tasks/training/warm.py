@@ -104,3 +104,29 @@ class WarmTrainer:
     def stats(self) -> dict:
         """``{"pid", "rss" (bytes), "runs"}`` of this worker."""
         return {"pid": os.getpid(), "rss": rss_bytes(), "runs": self.runs}
+
+
+_PROCESS_TRAINER: WarmTrainer | None = None
+
+
+def process_trainer(num_cpus: float) -> WarmTrainer:
+    """This process's one :class:`WarmTrainer` (created by the first call): what a
+    reused Ray task worker (:data:`dlpipe.tasks.remote.train_model_warm_task`) trains
+    with, run after run.
+
+    Args:
+        num_cpus: the run's CPUs; TensorFlow's threads are fixed by the first run.
+
+    Raises:
+        RuntimeError: ``num_cpus`` differs from the first run's (the worker's TensorFlow
+            threads cannot change; the caller keys its workers by thread count).
+    """
+    global _PROCESS_TRAINER
+    if _PROCESS_TRAINER is None:
+        _PROCESS_TRAINER = WarmTrainer(num_cpus)
+    elif max(1, int(_PROCESS_TRAINER.num_cpus)) != max(1, int(num_cpus)):
+        raise RuntimeError(
+            f"this warm worker runs TensorFlow with {_PROCESS_TRAINER.num_cpus} CPU(s); "
+            f"a run asking for {num_cpus} needs a worker of its own"
+        )
+    return _PROCESS_TRAINER
