@@ -16,15 +16,15 @@ local Ray of 2 CPUs, each training task holding ``num_cpus=1`` (2 slots):
    where the stage wall runs from the fold datasets' Ray task
    (:meth:`~dlpipe.pipelines.kinds.base.StudyKind.fold_datasets`: re-read, split and
    encode every fold) to the last fold run written to the reports. What it counts:
-   the fold-dataset task, Ray scheduling, each fresh worker's start before the task's
-   clock starts (training workers are fresh processes, ``max_calls=1``), moving
-   results back, writing the part files, and a slot left idle at the end when the
-   tasks do not divide evenly. A task's own wall time includes its TensorFlow import.
+   the fold-dataset task, Ray scheduling, a warm worker's TensorFlow start before its
+   first run (``resources.reuse_workers: auto``: each worker trains run after run; a
+   fresh worker per run with ``--fresh-workers``), moving results back, writing the
+   part files, and a slot left idle at the end when the tasks do not divide evenly.
 
 Other work on the machine slows both sides; run it on a quiet machine and read the
 load average it prints.
 
-    python benchmarks/bench_kfold.py [--epochs 40] [--repeats 3] [--k 4]
+    python benchmarks/bench_kfold.py [--epochs 40] [--repeats 3] [--k 4] [--fresh-workers]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from pathlib import Path
 SLOTS = 2
 
 
-def make_cfg(name: str, out: Path, *, epochs: int, k: int, repeats: int):
+def make_cfg(name: str, out: Path, *, epochs: int, k: int, repeats: int, reuse: str = "auto"):
     """A 1-model tabular study on ``demo:diabetes`` under (iterated) K-fold."""
     from dlpipe.pipelines.config import parse_study
 
@@ -57,7 +57,7 @@ def make_cfg(name: str, out: Path, *, epochs: int, k: int, repeats: int):
         "task": "regression",
         "evaluation": evaluation,
         "training": {"epochs": epochs, "batch_size": 16, "early_stopping": {"enabled": False}},
-        "resources": {"num_cpus": 1},
+        "resources": {"num_cpus": 1, "reuse_workers": reuse},
         "models": [{"family": "dense"}],
     }
     return parse_study(raw, source=name)
@@ -105,24 +105,37 @@ def main():
     parser.add_argument("--epochs", type=int, default=40, help="epochs per fold run")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the overhead run")
+    parser.add_argument(
+        "--fresh-workers",
+        action="store_true",
+        help="a fresh worker process per run (resources.reuse_workers: false)",
+    )
     args = parser.parse_args()
 
     from dlpipe.pipelines.runtime import init_ray
 
+    reuse = "false" if args.fresh_workers else "auto"
     init_ray(None, num_cpus=SLOTS)
     out = Path(tempfile.mkdtemp(prefix="bench-kfold-"))
     load_before = os.getloadavg()
     try:
         # warm-up (untimed): Ray's worker pool, the demo table written once
-        warm = make_cfg("warm", out, epochs=1, k=2, repeats=1)
+        warm = make_cfg("warm", out, epochs=1, k=2, repeats=1, reuse=reuse)
         fold_stage(warm, *prepare(warm), one_at_a_time=False)
         walls = {}
         for mode, one in (("one after another", True), ("at once", False)):
             cfg = make_cfg(
-                f"k{args.k}-{'seq' if one else 'par'}", out, epochs=args.epochs, k=args.k, repeats=1
+                f"k{args.k}-{'seq' if one else 'par'}",
+                out,
+                epochs=args.epochs,
+                k=args.k,
+                repeats=1,
+                reuse=reuse,
             )
             walls[mode] = fold_stage(cfg, *prepare(cfg), one_at_a_time=one)
-        cfg = make_cfg("iterated", out, epochs=args.epochs, k=args.k, repeats=args.repeats)
+        cfg = make_cfg(
+            "iterated", out, epochs=args.epochs, k=args.k, repeats=args.repeats, reuse=reuse
+        )
         stage_wall, rows = fold_stage(cfg, *prepare(cfg), one_at_a_time=False)
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -130,7 +143,8 @@ def main():
 
     print(
         f"\n=== K-fold benchmark (dense head on demo:diabetes, {args.epochs} epochs of batch "
-        f"16 per fold run; local Ray, {SLOTS} CPUs, num_cpus=1 per task) ==="
+        f"16 per fold run; local Ray, {SLOTS} CPUs, num_cpus=1 per task; "
+        f"{'fresh workers' if args.fresh_workers else 'warm workers'}) ==="
     )
     print(
         f"load average (1/5/15 min) before {'/'.join(f'{v:.2f}' for v in load_before)}, "
