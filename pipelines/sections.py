@@ -160,6 +160,19 @@ class EvaluationSpec:
         }
 
 
+def reuse_workers_value(value) -> str:
+    """A ``reuse_workers`` setting as ``"auto"``, ``"true"`` or ``"false"`` (YAML's
+    booleans accepted).
+
+    Raises:
+        ValueError: any other value.
+    """
+    reuse = {True: "true", False: "false"}.get(value, value)
+    if reuse not in ("auto", "true", "false"):
+        raise ValueError(f"`reuse_workers` must be auto, true or false. Received: {value!r}")
+    return reuse
+
+
 @dataclass(frozen=True)
 class ResourcesSpec:
     """Ray resources of each training task (``num_gpus`` may be fractional).
@@ -191,11 +204,7 @@ class ResourcesSpec:
     reuse_workers: bool | str = "auto"
 
     def __post_init__(self):
-        reuse = {True: "true", False: "false"}.get(self.reuse_workers, self.reuse_workers)
-        if reuse not in ("auto", "true", "false"):
-            raise ValueError(
-                f"`reuse_workers` must be auto, true or false. Received: {self.reuse_workers!r}"
-            )
+        reuse = reuse_workers_value(self.reuse_workers)
         if reuse == "true" and self.num_gpus:
             raise ValueError(
                 "`reuse_workers: true` keeps one TensorFlow process per worker, which never "
@@ -314,11 +323,7 @@ class SweepSpec:
     reuse_workers: bool | str = "auto"
 
     def __post_init__(self):
-        reuse = {True: "true", False: "false"}.get(self.reuse_workers, self.reuse_workers)
-        if reuse not in ("auto", "true", "false"):
-            raise ValueError(
-                f"`reuse_workers` must be auto, true or false. Received: {self.reuse_workers!r}"
-            )
+        reuse = reuse_workers_value(self.reuse_workers)
         object.__setattr__(self, "reuse_workers", reuse)
         if self.max_failures < 0:
             raise ValueError(f"`max_failures` must be >= 0. Received: {self.max_failures}")
