@@ -229,7 +229,14 @@ class Predictor:
         """``(inputs, outputs)`` of one member on the new data at ``path``."""
         info, state = self.infos[run_id], self.states[run_id]
         inputs = self.kind.predict_inputs(state, info, path, last=last, batch_size=batch_size)
-        raw = self.model(run_id).predict(inputs.x, batch_size=batch_size, verbose=0)
+        model = self.model(run_id)
+        try:
+            raw = model.predict(inputs.x, batch_size=batch_size, verbose=0)
+        except Exception as exc:
+            if inputs.recheck is None:
+                raise
+            inputs = inputs.recheck(exc)  # the full checks name the file that failed
+            raw = model.predict(inputs.x, batch_size=batch_size, verbose=0)
         return inputs, as_outputs(raw)
 
     def predict(self, path, *, last: bool = False, batch_size: int = 32):
