@@ -57,7 +57,7 @@ def encode_table(state: dict, path) -> tuple[np.ndarray, dict, dict]:
         ValueError: naming the file and the field: a feature column absent, a
             non-number in a numeric column (with its line).
     """
-    table = read_table_file(path)
+    table = read_rows(path) if str(path).endswith(ROWS_SUFFIX) else read_table_file(path)
     columns = [str(c) for c in table.frame.columns]
     absent = [c for c in state["features"] if c not in columns]
     if absent:
@@ -82,13 +82,36 @@ def encode_table(state: dict, path) -> tuple[np.ndarray, dict, dict]:
     return x, {"row": np.arange(len(x), dtype=np.int64)}, unseen
 
 
+#: the ending of a shard file that names rows of a Parquet table (:func:`write_table_shards`)
+ROWS_SUFFIX = ".rows.json"
+
+
 def write_table_shards(path, folder, size: int) -> list[dict]:
-    """A table's rows written as Parquet files of ``size`` rows under ``folder`` ->
-    ``[{"path", "offset"}]`` (``offset``: the shard's first 0-based data row)."""
+    """A table's rows cut into shards of ``size`` rows under ``folder`` ->
+    ``[{"path", "offset"}]`` (``offset``: the shard's first 0-based data row).
+
+    A Parquet table is not copied: each shard is a small JSON file naming the table and
+    its rows (``*.rows.json``, read by :func:`read_rows`: the row groups holding them),
+    so cutting a large table costs its metadata only. A CSV/TSV table is read and its
+    rows written as Parquet files.
+    """
+    import json
     from pathlib import Path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    source = Path(path).expanduser()
+    if source.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(source).metadata.num_rows
+        out = []
+        for i in range(0, rows, size):
+            shard = folder / f"shard-{i:09d}{ROWS_SUFFIX}"
+            spec = {"source": str(source.resolve()), "start": i, "stop": min(i + size, rows)}
+            shard.write_text(json.dumps(spec))
+            out.append({"path": str(shard), "offset": i})
+        return out
     frame = read_table_file(path).frame
     out = []
     for i in range(0, len(frame), size):
@@ -96,3 +119,39 @@ def write_table_shards(path, folder, size: int) -> list[dict]:
         frame.iloc[i : i + size].to_parquet(shard, index=False)
         out.append({"path": str(shard), "offset": i})
     return out
+
+
+def read_rows(path):
+    """The :class:`~dlpipe.tasks.tabular.read.Table` of the rows a ``*.rows.json`` shard
+    names (``{"source", "start", "stop"}``: data rows ``start`` to ``stop - 1`` of a
+    Parquet table): only the row groups holding them are read; errors name the table
+    and its rows.
+
+    Raises:
+        ValueError: as :func:`~dlpipe.tasks.tabular.read.read_table_file` for the table.
+    """
+    import json
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from dlpipe.tasks.tabular.header import check_header
+    from dlpipe.tasks.tabular.read import Table
+
+    spec = json.loads(Path(path).read_text())
+    source, start, stop = Path(spec["source"]), int(spec["start"]), int(spec["stop"])
+    try:
+        parquet = pq.ParquetFile(source)
+        groups, first, row = [], None, 0
+        for g in range(parquet.metadata.num_row_groups):
+            n = parquet.metadata.row_group(g).num_rows
+            if row < stop and row + n > start:
+                groups.append(g)
+                first = row if first is None else first
+            row += n
+        frame = parquet.read_row_groups(groups).to_pandas()
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
+        raise ValueError(f"{source}: not a readable Parquet file ({exc})") from None
+    frame = frame.iloc[start - first : stop - first].reset_index(drop=True)
+    check_header(source, "schema", [str(c) for c in frame.columns], csv_file=False)
+    return Table(source, frame, first_row=start)

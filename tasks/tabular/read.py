@@ -40,16 +40,19 @@ class Table:
         source: the file.
         frame: a pandas DataFrame (CSV/TSV: every cell a string).
         text: the decoded CSV/TSV text (``""`` for Parquet), to locate rows.
+        first_row: the file's 0-based data row of the frame's first row (a slice of a
+            Parquet file; 0 for a whole file).
     """
 
     source: Path
     frame: object
     text: str = ""
+    first_row: int = 0
 
     def where(self, row: int) -> str:
         """Where data row ``row`` (0-based) is: ``line N`` (CSV/TSV) or ``row N``."""
         if not self.text:
-            return f"row {row}"
+            return f"row {row + self.first_row}"
         from dlpipe.tasks.io.csv_lines import record_start_lines
 
         starts = record_start_lines(self.text, TABLE_SUFFIXES[self.source.suffix.lower()])

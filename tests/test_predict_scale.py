@@ -1,7 +1,8 @@
-"""Issue 15, images: ``dlpipe predict`` decodes each file once (the screening that needs
-no decoding, then the model's input pipeline), with the same model inputs, the same
-predictions and the same bad-file reasons as the full validation followed by the
-training input pipeline (a second decode)."""
+"""Issue 15, ``dlpipe predict`` at scale. Images: each file is decoded once (the
+screening that needs no decoding, then the model's input pipeline), with the same model
+inputs, the same predictions and the same bad-file reasons as the full validation
+followed by the training input pipeline (a second decode). Tables: a Parquet table is
+cut into shards that name its rows (no copy), encoded as the whole table."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
-from image_files import cut, encode, jpeg, pixels, write
 from PIL import Image
 
-pytestmark = pytest.mark.train
+from image_files import cut, encode, jpeg, pixels, write
 
 
 def rotated_jpeg(seed: int) -> bytes:
@@ -51,6 +51,7 @@ def good_and_bad_files(folder):
     write(folder / "b_gif.jpg", b"GIF89a" + b"\x00" * 20)
 
 
+@pytest.mark.train
 def test_screened_inputs_are_the_training_pipelines_inputs(tmp_path):
     from dlpipe.tasks.images.predict import image_inputs, list_images, screened_inputs
     from dlpipe.tasks.images.validate import check_images
@@ -70,6 +71,7 @@ def test_screened_inputs_are_the_training_pipelines_inputs(tmp_path):
     assert ours.shape == (5, 48, 48, 3) and np.array_equal(ours, theirs)  # bit for bit
 
 
+@pytest.mark.train
 def test_a_file_only_a_decode_catches_gets_the_validations_reason(tmp_path):
     import keras
 
@@ -94,3 +96,69 @@ def test_a_file_only_a_decode_catches_gets_the_validations_reason(tmp_path):
     expected = model.predict(image_inputs(check.ok, "small_convnet", info["inputs"], 4), verbose=0)
     got = ok[["prob_a", "prob_b", "prob_c"]].to_numpy()
     assert np.abs(got - expected).max() <= 1e-6
+
+
+def table_state(columns, categories):
+    from dlpipe.tasks.tabular.data import TabularDataSpec
+    from dlpipe.tasks.tabular.predict import predict_state
+
+    spec = TabularDataSpec(
+        path="t.parquet",
+        target="y",
+        features=tuple(columns),
+        categorical=tuple(categories),
+        missing="mean",
+    )
+    meta = {
+        "key": "t",
+        "task": "regression",
+        "target": "y",
+        "class_names": [],
+        "features": list(columns),
+        "input_columns": [c for c in columns if c not in categories]
+        + [f"{c}={v}" for c, vs in categories.items() for v in vs],
+        "mean": {c: 1.5 for c in columns if c not in categories},
+        "std": {c: 2.0 for c in columns if c not in categories},
+        "categories": categories,
+    }
+    return predict_state(spec, meta)
+
+
+def test_parquet_shards_name_rows_and_encode_as_the_whole_table(tmp_path):
+    """Shards of a Parquet table (row groups of 7 rows, shards of 8) are JSON files
+    naming rows; encoded with their offsets they give the whole table's encoding, and an
+    error names the table and the file's row."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dlpipe.tasks.tabular.predict import encode_table, write_table_shards
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=30).round(3),
+            "b": rng.integers(0, 9, 30).astype(float),
+            "c": rng.choice(["x", "y", "z"], 30),
+        }
+    )
+    frame.loc[4, "a"] = np.nan  # filled with the training mean
+    pq.write_table(pa.Table.from_pandas(frame), tmp_path / "t.parquet", row_group_size=7)
+    state = table_state(["a", "b", "c"], {"c": ["x", "y"]})  # "z": unseen
+    whole, ids, unseen = encode_table(state, tmp_path / "t.parquet")
+    shards = write_table_shards(tmp_path / "t.parquet", tmp_path / "shards", 8)
+    assert [s["offset"] for s in shards] == [0, 8, 16, 24]
+    assert all(s["path"].endswith(".rows.json") for s in shards)
+    parts = [encode_table(state, s["path"]) for s in shards]
+    assert np.array_equal(np.concatenate([x for x, _, _ in parts]), whole)
+    rows = np.concatenate([i["row"] + s["offset"] for (_, i, _), s in zip(parts, shards)])
+    assert rows.tolist() == ids["row"].tolist() == list(range(30))
+    assert sum(u.get("c", 0) for _, _, u in parts) == unseen["c"] == (frame["c"] == "z").sum()
+    # by hand: row 4's `a` is missing (0 after scaling), `b` (b - 1.5) / 2, `c` one-hot
+    expected = [0.0, (frame["b"][4] - 1.5) / 2, frame["c"][4] == "x", frame["c"][4] == "y"]
+    assert np.allclose(whole[4], np.asarray(expected, np.float64))
+    text = frame.astype({"b": str})
+    text.loc[13, "b"] = "seven"
+    pq.write_table(pa.Table.from_pandas(text), tmp_path / "t.parquet", row_group_size=7)
+    with pytest.raises(ValueError, match=r"t\.parquet: row 13: column `b`"):
+        encode_table(state, shards[1]["path"])
