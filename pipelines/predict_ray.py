@@ -123,8 +123,6 @@ class PredictActor:
             for column in ("row", "line"):
                 if column in frame:
                     frame[column] = frame[column] + int(offset)
-            if "reason" in frame:
-                frame["reason"] = frame["reason"].fillna("").astype(str)
             suffix = ".csv" if self.output.suffix.lower() == ".csv" else ".parquet"
             write_output(frame, self.output / f"part-{int(shard):06d}{suffix}")
             bad = int((frame["status"] == "bad").sum()) if "status" in frame else 0

@@ -125,9 +125,9 @@ def table_state(columns, categories):
 
 
 def test_parquet_shards_name_rows_and_encode_as_the_whole_table(tmp_path):
-    """Shards of a Parquet table (row groups of 7 rows, shards of 8) are JSON files
-    naming rows; encoded with their offsets they give the whole table's encoding, and an
-    error names the table and the file's row."""
+    """Shards of a Parquet table (row groups of 7 rows) are JSON files naming rows, along
+    the row groups; encoded with their offsets they give the whole table's encoding, and
+    an error names the table and the file's row."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -146,14 +146,16 @@ def test_parquet_shards_name_rows_and_encode_as_the_whole_table(tmp_path):
     pq.write_table(pa.Table.from_pandas(frame), tmp_path / "t.parquet", row_group_size=7)
     state = table_state(["a", "b", "c"], {"c": ["x", "y"]})  # "z": unseen
     whole, ids, unseen = encode_table(state, tmp_path / "t.parquet")
-    shards = write_table_shards(tmp_path / "t.parquet", tmp_path / "shards", 8)
-    assert [s["offset"] for s in shards] == [0, 8, 16, 24]
-    assert all(s["path"].endswith(".rows.json") for s in shards)
-    parts = [encode_table(state, s["path"]) for s in shards]
-    assert np.array_equal(np.concatenate([x for x, _, _ in parts]), whole)
-    rows = np.concatenate([i["row"] + s["offset"] for (_, i, _), s in zip(parts, shards)])
-    assert rows.tolist() == ids["row"].tolist() == list(range(30))
-    assert sum(u.get("c", 0) for _, _, u in parts) == unseen["c"] == (frame["c"] == "z").sum()
+    for size, offsets in ((8, [0, 7, 14, 21, 28]), (3, [0, 4, 7, 11, 14, 18, 21, 25, 28])):
+        # row groups of 7 rows (and 2): whole groups, or each group cut in two pieces
+        shards = write_table_shards(tmp_path / "t.parquet", tmp_path / f"s{size}", size)
+        assert [s["offset"] for s in shards] == offsets
+        assert all(s["path"].endswith(".rows.json") for s in shards)
+        parts = [encode_table(state, s["path"]) for s in shards]
+        assert np.array_equal(np.concatenate([x for x, _, _ in parts]), whole)
+        rows = np.concatenate([i["row"] + s["offset"] for (_, i, _), s in zip(parts, shards)])
+        assert rows.tolist() == ids["row"].tolist() == list(range(30))
+        assert sum(u.get("c", 0) for _, _, u in parts) == unseen["c"] == (frame["c"] == "z").sum()
     # by hand: row 4's `a` is missing (0 after scaling), `b` (b - 1.5) / 2, `c` one-hot
     expected = [0.0, (frame["b"][4] - 1.5) / 2, frame["c"][4] == "x", frame["c"][4] == "y"]
     assert np.allclose(whole[4], np.asarray(expected, np.float64))
@@ -161,4 +163,4 @@ def test_parquet_shards_name_rows_and_encode_as_the_whole_table(tmp_path):
     text.loc[13, "b"] = "seven"
     pq.write_table(pa.Table.from_pandas(text), tmp_path / "t.parquet", row_group_size=7)
     with pytest.raises(ValueError, match=r"t\.parquet: row 13: column `b`"):
-        encode_table(state, shards[1]["path"])
+        encode_table(state, shards[3]["path"])  # rows 11-13 of the file

@@ -43,6 +43,15 @@ class PredictInputs:
     recheck: object = None
 
 
+def constant(n: int, value: str):
+    """An output column of ``n`` times the string ``value``: a pandas Categorical (a
+    large output builds and writes it ~5x faster than ``n`` Python strings)."""
+    import numpy as np
+    import pandas as pd
+
+    return pd.Categorical.from_codes(np.zeros(n, np.int8), [value])
+
+
 class StudyKind:
     """What one kind of study does differently from the others (subclass per kind).
 

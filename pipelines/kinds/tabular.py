@@ -265,7 +265,9 @@ class TabularKind(StudyKind):
         import numpy as np
 
         values = np.asarray(raw, np.float64).reshape(-1)
-        return {"prediction": values, "target": [state["target"]] * len(values)}
+        from dlpipe.pipelines.kinds.base import constant
+
+        return {"prediction": values, "target": constant(len(values), state["target"])}
 
 
 class TabularClassificationKind(TabularKind):

@@ -91,9 +91,11 @@ def write_table_shards(path, folder, size: int) -> list[dict]:
     ``[{"path", "offset"}]`` (``offset``: the shard's first 0-based data row).
 
     A Parquet table is not copied: each shard is a small JSON file naming the table and
-    its rows (``*.rows.json``, read by :func:`read_rows`: the row groups holding them),
-    so cutting a large table costs its metadata only. A CSV/TSV table is read and its
-    rows written as Parquet files.
+    its rows (``*.rows.json``, read by :func:`read_rows`), so cutting a large table costs
+    its metadata only. Shards follow the table's row groups (a Parquet file is read a row
+    group at a time): consecutive groups are joined up to ``size`` rows, a larger group is
+    cut into pieces of about ``size`` rows. A CSV/TSV table is read and its rows written as
+    Parquet files.
     """
     import json
     from pathlib import Path
@@ -104,13 +106,14 @@ def write_table_shards(path, folder, size: int) -> list[dict]:
     if source.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
-        rows = pq.ParquetFile(source).metadata.num_rows
+        meta = pq.ParquetFile(source).metadata
+        group_rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
         out = []
-        for i in range(0, rows, size):
-            shard = folder / f"shard-{i:09d}{ROWS_SUFFIX}"
-            spec = {"source": str(source.resolve()), "start": i, "stop": min(i + size, rows)}
+        for start, stop in row_group_shards(group_rows, size):
+            shard = folder / f"shard-{start:09d}{ROWS_SUFFIX}"
+            spec = {"source": str(source.resolve()), "start": start, "stop": stop}
             shard.write_text(json.dumps(spec))
-            out.append({"path": str(shard), "offset": i})
+            out.append({"path": str(shard), "offset": start})
         return out
     frame = read_table_file(path).frame
     out = []
@@ -119,6 +122,41 @@ def write_table_shards(path, folder, size: int) -> list[dict]:
         frame.iloc[i : i + size].to_parquet(shard, index=False)
         out.append({"path": str(shard), "offset": i})
     return out
+
+
+def row_group_shards(group_rows: list[int], size: int) -> list[tuple[int, int]]:
+    """``[(start, stop)]`` row ranges covering a table whose row groups hold
+    ``group_rows`` rows: consecutive groups joined while the range stays within ``size``
+    rows, a group larger than ``size`` cut into ``round(rows / size)`` near-equal pieces
+    (each range within one group, or made of whole groups).
+
+    >>> row_group_shards([7, 7, 7, 7, 2], 15)
+    [(0, 14), (14, 28), (28, 30)]
+    >>> row_group_shards([1000, 500], 300)
+    [(0, 333), (333, 667), (667, 1000), (1000, 1250), (1250, 1500)]
+    """
+    out, start, row = [], 0, 0
+    for n in group_rows:
+        if n > size:
+            if row > start:
+                out.append((start, row))
+            pieces = max(1, round(n / size))
+            bounds = [row + (n * k + pieces // 2) // pieces for k in range(pieces + 1)]
+            out.extend(zip(bounds[:-1], bounds[1:]))
+            start = row = row + n
+            continue
+        if row + n - start > size:
+            out.append((start, row))
+            start = row
+        row += n
+    if row > start:
+        out.append((start, row))
+    return out
+
+
+#: the row groups :func:`read_rows` read last: ``(key, frame)`` (the pieces of one large
+#: row group are read once by the process that predicts them in turn)
+_LAST_READ: list = []
 
 
 def read_rows(path):
@@ -149,7 +187,13 @@ def read_rows(path):
                 groups.append(g)
                 first = row if first is None else first
             row += n
-        frame = parquet.read_row_groups(groups).to_pandas()
+        stat = source.stat()
+        key = (str(source), stat.st_mtime_ns, stat.st_size, tuple(groups))
+        if _LAST_READ and _LAST_READ[0] == key:
+            frame = _LAST_READ[1]
+        else:
+            frame = parquet.read_row_groups(groups).to_pandas()
+            _LAST_READ[:] = [key, frame]
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
         raise ValueError(f"{source}: not a readable Parquet file ({exc})") from None
     frame = frame.iloc[start - first : stop - first].reset_index(drop=True)
