@@ -28,8 +28,13 @@ rows are counted against the inputs. Targets: 1 worker >= 0.9x the loop, 2 worke
 (the 2-worker figure needs 2 free cores: other work on the machine shows; the loop's
 tf.data decoding also runs beside its model thread).
 
-    python benchmarks/bench_predict.py [--images 10000] [--rows 4000000] [--size 96]
+    python benchmarks/bench_predict.py [--images 20000] [--rows 8000000] [--size 96]
         [--only images|table]
+
+The defaults are the scale at which ``dlpipe predict`` uses Ray (above 20,000 inputs; a
+table of 8,000,000 rows, because a row costs the loop ~5 us against ~5 s of start per
+actor); the whole run takes ~10 min on 2 quiet cores (``--only`` runs one part; smaller
+``--images``/``--rows`` show how the actors' fixed start weighs on small inputs).
 """
 
 from __future__ import annotations
@@ -158,10 +163,11 @@ def dlpipe_ray(run_dir: Path, run_id: str, path: Path, out: Path, workers: int, 
 
     log = Path(os.environ[LOAD_LOG_ENV])  # set before Ray started: actors inherit it
     before = log.read_text().splitlines() if log.is_file() else []
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     predictor = Predictor(run_dir, Selection(run_id, (run_id,)))
     predict_with_ray(predictor, path, out, workers=workers, batch_size=bs)
     seconds = time.perf_counter() - started
+    print(f"  (driver CPU {time.process_time() - cpu:.1f} s of {seconds:.1f} s)")
     lines = log.read_text().splitlines()[len(before) :]
     actors = [line for line in lines if line.split()[0] != str(os.getpid())]
     rows = len(pd.read_parquet(out, columns=["status"]))
@@ -170,8 +176,13 @@ def dlpipe_ray(run_dir: Path, run_id: str, path: Path, out: Path, workers: int, 
 
 def measure(name, count, unit, loop, local_run, ray_run) -> None:
     """Print one input kind's throughputs and ratios."""
+    cpu = time.process_time()
     base = loop()
-    print(f"{name}: single-process model.predict loop {count / base:,.0f} {unit}/s ({base:.1f} s)")
+    cpu = time.process_time() - cpu
+    print(
+        f"{name}: single-process model.predict loop {count / base:,.0f} {unit}/s ({base:.1f} s, "
+        f"CPU {cpu:.1f} s: {cpu / base:.2f} cores with its tf.data threads)"
+    )
     seconds = local_run()
     print(
         f"{name}: dlpipe predict in-process (its path up to {RAY_MIN_INPUTS:,} inputs): "
@@ -188,9 +199,9 @@ def measure(name, count, unit, loop, local_run, ray_run) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--rows", type=int, default=4_000_000)
+    parser.add_argument("--rows", type=int, default=8_000_000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--only", choices=("images", "table"), default=None)
     args = parser.parse_args(argv)

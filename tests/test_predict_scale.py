@@ -164,3 +164,19 @@ def test_parquet_shards_name_rows_and_encode_as_the_whole_table(tmp_path):
     pq.write_table(pa.Table.from_pandas(text), tmp_path / "t.parquet", row_group_size=7)
     with pytest.raises(ValueError, match=r"t\.parquet: row 13: column `b`"):
         encode_table(state, shards[3]["path"])  # rows 11-13 of the file
+
+
+def test_text_documents_of_parquet_shards_are_the_tables_rows(tmp_path):
+    import pandas as pd
+
+    from dlpipe.tasks.tabular.predict import write_table_shards
+    from dlpipe.tasks.text.predict import read_documents
+
+    texts = [f"document number {i}" for i in range(20)]
+    pd.DataFrame({"text": texts, "n": range(20)}).to_parquet(tmp_path / "t.parquet")
+    state = {"data": {"text_column": "text"}}
+    shards = write_table_shards(tmp_path / "t.parquet", tmp_path / "s", 6)  # one group of 20
+    assert [s["offset"] for s in shards] == [0, 7, 13]  # round(20 / 6) = 3 pieces
+    read = [read_documents(state, s["path"]) for s in shards]
+    assert sum((t for t, _ in read), []) == texts
+    assert [ids["row"].tolist() for _, ids in read] == [list(range(n)) for n in (7, 6, 7)]

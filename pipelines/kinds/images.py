@@ -176,7 +176,9 @@ class ImagesKind(StudyKind):
     def predict_inputs(self, state, run, path, *, last=False, batch_size=32) -> PredictInputs:
         """The image files of a folder or a list, validated as the study validated its
         files (bad ones left out with their reason), as the run's inputs
-        (:mod:`dlpipe.tasks.images.predict`); id ``path``."""
+        (:mod:`dlpipe.tasks.images.predict`); id ``path``. An image-fed model's files
+        are decoded once (:func:`~dlpipe.tasks.images.predict.screened_inputs`); when
+        one fails to decode there, ``recheck`` runs the full validation for its reason."""
         from dlpipe.tasks.images.predict import list_images, screened_inputs
         from dlpipe.tasks.images.train import FEATURE_FAMILIES
 

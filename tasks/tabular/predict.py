@@ -16,7 +16,7 @@ from dataclasses import asdict
 import numpy as np
 
 from dlpipe.tasks.tabular.data import TabularDataSpec, one_hot_rows, read_columns, scale
-from dlpipe.tasks.tabular.read import read_table_file
+from dlpipe.tasks.tabular.read import ROWS_SUFFIX, read_table_file, read_table_or_rows
 
 
 def predict_state(spec: TabularDataSpec, meta: dict) -> dict:
@@ -57,7 +57,7 @@ def encode_table(state: dict, path) -> tuple[np.ndarray, dict, dict]:
         ValueError: naming the file and the field: a feature column absent, a
             non-number in a numeric column (with its line).
     """
-    table = read_rows(path) if str(path).endswith(ROWS_SUFFIX) else read_table_file(path)
+    table = read_table_or_rows(path)
     columns = [str(c) for c in table.frame.columns]
     absent = [c for c in state["features"] if c not in columns]
     if absent:
@@ -82,20 +82,16 @@ def encode_table(state: dict, path) -> tuple[np.ndarray, dict, dict]:
     return x, {"row": np.arange(len(x), dtype=np.int64)}, unseen
 
 
-#: the ending of a shard file that names rows of a Parquet table (:func:`write_table_shards`)
-ROWS_SUFFIX = ".rows.json"
-
-
 def write_table_shards(path, folder, size: int) -> list[dict]:
     """A table's rows cut into shards of ``size`` rows under ``folder`` ->
     ``[{"path", "offset"}]`` (``offset``: the shard's first 0-based data row).
 
     A Parquet table is not copied: each shard is a small JSON file naming the table and
-    its rows (``*.rows.json``, read by :func:`read_rows`), so cutting a large table costs
-    its metadata only. Shards follow the table's row groups (a Parquet file is read a row
-    group at a time): consecutive groups are joined up to ``size`` rows, a larger group is
-    cut into pieces of about ``size`` rows. A CSV/TSV table is read and its rows written as
-    Parquet files.
+    its rows (``*.rows.json``, read by :func:`~dlpipe.tasks.tabular.read.read_rows`), so
+    cutting a large table costs its metadata only. Shards follow the table's row groups
+    (a Parquet file is read a row group at a time): consecutive groups are joined up to
+    ``size`` rows, a larger group is cut into pieces of about ``size`` rows. A CSV/TSV
+    table is read and its rows written as Parquet files.
     """
     import json
     from pathlib import Path
@@ -152,50 +148,3 @@ def row_group_shards(group_rows: list[int], size: int) -> list[tuple[int, int]]:
     if row > start:
         out.append((start, row))
     return out
-
-
-#: the row groups :func:`read_rows` read last: ``(key, frame)`` (the pieces of one large
-#: row group are read once by the process that predicts them in turn)
-_LAST_READ: list = []
-
-
-def read_rows(path):
-    """The :class:`~dlpipe.tasks.tabular.read.Table` of the rows a ``*.rows.json`` shard
-    names (``{"source", "start", "stop"}``: data rows ``start`` to ``stop - 1`` of a
-    Parquet table): only the row groups holding them are read; errors name the table
-    and its rows.
-
-    Raises:
-        ValueError: as :func:`~dlpipe.tasks.tabular.read.read_table_file` for the table.
-    """
-    import json
-    from pathlib import Path
-
-    import pyarrow.parquet as pq
-
-    from dlpipe.tasks.tabular.header import check_header
-    from dlpipe.tasks.tabular.read import Table
-
-    spec = json.loads(Path(path).read_text())
-    source, start, stop = Path(spec["source"]), int(spec["start"]), int(spec["stop"])
-    try:
-        parquet = pq.ParquetFile(source)
-        groups, first, row = [], None, 0
-        for g in range(parquet.metadata.num_row_groups):
-            n = parquet.metadata.row_group(g).num_rows
-            if row < stop and row + n > start:
-                groups.append(g)
-                first = row if first is None else first
-            row += n
-        stat = source.stat()
-        key = (str(source), stat.st_mtime_ns, stat.st_size, tuple(groups))
-        if _LAST_READ and _LAST_READ[0] == key:
-            frame = _LAST_READ[1]
-        else:
-            frame = parquet.read_row_groups(groups).to_pandas()
-            _LAST_READ[:] = [key, frame]
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
-        raise ValueError(f"{source}: not a readable Parquet file ({exc})") from None
-    frame = frame.iloc[start - first : stop - first].reset_index(drop=True)
-    check_header(source, "schema", [str(c) for c in frame.columns], csv_file=False)
-    return Table(source, frame, first_row=start)
