@@ -5,9 +5,9 @@ progress bars.
 
 The input is cut into shards (the kind's ``shard_inputs`` inputs each) by the kind's rule
 (:meth:`~dlpipe.pipelines.kinds.base.StudyKind.predict_shards`): image files into
-list files, table rows into Parquet files (each shard keeps its first row's number, so
-the ``row`` ids are the input's). A kind whose inputs cannot be cut apart (a time
-series: windows overlap) runs in-process.
+list files, the rows of a Parquet table into files naming them (CSV rows into Parquet
+files; each shard keeps its first row's number, so the ``row`` ids are the input's). A
+kind whose inputs cannot be cut apart (a time series: windows overlap) runs in-process.
 
 What keeps the actors busy (``benchmarks/bench_predict.py``): each actor writes its
 shards' output files itself (``part-<shard>.parquet``), so no Ray Data write stage
