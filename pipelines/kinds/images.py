@@ -176,25 +176,55 @@ class ImagesKind(StudyKind):
     def predict_inputs(self, state, run, path, *, last=False, batch_size=32) -> PredictInputs:
         """The image files of a folder or a list, validated as the study validated its
         files (bad ones left out with their reason), as the run's inputs
-        (:mod:`dlpipe.tasks.images.predict`); id ``path``."""
-        from dlpipe.tasks.features.study import features_of
-        from dlpipe.tasks.images.predict import check_files, image_inputs, image_spec, list_images
+        (:mod:`dlpipe.tasks.images.predict`); id ``path``. An image-fed model's files
+        are decoded once (:func:`~dlpipe.tasks.images.predict.screened_inputs`); when
+        one fails to decode there, ``recheck`` runs the full validation for its reason."""
+        from dlpipe.tasks.images.predict import list_images, screened_inputs
         from dlpipe.tasks.images.train import FEATURE_FAMILIES
 
-        good, bad = check_files(state, list_images(path), run["inputs"])
-        if not good:
-            raise ValueError(
-                f"{path}: field `files`: no image passed the study's validation "
-                f"({len(bad)} bad; first: {bad[0]['path']}: {bad[0]['reason']})"
-            )
+        files = list_images(path)
         if run["family"] in FEATURE_FAMILIES:
-            spec = image_spec(run["inputs"])
-            x = features_of(good, spec, state["cache_root"], state["seed"])
-        else:
-            x = image_inputs(good, run["family"], run["inputs"], batch_size)
+            return checked_inputs(state, run, path, files, batch_size)
+        x, good, bad = screened_inputs(files, run["family"], run["inputs"], batch_size)
+        if not good:
+            return checked_inputs(state, run, path, files, batch_size)  # names the bad files
+
+        def recheck(exc):
+            import tensorflow as tf
+
+            if not isinstance(exc, tf.errors.OpError):
+                raise exc
+            return checked_inputs(state, run, path, files, batch_size)
+
         return PredictInputs(
-            x, {"path": good}, [{"path": b["path"], "reason": b["reason"]} for b in bad]
+            x,
+            {"path": good},
+            [{"path": b["path"], "reason": b["reason"]} for b in bad],
+            recheck=recheck,
         )
+
+
+def checked_inputs(state, run, path, files, batch_size) -> PredictInputs:
+    """The inputs of :meth:`ImagesKind.predict_inputs` with every file validated by the
+    study's validation first (a second decode of each good file)."""
+    from dlpipe.tasks.features.study import features_of
+    from dlpipe.tasks.images.predict import check_files, image_inputs, image_spec
+    from dlpipe.tasks.images.train import FEATURE_FAMILIES
+
+    good, bad = check_files(state, files, run["inputs"])
+    if not good:
+        raise ValueError(
+            f"{path}: field `files`: no image passed the study's validation "
+            f"({len(bad)} bad; first: {bad[0]['path']}: {bad[0]['reason']})"
+        )
+    if run["family"] in FEATURE_FAMILIES:
+        spec = image_spec(run["inputs"])
+        x = features_of(good, spec, state["cache_root"], state["seed"])
+    else:
+        x = image_inputs(good, run["family"], run["inputs"], batch_size)
+    return PredictInputs(
+        x, {"path": good}, [{"path": b["path"], "reason": b["reason"]} for b in bad]
+    )
 
 
 def uses_conv_base(cfg) -> bool:

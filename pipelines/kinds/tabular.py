@@ -78,7 +78,7 @@ class TabularKind(StudyKind):
     loss_label = "MSE (target units squared)"
     metric_plot = "val_mae.png"
     evaluations = ("holdout", "kfold", "iterated_kfold")
-    shard_inputs = 65536  # table rows: cheap per row, so large shards
+    shard_inputs = 262_144  # table rows: cheap per row, so large shards
 
     def for_metric(self, metric: str) -> StudyKind:
         """The classification view for runs scored by ``accuracy``, else this kind."""
@@ -265,7 +265,9 @@ class TabularKind(StudyKind):
         import numpy as np
 
         values = np.asarray(raw, np.float64).reshape(-1)
-        return {"prediction": values, "target": [state["target"]] * len(values)}
+        from dlpipe.pipelines.kinds.base import constant
+
+        return {"prediction": values, "target": constant(len(values), state["target"])}
 
 
 class TabularClassificationKind(TabularKind):

@@ -6,6 +6,12 @@ model), then fed as training fed it: through
 base's preprocessing); ``features_head`` models get conv-base features from
 :func:`dlpipe.tasks.features.study.features_of` (the study's feature cache).
 
+Image-fed models decode each file once (:func:`screened_inputs`): the checks that need
+no decoding run first (:func:`dlpipe.tasks.images.validate.screen_file`), and the
+model's input pipeline decodes, checks the decoded size and resizes; a file that fails
+there fails the pipeline, and the caller then runs the full validation on the screened
+files (:func:`check_files`), so a bad file's reason is always the validation's.
+
 No Ray; TensorFlow is loaded only when inputs are built.
 """
 
@@ -94,6 +100,62 @@ def image_inputs(paths: list[str], family: str, inputs: dict, batch_size: int = 
     return model_inputs(
         data, np.arange(len(paths)), family, image_spec(inputs), batch_size, False, 0
     )
+
+
+def screened_inputs(files: list[str], family: str, inputs: dict, batch_size: int = 32):
+    """``(x, good, bad)`` of an image-fed family (not ``features_head``), each file
+    decoded once: :func:`~dlpipe.tasks.images.validate.screen_file` on every file
+    (readable, complete, pixel limit: no decoding), then ``x``, a ``tf.data.Dataset`` of
+    the good files' model inputs built as :func:`image_inputs` builds them (the same
+    decode, resize and preprocessing ops, so the same values), whose decode step also
+    fails on an image that decodes empty.
+
+    Iterating ``x`` raises ``tensorflow.errors.OpError`` when a screened file does not
+    decode (or decodes empty, or does not resize): call :func:`check_files` on ``good``
+    for the reasons, as the validation gives them.
+
+    Returns:
+        ``x``; ``good``, the screened paths; ``bad``, ``{"path", "reason",
+        "size_bytes"}`` per file that failed the screening.
+    """
+    import tensorflow as tf
+
+    from dlpipe.tasks.images.decode import check_size, decode_image
+    from dlpipe.tasks.images.prepare import base_preprocessing
+    from dlpipe.tasks.images.preprocess import preprocessing_fn, preprocessing_id
+    from dlpipe.tasks.images.train import BASE_FAMILIES
+    from dlpipe.tasks.images.validate import screen_file
+
+    spec = image_spec(inputs)
+    good, bad, orientations = [], [], []
+    for path in files:
+        _, header, problem = screen_file(path, spec.max_pixels)
+        if problem is not None:
+            bad.append(problem)
+            continue
+        good.append(path)
+        orientations.append(header.orientation)
+    if not good:
+        return None, good, bad
+    size = check_size(tuple(spec.size))
+    pre = base_preprocessing(spec) if family in BASE_FAMILIES else 1 / 255
+
+    def decode(path, orientation):  # decode_resize, and the validation's empty check
+        image = decode_image(tf.io.read_file(path), orientation)
+        shape = tf.shape(image)
+        nonempty = tf.debugging.Assert(tf.reduce_min(shape[:2]) > 0, ["empty image", path])
+        with tf.control_dependencies([nonempty]):
+            image = tf.image.resize(image, size)
+        image.set_shape((size[0], size[1], 3))
+        return image
+
+    ds = tf.data.Dataset.from_tensor_slices((good, np.asarray(orientations, np.int32)))
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size)
+    if preprocessing_id(pre) != "none":
+        preprocess = preprocessing_fn(pre)
+        ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE), good, bad
 
 
 def write_list_shards(files: list[str], folder: Path, size: int) -> list[dict]:

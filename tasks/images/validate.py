@@ -73,22 +73,8 @@ def check_images(paths, *, size=None, max_pixels=DEFAULT_MAX_PIXELS) -> ImageChe
     out = ImageCheck([], [])
     for p in paths:
         path = os.fspath(p)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            out.bad.append(
-                {"path": path, "reason": f"unreadable: {exc.strerror or exc}", "size_bytes": -1}
-            )
-            continue
-        reason = image_bytes_problem(data)
-        header = image_header(data) if reason is None else None
-        if reason is None and max_pixels is not None and (header.pixels or 0) > max_pixels:
-            reason = (
-                f"header declares {header.width} x {header.height} = "
-                f"{header.pixels:,} pixels, above the limit of {max_pixels:,} "
-                "(images.max_pixels); not decoded"
-            )
+        data, header, bad = screen_file(path, max_pixels)
+        reason = None if bad is None else bad["reason"]
         if reason is None:
             try:
                 image = decode_image(data, header.orientation)
@@ -98,8 +84,10 @@ def check_images(paths, *, size=None, max_pixels=DEFAULT_MAX_PIXELS) -> ImageChe
                     tf.image.resize(image, check_size(size))
             except tf.errors.OpError as exc:
                 reason = f"decode error: {op_error_text(exc)}"
-        if reason is not None:
-            out.bad.append({"path": path, "reason": reason, "size_bytes": len(data)})
+            if reason is not None:
+                bad = {"path": path, "reason": reason, "size_bytes": len(data)}
+        if bad is not None:
+            out.bad.append(bad)
             continue
         out.ok.append(path)
         if header.orientation != 1:
@@ -108,6 +96,35 @@ def check_images(paths, *, size=None, max_pixels=DEFAULT_MAX_PIXELS) -> ImageChe
         if mismatch is not None:
             out.format_mismatch.append(mismatch)
     return out
+
+
+def screen_file(path: str, max_pixels=DEFAULT_MAX_PIXELS):
+    """The checks of :func:`check_images` that need no decoding: the file is readable,
+    non-empty and complete (:func:`~dlpipe.tasks.images.sniff.image_bytes_problem`),
+    and its header declares at most ``max_pixels`` pixels.
+
+    Returns:
+        ``(data, header, bad)``: the file's bytes (None when unreadable), its
+        :class:`~dlpipe.tasks.images.sniff.ImageHeader` (None when the bytes fail),
+        and None, or the bad-file dict of :func:`check_images` (the same reason text).
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        reason = f"unreadable: {exc.strerror or exc}"
+        return None, None, {"path": path, "reason": reason, "size_bytes": -1}
+    reason = image_bytes_problem(data)
+    header = image_header(data) if reason is None else None
+    if reason is None and max_pixels is not None and (header.pixels or 0) > max_pixels:
+        reason = (
+            f"header declares {header.width} x {header.height} = "
+            f"{header.pixels:,} pixels, above the limit of {max_pixels:,} "
+            "(images.max_pixels); not decoded"
+        )
+    if reason is not None:
+        return data, None, {"path": path, "reason": reason, "size_bytes": len(data)}
+    return data, header, None
 
 
 def validate_images(

@@ -16,7 +16,7 @@ from dataclasses import asdict
 import numpy as np
 
 from dlpipe.tasks.tabular.data import TabularDataSpec, one_hot_rows, read_columns, scale
-from dlpipe.tasks.tabular.read import read_table_file
+from dlpipe.tasks.tabular.read import ROWS_SUFFIX, read_table_file, read_table_or_rows
 
 
 def predict_state(spec: TabularDataSpec, meta: dict) -> dict:
@@ -57,7 +57,7 @@ def encode_table(state: dict, path) -> tuple[np.ndarray, dict, dict]:
         ValueError: naming the file and the field: a feature column absent, a
             non-number in a numeric column (with its line).
     """
-    table = read_table_file(path)
+    table = read_table_or_rows(path)
     columns = [str(c) for c in table.frame.columns]
     absent = [c for c in state["features"] if c not in columns]
     if absent:
@@ -83,16 +83,68 @@ def encode_table(state: dict, path) -> tuple[np.ndarray, dict, dict]:
 
 
 def write_table_shards(path, folder, size: int) -> list[dict]:
-    """A table's rows written as Parquet files of ``size`` rows under ``folder`` ->
-    ``[{"path", "offset"}]`` (``offset``: the shard's first 0-based data row)."""
+    """A table's rows cut into shards of ``size`` rows under ``folder`` ->
+    ``[{"path", "offset"}]`` (``offset``: the shard's first 0-based data row).
+
+    A Parquet table is not copied: each shard is a small JSON file naming the table and
+    its rows (``*.rows.json``, read by :func:`~dlpipe.tasks.tabular.read.read_rows`), so
+    cutting a large table costs its metadata only. Shards follow the table's row groups
+    (a Parquet file is read a row group at a time): consecutive groups are joined up to
+    ``size`` rows, a larger group is cut into pieces of about ``size`` rows. A CSV/TSV
+    table is read and its rows written as Parquet files.
+    """
+    import json
     from pathlib import Path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    source = Path(path).expanduser()
+    if source.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(source).metadata
+        group_rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        out = []
+        for start, stop in row_group_shards(group_rows, size):
+            shard = folder / f"shard-{start:09d}{ROWS_SUFFIX}"
+            spec = {"source": str(source.resolve()), "start": start, "stop": stop}
+            shard.write_text(json.dumps(spec))
+            out.append({"path": str(shard), "offset": start})
+        return out
     frame = read_table_file(path).frame
     out = []
     for i in range(0, len(frame), size):
         shard = folder / f"shard-{i:09d}.parquet"
         frame.iloc[i : i + size].to_parquet(shard, index=False)
         out.append({"path": str(shard), "offset": i})
+    return out
+
+
+def row_group_shards(group_rows: list[int], size: int) -> list[tuple[int, int]]:
+    """``[(start, stop)]`` row ranges covering a table whose row groups hold
+    ``group_rows`` rows: consecutive groups joined while the range stays within ``size``
+    rows, a group larger than ``size`` cut into ``round(rows / size)`` near-equal pieces
+    (each range within one group, or made of whole groups).
+
+    >>> row_group_shards([7, 7, 7, 7, 2], 15)
+    [(0, 14), (14, 28), (28, 30)]
+    >>> row_group_shards([1000, 500], 300)
+    [(0, 333), (333, 667), (667, 1000), (1000, 1250), (1250, 1500)]
+    """
+    out, start, row = [], 0, 0
+    for n in group_rows:
+        if n > size:
+            if row > start:
+                out.append((start, row))
+            pieces = max(1, round(n / size))
+            bounds = [row + (n * k + pieces // 2) // pieces for k in range(pieces + 1)]
+            out.extend(zip(bounds[:-1], bounds[1:]))
+            start = row = row + n
+            continue
+        if row + n - start > size:
+            out.append((start, row))
+            start = row
+        row += n
+    if row > start:
+        out.append((start, row))
     return out

@@ -40,16 +40,19 @@ class Table:
         source: the file.
         frame: a pandas DataFrame (CSV/TSV: every cell a string).
         text: the decoded CSV/TSV text (``""`` for Parquet), to locate rows.
+        first_row: the file's 0-based data row of the frame's first row (a slice of a
+            Parquet file; 0 for a whole file).
     """
 
     source: Path
     frame: object
     text: str = ""
+    first_row: int = 0
 
     def where(self, row: int) -> str:
         """Where data row ``row`` (0-based) is: ``line N`` (CSV/TSV) or ``row N``."""
         if not self.text:
-            return f"row {row}"
+            return f"row {row + self.first_row}"
         from dlpipe.tasks.io.csv_lines import record_start_lines
 
         starts = record_start_lines(self.text, TABLE_SUFFIXES[self.source.suffix.lower()])
@@ -86,6 +89,59 @@ def read_table_file(path: str | Path) -> Table:
     if not len(table.frame):
         raise ValueError(f"{source}: no data row (only a header)")
     return table
+
+
+#: the ending of a shard file that names rows of a Parquet table
+#: (:func:`dlpipe.tasks.tabular.predict.write_table_shards`)
+ROWS_SUFFIX = ".rows.json"
+
+
+def read_table_or_rows(path) -> Table:
+    """:func:`read_rows` for a ``*.rows.json`` shard, else :func:`read_table_file`."""
+    return read_rows(path) if str(path).endswith(ROWS_SUFFIX) else read_table_file(path)
+
+
+#: the row groups :func:`read_rows` read last: ``(key, frame)`` (the pieces of one large
+#: row group are read once by the process that predicts them in turn)
+_LAST_READ: list = []
+
+
+def read_rows(path):
+    """The :class:`Table` of the rows a ``*.rows.json`` shard
+    names (``{"source", "start", "stop"}``: data rows ``start`` to ``stop - 1`` of a
+    Parquet table): only the row groups holding them are read; errors name the table
+    and its rows.
+
+    Raises:
+        ValueError: as :func:`read_table_file` for the table.
+    """
+    import json
+
+    import pyarrow.parquet as pq
+
+    spec = json.loads(Path(path).read_text())
+    source, start, stop = Path(spec["source"]), int(spec["start"]), int(spec["stop"])
+    try:
+        parquet = pq.ParquetFile(source)
+        groups, first, row = [], None, 0
+        for g in range(parquet.metadata.num_row_groups):
+            n = parquet.metadata.row_group(g).num_rows
+            if row < stop and row + n > start:
+                groups.append(g)
+                first = row if first is None else first
+            row += n
+        stat = source.stat()
+        key = (str(source), stat.st_mtime_ns, stat.st_size, tuple(groups))
+        if _LAST_READ and _LAST_READ[0] == key:
+            frame = _LAST_READ[1]
+        else:
+            frame = parquet.read_row_groups(groups).to_pandas()
+            _LAST_READ[:] = [key, frame]
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
+        raise ValueError(f"{source}: not a readable Parquet file ({exc})") from None
+    frame = frame.iloc[start - first : stop - first].reset_index(drop=True)
+    check_header(source, "schema", [str(c) for c in frame.columns], csv_file=False)
+    return Table(source, frame, first_row=start)
 
 
 def read_header(path: str | Path) -> list[str]:

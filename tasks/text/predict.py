@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe.tasks.tabular.read import ROWS_SUFFIX
 from dlpipe.tasks.text.data import decode_bytes, read_text_file
 from dlpipe.tasks.text.prepare import TextSpec, encode_shard, multi_hot_rows, sequences
 from dlpipe.tasks.text.tokenize import Vocabulary
@@ -57,10 +58,10 @@ def read_documents(state: dict, path: str | Path) -> tuple[list[str], dict]:
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
         texts = [read_text_file(p)[0] for p in files]
         ids = {"path": [str(p) for p in files]}
-    elif path.suffix.lower() in TABLE_SUFFIXES:
-        from dlpipe.tasks.tabular.read import read_table_file
+    elif path.suffix.lower() in TABLE_SUFFIXES or path.name.endswith(ROWS_SUFFIX):
+        from dlpipe.tasks.tabular.read import read_table_or_rows
 
-        frame = read_table_file(path).frame
+        frame = read_table_or_rows(path).frame  # a table, or a shard naming its rows
         column = state["data"]["text_column"]
         if column not in frame.columns:
             raise ValueError(
