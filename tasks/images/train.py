@@ -241,6 +241,8 @@ def train_image_model(
         ValueError: bad hyperparameter or size; ``features_head`` without features.
         WeightsUnavailableError: ``imagenet`` weights could not be downloaded.
     """
+    if family in FEATURE_FAMILIES and training.joint_heads:
+        return _joint_alone(locals())
     started = time.perf_counter()
     devices = setup_tensorflow(num_cpus, num_gpus)
     import keras
@@ -298,6 +300,25 @@ def train_image_model(
         **extra,
     }
     return RunResult(run, recorder.rows, predictions, recorder.tensorboard)
+
+
+def _joint_alone(args: dict) -> RunResult:
+    """A ``features_head`` run with ``training.joint_heads`` trained on its own: through
+    the joint trainer (:func:`dlpipe.tasks.images.heads.train_image_heads`, one head),
+    so its results do not depend on which heads share its task."""
+    from dlpipe.tasks.images.heads import train_image_heads
+
+    own = ("family", "hp", "inputs", "training", "seed", "run_id", "model_path", "epoch_hook")
+    (result,) = train_image_heads(
+        data=args["data"],
+        meta=args["meta"],
+        runs=[{k: args[k] for k in own}],
+        num_cpus=args["num_cpus"],
+        num_gpus=args["num_gpus"],
+        evaluate_test=args["evaluate_test"],
+        raise_errors=True,
+    )
+    return result
 
 
 def training_policy(family: str, images: ImageSpec) -> str:
