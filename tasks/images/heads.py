@@ -63,7 +63,7 @@ def train_image_heads(
         ValueError: runs that do not share their training settings and inputs, or a
             family other than ``features_head``.
     """
-    from dlpipe.tasks.images.train import (
+    from dlpipe.tasks.images.inputs import (
         FEATURE_FAMILIES,
         data_hparams,
         input_shape,
@@ -170,7 +170,7 @@ def train_image_heads(
 def joint_eligible(run: dict) -> bool:
     """Whether a run of a grouped task trains jointly: a ``features_head`` whose
     training settings ask for it (``training.joint_heads``)."""
-    from dlpipe.tasks.images.train import FEATURE_FAMILIES
+    from dlpipe.tasks.images.inputs import FEATURE_FAMILIES
 
     training = run.get("training")
     return run.get("family") in FEATURE_FAMILIES and bool(getattr(training, "joint_heads", False))
