@@ -241,3 +241,53 @@ def test_joint_heads_is_in_the_run_key_only_when_on():
     assert base != run_key("d", "features_head", {}, None, TrainingSpec(joint_heads=True), 0)
     with pytest.raises(ValueError, match="joint_heads"):
         TrainingSpec(joint_heads="yes")
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_study_trains_its_heads_jointly_through_ray(tmp_path):
+    """``dlpipe run`` with ``training.joint_heads``: the heads of one task train in one
+    joint step (their ``inputs`` say so), each with its row, kept model and history."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    from dlpipe.tasks.reports import tables as reports
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_image_study import flat_folder
+
+    flat_folder(tmp_path / "flat", per_class=6, bad=False)
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        textwrap.dedent("""
+        study: heads
+        pipeline: images
+        output_dir: out
+        data: {path: flat, counts: {train: 3, validation: 2, test: 1}}
+        images: {size: [32, 32], weights: none, preprocessing: base, validation_shards: 1}
+        training: {epochs: 2, batch_size: 2, joint_heads: true}
+        models:
+          - {family: features_head, hp: {units: 8}}
+          - {family: features_head, hp: {units: 4, dropout: 0.2}}
+          - {family: features_head, hp: {units: 8}, seed: 5}
+        """)
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cmd = [str(Path(sys.executable).parent / "dlpipe"), "run", str(study), "--num-cpus", "1"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "3 runs share 1 training task(s)" in proc.stdout
+    run_dir = tmp_path / "out" / "heads"
+    table = reports.read_table(run_dir, "runs")
+    table = table[table["family"] == "features_head"]
+    assert (table["status"] == "ok").all() and len(table) == 3
+    for inputs in table["inputs"]:
+        assert json.loads(inputs)["joint_heads"] == {"heads": 3, "shuffle_seed": 0}
+    history = reports.read_table(run_dir, "history")
+    for run_id in table["run_id"]:
+        assert (run_dir / "models" / f"{run_id}.keras").is_file()
+        assert list(history[history["run_id"] == run_id]["epoch"]) == [1, 2]

@@ -72,7 +72,7 @@ def train_image_heads(
     )
     from dlpipe.tasks.training.classifier import score_classifier_splits, split_index
     from dlpipe.tasks.training.fit import error_text, run_row
-    from dlpipe.tasks.training.multihead import JOINT_SHUFFLE_SEED, fit_heads
+    from dlpipe.tasks.training.multihead import JOINT_SHUFFLE_SEED, fit_heads, predict_heads
     from dlpipe.tasks.training.records import spec_dict
     from dlpipe.tasks.training.tf_setup import setup_tensorflow
 
@@ -127,20 +127,31 @@ def train_image_heads(
         epoch_hooks=[runs[i].get("epoch_hook") for i, *_ in built],
         shuffle_seed=JOINT_SHUFFLE_SEED,
     )
-    share = (time.perf_counter() - t0) / max(1, len(built))
-    for (i, model, hp, build_s), recorder in zip(built, recorders):
+    scored = [s for s in ("validation", "test") if len(split[s])]
+    if not evaluate_test:
+        scored = [s for s in scored if s != "test"]
+    models = [m for _, m, _, _ in built]
+    probs = {
+        s: predict_heads(
+            models, model_inputs(data, split[s], "features_head", inputs, bs, False, 0)
+        )
+        for s in scored
+    }
+    share = (time.perf_counter() - t0) / max(1, len(built))  # fit and predict, shared
+    for j, ((i, model, hp, build_s), recorder) in enumerate(zip(built, recorders)):
         run = runs[i]
         started = time.perf_counter() - build_s - share
         if run.get("model_path"):
             model.save(run["model_path"])
         scores, predictions = score_classifier_splits(
-            model,
-            lambda name: model_inputs(data, split[name], "features_head", inputs, bs, False, 0),
+            None,
+            None,
             split,
             data,
             run["run_id"],
             hp["num_classes"],
             evaluate_test=evaluate_test,
+            probabilities={s: probs[s][j] for s in scored},
         )
         row = run_row(
             run_id=run["run_id"],

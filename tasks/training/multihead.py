@@ -42,7 +42,14 @@ import numpy as np
 from dlpipe.tasks.training.fit import TrainingSpec, callbacks, read_folder, tensorboard_folder
 from dlpipe.tasks.training.fit import epoch_recorder as make_recorder
 
-__all__ = ["JOINT_SHUFFLE_SEED", "epoch_order", "fit_heads", "joint_loss", "uses_fused_rmsprop"]
+__all__ = [
+    "JOINT_SHUFFLE_SEED",
+    "epoch_order",
+    "fit_heads",
+    "joint_loss",
+    "predict_heads",
+    "uses_fused_rmsprop",
+]
 
 #: the seed of the batch order of jointly trained heads (each head's own seed still sets
 #: its initial weights and dropout masks)
@@ -310,3 +317,29 @@ def fit_heads(
             recorder.tensorboard = read_folder(recorder.log_dir) if recorder.log_dir else {}
             recorder.restore_best(model)
     return recorders
+
+
+def predict_heads(models: list, x: np.ndarray, batch_size: int = 1024) -> list[np.ndarray]:
+    """Every model's outputs on ``x`` (inference mode), computed together: one compiled
+    call per ``batch_size`` rows for all models (in place of one ``predict`` each, which
+    traces a function per model).
+
+    Args:
+        models: Keras models taking ``x``'s samples.
+        x: float32 inputs ``(n, *input_shape)``.
+        batch_size: rows per call.
+
+    Returns:
+        One float32 array ``(n, outputs)`` per model, in order.
+    """
+    import tensorflow as tf
+
+    @tf.function
+    def forward(xb):
+        return [m(xb, training=False) for m in models]
+
+    x = np.asarray(x, np.float32)
+    parts = [forward(tf.constant(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    if not parts:
+        return [np.zeros((0, int(m.output_shape[-1])), np.float32) for m in models]
+    return [np.concatenate([p[j].numpy() for p in parts]) for j in range(len(models))]
