@@ -12,7 +12,10 @@ side by side in one run.
    where a head step's time goes at the book's batch 20 (input path, shuffling,
    callbacks, steps_per_execution, XLA, against one fixed batch and the matmul), and
    the 20 heads x the epochs at batch 20 trained as one grouped training task trains
-   them (the same updates as the book's): target >= 300x, cache build included.
+   them (the same updates as the book's), one after another and then jointly
+   (`training.joint_heads`: one compiled step for all heads): target >= 300x, cache
+   build included; and the fused RMSprop update alone over the 20 heads' parameters
+   (the memory-bound floor of a joint step).
 2. Ingest: images/s of `image_dataset` vs `keras.utils.image_dataset_from_directory`
    on the same JPEG files (scikit-learn's digits, upscaled), same output size and batch.
    Target >= 1x.
