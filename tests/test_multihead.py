@@ -291,3 +291,29 @@ def test_a_study_trains_its_heads_jointly_through_ray(tmp_path):
     for run_id in table["run_id"]:
         assert (run_dir / "models" / f"{run_id}.keras").is_file()
         assert list(history[history["run_id"] == run_id]["epoch"]) == [1, 2]
+
+
+def test_an_optimizer_other_than_plain_rmsprop_applies_itself():
+    """Adam (and RMSprop with momentum) are not the fused kernel's: each applies its own
+    update inside the joint step, as in ``fit`` on the same batches."""
+    import keras
+
+    from dlpipe.tasks.training.multihead import epoch_order, fit_heads, uses_fused_rmsprop
+
+    x, y = features()
+
+    def adam_head():
+        model = head(seed=7, dropout=0.0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=model.loss)
+        return model
+
+    joint, ref = adam_head(), adam_head()
+    assert not uses_fused_rmsprop(joint.optimizer)
+    assert not uses_fused_rmsprop(keras.optimizers.RMSprop(momentum=0.9))
+    fit_heads([joint, head(seed=8)], x, y, None, training=plain(epochs=2), run_ids=["j", "r"])
+    for epoch in range(2):
+        order = epoch_order(0, epoch, len(x))
+        ref.fit(x[order], y[order], batch_size=5, epochs=1, shuffle=False, verbose=0)
+    assert int(joint.optimizer.iterations.numpy()) == 16
+    for a, b in zip(joint.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
