@@ -238,7 +238,7 @@ def launch_group(kind, res, group: list[TrainingJob], paths: list, board) -> lis
         task = tf_task(train_model_task, **options)
         return [task.remote(kind.train, board=board, **runs[0], **shared)]
     task = tf_task(train_models_task, num_returns=len(group), **options)
-    return list(task.remote(kind.train, runs, board=board, **shared))
+    return list(task.remote(kind.train, runs, board=board, joint=kind.train_jointly, **shared))
 
 
 def job_result(cfg, ref, job: TrainingJob) -> RunResult:

@@ -210,7 +210,7 @@ def train_model_warm_task(train, board=None, keep_model=False, **kwargs):
 
 
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
-def train_models_task(train, runs, board=None, **shared):
+def train_models_task(train, runs, board=None, joint=None, **shared):
     """Ray task: several training runs, one after another, in one fresh worker
     (:func:`dlpipe.tasks.training.grouped.train_group`; issue 17: heads on the same
     cached features). Call it with ``.options(num_returns=len(runs))`` (2 or more): each
@@ -221,6 +221,8 @@ def train_models_task(train, runs, board=None, **shared):
         train: the study kind's training function.
         runs: each run's own keyword arguments (with ``keep_model``).
         board: the progress :class:`~dlpipe.tasks.training.progress.EpochBoard`, or None.
+        joint: the kind's joint trainer (images: heads with ``training.joint_heads``
+            train in one compiled step), or None.
         shared: keyword arguments of every run (``data``, ``meta``, resources): top-level
             arguments, so Ray fetches their object references once for the group.
     """
@@ -234,7 +236,7 @@ def train_models_task(train, runs, board=None, **shared):
         def hook_of(run_id):
             return epoch_reporter(board, run_id)
 
-    return tuple(train_group(train, shared, runs, hook_of))
+    return tuple(train_group(train, shared, runs, hook_of, joint))
 
 
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)

@@ -113,7 +113,7 @@ def test_float32_keys_and_reports_are_those_stored_before_the_setting():
         "training": {k: v for k, v in asdict(training).items() if k != "tensorboard"},
         "seed": 1,
     }
-    for name, default in (("batch_size", 32), ("steps_per_execution", 1)):
+    for name, default in (("batch_size", 32), ("steps_per_execution", 1), ("joint_heads", False)):
         if payload["training"].get(name) == default:
             del payload["training"][name]
     import hashlib

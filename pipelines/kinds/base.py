@@ -107,6 +107,13 @@ class StudyKind:
         raise NotImplementedError
 
     @property
+    def train_jointly(self) -> Callable[..., list] | None:
+        """The joint trainer of a grouped task's runs, ``joint(shared, runs, hook_of)``
+        (:func:`dlpipe.tasks.training.grouped.train_group`), or None (the default:
+        grouped runs train one after another)."""
+        return None
+
+    @property
     def evaluate(self) -> Callable[..., dict]:
         """The saved-model evaluator: ``evaluate(*, data, meta, model_path, inputs, run_id,
         split, max_batches, batch_size, family, num_cpus, num_gpus)`` ->

@@ -79,6 +79,14 @@ class ImagesKind(StudyKind):
 
         return train_image_model
 
+    @property
+    def train_jointly(self):
+        """Heads on cached features with ``training.joint_heads`` train in one compiled
+        step (:func:`dlpipe.tasks.images.heads.train_heads_jointly`)."""
+        from dlpipe.tasks.images.heads import train_heads_jointly
+
+        return train_heads_jointly
+
     def sample_length(self, inputs) -> int:
         """Pixels of an image (height x width of ``size``)."""
         height, width = inputs.size

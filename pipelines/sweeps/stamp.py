@@ -43,6 +43,8 @@ def settings(cfg: StudyCommon, *, legacy: bool = False) -> dict:
     del keep["training"]["tensorboard"]  # event files only: sweeps stored before match
     del keep["resources"]["group_heads"]  # how runs share tasks: no result changes
     del keep["resources"]["reuse_workers"]  # where runs train, not what
+    if not cfg.training.joint_heads:  # the default: sweeps stored before the field match
+        del keep["training"]["joint_heads"]
     if not cfg.sweep.max_failures:  # the default: sweeps stored before the field match
         del keep["sweep"]["max_failures"]
     del keep["sweep"]["reuse_workers"]  # where runs train, not what: may change

@@ -10,5 +10,7 @@
 * :mod:`~dlpipe.tasks.images.dataset`: ``tf.data`` pipelines of image batches.
 * :mod:`~dlpipe.tasks.images.demo`: demo folders from images shipped in packages.
 * :mod:`~dlpipe.tasks.images.prepare`, :mod:`~dlpipe.tasks.images.train`: the study's
-  prepare and train steps.
+  prepare and train steps; :mod:`~dlpipe.tasks.images.inputs`: what each family is fed.
+* :mod:`~dlpipe.tasks.images.heads`: heads on cached features trained jointly
+  (``training.joint_heads``, issue 17).
 """

@@ -34,9 +34,15 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from dlpipe.tasks.images.prepare import ImageSpec, base_preprocessing, describe_weights
+from dlpipe.tasks.images.inputs import (
+    FEATURE_FAMILIES,
+    data_hparams,
+    input_shape,
+    model_inputs,
+    weights_used,
+)
+from dlpipe.tasks.images.prepare import ImageSpec
 from dlpipe.tasks.training.classifier import (
-    head_classes,
     score_classifier_splits,
     score_saved_classifier,
     split_index,
@@ -44,9 +50,6 @@ from dlpipe.tasks.training.classifier import (
 from dlpipe.tasks.training.fit import TrainingSpec, fit_model, run_row
 from dlpipe.tasks.training.records import RunResult, spec_dict
 from dlpipe.tasks.training.tf_setup import setup_tensorflow
-
-FEATURE_FAMILIES = ("features_head",)
-BASE_FAMILIES = ("features_head", "frozen_base")
 
 __all__ = [
     "train_image_model",
@@ -57,68 +60,6 @@ __all__ = [
     "head_steps_per_execution",
     "fit_steps_per_execution",
 ]
-
-
-def data_hparams(family: str, hp: dict, meta: dict, images: ImageSpec) -> dict:
-    """``hp`` with what the data and the ``images`` section fix: ``num_classes``, and
-    for ``frozen_base`` the conv base and its weights."""
-    fixed = {"num_classes": head_classes(meta["num_classes"])}
-    if family == "frozen_base":
-        fixed.update(base=images.conv_base.lower(), weights=images.weights)
-    return {**hp, **fixed}
-
-
-def input_shape(family: str, meta: dict, images: ImageSpec) -> tuple[int, ...]:
-    """One sample's shape: the cached feature shape, or ``(height, width, 3)``.
-
-    Raises:
-        ValueError: ``features_head`` without features in the prepared data.
-    """
-    if family in FEATURE_FAMILIES:
-        if not meta.get("feature_shape"):
-            raise ValueError(
-                "family `features_head` needs the feature stage: the prepared "
-                "data holds no conv-base features"
-            )
-        return tuple(int(d) for d in meta["feature_shape"])
-    return (*images.size, 3)
-
-
-def model_inputs(
-    data: dict,
-    index: np.ndarray,
-    family: str,
-    images: ImageSpec,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-):
-    """Keras inputs of rows ``index``: float32 features ``(len, *feature_shape)`` for
-    ``features_head`` (batched by ``fit``/``predict``), else a ``tf.data.Dataset`` of
-    ``(images float32 (b, h, w, 3), labels int32 (b,))``."""
-    if family in FEATURE_FAMILIES:
-        return np.asarray(data["features"])[index]
-    from dlpipe.tasks.images.dataset import image_dataset
-
-    pre = base_preprocessing(images) if family in BASE_FAMILIES else 1 / 255
-    return image_dataset(
-        np.asarray(data["paths"])[index].tolist(),
-        np.asarray(data["labels"])[index],
-        size=tuple(images.size),
-        batch_size=batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        preprocessing=pre,
-    )
-
-
-def weights_used(family: str, meta: dict, images: ImageSpec) -> str:
-    """The "weights used" of a run, for the ``inputs`` report column."""
-    if family in FEATURE_FAMILIES:
-        return meta.get("weights_used") or describe_weights(images)
-    if family == "frozen_base":
-        return describe_weights(images)
-    return "none (trained from scratch)"
 
 
 def _fit(model, data, split, family, images, training, seed, run_id, epoch_hook):
@@ -241,6 +182,8 @@ def train_image_model(
         ValueError: bad hyperparameter or size; ``features_head`` without features.
         WeightsUnavailableError: ``imagenet`` weights could not be downloaded.
     """
+    if family in FEATURE_FAMILIES and training.joint_heads:
+        return _joint_alone(locals())
     started = time.perf_counter()
     devices = setup_tensorflow(num_cpus, num_gpus)
     import keras
@@ -298,6 +241,25 @@ def train_image_model(
         **extra,
     }
     return RunResult(run, recorder.rows, predictions, recorder.tensorboard)
+
+
+def _joint_alone(args: dict) -> RunResult:
+    """A ``features_head`` run with ``training.joint_heads`` trained on its own: through
+    the joint trainer (:func:`dlpipe.tasks.images.heads.train_image_heads`, one head),
+    so its results do not depend on which heads share its task."""
+    from dlpipe.tasks.images.heads import train_image_heads
+
+    own = ("family", "hp", "inputs", "training", "seed", "run_id", "model_path", "epoch_hook")
+    (result,) = train_image_heads(
+        data=args["data"],
+        meta=args["meta"],
+        runs=[{k: args[k] for k in own}],
+        num_cpus=args["num_cpus"],
+        num_gpus=args["num_gpus"],
+        evaluate_test=args["evaluate_test"],
+        raise_errors=True,
+    )
+    return result
 
 
 def training_policy(family: str, images: ImageSpec) -> str:

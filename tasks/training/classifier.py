@@ -35,9 +35,18 @@ def score_classifier_split(
     """``(crossentropy, accuracy, prediction rows)`` of ``model`` on one split, computed
     from the predicted probabilities (:mod:`dlpipe.ensembles.metrics`, the same formulas
     the ensemble stage scores with)."""
+    prob = model.predict(batches, verbose=0)
+    return score_probabilities(prob, index, data, split, run_id, width)
+
+
+def score_probabilities(
+    prob, index: np.ndarray, data: dict, split: str, run_id: str, width: int
+) -> tuple[float, float, list[dict]]:
+    """:func:`score_classifier_split` from the predicted probabilities ``prob``
+    (``(len(index), width)``) of rows ``index``."""
     from dlpipe.ensembles.metrics import accuracy, log_loss
 
-    prob = np.asarray(model.predict(batches, verbose=0), np.float64)
+    prob = np.asarray(prob, np.float64)
     labels = np.asarray(data["labels"])[index]
     if width == 1:
         prob = prob.reshape(-1)
@@ -128,12 +137,23 @@ def score_saved_classifier(
 
 
 def score_classifier_splits(
-    model, inputs_of, indices: dict, data: dict, run_id: str, width: int, *, evaluate_test=True
+    model,
+    inputs_of,
+    indices: dict,
+    data: dict,
+    run_id: str,
+    width: int,
+    *,
+    evaluate_test=True,
+    probabilities: dict | None = None,
 ) -> tuple[dict, list[dict]]:
     """Score a trained classifier on validation and (``evaluate_test``) test.
 
     Args:
         inputs_of: ``inputs_of(split) -> Keras input`` of that split's rows.
+        probabilities: ``{split: predicted probabilities}`` already computed (jointly
+            trained heads: :func:`dlpipe.tasks.training.multihead.predict_heads`), used
+            in place of ``model.predict`` (``model`` and ``inputs_of`` may be None).
         indices: ``{split: row indices}`` of the prepared arrays.
         width: 1 for a sigmoid head, else the number of classes.
 
@@ -149,9 +169,14 @@ def score_classifier_splits(
             continue
         if not len(indices[name]):  # a K-fold final model has no validation rows
             continue
-        loss, accuracy, rows = score_classifier_split(
-            model, inputs_of(name), indices[name], data, name, run_id, width
-        )
+        if probabilities is not None:
+            loss, accuracy, rows = score_probabilities(
+                probabilities[name], indices[name], data, name, run_id, width
+            )
+        else:
+            loss, accuracy, rows = score_classifier_split(
+                model, inputs_of(name), indices[name], data, name, run_id, width
+            )
         scores[f"{short}_loss"], scores[f"{short}_metric"] = loss, accuracy
         predictions += rows
     return scores, predictions

@@ -87,6 +87,12 @@ class TrainingSpec:
             > 1 cuts the per-step overhead that bounds small models such as heads on
             cached features.
         tensorboard: TensorBoard event files of every run.
+        joint_heads: heads on cached features (images ``features_head``) of a grouped
+            task train together in one compiled step, each with its own loss, optimizer,
+            learning rate, callbacks and rows, all on the same batches
+            (:mod:`dlpipe.tasks.training.multihead`; issue 17). Results are identical in
+            kind to separate runs, not bit-identical (the batch order is shared), so it
+            is part of the run key when on. Other families ignore it.
     """
 
     epochs: int = 20
@@ -96,12 +102,15 @@ class TrainingSpec:
     batch_size: int = 32
     steps_per_execution: int = 1
     tensorboard: TensorBoardSpec = field(default_factory=TensorBoardSpec)
+    joint_heads: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "steps_per_execution"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an integer >= 1. Received: {value!r}")
+        if not isinstance(self.joint_heads, bool):
+            raise ValueError(f"`joint_heads` must be true or false. Received: {self.joint_heads!r}")
 
 
 def callbacks(training: TrainingSpec, recorder, log_dir: str | None = None) -> list:

@@ -9,11 +9,19 @@ same state as in a fresh process (layer and object names, seeds) and gives the s
 results. A run that raises does not stop the others: its place in the returned list
 holds a :class:`~dlpipe.tasks.training.records.RunError`.
 
+With a kind's joint trainer (``joint``; images: heads on cached features whose study
+sets ``training.joint_heads``, :func:`dlpipe.tasks.images.heads.train_heads_jointly`),
+the runs it takes train together in one compiled step first
+(:mod:`dlpipe.tasks.training.multihead`); the others train one after another as above.
+Should the joint trainer raise as a whole (not one run's error), every run falls back
+to that sequential path, with a warning.
+
 Plain functions, no Ray (the Ray task is :func:`dlpipe.tasks.remote.train_models_task`).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from dlpipe.tasks.training.fit import error_text
@@ -29,6 +37,7 @@ def train_group(
     shared: dict,
     runs: list[dict],
     hook_of: Callable[[str], Callable[[int, dict], None]] | None = None,
+    joint: Callable[..., list] | None = None,
 ) -> list[RunResult | RunError]:
     """Train ``runs`` one after another in this process.
 
@@ -41,19 +50,36 @@ def train_group(
             carries its trained model's bytes,
             :func:`dlpipe.tasks.training.saved.train_keeping_model`).
         hook_of: ``run_id -> epoch_hook`` (the driver's progress board), or None.
+        joint: the kind's joint trainer, ``joint(shared, runs, hook_of)`` -> one entry
+            per run (its result, or None for a run it leaves to this function), or None.
 
     Returns:
         One entry per run, in order: its :class:`RunResult`, or a :class:`RunError`
         holding the error text of a run that raised.
     """
+    done: list = [None] * len(runs)
+    if joint is not None and len(runs) > 1:
+        try:
+            done = list(joint(shared, runs, hook_of))
+        except Exception as exc:  # the whole joint step failed: train them one by one
+            print(
+                f"warning: joint training failed ({error_text(exc)}); training the "
+                "runs one after another",
+                file=sys.stderr,
+            )
+            done = [None] * len(runs)
     out: list[RunResult | RunError] = []
     for i, own in enumerate(runs):
+        if done[i] is not None:
+            out.append(done[i])
+            continue
         kwargs = {**shared, **own}
         keep_model = bool(kwargs.pop("keep_model", False))
         if hook_of is not None:
             kwargs["epoch_hook"] = hook_of(kwargs["run_id"])
         try:
-            if i:  # the first run sets TensorFlow up (C13) before Keras is imported
+            if i or any(d is not None for d in done):  # the first run sets TensorFlow up
+                # (C13) before Keras is imported
                 reset_keras_state(None)
             out.append(train_keeping_model(train, keep_model, **kwargs))
         except Exception as exc:  # this run failed; the others go on

@@ -139,7 +139,7 @@ def run_key(
     """
     train = asdict(training)
     train.pop("tensorboard")  # event files do not change a result: keys of stored runs
-    for name, default in (("batch_size", 32), ("steps_per_execution", 1)):
+    for name, default in (("batch_size", 32), ("steps_per_execution", 1), ("joint_heads", False)):
         if train.get(name) == default:  # keys of runs stored before these settings existed
             train.pop(name)
     payload = {
