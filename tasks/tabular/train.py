@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from dlpipe.tasks.training.arrays import array_batches
 from dlpipe.tasks.training.classifier import (
     score_classifier_split,
     score_saved_classifier,
@@ -159,16 +160,13 @@ def train_tabular_model(
     _, x_train, y_train = fit_arrays(data, "train", cap)
     _, x_val, y_val = fit_arrays(data, "validation", cap)
     headline = []  # per-epoch headline logs of a K-fold fold run (history_headline)
-    recorder = fit_model(
+    recorder = fit_model(  # fit(x, y, shuffle=True)'s batches, fed in this thread
         model,
-        x_train,
-        (x_val, y_val) if len(x_val) else None,
+        array_batches(x_train, y_train, bs, shuffle=True),
+        array_batches(x_val, y_val, bs, shuffle=False) if len(x_val) else None,
         training=training,
         run_id=run_id,
         epoch_hook=chain_hook(epoch_hook, headline),
-        y=y_train,
-        batch_size=bs,
-        shuffle=True,
     )
     if meta.get("fold") is not None:
         history_headline(recorder.rows, headline, meta["task"])
