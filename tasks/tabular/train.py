@@ -167,6 +167,7 @@ def train_tabular_model(
         training=training,
         run_id=run_id,
         epoch_hook=chain_hook(epoch_hook, headline),
+        shuffle=False,  # the batches shuffle themselves (Keras would warn, then ignore it)
     )
     if meta.get("fold") is not None:
         history_headline(recorder.rows, headline, meta["task"])
