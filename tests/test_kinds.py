@@ -72,6 +72,7 @@ def test_run_key_is_unchanged_for_stored_runs():
     train = dataclasses.asdict(training)
     assert train.pop("batch_size") == 32 and train.pop("steps_per_execution") == 1
     train.pop("tensorboard")  # added later, never part of a key (event files only)
+    assert train.pop("joint_heads") is False  # added later: in a key only when true
     payload = {
         "dataset": "abc",
         "family": "gru",
