@@ -26,6 +26,7 @@ def fit(x, y, xv, yv, *, ours: bool, seed=3, loss="mse", units=1, spe=1):
             validation_data=array_batches(xv, yv, 7, shuffle=False),
             epochs=5,
             verbose=0,
+            shuffle=False,  # the batches shuffle themselves (Keras warns otherwise)
         )
     else:
         history = model.fit(

@@ -121,9 +121,9 @@ def screened_inputs(files: list[str], family: str, inputs: dict, batch_size: int
     import tensorflow as tf
 
     from dlpipe.tasks.images.decode import check_size, decode_image
+    from dlpipe.tasks.images.inputs import BASE_FAMILIES
     from dlpipe.tasks.images.prepare import base_preprocessing
     from dlpipe.tasks.images.preprocess import preprocessing_fn, preprocessing_id
-    from dlpipe.tasks.images.inputs import BASE_FAMILIES
     from dlpipe.tasks.images.validate import screen_file
 
     spec = image_spec(inputs)

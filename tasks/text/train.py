@@ -18,6 +18,7 @@ from dataclasses import asdict
 import numpy as np
 
 from dlpipe.tasks.text.prepare import SPLIT_CODES, TextSpec, multi_hot_rows, sequences
+from dlpipe.tasks.training.arrays import py_dataset_batches
 from dlpipe.tasks.training.classifier import (
     head_classes,
     score_classifier_splits,
@@ -64,7 +65,8 @@ def _batches(
     shuffle: bool,
     seed: int,
 ):
-    """A Keras PyDataset of ``(inputs, labels)`` batches of documents ``index``."""
+    """``(inputs, labels)`` batches of documents ``index``: a Keras PyDataset read as
+    ``fit`` reads it (:func:`~dlpipe.tasks.training.arrays.py_dataset_batches`)."""
     import keras
 
     labels = arrays["labels"]
@@ -92,7 +94,8 @@ def _batches(
             if shuffle:
                 self.rng.shuffle(self.order)
 
-    return TextBatches()
+    # fit shuffles the training batches' order too; fed in the training thread
+    return py_dataset_batches(TextBatches(), shuffle=shuffle)
 
 
 def train_text_model(
@@ -164,6 +167,7 @@ def train_text_model(
     batches = {
         s: _batches(data, split[s], family, inputs, width, bs, s == "train", seed)
         for s in SPLIT_CODES
+        if len(split[s])  # a K-fold final model has no validation rows
     }
     has_val = bool(len(split["validation"]))  # a K-fold final model has none
     recorder = fit_model(
@@ -173,6 +177,7 @@ def train_text_model(
         training=training,
         run_id=run_id,
         epoch_hook=epoch_hook,
+        shuffle=False,  # the batches come in fit's shuffled order already
     )
     if model_path:
         model.save(model_path)

@@ -1,4 +1,5 @@
-"""In-memory arrays as batches fed in the training thread (issues 14, 17).
+"""In-memory arrays and Keras PyDatasets as batches fed in the training thread (issues 14,
+17).
 
 ``model.fit(x, y, batch_size=..., shuffle=True)`` on NumPy arrays makes Keras 3 build
 its array pipeline (``ArrayDataAdapter.get_tf_dataset``, keras/src/trainers/
@@ -16,13 +17,18 @@ both; pinned to one core alone, 5.4 s).
 permutation for the same seed, and the same batches, updates and results, bit for bit:
 tests/test_array_batches.py) without the prefetch buffers and with a sequential
 ``map``, so each batch is gathered in the thread that trains on it.
+
+:func:`py_dataset_batches` does the same for a ``keras.utils.PyDataset`` (the weather
+kind's windows, the text kind's documents): Keras reads it through a generator behind a
+``prefetch`` buffer; these are the same batches in the same order, read when the step
+asks for them (tests/test_py_dataset_batches.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["array_batches"]
+__all__ = ["array_batches", "py_dataset_batches"]
 
 
 def floatx(a: np.ndarray) -> np.ndarray:
@@ -85,9 +91,70 @@ def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: boo
         lambda i, data: (tf.gather(data[0], i, axis=0), tf.gather(data[1], i, axis=0))
     )
     ds = ds.apply(tf.data.experimental.assert_cardinality(full + bool(partial)))
+    return ds.with_options(_sync_options(stateful=shuffle))
+
+
+def _sync_options(*, stateful: bool):
+    """tf.data options that start no background work: no default optimizations (which
+    may inject a ``prefetch``), no autotuned buffers."""
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
-    options.autotune.enabled = False  # no buffers sized in the background either
-    if shuffle:
+    options.autotune.enabled = False
+    if stateful:
         options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
-    return ds.with_options(options)
+    return options
+
+
+def py_dataset_batches(py_dataset, *, shuffle: bool):
+    """A ``tf.data.Dataset`` of the batches ``model.fit(py_dataset, shuffle=shuffle)``
+    (or ``evaluate``/``predict``, which pass ``shuffle=False``) takes from a
+    ``keras.utils.PyDataset``, fed synchronously (module docstring).
+
+    Keras' ``PyDatasetAdapter`` (keras/src/trainers/data_adapters/py_dataset_adapter.py,
+    one worker, no multiprocessing) wraps the dataset's Python generator in
+    ``tf.data.Dataset.from_generator`` behind a ``prefetch(AUTOTUNE)`` buffer. This
+    serves the same batches in the same order without the buffer: each epoch, the batch
+    indices ``0..len-1``, shuffled with Python's ``random.shuffle`` when ``shuffle`` (as
+    Keras does, from the state ``keras.utils.set_random_seed`` seeds), after the
+    dataset's ``on_epoch_end``: Keras calls it once before the first epoch
+    (``fit``/``predict`` reset their epoch iterator) and after every epoch, so every
+    epoch reads the dataset after one more call of it.
+
+    Args:
+        py_dataset: a finite ``keras.utils.PyDataset`` whose ``__getitem__`` returns an
+            ``(x, y)`` tuple of NumPy arrays (batch axis first) and has no side effects
+            (its order changes only in ``on_epoch_end``).
+        shuffle: shuffle the order of the batches every epoch, as ``fit`` does by default.
+
+    Returns:
+        A dataset of ``len(py_dataset)`` batches (cardinality known, so Keras counts the
+        steps of an epoch and never reads past the last batch), iterated again each epoch.
+
+    Raises:
+        ValueError: the dataset holds no batch.
+    """
+    import random
+
+    import tensorflow as tf
+
+    n = len(py_dataset)
+    if n < 1:
+        raise ValueError("The PyDataset has length 0")
+    signature = tuple(
+        tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype))
+        for a in py_dataset[0]
+    )
+
+    def epoch():
+        py_dataset.on_epoch_end()
+        order = list(range(n))
+        if shuffle:
+            random.shuffle(order)
+        for i in order:
+            yield tuple(py_dataset[i])
+
+    ds = tf.data.Dataset.from_generator(epoch, output_signature=signature)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+    return ds.with_options(_sync_options(stateful=False))

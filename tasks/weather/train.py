@@ -14,6 +14,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from dlpipe.tasks.training.arrays import py_dataset_batches
 from dlpipe.tasks.training.fit import (
     EarlyStoppingSpec,
     ReduceLROnPlateauSpec,
@@ -36,6 +37,9 @@ __all__ = [
 
 
 def _py_dataset(batches: WindowBatches):
+    """The batches as Keras reads them (fit shuffles the training split's batch order
+    too), fed in the training thread
+    (:func:`~dlpipe.tasks.training.arrays.py_dataset_batches`)."""
     import keras
 
     class WindowDataset(keras.utils.PyDataset):
@@ -53,7 +57,7 @@ def _py_dataset(batches: WindowBatches):
         def on_epoch_end(self):
             batches.on_epoch_end()
 
-    return WindowDataset()
+    return py_dataset_batches(WindowDataset(), shuffle=batches.shuffle)
 
 
 def split_batches(
@@ -149,6 +153,7 @@ def train_model(
         training=training,
         run_id=run_id,
         epoch_hook=epoch_hook,
+        shuffle=False,  # the batches come in fit's shuffled order already
     )
     if model_path:
         model.save(model_path)
