@@ -142,7 +142,7 @@ def launch_jobs(cfg, jobs: list[TrainingJob], run_dir: Path | None = None) -> Pe
     if not jobs:
         return pending
     pending.board = epoch_board()
-    ordered = schedule(kind, jobs, run_dir or cfg.run_dir)
+    ordered = schedule(kind, jobs, run_dir or cfg.run_dir, cost_estimator(kind, res, jobs))
     groups = job_groups(kind, ordered, res.group_heads, group_slots(res, kind, ordered))
     shared = [g for g in groups if len(g) > 1]
     if shared:
@@ -155,6 +155,52 @@ def launch_jobs(cfg, jobs: list[TrainingJob], run_dir: Path | None = None) -> Pe
         refs = launch_group(kind, res, group, paths, pending.board)
         pending.update(zip(refs, group))
     return pending
+
+
+def cost_estimator(kind, res, jobs: list[TrainingJob]):
+    """The ``estimate`` of :func:`dlpipe.pipelines.slots.schedule` for ``jobs``: None when
+    ordering cannot matter (the kind builds no models for estimates, or the cluster runs
+    every job at once), else :func:`estimate_job_costs` bound to the study."""
+    if kind.cost_model is None:
+        return None
+    import ray
+
+    if len(jobs) <= task_slots(res, ray.cluster_resources()):
+        return None
+    return lambda some: estimate_job_costs(kind, res, some)
+
+
+def estimate_job_costs(kind, res, jobs: list[TrainingJob]) -> list[float | None]:
+    """Each job's estimated multiply-adds per sample, by one Ray task that builds their
+    models (:func:`dlpipe.tasks.remote.estimate_costs_task`, with the first job's
+    dataset metadata: a study's jobs share their input shapes). With warm workers
+    (``resources.reuse_workers``) the task runs in a training worker, which goes on
+    training with TensorFlow loaded; else in a worker of its own. A task that fails
+    leaves the jobs unestimated (None each; a warning says why): the order only
+    changes how full the slots are, never a result."""
+    import ray
+
+    from dlpipe.tasks.remote import (
+        estimate_costs_task,
+        estimate_costs_warm_task,
+        tf_task,
+        warm_runtime_env,
+    )
+
+    runs = [{"family": j.model.family, "hp": j.model.hp, "inputs": j.inputs} for j in jobs]
+    args = (kind.cost_model, jobs[0].data.meta, runs)
+    if res.warm_workers:
+        task = estimate_costs_warm_task.options(
+            runtime_env=warm_runtime_env(res.num_cpus), num_cpus=res.num_cpus, num_gpus=0
+        )
+    else:
+        task = tf_task(estimate_costs_task, num_cpus=res.num_cpus, num_gpus=0)
+    ref = task.remote(*args, num_cpus=res.num_cpus)
+    try:
+        return ray.get(ref)
+    except Exception as exc:  # noqa: BLE001 - any failure only loses the ordering
+        print(f"warning: runs not ordered by expected cost: {exc}", file=sys.stderr)
+        return [None] * len(jobs)
 
 
 def group_slots(res, kind, jobs: list[TrainingJob]) -> int:

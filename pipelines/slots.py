@@ -11,14 +11,24 @@ tells:
 1. the mean ``wall_time_s`` of the run directory's finished runs (status ``ok``) of the
    same family, evaluation role (hold-out, K-fold ``fold`` or ``final``) and inputs
    (every field of the job's inputs equal in the stored ``inputs`` JSON);
-2. else ``params x sample length x epochs x rate``: ``params`` is the family's
-   parameter count recorded by its latest finished run in the run directory (the
-   driver loads no TensorFlow, so it builds no model to count them; a family that never
-   ran there takes the median of the known families' counts, or 1), the sample length
-   is the kind's (:meth:`~dlpipe.pipelines.kinds.base.StudyKind.sample_length`: window
-   timesteps, sequence length, image pixels, 1 for a tabular row), ``epochs`` the job's
-   budget, and ``rate`` the seconds per unit of the jobs of rule 1 (1 when none), so
-   both rules compare.
+2. else ``cost per sample x epochs x rate``: ``epochs`` is the job's budget, ``rate``
+   the seconds per unit of the jobs of rule 1 (1 when none), so both rules compare. The
+   cost per sample is
+
+   * where the kind can build its models (:attr:`~dlpipe.pipelines.kinds.base.
+     StudyKind.cost_model`), the model's estimated multiply-adds per sample
+     (:mod:`dlpipe.tasks.training.costs`), computed by one Ray task in a training
+     worker before the study's training tasks are submitted (the driver loads no
+     TensorFlow); a job whose model could not be built takes the median of the others;
+   * else ``params x sample length``: ``params`` is the family's parameter count
+     recorded by its latest finished run in the run directory (a family that never ran
+     there takes the median of the known families' counts, or 1), the sample length is
+     the kind's (:meth:`~dlpipe.pipelines.kinds.base.StudyKind.sample_length`: window
+     timesteps, sequence length, image pixels, 1 for a tabular row).
+
+   Without estimates, a new run directory of one kind and one window gives every job
+   the same cost; the estimates tell a stacked GRU (~2.8M multiply-adds a window in the
+   weather demo, 156 s) from a dense net of twice its weights (~42k, 10 s).
 
 Equal costs keep the study file's order (a stable sort).
 
@@ -109,26 +119,31 @@ def family_params(history: list[dict]) -> dict[str, float]:
     return latest
 
 
-def expected_costs(kind, jobs: list, runs) -> list[float]:
+def expected_costs(kind, jobs: list, runs, estimates: list | None = None) -> list[float]:
     """Each job's expected cost (module docstring), in the order of ``jobs``.
 
     Args:
         kind: the study kind (:meth:`~dlpipe.pipelines.kinds.base.StudyKind.sample_length`).
         jobs: :class:`~dlpipe.pipelines.jobs.TrainingJob` objects.
         runs: the run directory's ``runs`` table (a pandas DataFrame; empty for a new one).
+        estimates: each job's estimated multiply-adds per sample (None where unknown),
+            or None for no estimates.
 
     Returns:
         Costs: seconds, or estimate units times the seconds per unit of the matched jobs.
     """
     history = finished_runs(runs)
-    params = family_params(history)
-    fallback = statistics.median(params.values()) if params else 1.0
-    units = [
-        params.get(job.model.family, fallback)
-        * kind.sample_length(job.inputs)
-        * max(1, job.training.epochs)
-        for job in jobs
-    ]
+    known_estimates = [e for e in estimates or () if e is not None and e > 0]
+    if known_estimates:
+        fill = statistics.median(known_estimates)
+        per_sample = [e if e is not None and e > 0 else fill for e in estimates]
+    else:
+        params = family_params(history)
+        fallback = statistics.median(params.values()) if params else 1.0
+        per_sample = [
+            params.get(job.model.family, fallback) * kind.sample_length(job.inputs) for job in jobs
+        ]
+    units = [p * max(1, job.training.epochs) for p, job in zip(per_sample, jobs, strict=True)]
     walls = [previous_wall(job, history) for job in jobs]
     known = [(w, u) for w, u in zip(walls, units, strict=True) if w is not None and u > 0]
     rate = sum(w for w, _ in known) / sum(u for _, u in known) if known else 1.0
@@ -141,12 +156,38 @@ def longest_first(jobs: list, costs: list[float]) -> list:
     return [jobs[i] for i in order]
 
 
-def schedule(kind, jobs: list, run_dir: str | Path) -> list:
+def model_key(job) -> tuple:
+    """What fixes a job's model and its cost: family, hyperparameters and inputs (K-fold
+    folds of one model share it)."""
+    return (job.model.family, reports.dumps(job.model.hp), reports.dumps(job_inputs(job)))
+
+
+def schedule(kind, jobs: list, run_dir: str | Path, estimate=None) -> list:
     """``jobs`` longest expected first (:func:`expected_costs` from the ``runs`` report
-    of ``run_dir``)."""
+    of ``run_dir``).
+
+    Args:
+        estimate: ``estimate(jobs) -> [multiply-adds per sample or None]`` (one Ray task,
+            :func:`dlpipe.pipelines.jobs.estimate_job_costs`), asked once per distinct
+            model (:func:`model_key`) and only when some job has no finished run to go
+            by and the jobs are of more than one model; None: no estimates.
+    """
     if len(jobs) < 2:
         return list(jobs)
-    return longest_first(jobs, expected_costs(kind, jobs, reports.read_table(run_dir, "runs")))
+    runs = reports.read_table(run_dir, "runs")
+    estimates = None
+    models = {}
+    for job in jobs:
+        models.setdefault(model_key(job), job)
+    history = finished_runs(runs)
+    if (
+        estimate is not None
+        and len(models) > 1
+        and any(previous_wall(job, history) is None for job in jobs)
+    ):
+        found = dict(zip(models, estimate(list(models.values())), strict=True))
+        estimates = [found[model_key(job)] for job in jobs]
+    return longest_first(jobs, expected_costs(kind, jobs, runs, estimates))
 
 
 def task_slots(resources, cluster: dict) -> int:

@@ -209,6 +209,47 @@ def train_model_warm_task(train, board=None, keep_model=False, **kwargs):
     return trainer.run({"train": train, "keep_model": keep_model, "kwargs": kwargs})
 
 
+def _estimate_costs(cost_model, meta, runs, num_cpus, warm):
+    keep_pyarrow_out()
+    from dlpipe.tasks.training.costs import estimate_costs
+
+    if warm:
+        from dlpipe.tasks.training.warm import process_trainer
+
+        process_trainer(num_cpus)
+    else:
+        from dlpipe.tasks.training.tf_setup import setup_tensorflow
+
+        setup_tensorflow(num_cpus, 0)
+    return estimate_costs(cost_model, meta, runs)
+
+
+@ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
+def estimate_costs_task(cost_model, meta, runs, num_cpus=1):
+    """Ray task: each run's estimated per-sample cost
+    (:func:`dlpipe.tasks.training.costs.estimate_costs`) in a fresh worker, so a study
+    can order its training tasks longest first before any has run
+    (:mod:`dlpipe.pipelines.slots`). GPUs stay hidden (building a model needs none).
+
+    Returns:
+        One float (or None) per run.
+    """
+    return _estimate_costs(cost_model, meta, runs, num_cpus, warm=False)
+
+
+@ray.remote(max_calls=WARM_MAX_CALLS, num_cpus=1, runtime_env=_TF_WORKER)
+def estimate_costs_warm_task(cost_model, meta, runs, num_cpus=1):
+    """Ray task: :func:`estimate_costs_task` in a reused training worker (launch it
+    with :func:`warm_runtime_env`), set up as
+    :func:`~dlpipe.tasks.training.warm.process_trainer` sets one up, so the worker goes
+    on to train with TensorFlow already loaded.
+
+    Returns:
+        One float (or None) per run.
+    """
+    return _estimate_costs(cost_model, meta, runs, num_cpus, warm=True)
+
+
 @ray.remote(max_calls=1, num_cpus=1, runtime_env=_TF_WORKER)
 def train_models_task(train, runs, board=None, joint=None, **shared):
     """Ray task: several training runs, one after another, in one fresh worker

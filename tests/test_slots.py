@@ -151,3 +151,41 @@ def test_efficiency_on_hand_worked_numbers(tmp_path):
     assert [e["tasks"] for e in entries] == [4, 0]
     assert [type(e["task_wall_s"]) for e in entries] == [float, float]  # 0.0, not 0
     assert entries[0]["efficiency"] == pytest.approx(0.75) and entries[1]["efficiency"] is None
+
+
+def test_estimates_rank_jobs_of_one_window_and_fill_the_unknown():
+    # one window, 10 epochs each: without estimates every job costs the same
+    jobs = [job("d", "dense", 120), job("s", "stacked_gru", 120), job("g", "gru", 120)]
+    assert len(set(expected_costs(KIND, jobs, pd.DataFrame()))) == 1
+    # estimates per sample: dense 40, stacked 2,000, gru unknown -> median 1,020
+    costs = expected_costs(KIND, jobs, pd.DataFrame(), [40.0, 2000.0, None])
+    assert costs == [400.0, 20000.0, 10200.0]
+    assert [j.run_id for j in longest_first(jobs, costs)] == ["s", "g", "d"]
+
+
+def test_estimates_take_the_rate_of_finished_runs():
+    jobs = [job("A", "gru", 120), job("B", "dense", 120)]
+    runs = pd.DataFrame([stored("gru", 120, 50.0, 1000)])  # A ran: 50 s for 500 x 10 units
+    costs = expected_costs(KIND, jobs, runs, [500.0, 2000.0])
+    assert costs == pytest.approx([50.0, 2000 * 10 * 50.0 / 5000])
+
+
+def test_schedule_asks_once_per_distinct_model_and_only_when_needed(tmp_path):
+    asked = []
+
+    def estimate(some):
+        asked.append([j.run_id for j in some])
+        return [{"dense": 40.0, "stacked_gru": 2000.0}[j.model.family] for j in some]
+
+    folds = [job(f"f{i}", "dense", 120) for i in range(3)]
+    assert schedule(KIND, folds, tmp_path, estimate) == folds  # one model: never asked
+    assert asked == []
+    jobs = [job("d1", "dense", 120), job("s", "stacked_gru", 120), job("d2", "dense", 120)]
+    order = [j.run_id for j in schedule(KIND, jobs, tmp_path, estimate)]
+    assert asked == [["d1", "s"]] and order == ["s", "d1", "d2"]
+    # every job has a finished run to go by: the walls decide, nothing is asked
+    reports.write_part(tmp_path, "runs", "r1", [stored("dense", 120, 9.0, 1)])
+    reports.write_part(tmp_path, "runs", "r2", [stored("stacked_gru", 120, 3.0, 1)])
+    reports_jobs = [job("d", "dense", 120, step=6), job("s", "stacked_gru", 120, step=6)]
+    assert [j.run_id for j in schedule(KIND, reports_jobs, tmp_path, estimate)] == ["d", "s"]
+    assert len(asked) == 1

@@ -114,6 +114,15 @@ class StudyKind:
         return None
 
     @property
+    def cost_model(self) -> Callable | None:
+        """The builder of a run's untrained model for its cost estimate,
+        ``cost_model(family, hp, inputs, meta) -> keras.Model``
+        (:func:`dlpipe.tasks.training.costs.estimate_costs`, run in a worker), or None
+        (the default: runs are ordered by parameter count x :meth:`sample_length`,
+        :mod:`dlpipe.pipelines.slots`)."""
+        return None
+
+    @property
     def evaluate(self) -> Callable[..., dict]:
         """The saved-model evaluator: ``evaluate(*, data, meta, model_path, inputs, run_id,
         split, max_batches, batch_size, family, num_cpus, num_gpus)`` ->

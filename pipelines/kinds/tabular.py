@@ -91,6 +91,12 @@ class TabularKind(StudyKind):
         return train_tabular_model
 
     @property
+    def cost_model(self):
+        from dlpipe.tasks.tabular.train import cost_model
+
+        return cost_model
+
+    @property
     def evaluate(self):
         from dlpipe.tasks.tabular.train import evaluate_saved_tabular_model
 

@@ -64,6 +64,12 @@ class TextKind(StudyKind):
         return inputs.maxlen
 
     @property
+    def cost_model(self):
+        from dlpipe.tasks.text.train import cost_model
+
+        return cost_model
+
+    @property
     def evaluate(self):
         from dlpipe.tasks.text.train import evaluate_saved_text_model
 

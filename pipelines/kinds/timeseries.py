@@ -76,6 +76,12 @@ class TimeseriesKind(StudyKind):
         return train_model
 
     @property
+    def cost_model(self):
+        from dlpipe.tasks.weather.train import cost_model
+
+        return cost_model
+
+    @property
     def evaluate(self):
         from dlpipe.tasks.weather.train import evaluate_saved_model
 

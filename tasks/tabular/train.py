@@ -106,6 +106,20 @@ def fit_arrays(
     return index, np.asarray(data["x"])[index], y
 
 
+def cost_model(family: str, hp: dict, inputs, meta: dict):
+    """The untrained model :func:`train_tabular_model` builds for these arguments (input
+    ``(len(meta["input_columns"]),)``), for its cost estimate
+    (:func:`dlpipe.tasks.training.costs.estimate_costs`). Call in a TensorFlow worker.
+
+    Raises:
+        ValueError: bad hyperparameter.
+    """
+    from dlpipe.models.registry import build_model, resolved_hparams
+
+    hp_resolved = resolved_hparams(family, data_hparams(hp, meta), "tabular")
+    return build_model(family, (len(meta["input_columns"]),), hp_resolved, "tabular")
+
+
 def train_tabular_model(
     *,
     data: dict,

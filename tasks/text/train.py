@@ -98,6 +98,23 @@ def _batches(
     return py_dataset_batches(TextBatches(), shuffle=shuffle)
 
 
+def cost_model(family: str, hp: dict, inputs: TextSpec, meta: dict):
+    """The untrained model :func:`train_text_model` builds for these arguments (input
+    ``(maxlen,)``, or ``(max_words + 2,)`` for multi-hot families), for its cost estimate
+    (:func:`dlpipe.tasks.training.costs.estimate_costs`). Call in a TensorFlow worker.
+
+    Raises:
+        ValueError: bad hyperparameter, or ``glove_dense`` (its width comes from the
+            GloVe vectors, which are not in ``meta``).
+    """
+    from dlpipe.models.registry import build_model, resolved_hparams
+
+    hp_resolved = resolved_hparams(family, data_hparams(family, hp, meta, None), "text")
+    multi_hot = family in MULTI_HOT_FAMILIES
+    shape = (inputs.max_words + 2,) if multi_hot else (inputs.maxlen,)
+    return build_model(family, shape, hp_resolved, "text")
+
+
 def train_text_model(
     *,
     data: dict,

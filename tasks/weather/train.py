@@ -83,6 +83,20 @@ def split_batches(
     )
 
 
+def cost_model(family: str, hp: dict, inputs: WindowSpec, meta: dict):
+    """The untrained model :func:`train_model` builds for these arguments (input
+    ``(inputs.timesteps, len(meta["columns"]))``), for its cost estimate
+    (:func:`dlpipe.tasks.training.costs.estimate_costs`). Call in a TensorFlow worker.
+
+    Raises:
+        ValueError: bad hyperparameter, or windows too short for the family.
+    """
+    from dlpipe.models.registry import build_model, resolved_hparams
+
+    shape = (inputs.timesteps, len(meta["columns"]))
+    return build_model(family, shape, resolved_hparams(family, hp))
+
+
 def train_model(
     *,
     data: np.ndarray,
